@@ -1,0 +1,1 @@
+"""Alembic migrations: DDL only, hand-written, no application imports."""

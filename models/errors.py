@@ -1,0 +1,68 @@
+"""The one error tree of Engram; the HTTP edge maps it to responses in one place."""
+
+from __future__ import annotations
+
+
+class EngramError(Exception):
+    """Base of every error Engram raises on purpose."""
+
+    code = "internal_error"
+    status = 500
+
+
+class ConfigError(EngramError):
+    """The configuration is invalid or incomplete."""
+
+    code = "config_error"
+
+
+class InvalidInput(EngramError):
+    """The request is well-formed but its content breaks a rule."""
+
+    code = "invalid_input"
+    status = 422
+
+
+class Unauthenticated(EngramError):
+    """No key, or a key that is unknown, malformed or revoked."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(EngramError):
+    """A valid key that may not act on this user or route."""
+
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(EngramError):
+    """No such object for this user."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(EngramError):
+    """A client-chosen id already names different content."""
+
+    code = "conflict"
+    status = 409
+
+
+class Unavailable(EngramError):
+    """A backing server (Postgres) cannot be reached right now."""
+
+    code = "unavailable"
+    status = 503
+
+
+class EmbeddingError(EngramError):
+    """Embedding failed; ``permanent`` says whether retrying can help."""
+
+    code = "embedding_failed"
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent

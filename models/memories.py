@@ -1,0 +1,198 @@
+"""The memories repository: plain async functions that take a connection and hold the SQL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from psycopg import AsyncConnection, sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from models.errors import Conflict, InvalidInput, NotFound
+from models.spaces import Space, vector_table
+from models.types import Memory, MemoryPatch, NewMemory, Status
+
+COLUMNS = (
+    "id, user_id, content, metadata, session_id, importance, status, "
+    "last_error AS error, space, created_at, updated_at, expires_at"
+)
+# Expired memories vanish from every read at once; a sweep deletes them later.
+LIVE = "(expires_at IS NULL OR expires_at > now())"
+
+
+def content_hash(content: str) -> bytes:
+    """What a vector is made from: the vector is current while this hash matches."""
+    return hashlib.sha256(content.encode()).digest()
+
+
+async def insert_memories(
+    conn: AsyncConnection, user_id: str, space: Space, items: list[NewMemory]
+) -> list[Memory]:
+    """Insert new memories as ``pending``; a known id with the same content is a no-op.
+
+    Runs in one transaction: a conflicting id (same id, other content) changes nothing.
+    """
+    params = {
+        "user_id": user_id,
+        "space": space.name,
+        "ids": [item.id for item in items],
+        "contents": [item.content for item in items],
+        "metadata": [Jsonb(item.metadata) for item in items],
+        "sessions": [item.session_id for item in items],
+        "importance": [item.importance for item in items],
+        "hashes": [content_hash(item.content) for item in items],
+        "ttls": [item.ttl_seconds for item in items],
+    }
+    async with conn.transaction():
+        await conn.execute(
+            """
+            INSERT INTO memories (user_id, id, content, metadata, session_id, importance,
+                                  space, content_hash, expires_at)
+            SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
+                   %(space)s, b.hash, now() + make_interval(secs => b.ttl)
+            FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
+                        %(sessions)s::text[], %(importance)s::real[], %(hashes)s::bytea[],
+                        %(ttls)s::float8[])
+                 AS b(id, content, metadata, session_id, importance, hash, ttl)
+            ON CONFLICT (user_id, id) DO NOTHING
+            """,
+            params,
+        )
+        cur = await conn.execute(
+            "SELECT id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
+            [user_id, params["ids"]],
+        )
+        stored = {row[0]: bytes(row[1]) for row in await cur.fetchall()}
+        for item_id, wanted in zip(params["ids"], params["hashes"], strict=True):
+            if stored.get(item_id) != wanted:
+                raise Conflict(f"memory {item_id} already exists with other content")
+        found = {m.id: m for m in await get_memories(conn, user_id, params["ids"])}
+    return [found[item_id] for item_id in params["ids"]]
+
+
+async def get_memories(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Memory]:
+    async with conn.cursor(row_factory=class_row(Memory)) as cur:
+        await cur.execute(
+            f"SELECT {COLUMNS} FROM memories WHERE user_id = %s AND id = ANY(%s) AND {LIVE}",
+            [user_id, ids],
+        )
+        return await cur.fetchall()
+
+
+async def get_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) -> Memory:
+    found = await get_memories(conn, user_id, [memory_id])
+    if not found:
+        raise NotFound(f"memory {memory_id} not found")
+    return found[0]
+
+
+async def list_memories(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    session_id: str | None = None,
+    status: Status | None = None,
+) -> tuple[list[Memory], str | None]:
+    """A page of memories, newest first, and the cursor of the next page (None at the end)."""
+    after = decode_cursor(cursor) if cursor else None
+    query = sql.SQL(
+        f"SELECT {COLUMNS} FROM memories WHERE user_id = %(user_id)s AND {LIVE}"
+        " AND (%(session_id)s::text IS NULL OR session_id = %(session_id)s)"
+        " AND (%(status)s::text IS NULL OR status = %(status)s)"
+        " AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) < (%(after_at)s, %(after_id)s))"
+        " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+    )
+    params = {
+        "user_id": user_id,
+        "session_id": session_id,
+        "status": status,
+        "after_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+        "limit": limit + 1,
+    }
+    async with conn.cursor(row_factory=class_row(Memory)) as cur:
+        await cur.execute(query, params)
+        rows = await cur.fetchall()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.created_at, last.id)
+
+
+async def update_memory(
+    conn: AsyncConnection, user_id: str, memory_id: UUID, patch: MemoryPatch
+) -> Memory:
+    """Apply a patch; new content sends the memory back to ``pending`` for re-embedding."""
+    changes: list[sql.Composable] = [sql.SQL("updated_at = now()")]
+    params: dict[str, Any] = {"user_id": user_id, "id": memory_id}
+    if patch.content is not msgspec.UNSET:
+        params |= {"content": patch.content, "hash": content_hash(patch.content)}
+        # Only a real change of content re-embeds; the same text keeps its vector.
+        changes.append(
+            sql.SQL(
+                "status = CASE WHEN content_hash = %(hash)s THEN status ELSE 'pending' END, "
+                "attempts = CASE WHEN content_hash = %(hash)s THEN attempts ELSE 0 END, "
+                "last_error = CASE WHEN content_hash = %(hash)s THEN last_error END, "
+                "claimed_until = CASE WHEN content_hash = %(hash)s THEN claimed_until END, "
+                "queued_at = CASE WHEN content_hash = %(hash)s THEN queued_at ELSE now() END, "
+                "content = %(content)s, content_hash = %(hash)s"
+            )
+        )
+    if patch.metadata is not msgspec.UNSET:
+        params["metadata"] = Jsonb(patch.metadata)
+        changes.append(sql.SQL("metadata = %(metadata)s"))
+    if patch.importance is not msgspec.UNSET:
+        params["importance"] = patch.importance
+        changes.append(sql.SQL("importance = %(importance)s"))
+    if patch.ttl_seconds is not msgspec.UNSET:
+        params["ttl"] = patch.ttl_seconds
+        changes.append(sql.SQL("expires_at = now() + make_interval(secs => %(ttl)s::float8)"))
+    query = sql.SQL(
+        "UPDATE memories SET {changes} WHERE user_id = %(user_id)s AND id = %(id)s AND {live} "
+        "RETURNING {columns}"
+    ).format(changes=sql.SQL(", ").join(changes), live=sql.SQL(LIVE), columns=sql.SQL(COLUMNS))
+    async with conn.cursor(row_factory=class_row(Memory)) as cur:
+        await cur.execute(query, params)
+        memory = await cur.fetchone()
+    if memory is None:
+        raise NotFound(f"memory {memory_id} not found")
+    return memory
+
+
+async def delete_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) -> None:
+    """Delete a memory and its vector in one transaction: gone from search at once."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM memories WHERE user_id = %s AND id = %s RETURNING space",
+            [user_id, memory_id],
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"memory {memory_id} not found")
+        await conn.execute(
+            sql.SQL("DELETE FROM {} WHERE user_id = %s AND item_id = %s").format(
+                sql.Identifier(vector_table(row[0]))
+            ),
+            [user_id, memory_id],
+        )
+
+
+def encode_cursor(created_at: datetime, item_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{item_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, item_id = raw.split("|")
+        return datetime.fromisoformat(at), UUID(item_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("invalid cursor") from None

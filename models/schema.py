@@ -1,0 +1,42 @@
+"""Schema migrations through Alembic, driven from code (``engram migrate``, tests, readiness)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config for the bundled ``migrations`` package and this database."""
+    config = Config()
+    config.set_main_option("script_location", str(files("migrations")))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url))
+    return config
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Alembic runs on SQLAlchemy: point it at the psycopg 3 dialect."""
+    scheme, sep, rest = database_url.partition("://")
+    if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        return f"postgresql+psycopg{sep}{rest}".replace("%", "%%")
+    return database_url.replace("%", "%%")
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrate the database up to ``revision``."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str = "base") -> None:
+    """Migrate the database down to ``revision``."""
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def head_revision() -> str:
+    """The revision that ``upgrade head`` reaches."""
+    head = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
+    assert head is not None
+    return head

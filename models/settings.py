@@ -1,0 +1,110 @@
+"""Settings: one frozen object built from the environment and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from models.errors import ConfigError
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Input limits of the HTTP API (each one documented in docs/api.md)."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_batch: int = 1000
+    max_content_chars: int = 32_000
+    max_metadata_bytes: int = 16 * 1024
+    max_metadata_depth: int = 5
+    max_k: int = 100
+    max_page: int = 100
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable, read once from ``ENGRAM_*`` variables."""
+
+    home: Path
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_key: str | None = None
+    model_path: str | None = None
+    log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = ()
+    # embedding work
+    encode_batch_size: int = 64
+    max_attempts: int = 5
+    claim_seconds: float = 120.0
+    sweep_interval_seconds: float = 15.0
+    requeue_after_seconds: float = 30.0
+    retry_base_seconds: float = 2.0
+    wait_timeout_seconds: float = 30.0
+    worker_threads: int = 2
+    broker_heartbeat_ms: int = 60_000
+    # search: users with at most this many vectors are searched exactly
+    exact_search_max_rows: int = 20_000
+    limits: Limits = Limits()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("ENGRAM_HOME") or Path.home() / ".engram").expanduser().resolve()
+        try:
+            return cls(
+                home=home,
+                database_url=env.get("ENGRAM_DATABASE_URL") or None,
+                redis_url=env.get("ENGRAM_REDIS_URL") or None,
+                host=env.get("ENGRAM_HOST", "127.0.0.1"),
+                port=int(env.get("ENGRAM_PORT", "8000")),
+                admin_key=env.get("ENGRAM_ADMIN_KEY") or None,
+                model_path=env.get("ENGRAM_MODEL_PATH") or None,
+                log_level=env.get("ENGRAM_LOG_LEVEL", "INFO").upper(),
+                cors_origins=_split(env.get("ENGRAM_CORS_ORIGINS", "")),
+                encode_batch_size=int(env.get("ENGRAM_ENCODE_BATCH_SIZE", "64")),
+                max_attempts=int(env.get("ENGRAM_MAX_ATTEMPTS", "5")),
+                claim_seconds=float(env.get("ENGRAM_CLAIM_SECONDS", "120")),
+                sweep_interval_seconds=float(env.get("ENGRAM_SWEEP_INTERVAL_SECONDS", "15")),
+                requeue_after_seconds=float(env.get("ENGRAM_REQUEUE_AFTER_SECONDS", "30")),
+                retry_base_seconds=float(env.get("ENGRAM_RETRY_BASE_SECONDS", "2")),
+                wait_timeout_seconds=float(env.get("ENGRAM_WAIT_TIMEOUT_SECONDS", "30")),
+                worker_threads=int(env.get("ENGRAM_WORKER_THREADS", "2")),
+                broker_heartbeat_ms=int(env.get("ENGRAM_BROKER_HEARTBEAT_MS", "60000")),
+                exact_search_max_rows=int(env.get("ENGRAM_EXACT_SEARCH_MAX_ROWS", "20000")),
+                limits=Limits(
+                    max_body_bytes=int(env.get("ENGRAM_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
+                    max_batch=int(env.get("ENGRAM_MAX_BATCH", "1000")),
+                    max_content_chars=int(env.get("ENGRAM_MAX_CONTENT_CHARS", "32000")),
+                    max_metadata_bytes=int(env.get("ENGRAM_MAX_METADATA_BYTES", "16384")),
+                    max_metadata_depth=int(env.get("ENGRAM_MAX_METADATA_DEPTH", "5")),
+                ),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"invalid ENGRAM_* setting: {exc}") from exc
+
+    @property
+    def embedded(self) -> bool:
+        """True when no server URLs are configured and Engram starts its own."""
+        return self.database_url is None and self.redis_url is None
+
+    def require_urls(self) -> tuple[str, str]:
+        """The database and Redis URLs; both must be set by now."""
+        if self.database_url is None or self.redis_url is None:
+            raise ConfigError(
+                "ENGRAM_DATABASE_URL and ENGRAM_REDIS_URL must both be set "
+                "(or neither, to let `engram run` start embedded servers)"
+            )
+        return self.database_url, self.redis_url
+
+    @property
+    def admin_key_file(self) -> Path:
+        """Where a generated bootstrap admin key is kept (mode 0600)."""
+        return self.home / "admin.key"
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())

@@ -1,0 +1,91 @@
+"""Rules for user input that a type alone cannot express; each breach is InvalidInput (422)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from models.errors import InvalidInput
+from models.settings import Limits
+
+USER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def check_user_id(user_id: str) -> str:
+    if not USER_ID_RE.match(user_id):
+        raise InvalidInput("user_id must be 1 to 128 characters of [A-Za-z0-9._:@-]")
+    return user_id
+
+
+def check_content(content: str, limits: Limits, *, field: str = "content") -> str:
+    """Non-blank text without NUL characters, within the size limit."""
+    if not content.strip():
+        raise InvalidInput(f"{field} must not be empty")
+    if len(content) > limits.max_content_chars:
+        raise InvalidInput(f"{field} is longer than {limits.max_content_chars} characters")
+    if "\x00" in content:
+        raise InvalidInput(f"{field} must not contain NUL characters")
+    return content
+
+
+def check_session_id(session_id: str | None) -> str | None:
+    if session_id is not None and not USER_ID_RE.match(session_id):
+        raise InvalidInput("session_id must be 1 to 128 characters of [A-Za-z0-9._:@-]")
+    return session_id
+
+
+def check_metadata(metadata: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """A JSON object within the size and depth limits, with no NUL in keys or strings."""
+    if len(msgspec.json.encode(metadata)) > limits.max_metadata_bytes:
+        raise InvalidInput(f"metadata is larger than {limits.max_metadata_bytes} bytes")
+    _check_json_value(metadata, depth=1, max_depth=limits.max_metadata_depth)
+    return metadata
+
+
+def _check_json_value(value: Any, *, depth: int, max_depth: int) -> None:
+    if isinstance(value, dict | list) and depth > max_depth:
+        raise InvalidInput(f"metadata is nested deeper than {max_depth} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise InvalidInput("metadata keys must not contain NUL characters")
+            _check_json_value(item, depth=depth + 1, max_depth=max_depth)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_value(item, depth=depth + 1, max_depth=max_depth)
+    elif isinstance(value, str) and "\x00" in value:
+        raise InvalidInput("metadata strings must not contain NUL characters")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput("metadata numbers must be finite")
+
+
+def check_vector(vector: Sequence[float], dims: int, space: str) -> list[float]:
+    """A finite vector of exactly the space's length."""
+    if len(vector) != dims:
+        raise InvalidInput(f"vector has {len(vector)} dimensions; space {space} needs {dims}")
+    if not all(math.isfinite(x) for x in vector):
+        raise InvalidInput("vector must contain only finite numbers (no NaN or infinity)")
+    if not any(vector):
+        raise InvalidInput("vector must not be all zeros (cosine similarity is undefined)")
+    return list(vector)
+
+
+def check_filter(conditions: dict[str, Any] | None, limits: Limits) -> dict[str, Any]:
+    """Metadata equality conditions; operators (``$...``) are not supported yet."""
+    if not conditions:
+        return {}
+    check_metadata(conditions, limits)
+    _reject_operators(conditions)
+    return conditions
+
+
+def _reject_operators(value: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.startswith("$"):
+                raise InvalidInput(f"unsupported filter operator {key!r}: use equality")
+            _reject_operators(item)

@@ -1,0 +1,92 @@
+"""The HTTP edge: ``create_app(settings)`` builds the Litestar application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from models import schema
+from models.db import create_pool
+from models.embedding import Embedder, LocalEmbedder
+from models.settings import Settings
+from models.spaces import SpaceRegistry
+from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
+from service.errors import EXCEPTION_HANDLERS
+from service.routes.keys import KeyController
+from service.routes.memories import MemoryController
+from service.routes.meta import HealthController
+from service.routes.search import SearchController
+from service.runtime import Runtime
+from service.wakeups import WakeUps
+
+log = logging.getLogger("engram.api")
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = None) -> Litestar:
+    """The API for ``settings``; nothing is opened until the app starts."""
+    database_url, redis_url = settings.require_urls()
+    spaces = SpaceRegistry()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        loaded = embedders if embedders is not None else _load_embedders(settings, spaces)
+        pool = create_pool(database_url, min_size=1, max_size=10, name="engram-api")
+        await pool.open()
+        wakeups = WakeUps(redis_url)
+        app.state.runtime = Runtime(
+            settings=settings, pool=pool, spaces=spaces, embedders=loaded,
+            wakeups=wakeups, schema_head=schema.head_revision(),
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            await pool.close()
+            wakeups.close()
+
+    return Litestar(
+        route_handlers=[HealthController, KeyController, MemoryController, SearchController],
+        lifespan=[lifespan],
+        dependencies={
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+            "owner": Provide(provide_owner, sync_to_thread=False),
+            "admin": Provide(provide_admin, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        before_request=_require_json,
+        request_max_body_size=settings.limits.max_body_bytes,
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        if settings.cors_origins
+        else None,
+        openapi_config=OpenAPIConfig(title="Engram", version="1", path="/schema"),
+        debug=False,
+    )
+
+
+def _load_embedders(settings: Settings, spaces: SpaceRegistry) -> dict[str, Embedder]:
+    embedders: dict[str, Embedder] = {}
+    for space in spaces.all():
+        embedder = LocalEmbedder(space, model_path=settings.model_path, batch_size=8)
+        embedder.load()
+        embedders[space.name] = embedder
+    return embedders
+
+
+async def _require_json(request: Request[Any, Any, Any]) -> None:
+    """A body must be JSON: anything else is a 415 before it is read."""
+    if request.method not in _BODY_METHODS:
+        return
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    media_type, _ = request.content_type
+    if has_body and media_type != "application/json":
+        raise HTTPException(status_code=415, detail="send the body as application/json")

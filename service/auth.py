@@ -1,0 +1,50 @@
+"""Authentication and scope checks, as Litestar dependencies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+
+from models import keys
+from models.errors import Forbidden, Unauthenticated
+from models.types import Principal
+from models.validation import check_user_id
+from service.runtime import Runtime
+
+_BOOTSTRAP = Principal(key_id="bootstrap", user_id=None)
+
+
+def provide_runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>``; the same 401 for any bad key."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("missing or invalid API key")
+    if keys.matches_bootstrap(token, runtime.settings.admin_key):
+        return _BOOTSTRAP
+    async with runtime.pool.connection() as conn:
+        principal = await keys.authenticate(conn, token)
+    if principal is None:
+        raise Unauthenticated("missing or invalid API key")
+    return principal
+
+
+def provide_owner(user_id: str, principal: Principal) -> str:
+    """The user in the path, once the key may act on them (admin keys may act on anyone)."""
+    check_user_id(user_id)
+    if not principal.is_admin and principal.user_id != user_id:
+        raise Forbidden("this key may not act on this user")
+    return user_id
+
+
+def provide_admin(principal: Principal) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this route needs an admin key")
+    return principal

@@ -1,0 +1,83 @@
+"""The ``engram`` command: run everything, or the API, the worker and migrations apart."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import msgspec
+
+from models import keys, schema
+from models.errors import ConfigError
+from models.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="engram", description="Engram vector memory service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start everything: embedded servers if needed, API, worker")
+    commands.add_parser("api", help="serve the HTTP API (needs the database and Redis URLs)")
+    commands.add_parser("worker", help="run an embedding worker (needs the URLs)")
+    migrate = commands.add_parser("migrate", help="migrate the database schema")
+    migrate.add_argument("revision", nargs="?", default="head", help="target (default: head)")
+    migrate.add_argument("--down", action="store_true", help="downgrade to the revision")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return _COMMANDS[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"engram: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(settings: Settings, _: argparse.Namespace) -> int:
+    from service.supervisor import run_everything  # noqa: PLC0415
+
+    return run_everything(settings)
+
+
+def _api(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from service.app import create_app  # noqa: PLC0415
+
+    admin_key = keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
+    app = create_app(msgspec.structs.replace(settings, admin_key=admin_key))
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30, access_log=False,
+    )  # fmt: skip
+    return 0
+
+
+def _worker(settings: Settings, _: argparse.Namespace) -> int:
+    settings.require_urls()
+    argv = [
+        sys.executable, "-m", "dramatiq", "worker.main", "--processes", "1",
+        "--threads", str(settings.worker_threads), "--queues", "embeddings",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    database_url = settings.database_url
+    if database_url is None:
+        raise ConfigError("ENGRAM_DATABASE_URL must be set (`engram run` migrates by itself)")
+    if args.down:
+        schema.downgrade(database_url, args.revision)
+    else:
+        schema.upgrade(database_url, args.revision)
+    return 0
+
+
+_COMMANDS = {"run": _run, "api": _api, "worker": _worker, "migrate": _migrate}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""API keys (admin only): create, list, revoke."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, delete, get, post
+
+from models import keys
+from models.errors import NotFound
+from models.types import ApiKey, Principal
+from models.validation import check_user_id
+from service.runtime import Runtime
+
+
+class KeyIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    user_id: str | None = None
+
+
+class NewKey(msgspec.Struct, kw_only=True):
+    id: UUID
+    key: str
+    user_id: str | None
+    created_at: datetime
+
+
+class KeyList(msgspec.Struct, kw_only=True):
+    keys: list[ApiKey]
+
+
+class KeyController(Controller):
+    path = "/v1/keys"
+    tags = ["keys"]
+
+    @post("/", status_code=201)
+    async def create_key(self, admin: Principal, data: KeyIn, runtime: Runtime) -> NewKey:
+        """A key for one user (``user_id``) or, without it, an admin key. Shown this once."""
+        user_id = check_user_id(data.user_id) if data.user_id is not None else None
+        async with runtime.pool.connection() as conn:
+            key, token = await keys.create_key(conn, user_id=user_id)
+        return NewKey(id=key.id, key=token, user_id=key.user_id, created_at=key.created_at)
+
+    @get("/")
+    async def list_keys(self, admin: Principal, runtime: Runtime) -> KeyList:
+        """Every key, without secrets."""
+        async with runtime.pool.connection() as conn:
+            return KeyList(keys=await keys.list_keys(conn))
+
+    @delete("/{key_id:uuid}", status_code=204)
+    async def revoke_key(self, admin: Principal, key_id: UUID, runtime: Runtime) -> None:
+        """Revoke a key; it stops working at once."""
+        async with runtime.pool.connection() as conn:
+            if not await keys.revoke_key(conn, key_id):
+                raise NotFound(f"key {key_id} not found")

@@ -1,0 +1,152 @@
+"""Memories: batch add (optionally waiting for embeddings), list, get, patch, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.params import Parameter
+
+from models import memories
+from models.errors import InvalidInput
+from models.settings import Limits
+from models.types import Memory, MemoryPatch, NewMemory, Status
+from models.validation import check_content, check_metadata, check_session_id
+from service.runtime import Runtime
+
+Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Ttl = Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 24 * 3600)]
+
+
+class MemoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    content: str
+    metadata: dict[str, Any] = {}
+    session_id: str | None = None
+    importance: Importance | None = None
+    ttl_seconds: Ttl | None = None
+    id: UUID | None = None
+
+
+class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    memories: Annotated[list[MemoryIn], msgspec.Meta(min_length=1)]
+    wait: bool = False
+
+
+class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    content: str | msgspec.UnsetType = msgspec.UNSET
+    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    importance: Importance | None | msgspec.UnsetType = msgspec.UNSET
+    ttl_seconds: Ttl | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class MemoryList(msgspec.Struct, kw_only=True):
+    memories: list[Memory]
+    next_cursor: str | None = None
+
+
+def _new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
+    return NewMemory(
+        id=item.id or uuid.uuid4(),
+        content=check_content(item.content, limits),
+        metadata=check_metadata(item.metadata, limits),
+        session_id=check_session_id(item.session_id),
+        importance=item.importance,
+        ttl_seconds=item.ttl_seconds,
+    )
+
+
+def _patch(change: MemoryChange, limits: Limits) -> MemoryPatch:
+    return MemoryPatch(
+        content=change.content if change.content is msgspec.UNSET
+        else check_content(change.content, limits),
+        metadata=change.metadata if change.metadata is msgspec.UNSET
+        else check_metadata(change.metadata, limits),
+        importance=change.importance,
+        ttl_seconds=change.ttl_seconds,
+    )  # fmt: skip
+
+
+class MemoryController(Controller):
+    path = "/v1/users/{user_id:str}/memories"
+    tags = ["memories"]
+
+    @post("/", status_code=202)
+    async def add_memories(
+        self, owner: str, data: AddMemories, runtime: Runtime
+    ) -> Response[MemoryList]:
+        """Add memories; they are embedded in the background (``wait`` to wait for it)."""
+        limits = runtime.settings.limits
+        if len(data.memories) > limits.max_batch:
+            raise InvalidInput(f"at most {limits.max_batch} items a batch")
+        items = [_new_memory(item, limits) for item in data.memories]
+        space = runtime.spaces.default_for("memory")
+        async with runtime.pool.connection() as conn:
+            stored = await memories.insert_memories(conn, owner, space, items)
+        pending = [(owner, m.id) for m in stored if m.status == "pending"]
+        if pending:
+            await runtime.wakeups.embed(space.name, pending)
+        if not data.wait:
+            return Response(MemoryList(memories=stored), status_code=202)
+        settled = await _wait_settled(runtime, owner, [m.id for m in stored])
+        done = all(m.status != "pending" for m in settled)
+        return Response(MemoryList(memories=settled), status_code=200 if done else 202)
+
+    @get("/")
+    async def list_memories(
+        self,
+        owner: str,
+        runtime: Runtime,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        cursor: str | None = None,
+        session_id: str | None = None,
+        status: Status | None = None,
+    ) -> MemoryList:
+        """List memories, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
+        async with runtime.pool.connection() as conn:
+            rows, next_cursor = await memories.list_memories(
+                conn, owner, limit=limit, cursor=cursor, session_id=session_id, status=status
+            )
+        return MemoryList(memories=rows, next_cursor=next_cursor)
+
+    @get("/{memory_id:uuid}")
+    async def get_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> Memory:
+        """One memory."""
+        async with runtime.pool.connection() as conn:
+            return await memories.get_memory(conn, owner, memory_id)
+
+    @patch("/{memory_id:uuid}")
+    async def update_memory(
+        self, owner: str, memory_id: UUID, data: MemoryChange, runtime: Runtime
+    ) -> Memory:
+        """Change a memory; new content is re-embedded (status goes back to ``pending``)."""
+        change = _patch(data, runtime.settings.limits)
+        async with runtime.pool.connection() as conn:
+            memory = await memories.update_memory(conn, owner, memory_id, change)
+        if memory.status == "pending":
+            await runtime.wakeups.embed(memory.space, [(owner, memory.id)])
+        return memory
+
+    @delete("/{memory_id:uuid}", status_code=204)
+    async def delete_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> None:
+        """Delete a memory and its vector; it is gone from search at once."""
+        async with runtime.pool.connection() as conn:
+            await memories.delete_memory(conn, owner, memory_id)
+
+
+async def _wait_settled(runtime: Runtime, user_id: str, ids: list[UUID]) -> list[Memory]:
+    """Poll until no item is pending, or the server-side timeout passes."""
+    deadline = time.monotonic() + runtime.settings.wait_timeout_seconds
+    delay = 0.02
+    while True:
+        async with runtime.pool.connection() as conn:
+            found = {m.id: m for m in await memories.get_memories(conn, user_id, ids)}
+        current = [found[i] for i in ids if i in found]
+        if all(m.status != "pending" for m in current) or time.monotonic() >= deadline:
+            return current
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.25)

@@ -1,0 +1,63 @@
+"""Health, readiness and the embedding spaces."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Response, get
+
+from models.types import Principal
+from service.runtime import Runtime
+
+
+class SpaceOut(msgspec.Struct, kw_only=True):
+    name: str
+    dims: int
+    provider: str
+    model: str
+    default_for: list[str]
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    ready: bool
+    checks: dict[str, str]
+
+
+class HealthController(Controller):
+    tags = ["health"]
+
+    @get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        """Liveness: the process serves."""
+        return {"status": "ok"}
+
+    @get("/readyz")
+    async def readyz(self, runtime: Runtime) -> Response[Readiness]:
+        """Ready when Postgres answers, the schema is at head and the broker answers."""
+        checks = {"database": "ok", "schema": "ok", "broker": "ok"}
+        head = runtime.schema_head
+        try:
+            async with runtime.pool.connection(timeout=2) as conn:
+                cur = await conn.execute(
+                    "SELECT (SELECT version_num FROM alembic_version) "
+                    "WHERE to_regclass('alembic_version') IS NOT NULL"
+                )
+                row = await cur.fetchone()
+            current = row[0] if row else None
+            if current != head:
+                checks["schema"] = f"at {current or 'nothing'}, want {head}: run `engram migrate`"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+            checks["schema"] = "unknown"
+        if not await runtime.wakeups.ping():
+            checks["broker"] = "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return Response(Readiness(ready=ready, checks=checks), status_code=200 if ready else 503)
+
+    @get("/v1/spaces")
+    async def spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceOut]:
+        """The embedding spaces and what each is the default for."""
+        return [
+            SpaceOut(name=s.name, dims=s.dims, provider=s.provider, model=s.model,
+                     default_for=list(s.default_for))
+            for s in runtime.spaces.all()
+        ]  # fmt: skip

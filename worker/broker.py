@@ -1,0 +1,43 @@
+"""The worker's broker: Redis, dramatiq's default middleware, asyncio, and our resources."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AsyncIO
+
+from models.jobs import EMBED_ACTOR, EMBED_QUEUE
+from models.settings import Settings
+from models.spaces import SpaceRegistry
+from worker import actors
+from worker.resources import ResourcesMiddleware
+
+_embed: dramatiq.Actor | None = None  # type: ignore[type-arg]
+
+
+def build_broker(settings: Settings, spaces: SpaceRegistry | None = None) -> RedisBroker:
+    """A Redis broker with our actors declared on it, set as dramatiq's global broker."""
+    global _embed
+    _, redis_url = settings.require_urls()
+    broker = RedisBroker(
+        url=redis_url,
+        heartbeat_timeout=settings.broker_heartbeat_ms,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+    )
+    broker.add_middleware(AsyncIO())
+    broker.add_middleware(ResourcesMiddleware(settings, spaces or SpaceRegistry()))
+    dramatiq.set_broker(broker)
+    # Attempts are counted in Postgres; dramatiq retries only cover a database outage.
+    _embed = dramatiq.actor(
+        actors.embed_items, broker=broker, actor_name=EMBED_ACTOR, queue_name=EMBED_QUEUE,
+        max_retries=5, min_backoff=1000, max_backoff=30_000,
+    )  # fmt: skip
+    return broker
+
+
+def send_embed(space: str, keys: list[list[str]]) -> None:
+    """Send a wake-up for ``keys`` from inside the worker (the sweep)."""
+    if _embed is None:
+        raise RuntimeError("build_broker() was not called")
+    _embed.send(space, keys)

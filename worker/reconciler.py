@@ -1,0 +1,52 @@
+"""The sweep: re-sends pending items whose wake-up message was lost or is overdue.
+
+Redis may lose every message; Postgres still knows what is pending. Each worker process
+sweeps periodically; ``FOR UPDATE SKIP LOCKED`` keeps concurrent sweeps from re-sending
+the same items, and a per-item ``queued_at`` keeps one sweep from re-sending too often.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+
+from models import jobs
+from worker.resources import Resources
+
+log = logging.getLogger("engram.sweeper")
+
+MESSAGE_SIZE = 256  # ids per wake-up message
+
+
+def sweep_forever(resources: Resources, stop: threading.Event) -> None:
+    """Sweep now, then every ``sweep_interval_seconds`` until ``stop`` is set."""
+    from dramatiq.asyncio import get_event_loop_thread  # noqa: PLC0415
+
+    loop = get_event_loop_thread()
+    assert loop is not None
+    while not stop.is_set():
+        try:
+            sent = loop.run_coroutine(sweep_once(resources))
+            if sent:
+                log.info("re-sent %d pending items", sent)
+        except Exception:
+            log.warning("sweep failed; will try again", exc_info=True)
+        stop.wait(resources.settings.sweep_interval_seconds)
+
+
+async def sweep_once(resources: Resources) -> int:
+    """Send wake-ups for overdue pending items; return how many."""
+    from worker.broker import send_embed  # noqa: PLC0415 (the actor is declared there)
+
+    async with resources.pool.connection() as conn:
+        due = await jobs.due_for_requeue(
+            conn, older_than_seconds=resources.settings.requeue_after_seconds
+        )
+    by_space: dict[str, list[list[str]]] = defaultdict(list)
+    for space, user_id, item_id in due:
+        by_space[space].append([user_id, str(item_id)])
+    for space, keys in by_space.items():
+        for start in range(0, len(keys), MESSAGE_SIZE):
+            send_embed(space, keys[start : start + MESSAGE_SIZE])
+    return len(due)

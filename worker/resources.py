@@ -1,0 +1,96 @@
+"""What actors need, opened once per worker process at boot: the pool and the models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+from psycopg_pool import AsyncConnectionPool
+
+from models.db import create_pool
+from models.embedding import Embedder, LocalEmbedder
+from models.settings import Settings
+from models.spaces import SpaceRegistry
+
+log = logging.getLogger("engram.worker")
+
+
+class Resources:
+    """The worker's open resources; actors reach them through ``current()``."""
+
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, spaces: SpaceRegistry,
+                 embedders: dict[str, Embedder]) -> None:  # fmt: skip
+        self.settings = settings
+        self.pool = pool
+        self.spaces = spaces
+        self.embedders = embedders
+
+
+_current: Resources | None = None
+
+
+def current() -> Resources:
+    """The resources of this worker process (set by ``ResourcesMiddleware`` at boot)."""
+    if _current is None:
+        raise RuntimeError("worker resources are not open: is ResourcesMiddleware installed?")
+    return _current
+
+
+class ResourcesMiddleware(Middleware):
+    """Opens the pool and loads the models at worker boot; closes them at shutdown.
+
+    It must come after dramatiq's AsyncIO middleware, whose event loop runs the pool.
+    """
+
+    def __init__(self, settings: Settings, spaces: SpaceRegistry) -> None:
+        self.settings = settings
+        self.spaces = spaces
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        global _current
+        database_url, _ = self.settings.require_urls()
+        embedders: dict[str, Embedder] = {}
+        for space in self.spaces.all():
+            embedder = LocalEmbedder(
+                space, model_path=self.settings.model_path,
+                batch_size=self.settings.encode_batch_size,
+            )  # fmt: skip
+            embedder.load()
+            embedders[space.name] = embedder
+        pool = create_pool(database_url, min_size=1, max_size=4, name="engram-worker")
+        _event_loop().run_coroutine(pool.open())
+        _current = Resources(self.settings, pool, self.spaces, embedders)
+        log.info("worker resources open: spaces %s", ", ".join(embedders))
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from worker.reconciler import sweep_forever  # noqa: PLC0415 (actors need the broker)
+
+        self._stop.clear()
+        self._sweeper = threading.Thread(
+            target=sweep_forever, args=(current(), self._stop), name="engram-sweeper", daemon=True
+        )
+        self._sweeper.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=30)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # "after" hooks run in reverse order: the AsyncIO event loop is still up here.
+        global _current
+        if _current is not None:
+            _event_loop().run_coroutine(_current.pool.close())
+            _current = None
+
+
+def _event_loop() -> dramatiq.asyncio.EventLoopThread:
+    loop = get_event_loop_thread()
+    if loop is None:
+        raise RuntimeError("dramatiq's AsyncIO middleware must come before ResourcesMiddleware")
+    return loop
