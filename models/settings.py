@@ -38,7 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # embedding work
     encode_batch_size: int = 64
     max_attempts: int = 5
-    claim_seconds: float = 120.0
+    claim_seconds: float = 60.0
     sweep_interval_seconds: float = 15.0
     requeue_after_seconds: float = 30.0
     retry_base_seconds: float = 2.0
@@ -67,7 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 cors_origins=_split(env.get("ENGRAM_CORS_ORIGINS", "")),
                 encode_batch_size=int(env.get("ENGRAM_ENCODE_BATCH_SIZE", "64")),
                 max_attempts=int(env.get("ENGRAM_MAX_ATTEMPTS", "5")),
-                claim_seconds=float(env.get("ENGRAM_CLAIM_SECONDS", "120")),
+                claim_seconds=float(env.get("ENGRAM_CLAIM_SECONDS", "60")),
                 sweep_interval_seconds=float(env.get("ENGRAM_SWEEP_INTERVAL_SECONDS", "15")),
                 requeue_after_seconds=float(env.get("ENGRAM_REQUEUE_AFTER_SECONDS", "30")),
                 retry_base_seconds=float(env.get("ENGRAM_RETRY_BASE_SECONDS", "2")),

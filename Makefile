@@ -1,0 +1,36 @@
+# Engram: `make run` starts everything, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+# torch is installed first and pinned: the CPU build lies on this machine's disk, and an
+# unpinned resolver would pull a CUDA build of several GB through sentence-transformers.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create the virtualenv and install Engram with its dev tools
+
+run: $(STAMP) ## start API + worker (embedded Postgres and Redis unless URLs are set)
+	exec $(BIN)/engram run
+
+test: $(STAMP) ## run the whole test suite against real servers
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check service worker models migrations tests
+
+typecheck: $(STAMP) ## mypy (strict) on our packages
+	$(BIN)/mypy
+
+clean: ## remove the virtualenv and caches (not ENGRAM_HOME)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,139 @@
+"""Memories end to end: API in-process, a real worker process, real Postgres and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from conftest import add_memories, search, wait_until
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+FACTS = [
+    "Alice drinks her coffee black, without sugar.",
+    "Alice is allergic to peanuts.",
+    "Alice lives in Lisbon and works as a nurse.",
+    "Alice's daughter plays the violin.",
+]
+
+
+def test_add_then_search_finds_the_right_memory_first(client, new_user):
+    user, headers = new_user()
+    stored = add_memories(client, user, headers, FACTS)
+    results = search(client, user, headers, query="What does Alice like to drink?", k=3)
+    assert [r["id"] for r in results][0] == stored[0]["id"]
+    assert len(results) == 3
+    assert results == sorted(results, key=lambda r: r["score"], reverse=True)
+    assert all(r["score"] == r["similarity"] for r in results)
+    assert {"type", "id", "score", "similarity", "content", "metadata", "created_at"} <= set(results[0])
+
+
+def test_add_answers_202_pending_in_request_order(client, new_user):
+    user, headers = new_user()
+    body = {"memories": [{"content": c} for c in FACTS]}
+    answer = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
+    assert answer.status_code == 202
+    memories = answer.json()["memories"]
+    assert [m["content"] for m in memories] == FACTS
+    assert {m["status"] for m in memories} <= {"pending", "ready"}
+    first = memories[0]["id"]
+
+    def ready() -> bool:
+        got = client.get(f"/v1/users/{user}/memories/{first}", headers=headers).json()
+        return bool(got["status"] == "ready")
+
+    wait_until(ready, what="the worker to embed the memory")
+
+
+def test_search_by_vector_threshold_filter_and_session(client, new_user, embedder):
+    user, headers = new_user()
+    add_memories(client, user, headers, FACTS[:2], metadata={"topic": "food"}, session_id="s1")
+    add_memories(client, user, headers, FACTS[2:], metadata={"topic": "life"})
+    vector = embedder.encode(["coffee"])[0].tolist()
+    by_vector = search(client, user, headers, vector=vector, k=10)
+    assert len(by_vector) == 4
+    assert "coffee" in by_vector[0]["content"]
+    strict = search(client, user, headers, vector=vector, k=10, threshold=0.99)
+    assert strict == []
+    assert len(search(client, user, headers, query="x", filter={"topic": "life"})) == 2
+    assert all(r["metadata"] == {"topic": "life"}
+               for r in search(client, user, headers, query="x", filter={"topic": "life"}))  # fmt: skip
+    in_session = search(client, user, headers, query="x", session_id="s1")
+    assert {r["session_id"] for r in in_session} == {"s1"} and len(in_session) == 2
+    assert search(client, user, headers, query="x", types=["chunk"]) == []
+
+
+def test_list_is_newest_first_with_cursor(client, new_user):
+    user, headers = new_user()
+    for fact in FACTS:  # one request each: distinct creation times
+        add_memories(client, user, headers, [fact])
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"/v1/users/{user}/memories", params=params, headers=headers).json()
+        seen += page["memories"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [m["content"] for m in seen] == list(reversed(FACTS))
+    ready = client.get(f"/v1/users/{user}/memories", params={"status": "pending"}, headers=headers)
+    assert ready.json()["memories"] == []
+
+
+def test_patch_reembeds_new_content(client, new_user):
+    user, headers = new_user()
+    memory = add_memories(client, user, headers, ["Bob plays chess on Sundays."])[0]
+    url = f"/v1/users/{user}/memories/{memory['id']}"
+    answer = client.patch(url, json={"content": "Bob goes sailing on Sundays.", "metadata": {"a": 1}},
+                          headers=headers)  # fmt: skip
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "pending"
+    wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready", what="re-embed")
+    top = search(client, user, headers, query="boat on the sea", k=1)[0]
+    assert top["content"] == "Bob goes sailing on Sundays." and top["metadata"] == {"a": 1}
+    assert top["similarity"] > 0.3
+    # metadata alone keeps the vector: no re-embedding
+    same = client.patch(url, json={"importance": 0.9}, headers=headers).json()
+    assert same["status"] == "ready" and same["importance"] == pytest.approx(0.9)
+
+
+def test_delete_removes_from_search_at_once(client, new_user, db):
+    user, headers = new_user()
+    memories = add_memories(client, user, headers, FACTS)
+    gone = memories[0]["id"]
+    assert client.delete(f"/v1/users/{user}/memories/{gone}", headers=headers).status_code == 204
+    assert gone not in [r["id"] for r in search(client, user, headers, query="coffee", k=10)]
+    assert client.get(f"/v1/users/{user}/memories/{gone}", headers=headers).status_code == 404
+    assert client.delete(f"/v1/users/{user}/memories/{gone}", headers=headers).status_code == 404
+    count = db.execute("SELECT count(*) FROM vec_minilm_384 WHERE user_id = %s AND item_id = %s",
+                       [user, gone]).fetchone()  # fmt: skip
+    assert count == (0,)
+
+
+def test_client_ids_are_idempotent_and_conflicts_change_nothing(client, new_user, db):
+    user, headers = new_user()
+    memory_id = str(uuid.uuid4())
+    body = {"memories": [{"id": memory_id, "content": "Carol likes tea."}]}
+    first = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
+    again = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["memories"][0]["id"] == again.json()["memories"][0]["id"] == memory_id
+    clash = {"memories": [{"content": "new one"}, {"id": memory_id, "content": "Carol likes coffee."}]}
+    answer = client.post(f"/v1/users/{user}/memories", json=clash, headers=headers)
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "conflict"
+    rows = db.execute("SELECT content FROM memories WHERE user_id = %s", [user]).fetchall()
+    assert rows == [("Carol likes tea.",)]
+
+
+def test_exactly_k_results_whatever_the_users_share(client, new_user):
+    """A user with few rows in a table full of others' rows still gets k results."""
+    big, big_headers = new_user()
+    add_memories(client, big, big_headers, [f"note number {i} about gardening" for i in range(150)])
+    small, small_headers = new_user()
+    add_memories(client, small, small_headers, FACTS)
+    assert len(search(client, small, small_headers, query="gardening", k=4)) == 4
+    assert len(search(client, small, small_headers, query="gardening", k=10)) == 4
+    assert len(search(client, big, big_headers, query="gardening", k=100)) == 100

@@ -1,0 +1,137 @@
+"""`engram run` as a new user meets it: the README walk-through, Ctrl-C, and a SIGKILL of
+everything followed by a restart on the same data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+class EngramRun:
+    """One `engram run` process with its own home and port."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home, self.port = home, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = home / f"run-{time.monotonic_ns()}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+        env |= {"ENGRAM_HOME": str(home), "ENGRAM_PORT": str(port),
+                # a killed worker's claim lapses after this long: short, so the test is quick
+                "ENGRAM_CLAIM_SECONDS": "5", "ENGRAM_SWEEP_INTERVAL_SECONDS": "1",
+                "ENGRAM_REQUEUE_AFTER_SECONDS": "2"}
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "run"], env=env, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self._wait_for("Engram is running at")
+
+    def _wait_for(self, text: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"engram run did not say {text!r}:\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.2)
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {(self.home / 'admin.key').read_text().strip()}"}
+
+    def everything(self) -> list[psutil.Process]:
+        """The supervisor, its children, and the embedded servers of this home."""
+        found = [psutil.Process(self.process.pid)]
+        found += found[0].children(recursive=True)
+        for proc in psutil.process_iter(["cmdline"]):
+            if str(self.home) in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+        return found
+
+
+def leftovers(home: Path, port: int) -> list[str]:
+    """Processes still holding this home or port."""
+    alive = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(home) in cmdline:
+            alive.append(cmdline)
+    for conn in psutil.net_connections("tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            alive.append(f"listener on {port}")
+    return alive
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    for proc in psutil.process_iter(["cmdline"]):  # never leave servers behind a failed test
+        if str(tmp_path) in " ".join(proc.info["cmdline"] or []):
+            proc.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
+    port = free_port()
+    run = EngramRun(home, port)
+    # The README walk-through: a key for alice, memories, a search.
+    made = httpx.post(f"{run.url}/v1/keys", json={"user_id": "alice"}, headers=run.admin())
+    assert made.status_code == 201
+    alice = {"Authorization": f"Bearer {made.json()['key']}"}
+    memories = [{"content": "Alice drinks her coffee black."}, {"content": "Alice has a cat named Miso."}]
+    added = httpx.post(f"{run.url}/v1/users/alice/memories", json={"memories": memories, "wait": True},
+                       headers=alice, timeout=60)  # fmt: skip
+    assert added.status_code == 200 and {m["status"] for m in added.json()["memories"]} == {"ready"}
+    found = httpx.post(f"{run.url}/v1/users/alice/search", json={"query": "coffee", "k": 1}, headers=alice)
+    assert found.json()["results"][0]["content"] == "Alice drinks her coffee black."
+    assert httpx.get(f"{run.url}/readyz").status_code == 200
+    assert oct((home / "admin.key").stat().st_mode & 0o777) == "0o600"
+
+    # Ctrl-C stops API, worker and embedded servers; nothing is left behind.
+    run.process.send_signal(signal.SIGINT)
+    assert run.process.wait(timeout=120) == 0
+    assert leftovers(home, port) == []
+
+    # Accept more while running, then SIGKILL everything at once.
+    run = EngramRun(home, port)
+    late = httpx.post(f"{run.url}/v1/users/alice/memories",
+                      json={"memories": [{"content": "Alice moved to Porto in May."}]}, headers=alice)  # fmt: skip
+    assert late.status_code in (200, 202)
+    for proc in run.everything():
+        proc.kill()
+    psutil.wait_procs(run.everything() if run.process.poll() is None else [], timeout=30)
+    time.sleep(1)
+
+    # The next start comes up on the same data: every accepted memory is there and embedded.
+    run = EngramRun(home, port)
+    try:
+        listed = httpx.get(f"{run.url}/v1/users/alice/memories", headers=alice).json()["memories"]
+        assert {m["content"] for m in listed} == {
+            "Alice drinks her coffee black.", "Alice has a cat named Miso.", "Alice moved to Porto in May.",
+        }  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            results = httpx.post(f"{run.url}/v1/users/alice/search", json={"query": "Porto", "k": 3},
+                                 headers=alice).json()["results"]  # fmt: skip
+            if len(results) == 3:
+                break
+            time.sleep(0.5)
+        assert results[0]["content"] == "Alice moved to Porto in May."
+    finally:
+        run.process.send_signal(signal.SIGTERM)
+        assert run.process.wait(timeout=120) == 0
+    assert leftovers(home, port) == []

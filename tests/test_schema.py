@@ -1,0 +1,73 @@
+"""Alembic migrations: up and down on a database of their own, and the schema's principles."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from models import schema
+
+
+@pytest.fixture
+def scratch_url(servers) -> Iterator[str]:
+    name = f"migrations_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(servers.database_url)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {row[0] for row in rows}
+
+
+def test_upgrade_head_downgrade_base_and_up_again(scratch_url):
+    schema.upgrade(scratch_url)
+    assert {"memories", "api_keys", "vec_minilm_384"} <= tables(scratch_url)
+    schema.downgrade(scratch_url, "base")
+    assert tables(scratch_url) == {"alembic_version"}
+    schema.upgrade(scratch_url)
+    with psycopg.connect(scratch_url) as conn:
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version == (schema.head_revision(),)
+
+
+def test_user_id_leads_every_primary_key_and_btree_index(db):
+    rows = db.execute(
+        """
+        SELECT c.relname AS tbl, i.relname AS idx, am.amname,
+               (SELECT attname FROM pg_attribute
+                WHERE attrelid = c.oid AND attnum = ix.indkey[0]) AS first_column
+        FROM pg_index ix
+        JOIN pg_class c ON c.oid = ix.indrelid
+        JOIN pg_class i ON i.oid = ix.indexrelid
+        JOIN pg_am am ON am.oid = i.relam
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname NOT IN ('api_keys', 'alembic_version')
+        """
+    ).fetchall()
+    assert rows
+    for table, index, method, first_column in rows:
+        if method == "hnsw":  # an HNSW index takes only the vector column
+            continue
+        assert first_column == "user_id", f"{table}.{index} does not lead with user_id"
+
+
+def test_vectors_live_apart_with_an_hnsw_cosine_index(db):
+    definition = db.execute(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'vec_minilm_384' AND indexdef ~ 'hnsw'"
+    ).fetchone()
+    assert definition is not None and "vector_cosine_ops" in definition[0]
+    column = db.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'vec_minilm_384'::regclass AND attname = 'embedding'"
+    ).fetchone()
+    assert column == ("vector(384)",)
