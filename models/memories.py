@@ -37,15 +37,17 @@ async def insert_memories(
 
     Runs in one transaction: a conflicting id (same id, other content) changes nothing.
     """
+    ids = [item.id for item in items]
+    hashes = [content_hash(item.content) for item in items]
     params = {
         "user_id": user_id,
         "space": space.name,
-        "ids": [item.id for item in items],
+        "ids": ids,
         "contents": [item.content for item in items],
         "metadata": [Jsonb(item.metadata) for item in items],
         "sessions": [item.session_id for item in items],
         "importance": [item.importance for item in items],
-        "hashes": [content_hash(item.content) for item in items],
+        "hashes": hashes,
         "ttls": [item.ttl_seconds for item in items],
     }
     async with conn.transaction():
@@ -65,14 +67,14 @@ async def insert_memories(
         )
         cur = await conn.execute(
             "SELECT id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
-            [user_id, params["ids"]],
+            [user_id, ids],
         )
         stored = {row[0]: bytes(row[1]) for row in await cur.fetchall()}
-        for item_id, wanted in zip(params["ids"], params["hashes"], strict=True):
+        for item_id, wanted in zip(ids, hashes, strict=True):
             if stored.get(item_id) != wanted:
                 raise Conflict(f"memory {item_id} already exists with other content")
-        found = {m.id: m for m in await get_memories(conn, user_id, params["ids"])}
-    return [found[item_id] for item_id in params["ids"]]
+        found = {m.id: m for m in await get_memories(conn, user_id, ids)}
+    return [found[item_id] for item_id in ids]
 
 
 async def get_memories(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Memory]:
@@ -106,7 +108,8 @@ async def list_memories(
         f"SELECT {COLUMNS} FROM memories WHERE user_id = %(user_id)s AND {LIVE}"
         " AND (%(session_id)s::text IS NULL OR session_id = %(session_id)s)"
         " AND (%(status)s::text IS NULL OR status = %(status)s)"
-        " AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) < (%(after_at)s, %(after_id)s))"
+        " AND (%(after_at)s::timestamptz IS NULL"
+        "      OR (created_at, id) < (%(after_at)s, %(after_id)s))"
         " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
     )
     params = {

@@ -45,8 +45,8 @@ class MemoryPatch(msgspec.Struct, frozen=True, kw_only=True):
 
     content: str | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
-    importance: float | None | msgspec.UnsetType = msgspec.UNSET
-    ttl_seconds: int | None | msgspec.UnsetType = msgspec.UNSET
+    importance: float | msgspec.UnsetType | None = msgspec.UNSET
+    ttl_seconds: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):

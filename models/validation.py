@@ -12,11 +12,11 @@ import msgspec
 from models.errors import InvalidInput
 from models.settings import Limits
 
-USER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+USER_ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
 def check_user_id(user_id: str) -> str:
-    if not USER_ID_RE.match(user_id):
+    if not USER_ID_RE.fullmatch(user_id):
         raise InvalidInput("user_id must be 1 to 128 characters of [A-Za-z0-9._:@-]")
     return user_id
 
@@ -33,7 +33,7 @@ def check_content(content: str, limits: Limits, *, field: str = "content") -> st
 
 
 def check_session_id(session_id: str | None) -> str | None:
-    if session_id is not None and not USER_ID_RE.match(session_id):
+    if session_id is not None and not USER_ID_RE.fullmatch(session_id):
         raise InvalidInput("session_id must be 1 to 128 characters of [A-Za-z0-9._:@-]")
     return session_id
 

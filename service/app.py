@@ -44,9 +44,13 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         await pool.open()
         wakeups = WakeUps(redis_url)
         app.state.runtime = Runtime(
-            settings=settings, pool=pool, spaces=spaces, embedders=loaded,
-            wakeups=wakeups, schema_head=schema.head_revision(),
-        )  # fmt: skip
+            settings=settings,
+            pool=pool,
+            spaces=spaces,
+            embedders=loaded,
+            wakeups=wakeups,
+            schema_head=schema.head_revision(),
+        )
         try:
             yield
         finally:
@@ -86,7 +90,9 @@ async def _require_json(request: Request[Any, Any, Any]) -> None:
     """A body must be JSON: anything else is a 415 before it is read."""
     if request.method not in _BODY_METHODS:
         return
-    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    has_body = (
+        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    )
     media_type, _ = request.content_type
     if has_body and media_type != "application/json":
         raise HTTPException(status_code=415, detail="send the body as application/json")

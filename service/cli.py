@@ -37,31 +37,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(settings: Settings, _: argparse.Namespace) -> int:
-    from service.supervisor import run_everything  # noqa: PLC0415
+    from service.supervisor import run_everything
 
     return run_everything(settings)
 
 
 def _api(settings: Settings, _: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    from service.app import create_app  # noqa: PLC0415
+    from service.app import create_app
 
     admin_key = keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
     app = create_app(msgspec.structs.replace(settings, admin_key=admin_key))
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=30, access_log=False,
-    )  # fmt: skip
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+        access_log=False,
+    )
     return 0
 
 
 def _worker(settings: Settings, _: argparse.Namespace) -> int:
     settings.require_urls()
     argv = [
-        sys.executable, "-m", "dramatiq", "worker.main", "--processes", "1",
-        "--threads", str(settings.worker_threads), "--queues", "embeddings",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "worker.main",
+        "--processes",
+        "1",
+        "--threads",
+        str(settings.worker_threads),
+        "--queues",
+        "embeddings",
+    ]
     os.execv(sys.executable, argv)
     return 0  # not reached
 

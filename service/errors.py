@@ -30,7 +30,12 @@ _CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
@@ -44,7 +49,9 @@ def engram_error(_: Request[Any, Any, Any], exc: EngramError) -> Response[dict[s
     return error_response(exc.status, exc.code, str(exc))
 
 
-def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def validation_error(
+    _: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
     details = exc.extra if isinstance(exc.extra, list) else None
     return error_response(422, "invalid_input", _validation_message(details), details=details)
 
@@ -71,9 +78,11 @@ def undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[
 def database_down(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.warning("database unavailable: %s", exc)
     return error_response(
-        503, "unavailable", "the database is unavailable; retry shortly",
+        503,
+        "unavailable",
+        "the database is unavailable; retry shortly",
         headers={"Retry-After": "2"},
-    )  # fmt: skip
+    )
 
 
 def unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

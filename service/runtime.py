@@ -28,4 +28,4 @@ class Runtime:
     async def embed_query(self, space: Space, text: str) -> np.ndarray:
         """Embed query text off the event loop."""
         matrix = await asyncio.to_thread(self.embedders[space.name].encode, [text])
-        return matrix[0]
+        return np.asarray(matrix[0], dtype=np.float32)

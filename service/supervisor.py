@@ -43,8 +43,12 @@ def run_everything(settings: Settings) -> int:
     with _home_lock(settings.home), _servers(settings) as (database_url, redis_url):
         schema.upgrade(database_url)
         keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
-        env = {**os.environ, "ENGRAM_DATABASE_URL": database_url, "ENGRAM_REDIS_URL": redis_url,
-               "ENGRAM_HOME": str(settings.home)}  # fmt: skip
+        env = {
+            **os.environ,
+            "ENGRAM_DATABASE_URL": database_url,
+            "ENGRAM_REDIS_URL": redis_url,
+            "ENGRAM_HOME": str(settings.home),
+        }
         children = [
             _spawn([sys.executable, "-m", "service.cli", "api"], env),
             _spawn([sys.executable, "-m", "service.cli", "worker"], env),
@@ -108,7 +112,9 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _announce(settings: Settings, children: list[subprocess.Popen[bytes]], stop: threading.Event) -> None:
+def _announce(
+    settings: Settings, children: list[subprocess.Popen[bytes]], stop: threading.Event
+) -> None:
     url = f"http://{settings.host}:{settings.port}"
     while not stop.is_set() and all(c.poll() is None for c in children):
         with contextlib.suppress(httpx.HTTPError):

@@ -22,7 +22,7 @@ class WakeUps:
 
     def __init__(self, redis_url: str) -> None:
         # No connection is made here; the client connects on first use.
-        self.broker = RedisBroker(
+        self.broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=redis_url, middleware=[], socket_timeout=2, socket_connect_timeout=2
         )
 

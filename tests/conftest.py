@@ -103,8 +103,12 @@ def start_worker(servers: Servers, **extra_env: str) -> subprocess.Popen[bytes]:
     log = open(servers.home / f"worker-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "worker"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while b"Worker process is ready" not in Path(log.name).read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -155,7 +159,11 @@ def new_user(client: TestClient[Any]) -> Callable[[], tuple[str, dict[str, str]]
 
 
 def add_memories(
-    client: TestClient[Any], user_id: str, headers: dict[str, str], contents: list[str], **extra: Any
+    client: TestClient[Any],
+    user_id: str,
+    headers: dict[str, str],
+    contents: list[str],
+    **extra: Any,
 ) -> list[dict[str, Any]]:
     """Add memories and wait until they are embedded; return them."""
     body = {"memories": [{"content": c, **extra} for c in contents], "wait": True}

@@ -22,11 +22,13 @@ def test_add_then_search_finds_the_right_memory_first(client, new_user):
     user, headers = new_user()
     stored = add_memories(client, user, headers, FACTS)
     results = search(client, user, headers, query="What does Alice like to drink?", k=3)
-    assert [r["id"] for r in results][0] == stored[0]["id"]
+    assert results[0]["id"] == stored[0]["id"]
     assert len(results) == 3
     assert results == sorted(results, key=lambda r: r["score"], reverse=True)
     assert all(r["score"] == r["similarity"] for r in results)
-    assert {"type", "id", "score", "similarity", "content", "metadata", "created_at"} <= set(results[0])
+    assert {"type", "id", "score", "similarity", "content", "metadata", "created_at"} <= set(
+        results[0]
+    )
 
 
 def test_add_answers_202_pending_in_request_order(client, new_user):
@@ -57,8 +59,10 @@ def test_search_by_vector_threshold_filter_and_session(client, new_user, embedde
     strict = search(client, user, headers, vector=vector, k=10, threshold=0.99)
     assert strict == []
     assert len(search(client, user, headers, query="x", filter={"topic": "life"})) == 2
-    assert all(r["metadata"] == {"topic": "life"}
-               for r in search(client, user, headers, query="x", filter={"topic": "life"}))  # fmt: skip
+    assert all(
+        r["metadata"] == {"topic": "life"}
+        for r in search(client, user, headers, query="x", filter={"topic": "life"})
+    )
     in_session = search(client, user, headers, query="x", session_id="s1")
     assert {r["session_id"] for r in in_session} == {"s1"} and len(in_session) == 2
     assert search(client, user, headers, query="x", types=["chunk"]) == []
@@ -86,11 +90,14 @@ def test_patch_reembeds_new_content(client, new_user):
     user, headers = new_user()
     memory = add_memories(client, user, headers, ["Bob plays chess on Sundays."])[0]
     url = f"/v1/users/{user}/memories/{memory['id']}"
-    answer = client.patch(url, json={"content": "Bob goes sailing on Sundays.", "metadata": {"a": 1}},
-                          headers=headers)  # fmt: skip
+    answer = client.patch(
+        url, json={"content": "Bob goes sailing on Sundays.", "metadata": {"a": 1}}, headers=headers
+    )
     assert answer.status_code == 200
     assert answer.json()["status"] == "pending"
-    wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready", what="re-embed")
+    wait_until(
+        lambda: client.get(url, headers=headers).json()["status"] == "ready", what="re-embed"
+    )
     top = search(client, user, headers, query="boat on the sea", k=1)[0]
     assert top["content"] == "Bob goes sailing on Sundays." and top["metadata"] == {"a": 1}
     assert top["similarity"] > 0.3
@@ -107,8 +114,9 @@ def test_delete_removes_from_search_at_once(client, new_user, db):
     assert gone not in [r["id"] for r in search(client, user, headers, query="coffee", k=10)]
     assert client.get(f"/v1/users/{user}/memories/{gone}", headers=headers).status_code == 404
     assert client.delete(f"/v1/users/{user}/memories/{gone}", headers=headers).status_code == 404
-    count = db.execute("SELECT count(*) FROM vec_minilm_384 WHERE user_id = %s AND item_id = %s",
-                       [user, gone]).fetchone()  # fmt: skip
+    count = db.execute(
+        "SELECT count(*) FROM vec_minilm_384 WHERE user_id = %s AND item_id = %s", [user, gone]
+    ).fetchone()
     assert count == (0,)
 
 
@@ -120,7 +128,9 @@ def test_client_ids_are_idempotent_and_conflicts_change_nothing(client, new_user
     again = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
     assert first.status_code == again.status_code == 202
     assert first.json()["memories"][0]["id"] == again.json()["memories"][0]["id"] == memory_id
-    clash = {"memories": [{"content": "new one"}, {"id": memory_id, "content": "Carol likes coffee."}]}
+    clash = {
+        "memories": [{"content": "new one"}, {"id": memory_id, "content": "Carol likes coffee."}]
+    }
     answer = client.post(f"/v1/users/{user}/memories", json=clash, headers=headers)
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "conflict"

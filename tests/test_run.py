@@ -27,22 +27,30 @@ class EngramRun:
         self.url = f"http://127.0.0.1:{port}"
         self.log = home / f"run-{time.monotonic_ns()}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        env |= {"ENGRAM_HOME": str(home), "ENGRAM_PORT": str(port),
-                # a killed worker's claim lapses after this long: short, so the test is quick
-                "ENGRAM_CLAIM_SECONDS": "5", "ENGRAM_SWEEP_INTERVAL_SECONDS": "1",
-                "ENGRAM_REQUEUE_AFTER_SECONDS": "2"}
+        env |= {
+            "ENGRAM_HOME": str(home),
+            "ENGRAM_PORT": str(port),
+            # a killed worker's claim lapses after this long: short, so the test is quick
+            "ENGRAM_CLAIM_SECONDS": "5",
+            "ENGRAM_SWEEP_INTERVAL_SECONDS": "1",
+            "ENGRAM_REQUEUE_AFTER_SECONDS": "2",
+        }
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "run"], env=env, stdout=out,
+                [sys.executable, "-m", "service.cli", "run"],
+                env=env,
+                stdout=out,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
         self._wait_for("Engram is running at")
 
     def _wait_for(self, text: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.log.read_text(errors="replace"):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"engram run did not say {text!r}:\n{self.log.read_text()[-4000:]}")
+                raise AssertionError(
+                    f"engram run did not say {text!r}:\n{self.log.read_text()[-4000:]}"
+                )
             time.sleep(0.2)
 
     def admin(self) -> dict[str, str]:
@@ -92,11 +100,20 @@ def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
     made = httpx.post(f"{run.url}/v1/keys", json={"user_id": "alice"}, headers=run.admin())
     assert made.status_code == 201
     alice = {"Authorization": f"Bearer {made.json()['key']}"}
-    memories = [{"content": "Alice drinks her coffee black."}, {"content": "Alice has a cat named Miso."}]
-    added = httpx.post(f"{run.url}/v1/users/alice/memories", json={"memories": memories, "wait": True},
-                       headers=alice, timeout=60)  # fmt: skip
+    memories = [
+        {"content": "Alice drinks her coffee black."},
+        {"content": "Alice has a cat named Miso."},
+    ]
+    added = httpx.post(
+        f"{run.url}/v1/users/alice/memories",
+        json={"memories": memories, "wait": True},
+        headers=alice,
+        timeout=60,
+    )
     assert added.status_code == 200 and {m["status"] for m in added.json()["memories"]} == {"ready"}
-    found = httpx.post(f"{run.url}/v1/users/alice/search", json={"query": "coffee", "k": 1}, headers=alice)
+    found = httpx.post(
+        f"{run.url}/v1/users/alice/search", json={"query": "coffee", "k": 1}, headers=alice
+    )
     assert found.json()["results"][0]["content"] == "Alice drinks her coffee black."
     assert httpx.get(f"{run.url}/readyz").status_code == 200
     assert oct((home / "admin.key").stat().st_mode & 0o777) == "0o600"
@@ -108,8 +125,11 @@ def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
 
     # Accept more while running, then SIGKILL everything at once.
     run = EngramRun(home, port)
-    late = httpx.post(f"{run.url}/v1/users/alice/memories",
-                      json={"memories": [{"content": "Alice moved to Porto in May."}]}, headers=alice)  # fmt: skip
+    late = httpx.post(
+        f"{run.url}/v1/users/alice/memories",
+        json={"memories": [{"content": "Alice moved to Porto in May."}]},
+        headers=alice,
+    )
     assert late.status_code in (200, 202)
     for proc in run.everything():
         proc.kill()
@@ -121,12 +141,15 @@ def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
     try:
         listed = httpx.get(f"{run.url}/v1/users/alice/memories", headers=alice).json()["memories"]
         assert {m["content"] for m in listed} == {
-            "Alice drinks her coffee black.", "Alice has a cat named Miso.", "Alice moved to Porto in May.",
-        }  # fmt: skip
+            "Alice drinks her coffee black.",
+            "Alice has a cat named Miso.",
+            "Alice moved to Porto in May.",
+        }
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            results = httpx.post(f"{run.url}/v1/users/alice/search", json={"query": "Porto", "k": 3},
-                                 headers=alice).json()["results"]  # fmt: skip
+            results = httpx.post(
+                f"{run.url}/v1/users/alice/search", json={"query": "Porto", "k": 3}, headers=alice
+            ).json()["results"]
             if len(results) == 3:
                 break
             time.sleep(0.5)

@@ -53,8 +53,12 @@ def state(db, user: str, item: uuid.UUID) -> tuple[Any, ...] | None:
 
 def result(user: str, item: uuid.UUID, content: str) -> Embedded:
     vector = np.random.default_rng(0).random(384).astype(np.float32)
-    return Embedded(user_id=user, id=item, content_hash=hashlib.sha256(content.encode()).digest(),
-                    embedding=vector)  # fmt: skip
+    return Embedded(
+        user_id=user,
+        id=item,
+        content_hash=hashlib.sha256(content.encode()).digest(),
+        embedding=vector,
+    )
 
 
 def test_a_stale_result_writes_nothing(servers, db):
@@ -83,7 +87,9 @@ def test_a_deleted_item_stays_deleted(servers, db):
     done = result(user, item, "to be deleted")
     assert run(servers.database_url, lambda c: jobs.store_vectors(c, MINILM_384, [done])) == 0
     assert state(db, user, item) is None
-    assert db.execute("SELECT count(*) FROM vec_minilm_384 WHERE item_id = %s", [item]).fetchone() == (0,)
+    assert db.execute(
+        "SELECT count(*) FROM vec_minilm_384 WHERE item_id = %s", [item]
+    ).fetchone() == (0,)
 
 
 def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(servers, db):
@@ -99,13 +105,26 @@ def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(servers, db
     ("permanent", "attempts_before", "expected_status"),
     [(False, 0, "pending"), (False, 4, "failed"), (True, 0, "failed")],
 )
-def test_failures_retry_until_attempts_run_out(servers, db, permanent, attempts_before, expected_status):
+def test_failures_retry_until_attempts_run_out(
+    servers, db, permanent, attempts_before, expected_status
+):
     user = f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "flaky", claimed_for=None)
     db.execute("UPDATE memories SET attempts = %s WHERE id = %s", [attempts_before, item])
-    claimed = run(servers.database_url, lambda c: jobs.claim(c, [(user, item)], lease_seconds=60))[0]
-    run(servers.database_url, lambda c: jobs.record_failure(
-        c, claimed, "provider said no", permanent=permanent, max_attempts=5, retry_in_seconds=3600))
+    claimed = run(servers.database_url, lambda c: jobs.claim(c, [(user, item)], lease_seconds=60))[
+        0
+    ]
+    run(
+        servers.database_url,
+        lambda c: jobs.record_failure(
+            c,
+            claimed,
+            "provider said no",
+            permanent=permanent,
+            max_attempts=5,
+            retry_in_seconds=3600,
+        ),
+    )
     status, attempts, error, vectors = state(db, user, item)
     assert (status, error, vectors) == (expected_status, "provider said no", 0)
     assert attempts == attempts_before + 1
@@ -115,16 +134,26 @@ def test_failures_retry_until_attempts_run_out(servers, db, permanent, attempts_
 def test_the_same_ids_in_fifty_messages_make_one_vector_each(client, new_user, servers, db):
     user, headers = new_user()
     body = {"memories": [{"content": f"duplicate message test {i}"} for i in range(20)]}
-    memories = client.post(f"/v1/users/{user}/memories", json=body, headers=headers).json()["memories"]
+    memories = client.post(f"/v1/users/{user}/memories", json=body, headers=headers).json()[
+        "memories"
+    ]
     keys = [(user, uuid.UUID(m["id"])) for m in memories]
     wakeups = WakeUps(servers.redis_url)
     for _ in range(50):
         assert asyncio.run(wakeups.embed(MINILM_384.name, keys))
     wakeups.close()
-    wait_until(lambda: db.execute("SELECT count(*) FROM memories WHERE user_id = %s AND status = 'ready'",
-                                  [user]).fetchone() == (20,), what="20 ready")  # fmt: skip
-    vectors = db.execute("SELECT item_id, count(*) FROM vec_minilm_384 WHERE user_id = %s GROUP BY 1",
-                         [user]).fetchall()  # fmt: skip
+    wait_until(
+        lambda: (
+            db.execute(
+                "SELECT count(*) FROM memories WHERE user_id = %s AND status = 'ready'", [user]
+            ).fetchone()
+            == (20,)
+        ),
+        what="20 ready",
+    )
+    vectors = db.execute(
+        "SELECT item_id, count(*) FROM vec_minilm_384 WHERE user_id = %s GROUP BY 1", [user]
+    ).fetchall()
     assert len(vectors) == 20 and all(count == 1 for _, count in vectors)
 
 
@@ -133,8 +162,11 @@ def test_items_whose_message_was_lost_are_swept_up(servers, db):
     """Rows committed as pending with no message at all (Redis lost it) still get embedded."""
     user = f"u-{uuid.uuid4().hex[:8]}"
     items = [insert_pending(db, user, f"orphaned item {i}", claimed_for=None) for i in range(5)]
-    wait_until(lambda: all(state(db, user, i)[0] == "ready" for i in items), timeout=60,
-               what="the sweep to re-send lost items")  # fmt: skip
+    wait_until(
+        lambda: all(state(db, user, i)[0] == "ready" for i in items),
+        timeout=60,
+        what="the sweep to re-send lost items",
+    )
     assert all(state(db, user, i)[3] == 1 for i in items)
 
 
@@ -144,12 +176,17 @@ def test_content_changed_in_flight_ends_with_the_newest_vector(client, new_user,
     memory = add_memories(client, user, headers, ["The first version of the text."])[0]
     url = f"/v1/users/{user}/memories/{memory['id']}"
     for version in range(5):  # rapid changes while earlier jobs are still in flight
-        client.patch(url, json={"content": f"Version {version}: cats sleep all day."}, headers=headers)
+        client.patch(
+            url, json={"content": f"Version {version}: cats sleep all day."}, headers=headers
+        )
     newest = "Version 4: cats sleep all day."
     wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready", what="ready")
     register_vector(db)
-    row = db.execute("SELECT v.embedding, v.content_hash FROM vec_minilm_384 v "
-                     "WHERE v.user_id = %s AND v.item_id = %s", [user, memory["id"]]).fetchone()  # fmt: skip
+    row = db.execute(
+        "SELECT v.embedding, v.content_hash FROM vec_minilm_384 v "
+        "WHERE v.user_id = %s AND v.item_id = %s",
+        [user, memory["id"]],
+    ).fetchone()
     assert bytes(row[1]) == hashlib.sha256(newest.encode()).digest()
     expected = embedder.encode([newest])[0]
     assert float(np.dot(row[0].to_numpy(), expected)) == pytest.approx(1.0, abs=1e-4)

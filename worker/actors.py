@@ -38,9 +38,13 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
         for item in exhausted:
             reason = item.last_error or "the worker stopped while embedding it"
             await jobs.record_failure(
-                conn, item, f"gave up after {settings.max_attempts} attempts: {reason}",
-                permanent=True, max_attempts=settings.max_attempts, retry_in_seconds=0,
-            )  # fmt: skip
+                conn,
+                item,
+                f"gave up after {settings.max_attempts} attempts: {reason}",
+                permanent=True,
+                max_attempts=settings.max_attempts,
+                retry_in_seconds=0,
+            )
     work = [c for c in claims if c.attempts <= settings.max_attempts]
     if not work:
         return
@@ -50,12 +54,16 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
         ready = await jobs.store_vectors(conn, space, vectors)
         for item, error in failures:
             await jobs.record_failure(
-                conn, item, str(error), permanent=error.permanent,
+                conn,
+                item,
+                str(error),
+                permanent=error.permanent,
                 max_attempts=settings.max_attempts,
                 retry_in_seconds=settings.retry_base_seconds * 2 ** (item.attempts - 1),
-            )  # fmt: skip
-    log.info("space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures),
-             len(claims))  # fmt: skip
+            )
+    log.info(
+        "space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures), len(claims)
+    )
 
 
 def encode_isolating_failures(

@@ -19,7 +19,7 @@ def build_broker(settings: Settings, spaces: SpaceRegistry | None = None) -> Red
     """A Redis broker with our actors declared on it, set as dramatiq's global broker."""
     global _embed
     _, redis_url = settings.require_urls()
-    broker = RedisBroker(
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=redis_url,
         heartbeat_timeout=settings.broker_heartbeat_ms,
         socket_timeout=10,
@@ -30,9 +30,13 @@ def build_broker(settings: Settings, spaces: SpaceRegistry | None = None) -> Red
     dramatiq.set_broker(broker)
     # Attempts are counted in Postgres; dramatiq retries only cover a database outage.
     _embed = dramatiq.actor(
-        actors.embed_items, broker=broker, actor_name=EMBED_ACTOR, queue_name=EMBED_QUEUE,
-        max_retries=5, min_backoff=1000, max_backoff=30_000,
-    )  # fmt: skip
+        broker=broker,
+        actor_name=EMBED_ACTOR,
+        queue_name=EMBED_QUEUE,
+        max_retries=5,
+        min_backoff=1000,
+        max_backoff=30_000,
+    )(actors.embed_items)
     return broker
 
 

@@ -21,7 +21,7 @@ MESSAGE_SIZE = 256  # ids per wake-up message
 
 def sweep_forever(resources: Resources, stop: threading.Event) -> None:
     """Sweep now, then every ``sweep_interval_seconds`` until ``stop`` is set."""
-    from dramatiq.asyncio import get_event_loop_thread  # noqa: PLC0415
+    from dramatiq.asyncio import get_event_loop_thread
 
     loop = get_event_loop_thread()
     assert loop is not None
@@ -37,7 +37,7 @@ def sweep_forever(resources: Resources, stop: threading.Event) -> None:
 
 async def sweep_once(resources: Resources) -> int:
     """Send wake-ups for overdue pending items; return how many."""
-    from worker.broker import send_embed  # noqa: PLC0415 (the actor is declared there)
+    from worker.broker import send_embed  # the actor is declared there
 
     async with resources.pool.connection() as conn:
         due = await jobs.due_for_requeue(

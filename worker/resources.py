@@ -21,8 +21,13 @@ log = logging.getLogger("engram.worker")
 class Resources:
     """The worker's open resources; actors reach them through ``current()``."""
 
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool, spaces: SpaceRegistry,
-                 embedders: dict[str, Embedder]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        spaces: SpaceRegistry,
+        embedders: dict[str, Embedder],
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.spaces = spaces
@@ -57,9 +62,10 @@ class ResourcesMiddleware(Middleware):
         embedders: dict[str, Embedder] = {}
         for space in self.spaces.all():
             embedder = LocalEmbedder(
-                space, model_path=self.settings.model_path,
+                space,
+                model_path=self.settings.model_path,
                 batch_size=self.settings.encode_batch_size,
-            )  # fmt: skip
+            )
             embedder.load()
             embedders[space.name] = embedder
         pool = create_pool(database_url, min_size=1, max_size=4, name="engram-worker")
@@ -68,7 +74,7 @@ class ResourcesMiddleware(Middleware):
         log.info("worker resources open: spaces %s", ", ".join(embedders))
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        from worker.reconciler import sweep_forever  # noqa: PLC0415 (actors need the broker)
+        from worker.reconciler import sweep_forever  # actors need the broker
 
         self._stop.clear()
         self._sweeper = threading.Thread(

@@ -25,7 +25,7 @@ def upgrade() -> None:
             id           uuid PRIMARY KEY,
             lookup       text NOT NULL UNIQUE,
             digest       bytea NOT NULL,
-            user_id      text,
+            user_id      text CHECK (user_id ~ '^[A-Za-z0-9._:@-]{1,128}$'),
             created_at   timestamptz NOT NULL DEFAULT now(),
             revoked_at   timestamptz,
             last_used_at timestamptz
@@ -39,7 +39,7 @@ def upgrade() -> None:
             id            uuid NOT NULL,
             content       text NOT NULL,
             metadata      jsonb NOT NULL DEFAULT '{}'::jsonb,
-            session_id    text,
+            session_id    text CHECK (session_id ~ '^[A-Za-z0-9._:@-]{1,128}$'),
             importance    real CHECK (importance BETWEEN 0 AND 1),
             space         text NOT NULL,
             content_hash  bytea NOT NULL,

@@ -40,8 +40,8 @@ class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     content: str | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
-    importance: Importance | None | msgspec.UnsetType = msgspec.UNSET
-    ttl_seconds: Ttl | None | msgspec.UnsetType = msgspec.UNSET
+    importance: Importance | msgspec.UnsetType | None = msgspec.UNSET
+    ttl_seconds: Ttl | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class MemoryList(msgspec.Struct, kw_only=True):
@@ -62,13 +62,15 @@ def _new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
 
 def _patch(change: MemoryChange, limits: Limits) -> MemoryPatch:
     return MemoryPatch(
-        content=change.content if change.content is msgspec.UNSET
+        content=change.content
+        if change.content is msgspec.UNSET
         else check_content(change.content, limits),
-        metadata=change.metadata if change.metadata is msgspec.UNSET
+        metadata=change.metadata
+        if change.metadata is msgspec.UNSET
         else check_metadata(change.metadata, limits),
         importance=change.importance,
         ttl_seconds=change.ttl_seconds,
-    )  # fmt: skip
+    )
 
 
 class MemoryController(Controller):

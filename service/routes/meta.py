@@ -57,7 +57,12 @@ class HealthController(Controller):
     async def spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceOut]:
         """The embedding spaces and what each is the default for."""
         return [
-            SpaceOut(name=s.name, dims=s.dims, provider=s.provider, model=s.model,
-                     default_for=list(s.default_for))
+            SpaceOut(
+                name=s.name,
+                dims=s.dims,
+                provider=s.provider,
+                model=s.model,
+                default_for=list(s.default_for),
+            )
             for s in runtime.spaces.all()
-        ]  # fmt: skip
+        ]

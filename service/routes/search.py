@@ -55,14 +55,22 @@ class SearchController(Controller):
         if data.vector is not None:
             query = np.asarray(check_vector(data.vector, space.dims, space.name), dtype=np.float32)
         else:
-            query = await runtime.embed_query(space, check_content(data.query or "", limits, field="query"))
+            query = await runtime.embed_query(
+                space, check_content(data.query or "", limits, field="query")
+            )
         hits: list[SearchHit] = []
         if data.types is None or "memory" in data.types:
             async with runtime.pool.connection() as conn:
                 hits = await search_vectors(
-                    conn, space, owner, query, k=data.k, threshold=data.threshold,
-                    metadata=conditions, session_id=session_id,
+                    conn,
+                    space,
+                    owner,
+                    query,
+                    k=data.k,
+                    threshold=data.threshold,
+                    metadata=conditions,
+                    session_id=session_id,
                     exact_max_rows=runtime.settings.exact_search_max_rows,
-                )  # fmt: skip
+                )
         took_ms = round((time.perf_counter() - started) * 1000, 3)
         return SearchOut(results=hits, space=space.name, took_ms=took_ms)
