@@ -13,7 +13,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
 from models.spaces import Space
-from models.types import Claim, Embedded
+from models.types import Claim, Embedded, FailedJob
 
 # What the HTTP edge sends and the worker runs: names only, so neither imports the other.
 EMBED_QUEUE = "embeddings"
@@ -142,5 +142,43 @@ async def due_for_requeue(
         RETURNING m.space, m.user_id, m.id
         """,
         {"age": older_than_seconds, "limit": limit},
+    )
+    return [(row[0], row[1], row[2]) for row in await cur.fetchall()]
+
+
+async def list_failed(
+    conn: AsyncConnection, *, limit: int, after: Key | None = None
+) -> list[FailedJob]:
+    """Items that failed for good, in (user_id, id) order, after the key ``after``."""
+    async with conn.cursor(row_factory=class_row(FailedJob)) as cur:
+        await cur.execute(
+            """
+            SELECT id, user_id, 'memory' AS type, space, last_error AS error, attempts, updated_at
+            FROM memories
+            WHERE status = 'failed'
+              AND (%(after_user)s::text IS NULL OR (user_id, id) > (%(after_user)s, %(after_id)s))
+            ORDER BY user_id, id
+            LIMIT %(limit)s
+            """,
+            {
+                "after_user": after[0] if after else None,
+                "after_id": after[1] if after else None,
+                "limit": limit,
+            },
+        )
+        return await cur.fetchall()
+
+
+async def retry_failed(conn: AsyncConnection, item_id: UUID) -> list[tuple[str, str, UUID]]:
+    """Send failed items with this id back to ``pending`` with fresh attempts."""
+    cur = await conn.execute(
+        """
+        UPDATE memories
+        SET status = 'pending', attempts = 0, last_error = NULL, claimed_until = NULL,
+            queued_at = now()
+        WHERE id = %s AND status = 'failed'
+        RETURNING space, user_id, id
+        """,
+        [item_id],
     )
     return [(row[0], row[1], row[2]) for row in await cur.fetchall()]

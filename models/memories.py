@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -13,6 +12,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from models.cursors import decode_cursor, encode_cursor
 from models.errors import Conflict, InvalidInput, NotFound
 from models.spaces import Space, vector_table
 from models.types import Memory, MemoryPatch, NewMemory, Status
@@ -103,7 +103,7 @@ async def list_memories(
     status: Status | None = None,
 ) -> tuple[list[Memory], str | None]:
     """A page of memories, newest first, and the cursor of the next page (None at the end)."""
-    after = decode_cursor(cursor) if cursor else None
+    after = _decode_page_cursor(cursor) if cursor else None
     query = sql.SQL(
         f"SELECT {COLUMNS} FROM memories WHERE user_id = %(user_id)s AND {LIVE}"
         " AND (%(session_id)s::text IS NULL OR session_id = %(session_id)s)"
@@ -126,7 +126,7 @@ async def list_memories(
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], encode_cursor(last.created_at, last.id)
+    return rows[:limit], encode_cursor(last.created_at.isoformat(), str(last.id))
 
 
 async def update_memory(
@@ -187,15 +187,9 @@ async def delete_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) ->
         )
 
 
-def encode_cursor(created_at: datetime, item_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+def _decode_page_cursor(cursor: str) -> tuple[datetime, UUID]:
+    at, item_id = decode_cursor(cursor, parts=2)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, item_id = raw.split("|")
         return datetime.fromisoformat(at), UUID(item_id)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise InvalidInput("invalid cursor") from None

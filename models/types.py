@@ -97,6 +97,18 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None
 
 
+class FailedJob(msgspec.Struct, frozen=True, kw_only=True):
+    """An item whose embedding failed for good."""
+
+    id: UUID
+    user_id: str
+    type: ItemType
+    space: str
+    error: str | None
+    attempts: int
+    updated_at: datetime
+
+
 class Embedded(msgspec.Struct, frozen=True, kw_only=True):
     """A vector computed from the content with ``content_hash``."""
 

@@ -20,6 +20,7 @@ from models.settings import Settings
 from models.spaces import SpaceRegistry
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.errors import EXCEPTION_HANDLERS
+from service.routes.jobs import JobController
 from service.routes.keys import KeyController
 from service.routes.memories import MemoryController
 from service.routes.meta import HealthController
@@ -40,7 +41,13 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         loaded = embedders if embedders is not None else _load_embedders(settings, spaces)
-        pool = create_pool(database_url, min_size=1, max_size=10, name="engram-api")
+        pool = create_pool(
+            database_url,
+            min_size=1,
+            max_size=10,
+            name="engram-api",
+            timeout=settings.db_timeout_seconds,
+        )
         await pool.open()
         wakeups = WakeUps(redis_url)
         app.state.runtime = Runtime(
@@ -58,7 +65,13 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             wakeups.close()
 
     return Litestar(
-        route_handlers=[HealthController, KeyController, MemoryController, SearchController],
+        route_handlers=[
+            HealthController,
+            KeyController,
+            MemoryController,
+            SearchController,
+            JobController,
+        ],
         lifespan=[lifespan],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),

@@ -29,8 +29,7 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -
         raise Unauthenticated("missing or invalid API key")
     if keys.matches_bootstrap(token, runtime.settings.admin_key):
         return _BOOTSTRAP
-    async with runtime.pool.connection() as conn:
-        principal = await keys.authenticate(conn, token)
+    principal = await runtime.db(keys.authenticate, token)
     if principal is None:
         raise Unauthenticated("missing or invalid API key")
     return principal

@@ -231,12 +231,10 @@ class EmbeddedRedis:
 
     def kill(self) -> None:
         """Kill the server abruptly, losing every message (for fault tests)."""
-        pid = _pid_from_file(self.pid_file)
-        if pid is not None and _process_matches(pid, "redis-server", ""):
-            os.kill(pid, 9)
-            _wait_gone(pid)
         if self._process is not None:
+            self._process.kill()
             self._process.wait(timeout=30)
+            self._process = None
 
     def _client(self) -> redis.Redis:
         return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from models.db import run_with_retry
 from models.embedding import Embedder
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
 from service.wakeups import WakeUps
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -24,6 +31,15 @@ class Runtime:
     embedders: dict[str, Embedder]
     wakeups: WakeUps
     schema_head: str
+
+    async def db(
+        self,
+        work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run a repository function on a pooled connection, retrying connection errors."""
+        return await run_with_retry(self.pool, work, *args, **kwargs)
 
     async def embed_query(self, space: Space, text: str) -> np.ndarray:
         """Embed query text off the event loop."""

@@ -10,6 +10,7 @@ from uuid import UUID
 import numpy as np
 
 from models import jobs
+from models.db import run_with_retry
 from models.embedding import Embedder
 from models.errors import EmbeddingError
 from models.spaces import Space
@@ -31,14 +32,14 @@ async def embed_items(space_name: str, keys: list[list[str]]) -> None:
 
 async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) -> None:
     """Claim, encode outside any transaction, then store what is still current."""
-    settings = resources.settings
-    async with resources.pool.connection() as conn:
-        claims = await jobs.claim(conn, keys, lease_seconds=settings.claim_seconds)
-        exhausted = [c for c in claims if c.attempts > settings.max_attempts]
-        for item in exhausted:
+    settings, pool = resources.settings, resources.pool
+    claims = await run_with_retry(pool, jobs.claim, keys, lease_seconds=settings.claim_seconds)
+    for item in claims:
+        if item.attempts > settings.max_attempts:  # it kept killing or stalling its workers
             reason = item.last_error or "the worker stopped while embedding it"
-            await jobs.record_failure(
-                conn,
+            await run_with_retry(
+                pool,
+                jobs.record_failure,
                 item,
                 f"gave up after {settings.max_attempts} attempts: {reason}",
                 permanent=True,
@@ -50,17 +51,17 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
         return
     embedder = resources.embedders[space.name]
     vectors, failures = await asyncio.to_thread(encode_isolating_failures, embedder, work)
-    async with resources.pool.connection() as conn:
-        ready = await jobs.store_vectors(conn, space, vectors)
-        for item, error in failures:
-            await jobs.record_failure(
-                conn,
-                item,
-                str(error),
-                permanent=error.permanent,
-                max_attempts=settings.max_attempts,
-                retry_in_seconds=settings.retry_base_seconds * 2 ** (item.attempts - 1),
-            )
+    ready = await run_with_retry(pool, jobs.store_vectors, space, vectors)
+    for item, error in failures:
+        await run_with_retry(
+            pool,
+            jobs.record_failure,
+            item,
+            str(error),
+            permanent=error.permanent,
+            max_attempts=settings.max_attempts,
+            retry_in_seconds=settings.retry_base_seconds * 2 ** (item.attempts - 1),
+        )
     log.info(
         "space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures), len(claims)
     )

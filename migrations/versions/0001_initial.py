@@ -59,6 +59,8 @@ def upgrade() -> None:
     op.execute("CREATE INDEX memories_by_created ON memories (user_id, created_at DESC, id DESC)")
     # The outbox: only pending rows, so the worker's sweep reads a small index.
     op.execute("CREATE INDEX memories_pending ON memories (user_id, id) WHERE status = 'pending'")
+    # Dead letters, for the admins' failed-jobs listing.
+    op.execute("CREATE INDEX memories_failed ON memories (user_id, id) WHERE status = 'failed'")
     op.execute(
         """
         CREATE TABLE vec_minilm_384 (

@@ -38,19 +38,16 @@ class KeyController(Controller):
     async def create_key(self, admin: Principal, data: KeyIn, runtime: Runtime) -> NewKey:
         """A key for one user (``user_id``) or, without it, an admin key. Shown this once."""
         user_id = check_user_id(data.user_id) if data.user_id is not None else None
-        async with runtime.pool.connection() as conn:
-            key, token = await keys.create_key(conn, user_id=user_id)
+        key, token = await runtime.db(keys.create_key, user_id=user_id)
         return NewKey(id=key.id, key=token, user_id=key.user_id, created_at=key.created_at)
 
     @get("/")
     async def list_keys(self, admin: Principal, runtime: Runtime) -> KeyList:
         """Every key, without secrets."""
-        async with runtime.pool.connection() as conn:
-            return KeyList(keys=await keys.list_keys(conn))
+        return KeyList(keys=await runtime.db(keys.list_keys))
 
     @delete("/{key_id:uuid}", status_code=204)
     async def revoke_key(self, admin: Principal, key_id: UUID, runtime: Runtime) -> None:
         """Revoke a key; it stops working at once."""
-        async with runtime.pool.connection() as conn:
-            if not await keys.revoke_key(conn, key_id):
-                raise NotFound(f"key {key_id} not found")
+        if not await runtime.db(keys.revoke_key, key_id):
+            raise NotFound(f"key {key_id} not found")

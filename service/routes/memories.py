@@ -87,8 +87,7 @@ class MemoryController(Controller):
             raise InvalidInput(f"at most {limits.max_batch} items a batch")
         items = [_new_memory(item, limits) for item in data.memories]
         space = runtime.spaces.default_for("memory")
-        async with runtime.pool.connection() as conn:
-            stored = await memories.insert_memories(conn, owner, space, items)
+        stored = await runtime.db(memories.insert_memories, owner, space, items)
         pending = [(owner, m.id) for m in stored if m.status == "pending"]
         if pending:
             await runtime.wakeups.embed(space.name, pending)
@@ -109,17 +108,20 @@ class MemoryController(Controller):
         status: Status | None = None,
     ) -> MemoryList:
         """List memories, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
-        async with runtime.pool.connection() as conn:
-            rows, next_cursor = await memories.list_memories(
-                conn, owner, limit=limit, cursor=cursor, session_id=session_id, status=status
-            )
+        rows, next_cursor = await runtime.db(
+            memories.list_memories,
+            owner,
+            limit=limit,
+            cursor=cursor,
+            session_id=session_id,
+            status=status,
+        )
         return MemoryList(memories=rows, next_cursor=next_cursor)
 
     @get("/{memory_id:uuid}")
     async def get_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> Memory:
         """One memory."""
-        async with runtime.pool.connection() as conn:
-            return await memories.get_memory(conn, owner, memory_id)
+        return await runtime.db(memories.get_memory, owner, memory_id)
 
     @patch("/{memory_id:uuid}")
     async def update_memory(
@@ -127,8 +129,7 @@ class MemoryController(Controller):
     ) -> Memory:
         """Change a memory; new content is re-embedded (status goes back to ``pending``)."""
         change = _patch(data, runtime.settings.limits)
-        async with runtime.pool.connection() as conn:
-            memory = await memories.update_memory(conn, owner, memory_id, change)
+        memory = await runtime.db(memories.update_memory, owner, memory_id, change)
         if memory.status == "pending":
             await runtime.wakeups.embed(memory.space, [(owner, memory.id)])
         return memory
@@ -136,8 +137,7 @@ class MemoryController(Controller):
     @delete("/{memory_id:uuid}", status_code=204)
     async def delete_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> None:
         """Delete a memory and its vector; it is gone from search at once."""
-        async with runtime.pool.connection() as conn:
-            await memories.delete_memory(conn, owner, memory_id)
+        await runtime.db(memories.delete_memory, owner, memory_id)
 
 
 async def _wait_settled(runtime: Runtime, user_id: str, ids: list[UUID]) -> list[Memory]:
@@ -145,8 +145,7 @@ async def _wait_settled(runtime: Runtime, user_id: str, ids: list[UUID]) -> list
     deadline = time.monotonic() + runtime.settings.wait_timeout_seconds
     delay = 0.02
     while True:
-        async with runtime.pool.connection() as conn:
-            found = {m.id: m for m in await memories.get_memories(conn, user_id, ids)}
+        found = {m.id: m for m in await runtime.db(memories.get_memories, user_id, ids)}
         current = [found[i] for i in ids if i in found]
         if all(m.status != "pending" for m in current) or time.monotonic() >= deadline:
             return current

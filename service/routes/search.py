@@ -60,17 +60,16 @@ class SearchController(Controller):
             )
         hits: list[SearchHit] = []
         if data.types is None or "memory" in data.types:
-            async with runtime.pool.connection() as conn:
-                hits = await search_vectors(
-                    conn,
-                    space,
-                    owner,
-                    query,
-                    k=data.k,
-                    threshold=data.threshold,
-                    metadata=conditions,
-                    session_id=session_id,
-                    exact_max_rows=runtime.settings.exact_search_max_rows,
-                )
+            hits = await runtime.db(
+                search_vectors,
+                space,
+                owner,
+                query,
+                k=data.k,
+                threshold=data.threshold,
+                metadata=conditions,
+                session_id=session_id,
+                exact_max_rows=runtime.settings.exact_search_max_rows,
+            )
         took_ms = round((time.perf_counter() - started) * 1000, 3)
         return SearchOut(results=hits, space=space.name, took_ms=took_ms)

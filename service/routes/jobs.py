@@ -1,0 +1,66 @@
+"""Embedding jobs (admin only): the dead letters, and sending one back for another try."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.params import Parameter
+
+from models import jobs
+from models.cursors import decode_cursor, encode_cursor
+from models.errors import InvalidInput, NotFound
+from models.types import FailedJob, Principal
+from service.runtime import Runtime
+
+
+class FailedJobs(msgspec.Struct, kw_only=True):
+    jobs: list[FailedJob]
+    next_cursor: str | None = None
+
+
+class Retried(msgspec.Struct, kw_only=True):
+    id: UUID
+    retried: int
+    status: str = "pending"
+
+
+class JobController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+
+    @get("/failed")
+    async def failed_jobs(
+        self,
+        admin: Principal,
+        runtime: Runtime,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        cursor: str | None = None,
+    ) -> FailedJobs:
+        """Items whose embedding failed for good, with their last error."""
+        after = _decode(cursor) if cursor else None
+        found = await runtime.db(jobs.list_failed, limit=limit + 1, after=after)
+        if len(found) <= limit:
+            return FailedJobs(jobs=found)
+        last = found[limit - 1]
+        return FailedJobs(jobs=found[:limit], next_cursor=encode_cursor(last.user_id, str(last.id)))
+
+    @post("/{item_id:uuid}/retry", status_code=202)
+    async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> Retried:
+        """Embed a failed item again, with a fresh count of attempts."""
+        retried = await runtime.db(jobs.retry_failed, item_id)
+        if not retried:
+            raise NotFound(f"no failed job {item_id}")
+        for space, user_id, found_id in retried:
+            await runtime.wakeups.embed(space, [(user_id, found_id)])
+        return Retried(id=item_id, retried=len(retried))
+
+
+def _decode(cursor: str) -> jobs.Key:
+    user_id, item_id = decode_cursor(cursor, parts=2)
+    try:
+        return user_id, UUID(item_id)
+    except ValueError:
+        raise InvalidInput("invalid cursor") from None
