@@ -175,3 +175,39 @@ def _ready_count(stack: Stack, user: str) -> int:
         ).fetchone()
     return int(row[0]) if row else 0
 
+
+
+def test_sigterm_lets_the_worker_finish_its_batch_and_hold_no_claim(stack, worker):
+    user = f"term-{uuid.uuid4().hex[:6]}"
+    accepted = add(stack, user, 400)
+    wait_until(lambda: _ready_count(stack, user) > 0, what="work to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=120) == 0
+    with psycopg.connect(stack.servers.database_url) as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM memories WHERE user_id = %s AND status = 'pending' "
+            "AND claimed_until > now()",
+            [user],
+        ).fetchone()
+    assert held == (0,), "a stopped worker left items claimed"
+    replacement = start_worker(stack.servers, **FAST)
+    try:
+        assert_nothing_lost(stack, user, accepted)
+    finally:
+        stop_process(replacement)
+
+
+def test_an_item_that_keeps_killing_workers_ends_failed(stack, worker):
+    """Attempts are counted in Postgres: past the limit the item fails instead of looping."""
+    user = f"poison-{uuid.uuid4().hex[:6]}"
+    item, content = str(uuid.uuid4()), "a text that five workers died on"
+    with psycopg.connect(stack.servers.database_url, autocommit=True) as conn:
+        # As if five workers had died on it: attempts used up, the last claim lapsed.
+        conn.execute(
+            "INSERT INTO memories (user_id, id, content, space, content_hash, attempts, "
+            "claimed_until) VALUES (%s, %s, %s, 'minilm-384', %s, 5, now())",
+            [user, item, content, hashlib.sha256(content.encode()).digest()],
+        )
+    assert_nothing_lost(stack, user, [item])
+    failed = stack.client.get(f"/v1/users/{user}/memories/{item}", headers=ADMIN).json()
+    assert failed["status"] == "failed" and "gave up after 5 attempts" in failed["error"]
