@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck clean
+.PHONY: help install run test soak lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,11 @@ run: $(STAMP) ## start API + worker (embedded Postgres and Redis unless URLs are
 test: $(STAMP) ## run the whole test suite against real servers
 	$(BIN)/python -m pytest
 
+soak: $(STAMP) ## bounded mixed ingest+search load with 2 workers (SOAK_SECONDS=120)
+	$(BIN)/python bench/soak.py --seconds $(or $(SOAK_SECONDS),120)
+
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check service worker models migrations tests
+	$(BIN)/ruff check service worker models migrations tests bench
 
 typecheck: $(STAMP) ## mypy (strict) on our packages
 	$(BIN)/mypy

@@ -176,7 +176,6 @@ def _ready_count(stack: Stack, user: str) -> int:
     return int(row[0]) if row else 0
 
 
-
 def test_sigterm_lets_the_worker_finish_its_batch_and_hold_no_claim(stack, worker):
     user = f"term-{uuid.uuid4().hex[:6]}"
     accepted = add(stack, user, 400)
