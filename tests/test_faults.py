@@ -10,11 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import msgspec
 import psycopg
 import pytest
@@ -210,3 +215,51 @@ def test_an_item_that_keeps_killing_workers_ends_failed(stack, worker):
     assert_nothing_lost(stack, user, [item])
     failed = stack.client.get(f"/v1/users/{user}/memories/{item}", headers=ADMIN).json()
     assert failed["status"] == "failed" and "gave up after 5 attempts" in failed["error"]
+
+
+def test_sigterm_lets_the_api_finish_requests_in_flight(stack):
+    """A request in flight when the API gets SIGTERM still gets its answer."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ENGRAM_HOME": str(stack.servers.home),
+        "ENGRAM_DATABASE_URL": stack.servers.database_url,
+        "ENGRAM_REDIS_URL": stack.servers.redis_url,
+        "ENGRAM_ADMIN_KEY": ADMIN["Authorization"].removeprefix("Bearer "),
+        "ENGRAM_PORT": str(port),
+        "ENGRAM_WAIT_TIMEOUT_SECONDS": "4",  # no worker runs: the request waits this long
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{url}/healthz"), timeout=120, what="the API to start")
+        with ThreadPoolExecutor(1) as pool:
+            body = {"memories": [{"content": "in flight during shutdown"}], "wait": True}
+            answer = pool.submit(
+                httpx.post, f"{url}/v1/users/drain/memories", json=body, headers=ADMIN, timeout=60
+            )
+            time.sleep(1)
+            api.send_signal(signal.SIGTERM)
+            assert answer.result().status_code == 202  # answered, not cut off
+        # uvicorn re-raises the signal once it has shut down gracefully
+        assert api.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        stop_process(api)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
