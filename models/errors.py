@@ -51,6 +51,17 @@ class Conflict(EngramError):
     status = 409
 
 
+class RateLimited(EngramError):
+    """The key spent its rate limit; retry after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(EngramError):
     """A backing server (Postgres) cannot be reached right now."""
 

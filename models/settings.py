@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_base_seconds: float = 2.0
     wait_timeout_seconds: float = 30.0
     db_timeout_seconds: float = 5.0
+    # cost units a key may spend a minute: 1 a request, +1 a written item, +4 a text query
+    rate_limit_per_minute: int = 6000
     worker_threads: int = 2
     broker_heartbeat_ms: int = 60_000
     # search: users with at most this many vectors are searched exactly
@@ -74,6 +76,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 retry_base_seconds=float(env.get("ENGRAM_RETRY_BASE_SECONDS", "2")),
                 wait_timeout_seconds=float(env.get("ENGRAM_WAIT_TIMEOUT_SECONDS", "30")),
                 db_timeout_seconds=float(env.get("ENGRAM_DB_TIMEOUT_SECONDS", "5")),
+                rate_limit_per_minute=int(env.get("ENGRAM_RATE_LIMIT_PER_MINUTE", "6000")),
                 worker_threads=int(env.get("ENGRAM_WORKER_THREADS", "2")),
                 broker_heartbeat_ms=int(env.get("ENGRAM_BROKER_HEARTBEAT_MS", "60000")),
                 exact_search_max_rows=int(env.get("ENGRAM_EXACT_SEARCH_MAX_ROWS", "20000")),

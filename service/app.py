@@ -20,6 +20,7 @@ from models.settings import Settings
 from models.spaces import SpaceRegistry
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.errors import EXCEPTION_HANDLERS
+from service.ratelimit import RateLimiter
 from service.routes.jobs import JobController
 from service.routes.keys import KeyController
 from service.routes.memories import MemoryController
@@ -50,12 +51,14 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         )
         await pool.open()
         wakeups = WakeUps(redis_url)
+        limiter = RateLimiter(redis_url, per_minute=settings.rate_limit_per_minute)
         app.state.runtime = Runtime(
             settings=settings,
             pool=pool,
             spaces=spaces,
             embedders=loaded,
             wakeups=wakeups,
+            limiter=limiter,
             schema_head=schema.head_revision(),
         )
         try:
@@ -63,6 +66,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         finally:
             await pool.close()
             wakeups.close()
+            await limiter.close()
 
     return Litestar(
         route_handlers=[

@@ -28,10 +28,12 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("missing or invalid API key")
     if keys.matches_bootstrap(token, runtime.settings.admin_key):
-        return _BOOTSTRAP
-    principal = await runtime.db(keys.authenticate, token)
+        principal: Principal | None = _BOOTSTRAP
+    else:
+        principal = await runtime.db(keys.authenticate, token)
     if principal is None:
         raise Unauthenticated("missing or invalid API key")
+    await runtime.limiter.charge(principal.key_id)
     return principal
 
 

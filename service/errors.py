@@ -10,7 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
-from models.errors import EngramError
+from models.errors import EngramError, RateLimited
 
 log = logging.getLogger("engram.http")
 
@@ -46,7 +46,8 @@ def error_response(
 def engram_error(_: Request[Any, Any, Any], exc: EngramError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         log.error("%s: %s", exc.code, exc)
-    return error_response(exc.status, exc.code, str(exc))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return error_response(exc.status, exc.code, str(exc), headers=headers)
 
 
 def validation_error(

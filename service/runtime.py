@@ -15,6 +15,7 @@ from models.db import run_with_retry
 from models.embedding import Embedder
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
+from service.ratelimit import RateLimiter
 from service.wakeups import WakeUps
 
 P = ParamSpec("P")
@@ -30,6 +31,7 @@ class Runtime:
     spaces: SpaceRegistry
     embedders: dict[str, Embedder]
     wakeups: WakeUps
+    limiter: RateLimiter
     schema_head: str
 
     async def db(

@@ -15,7 +15,7 @@ from litestar.params import Parameter
 from models import memories
 from models.errors import InvalidInput
 from models.settings import Limits
-from models.types import Memory, MemoryPatch, NewMemory, Status
+from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import check_content, check_metadata, check_session_id
 from service.runtime import Runtime
 
@@ -79,12 +79,13 @@ class MemoryController(Controller):
 
     @post("/", status_code=202)
     async def add_memories(
-        self, owner: str, data: AddMemories, runtime: Runtime
+        self, owner: str, principal: Principal, data: AddMemories, runtime: Runtime
     ) -> Response[MemoryList]:
         """Add memories; they are embedded in the background (``wait`` to wait for it)."""
         limits = runtime.settings.limits
         if len(data.memories) > limits.max_batch:
             raise InvalidInput(f"at most {limits.max_batch} items a batch")
+        await runtime.limiter.charge(principal.key_id, len(data.memories))
         items = [_new_memory(item, limits) for item in data.memories]
         space = runtime.spaces.default_for("memory")
         stored = await runtime.db(memories.insert_memories, owner, space, items)
@@ -125,10 +126,16 @@ class MemoryController(Controller):
 
     @patch("/{memory_id:uuid}")
     async def update_memory(
-        self, owner: str, memory_id: UUID, data: MemoryChange, runtime: Runtime
+        self,
+        owner: str,
+        principal: Principal,
+        memory_id: UUID,
+        data: MemoryChange,
+        runtime: Runtime,
     ) -> Memory:
         """Change a memory; new content is re-embedded (status goes back to ``pending``)."""
         change = _patch(data, runtime.settings.limits)
+        await runtime.limiter.charge(principal.key_id, int(change.content is not msgspec.UNSET))
         memory = await runtime.db(memories.update_memory, owner, memory_id, change)
         if memory.status == "pending":
             await runtime.wakeups.embed(memory.space, [(owner, memory.id)])

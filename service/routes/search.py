@@ -11,9 +11,11 @@ from litestar import Controller, post
 
 from models.errors import InvalidInput
 from models.search import search_vectors
-from models.types import ItemType, SearchHit
+from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
 from service.runtime import Runtime
+
+TEXT_QUERY_COST = 4  # on top of the request's 1: embedding the query takes model time
 
 
 class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -39,7 +41,9 @@ class SearchController(Controller):
     tags = ["search"]
 
     @post("/", status_code=200)
-    async def search(self, owner: str, data: SearchIn, runtime: Runtime) -> SearchOut:
+    async def search(
+        self, owner: str, principal: Principal, data: SearchIn, runtime: Runtime
+    ) -> SearchOut:
         """The ``k`` most similar ready items of this user, best first."""
         started = time.perf_counter()
         limits = runtime.settings.limits
@@ -55,6 +59,7 @@ class SearchController(Controller):
         if data.vector is not None:
             query = np.asarray(check_vector(data.vector, space.dims, space.name), dtype=np.float32)
         else:
+            await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
             query = await runtime.embed_query(
                 space, check_content(data.query or "", limits, field="query")
             )
