@@ -12,6 +12,7 @@ from uuid import UUID
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
+from models import audit
 from models.spaces import Space
 from models.types import Claim, Embedded, FailedJob
 
@@ -169,8 +170,20 @@ async def list_failed(
         return await cur.fetchall()
 
 
-async def retry_failed(conn: AsyncConnection, item_id: UUID) -> list[tuple[str, str, UUID]]:
+async def retry_failed(
+    conn: AsyncConnection, item_id: UUID, *, actor: str
+) -> list[tuple[str, str, UUID]]:
     """Send failed items with this id back to ``pending`` with fresh attempts."""
+    async with conn.transaction():
+        retried = await _reset_failed(conn, item_id)
+        for _, user_id, _ in retried:
+            await audit.record(
+                conn, actor=actor, action="job.retry", target=str(item_id), user_id=user_id
+            )
+    return retried
+
+
+async def _reset_failed(conn: AsyncConnection, item_id: UUID) -> list[tuple[str, str, UUID]]:
     cur = await conn.execute(
         """
         UPDATE memories

@@ -18,6 +18,7 @@ from pathlib import Path
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from models import audit
 from models.types import ApiKey, Principal
 
 KEY_PREFIX = "egm"
@@ -64,18 +65,23 @@ def resolve_admin_key(configured: str | None, key_file: Path) -> str:
 _COLUMNS = "id, user_id, 'egm_' || lookup AS prefix, created_at, revoked_at, last_used_at"
 
 
-async def create_key(conn: AsyncConnection, *, user_id: str | None) -> tuple[ApiKey, str]:
+async def create_key(
+    conn: AsyncConnection, *, user_id: str | None, actor: str
+) -> tuple[ApiKey, str]:
     """Store a new key for ``user_id`` (None: admin); return it with its token, shown once."""
     token = new_token()
     lookup, secret = _KEY_RE.match(token).groups()  # type: ignore[union-attr]
-    async with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+    async with conn.transaction(), conn.cursor(row_factory=class_row(ApiKey)) as cur:
         await cur.execute(
             f"INSERT INTO api_keys (id, lookup, digest, user_id) "
             f"VALUES (%(id)s, %(lookup)s, %(digest)s, %(user_id)s) RETURNING {_COLUMNS}",
             {"id": uuid.uuid4(), "lookup": lookup, "digest": digest(secret), "user_id": user_id},
         )
         key = await cur.fetchone()
-    assert key is not None
+        assert key is not None
+        await audit.record(
+            conn, actor=actor, action="key.create", target=str(key.id), user_id=user_id
+        )
     return key, token
 
 
@@ -85,13 +91,21 @@ async def list_keys(conn: AsyncConnection) -> list[ApiKey]:
         return await cur.fetchall()
 
 
-async def revoke_key(conn: AsyncConnection, key_id: uuid.UUID) -> bool:
+async def revoke_key(conn: AsyncConnection, key_id: uuid.UUID, *, actor: str) -> bool:
     """Revoke a key at once; False if there is no such key."""
-    cur = await conn.execute(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s RETURNING id",
-        [key_id],
-    )
-    return await cur.fetchone() is not None
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) "
+            "WHERE id = %s RETURNING user_id",
+            [key_id],
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        await audit.record(
+            conn, actor=actor, action="key.revoke", target=str(key_id), user_id=row[0]
+        )
+    return True
 
 
 async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:

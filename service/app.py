@@ -21,6 +21,7 @@ from models.spaces import SpaceRegistry
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.errors import EXCEPTION_HANDLERS
 from service.ratelimit import RateLimiter
+from service.routes.audit import AuditController
 from service.routes.jobs import JobController
 from service.routes.keys import KeyController
 from service.routes.memories import MemoryController
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             MemoryController,
             SearchController,
             JobController,
+            AuditController,
         ],
         lifespan=[lifespan],
         dependencies={

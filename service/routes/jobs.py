@@ -50,7 +50,7 @@ class JobController(Controller):
     @post("/{item_id:uuid}/retry", status_code=202)
     async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> Retried:
         """Embed a failed item again, with a fresh count of attempts."""
-        retried = await runtime.db(jobs.retry_failed, item_id)
+        retried = await runtime.db(jobs.retry_failed, item_id, actor=admin.key_id)
         if not retried:
             raise NotFound(f"no failed job {item_id}")
         for space, user_id, found_id in retried:

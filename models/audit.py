@@ -1,0 +1,44 @@
+"""The audit log: admin actions (keys, retries, erasures), who did them and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+
+class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One admin action. ``actor`` is the id of the key that did it."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+async def record(
+    conn: AsyncConnection, *, actor: str, action: str, target: str, **details: Any
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
+        [actor, action, target, Jsonb(details)],
+    )
+
+
+async def list_entries(
+    conn: AsyncConnection, *, limit: int, before: int | None = None
+) -> list[AuditEntry]:
+    """Entries newest first, older than the entry ``before``."""
+    async with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+        await cur.execute(
+            "SELECT id, at, actor, action, target, details FROM audit_log "
+            "WHERE %(before)s::bigint IS NULL OR id < %(before)s ORDER BY id DESC LIMIT %(limit)s",
+            {"before": before, "limit": limit},
+        )
+        return await cur.fetchall()
