@@ -18,6 +18,8 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 RETRY_ATTEMPTS = 3
 RETRY_BASE_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
+# The scope of deliberate cross-user work; "*" can never be a user id.
+ALL_USERS = "*"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,13 +51,20 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
         log.warning("pgvector type not found: run `engram migrate`")
 
 
-async def run_with_retry(
+async def run_scoped(
     pool: AsyncConnectionPool,
+    scope: str,
     work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
-    """Run ``work(conn, ...)`` on a pooled connection, retrying connection-class errors.
+    """Run ``work(conn, ...)`` in one transaction scoped to a user, retrying lost connections.
+
+    ``scope`` is a user id, or ``ALL_USERS`` for the few deliberate cross-user operations
+    (the worker's claims, admin routes). Row-level security admits only rows of that
+    scope, so a query that forgets its user condition still sees nobody else's data. The
+    scope is set with ``set_config(..., true)``: it ends with the transaction and never
+    travels to the next user of a pooled connection.
 
     Only for idempotent work: a retry may repeat a statement whose answer was lost. Errors
     of the SQL itself (constraints, syntax) are never retried. Back-off 0.1 s, 0.4 s; at
@@ -63,7 +72,8 @@ async def run_with_retry(
     """
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
-            async with pool.connection() as conn:
+            async with pool.connection() as conn, conn.transaction():
+                await set_scope(conn, scope)
                 return await work(conn, *args, **kwargs)
         except CONNECTION_ERRORS as exc:
             if attempt == RETRY_ATTEMPTS:
@@ -72,3 +82,25 @@ async def run_with_retry(
             log.warning("database connection error (%s); retry %d in %.1fs", exc, attempt, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+async def set_scope(conn: psycopg.AsyncConnection, scope: str) -> None:
+    """Admit rows of ``scope`` for the rest of the current transaction."""
+    all_users = scope == ALL_USERS
+    await conn.execute(
+        "SELECT set_config('engram.user_id', %s, true), set_config('engram.all_users', %s, true)",
+        ["" if all_users else scope, "on" if all_users else "off"],
+    )
+
+
+async def bypasses_row_security(conn: psycopg.AsyncConnection) -> bool:
+    """True if this connection's role escapes row-level security (superuser, BYPASSRLS, owner)."""
+    cur = await conn.execute(
+        """
+        SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(current_user, t.tableowner, 'USAGE')
+        FROM pg_roles r, pg_tables t
+        WHERE r.rolname = current_user AND t.schemaname = 'public' AND t.tablename = 'memories'
+        """
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from psycopg import sql
 
 
 def alembic_config(database_url: str) -> Config:
@@ -40,3 +42,15 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
     assert head is not None
     return head
+
+
+APP_ROLE = "engram_app"
+
+
+def enable_app_login(admin_url: str, *, password: str | None = None) -> None:
+    """Let the application role log in (with ``password``, if the server needs one)."""
+    statement = sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(APP_ROLE))
+    if password:
+        statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(statement)

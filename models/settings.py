@@ -28,6 +28,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     home: Path
     database_url: str | None = None
+    # the tables' owner, for migrations; the API and worker connect as engram_app
+    admin_database_url: str | None = None
+    app_db_password: str | None = None
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -61,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return cls(
                 home=home,
                 database_url=env.get("ENGRAM_DATABASE_URL") or None,
+                admin_database_url=env.get("ENGRAM_ADMIN_DATABASE_URL") or None,
+                app_db_password=env.get("ENGRAM_APP_DB_PASSWORD") or None,
                 redis_url=env.get("ENGRAM_REDIS_URL") or None,
                 host=env.get("ENGRAM_HOST", "127.0.0.1"),
                 port=int(env.get("ENGRAM_PORT", "8000")),

@@ -12,9 +12,10 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from psycopg_pool import AsyncConnectionPool
 
 from models import schema
-from models.db import create_pool
+from models.db import bypasses_row_security, create_pool
 from models.embedding import Embedder, LocalEmbedder
 from models.settings import Settings
 from models.spaces import SpaceRegistry
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             timeout=settings.db_timeout_seconds,
         )
         await pool.open()
+        await _warn_if_row_security_is_bypassed(pool)
         wakeups = WakeUps(redis_url)
         limiter = RateLimiter(redis_url, per_minute=settings.rate_limit_per_minute)
         app.state.runtime = Runtime(
@@ -94,6 +96,19 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         openapi_config=OpenAPIConfig(title="Engram", version="1", path="/schema"),
         debug=False,
     )
+
+
+async def _warn_if_row_security_is_bypassed(pool: AsyncConnectionPool) -> None:
+    try:
+        async with pool.connection() as conn:
+            bypassed = await bypasses_row_security(conn)
+    except Exception:
+        return  # the database is not up yet: /readyz reports it
+    if bypassed:
+        log.warning(
+            "the database role escapes row-level security (superuser, BYPASSRLS or owner): "
+            "connect ENGRAM_DATABASE_URL as engram_app (see docs/security.md)"
+        )
 
 
 def _load_embedders(settings: Settings, spaces: SpaceRegistry) -> dict[str, Embedder]:

@@ -30,7 +30,7 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -
     if keys.matches_bootstrap(token, runtime.settings.admin_key):
         principal: Principal | None = _BOOTSTRAP
     else:
-        principal = await runtime.db(keys.authenticate, token)
+        principal = await runtime.across_users(keys.authenticate, token)
     if principal is None:
         raise Unauthenticated("missing or invalid API key")
     await runtime.limiter.charge(principal.key_id)

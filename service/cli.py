@@ -79,13 +79,18 @@ def _worker(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    database_url = settings.database_url
-    if database_url is None:
-        raise ConfigError("ENGRAM_DATABASE_URL must be set (`engram run` migrates by itself)")
+    admin_url = settings.admin_database_url or settings.database_url
+    if admin_url is None:
+        raise ConfigError(
+            "set ENGRAM_ADMIN_DATABASE_URL (the tables' owner) or ENGRAM_DATABASE_URL "
+            "(`engram run` migrates by itself)"
+        )
     if args.down:
-        schema.downgrade(database_url, args.revision)
-    else:
-        schema.upgrade(database_url, args.revision)
+        schema.downgrade(admin_url, args.revision)
+        return 0
+    schema.upgrade(admin_url, args.revision)
+    if settings.app_db_password:
+        schema.enable_app_login(admin_url, password=settings.app_db_password)
     return 0
 
 

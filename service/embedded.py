@@ -67,7 +67,12 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@/{DATABASE}?host={self.sockets}"
+        """The superuser's URL (for migrations)."""
+        return self.url_for("postgres")
+
+    def url_for(self, user: str) -> str:
+        """A URL for ``user``; the private socket trusts local users, so no password."""
+        return f"postgresql://{user}@/{DATABASE}?host={self.sockets}"
 
     def start(self) -> str:
         """Start (or adopt a surviving) server, create the database; return its URL."""

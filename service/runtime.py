@@ -11,7 +11,7 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from models.db import run_with_retry
+from models.db import ALL_USERS, run_scoped
 from models.embedding import Embedder
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
@@ -34,14 +34,24 @@ class Runtime:
     limiter: RateLimiter
     schema_head: str
 
-    async def db(
+    async def as_user(
+        self,
+        user_id: str,
+        work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run a repository function in a transaction that can see only ``user_id``'s rows."""
+        return await run_scoped(self.pool, user_id, work, *args, **kwargs)
+
+    async def across_users(
         self,
         work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run a repository function on a pooled connection, retrying connection errors."""
-        return await run_with_retry(self.pool, work, *args, **kwargs)
+        """Run a repository function of an admin route, which may see every user's rows."""
+        return await run_scoped(self.pool, ALL_USERS, work, *args, **kwargs)
 
     async def embed_query(self, space: Space, text: str) -> np.ndarray:
         """Embed query text off the event loop."""

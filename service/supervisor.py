@@ -40,8 +40,10 @@ def run_everything(settings: Settings) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with _home_lock(settings.home), _servers(settings) as (database_url, redis_url):
-        schema.upgrade(database_url)
+    with _home_lock(settings.home), _servers(settings) as (admin_url, database_url, redis_url):
+        schema.upgrade(admin_url)
+        if settings.database_url is None or settings.app_db_password:
+            schema.enable_app_login(admin_url, password=settings.app_db_password)
         keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
         env = {
             **os.environ,
@@ -78,15 +80,17 @@ def _home_lock(home: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
-    """The configured URLs; an embedded server for each one that is not configured."""
+def _servers(settings: Settings) -> Iterator[tuple[str, str, str]]:
+    """(admin URL, application URL, Redis URL): configured, or of embedded servers."""
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:
         database_url = settings.database_url
+        admin_url = settings.admin_database_url or database_url
         if database_url is None:
             postgres = EmbeddedPostgres(settings.home)
             started.append(postgres)
-            database_url = postgres.start()
+            admin_url = postgres.start()
+            database_url = postgres.url_for(schema.APP_ROLE)
             log.info("embedded PostgreSQL with pgvector: data in %s", postgres.data)
         redis_url = settings.redis_url
         if redis_url is None:
@@ -94,7 +98,8 @@ def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
             started.append(redis)
             redis_url = redis.start()
             log.info("embedded Redis on %s", redis.socket)
-        yield database_url, redis_url
+        assert admin_url is not None
+        yield admin_url, database_url, redis_url
     finally:
         for server in reversed(started):
             try:

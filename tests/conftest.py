@@ -39,9 +39,19 @@ WORKER_ENV = {
 
 
 class Servers(msgspec.Struct, frozen=True):
-    database_url: str
+    database_url: str  # the owner's: migrations, and tests checking what is really stored
+    app_url: str  # engram_app's, as the API and worker connect: row-level security applies
     redis_url: str
     home: Path
+
+
+def prepare_database(database_url: str, postgres: EmbeddedPostgres | None) -> str:
+    """Migrate, let engram_app log in, and return its URL (the owner's for external servers)."""
+    schema.upgrade(database_url)
+    if postgres is None:
+        return os.environ.get("ENGRAM_TEST_APP_DATABASE_URL", database_url)
+    schema.enable_app_login(database_url)
+    return postgres.url_for(schema.APP_ROLE)
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +64,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     try:
         database_url = external_db or postgres.start()  # type: ignore[union-attr]
         redis_url = external_redis or redis.start()  # type: ignore[union-attr]
-        schema.upgrade(database_url)
-        yield Servers(database_url=database_url, redis_url=redis_url, home=home)
+        app_url = prepare_database(database_url, postgres)
+        yield Servers(database_url=database_url, app_url=app_url, redis_url=redis_url, home=home)
     finally:
         if redis is not None:
             redis.stop()
@@ -67,7 +77,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 def settings(servers: Servers) -> Settings:
     env = {
         "ENGRAM_HOME": str(servers.home),
-        "ENGRAM_DATABASE_URL": servers.database_url,
+        "ENGRAM_DATABASE_URL": servers.app_url,
         "ENGRAM_REDIS_URL": servers.redis_url,
         "ENGRAM_ADMIN_KEY": ADMIN_KEY,
         "ENGRAM_WAIT_TIMEOUT_SECONDS": "60",
@@ -95,7 +105,7 @@ def start_worker(servers: Servers, **extra_env: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ENGRAM_HOME": str(servers.home),
-        "ENGRAM_DATABASE_URL": servers.database_url,
+        "ENGRAM_DATABASE_URL": servers.app_url,
         "ENGRAM_REDIS_URL": servers.redis_url,
         **WORKER_ENV,
         **extra_env,

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from models.db import create_pool, run_with_retry
+from models.db import ALL_USERS, create_pool, run_scoped
 
 
 def attempts_until_raised(database_url: str, error: Exception) -> int:
@@ -24,7 +24,7 @@ def attempts_until_raised(database_url: str, error: Exception) -> int:
         pool = create_pool(database_url, min_size=1, max_size=1)
         await pool.open(wait=True)
         try:
-            await run_with_retry(pool, work)
+            await run_scoped(pool, ALL_USERS, work)
         finally:
             await pool.close()
 
@@ -63,7 +63,7 @@ def test_a_real_lost_connection_is_retried_on_a_fresh_one(servers):
         pool = create_pool(servers.database_url, min_size=1, max_size=1)
         await pool.open(wait=True)
         try:
-            return await run_with_retry(pool, work)
+            return await run_scoped(pool, ALL_USERS, work)
         finally:
             await pool.close()
 

@@ -23,10 +23,17 @@ import httpx
 import msgspec
 import psycopg
 import pytest
-from conftest import ADMIN, WORKER_ENV, Servers, start_worker, stop_process, wait_until
+from conftest import (
+    ADMIN,
+    WORKER_ENV,
+    Servers,
+    prepare_database,
+    start_worker,
+    stop_process,
+    wait_until,
+)
 from litestar.testing import TestClient
 
-from models import schema
 from models.settings import Settings
 from models.spaces import MINILM_384
 from service.app import create_app
@@ -46,11 +53,14 @@ class Stack(msgspec.Struct):
 def stack(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("faults")
     postgres, redis = EmbeddedPostgres(home), EmbeddedRedis(home)
-    servers = Servers(database_url=postgres.start(), redis_url=redis.start(), home=home)
-    schema.upgrade(servers.database_url)
+    database_url = postgres.start()
+    app_url = prepare_database(database_url, postgres)
+    servers = Servers(
+        database_url=database_url, app_url=app_url, redis_url=redis.start(), home=home
+    )
     env = {
         "ENGRAM_HOME": str(home),
-        "ENGRAM_DATABASE_URL": servers.database_url,
+        "ENGRAM_DATABASE_URL": servers.app_url,
         "ENGRAM_REDIS_URL": servers.redis_url,
         "ENGRAM_ADMIN_KEY": ADMIN["Authorization"].removeprefix("Bearer "),
         **FAST,
@@ -223,7 +233,7 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(stack):
     env = {
         **os.environ,
         "ENGRAM_HOME": str(stack.servers.home),
-        "ENGRAM_DATABASE_URL": stack.servers.database_url,
+        "ENGRAM_DATABASE_URL": stack.servers.app_url,
         "ENGRAM_REDIS_URL": stack.servers.redis_url,
         "ENGRAM_ADMIN_KEY": ADMIN["Authorization"].removeprefix("Bearer "),
         "ENGRAM_PORT": str(port),

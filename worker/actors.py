@@ -10,7 +10,7 @@ from uuid import UUID
 import numpy as np
 
 from models import jobs
-from models.db import run_with_retry
+from models.db import ALL_USERS, run_scoped
 from models.embedding import Embedder
 from models.errors import EmbeddingError
 from models.spaces import Space
@@ -33,12 +33,15 @@ async def embed_items(space_name: str, keys: list[list[str]]) -> None:
 async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) -> None:
     """Claim, encode outside any transaction, then store what is still current."""
     settings, pool = resources.settings, resources.pool
-    claims = await run_with_retry(pool, jobs.claim, keys, lease_seconds=settings.claim_seconds)
+    claims = await run_scoped(
+        pool, ALL_USERS, jobs.claim, keys, lease_seconds=settings.claim_seconds
+    )
     for item in claims:
         if item.attempts > settings.max_attempts:  # it kept killing or stalling its workers
             reason = item.last_error or "the worker stopped while embedding it"
-            await run_with_retry(
+            await run_scoped(
                 pool,
+                ALL_USERS,
                 jobs.record_failure,
                 item,
                 f"gave up after {settings.max_attempts} attempts: {reason}",
@@ -51,10 +54,11 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
         return
     embedder = resources.embedders[space.name]
     vectors, failures = await asyncio.to_thread(encode_isolating_failures, embedder, work)
-    ready = await run_with_retry(pool, jobs.store_vectors, space, vectors)
+    ready = await run_scoped(pool, ALL_USERS, jobs.store_vectors, space, vectors)
     for item, error in failures:
-        await run_with_retry(
+        await run_scoped(
             pool,
+            ALL_USERS,
             jobs.record_failure,
             item,
             str(error),

@@ -12,6 +12,7 @@ import threading
 from collections import defaultdict
 
 from models import jobs
+from models.db import ALL_USERS, run_scoped
 from worker.resources import Resources
 
 log = logging.getLogger("engram.sweeper")
@@ -39,10 +40,12 @@ async def sweep_once(resources: Resources) -> int:
     """Send wake-ups for overdue pending items; return how many."""
     from worker.broker import send_embed  # the actor is declared there
 
-    async with resources.pool.connection() as conn:
-        due = await jobs.due_for_requeue(
-            conn, older_than_seconds=resources.settings.requeue_after_seconds
-        )
+    due = await run_scoped(
+        resources.pool,
+        ALL_USERS,
+        jobs.due_for_requeue,
+        older_than_seconds=resources.settings.requeue_after_seconds,
+    )
     by_space: dict[str, list[list[str]]] = defaultdict(list)
     for space, user_id, item_id in due:
         by_space[space].append([user_id, str(item_id)])

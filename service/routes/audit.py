@@ -32,7 +32,7 @@ class AuditController(Controller):
         cursor: Annotated[int | None, Parameter(ge=1)] = None,
     ) -> AuditPage:
         """Who did what, when: key creation and revocation, job retries, erasures."""
-        found = await runtime.db(audit.list_entries, limit=limit + 1, before=cursor)
+        found = await runtime.across_users(audit.list_entries, limit=limit + 1, before=cursor)
         if len(found) <= limit:
             return AuditPage(entries=found)
         return AuditPage(entries=found[:limit], next_cursor=found[limit - 1].id)

@@ -41,7 +41,7 @@ class JobController(Controller):
     ) -> FailedJobs:
         """Items whose embedding failed for good, with their last error."""
         after = _decode(cursor) if cursor else None
-        found = await runtime.db(jobs.list_failed, limit=limit + 1, after=after)
+        found = await runtime.across_users(jobs.list_failed, limit=limit + 1, after=after)
         if len(found) <= limit:
             return FailedJobs(jobs=found)
         last = found[limit - 1]
@@ -50,7 +50,7 @@ class JobController(Controller):
     @post("/{item_id:uuid}/retry", status_code=202)
     async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> Retried:
         """Embed a failed item again, with a fresh count of attempts."""
-        retried = await runtime.db(jobs.retry_failed, item_id, actor=admin.key_id)
+        retried = await runtime.across_users(jobs.retry_failed, item_id, actor=admin.key_id)
         if not retried:
             raise NotFound(f"no failed job {item_id}")
         for space, user_id, found_id in retried:

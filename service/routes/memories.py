@@ -88,7 +88,7 @@ class MemoryController(Controller):
         await runtime.limiter.charge(principal.key_id, len(data.memories))
         items = [_new_memory(item, limits) for item in data.memories]
         space = runtime.spaces.default_for("memory")
-        stored = await runtime.db(memories.insert_memories, owner, space, items)
+        stored = await runtime.as_user(owner, memories.insert_memories, owner, space, items)
         pending = [(owner, m.id) for m in stored if m.status == "pending"]
         if pending:
             await runtime.wakeups.embed(space.name, pending)
@@ -109,7 +109,8 @@ class MemoryController(Controller):
         status: Status | None = None,
     ) -> MemoryList:
         """List memories, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
-        rows, next_cursor = await runtime.db(
+        rows, next_cursor = await runtime.as_user(
+            owner,
             memories.list_memories,
             owner,
             limit=limit,
@@ -122,7 +123,7 @@ class MemoryController(Controller):
     @get("/{memory_id:uuid}")
     async def get_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> Memory:
         """One memory."""
-        return await runtime.db(memories.get_memory, owner, memory_id)
+        return await runtime.as_user(owner, memories.get_memory, owner, memory_id)
 
     @patch("/{memory_id:uuid}")
     async def update_memory(
@@ -136,7 +137,7 @@ class MemoryController(Controller):
         """Change a memory; new content is re-embedded (status goes back to ``pending``)."""
         change = _patch(data, runtime.settings.limits)
         await runtime.limiter.charge(principal.key_id, int(change.content is not msgspec.UNSET))
-        memory = await runtime.db(memories.update_memory, owner, memory_id, change)
+        memory = await runtime.as_user(owner, memories.update_memory, owner, memory_id, change)
         if memory.status == "pending":
             await runtime.wakeups.embed(memory.space, [(owner, memory.id)])
         return memory
@@ -144,7 +145,7 @@ class MemoryController(Controller):
     @delete("/{memory_id:uuid}", status_code=204)
     async def delete_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> None:
         """Delete a memory and its vector; it is gone from search at once."""
-        await runtime.db(memories.delete_memory, owner, memory_id)
+        await runtime.as_user(owner, memories.delete_memory, owner, memory_id)
 
 
 async def _wait_settled(runtime: Runtime, user_id: str, ids: list[UUID]) -> list[Memory]:
@@ -152,7 +153,9 @@ async def _wait_settled(runtime: Runtime, user_id: str, ids: list[UUID]) -> list
     deadline = time.monotonic() + runtime.settings.wait_timeout_seconds
     delay = 0.02
     while True:
-        found = {m.id: m for m in await runtime.db(memories.get_memories, user_id, ids)}
+        found = {
+            m.id: m for m in await runtime.as_user(user_id, memories.get_memories, user_id, ids)
+        }
         current = [found[i] for i in ids if i in found]
         if all(m.status != "pending" for m in current) or time.monotonic() >= deadline:
             return current

@@ -65,7 +65,8 @@ class SearchController(Controller):
             )
         hits: list[SearchHit] = []
         if data.types is None or "memory" in data.types:
-            hits = await runtime.db(
+            hits = await runtime.as_user(
+                owner,
                 search_vectors,
                 space,
                 owner,

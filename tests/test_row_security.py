@@ -1,0 +1,96 @@
+"""The backstop: row-level security under a least-privilege role, scoped per transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+import pytest
+from conftest import add_memories
+
+from models.db import create_pool, run_scoped, set_scope
+
+
+@pytest.fixture
+def app_db(servers):
+    if servers.app_url == servers.database_url:
+        pytest.skip("external test database without a separate engram_app URL")
+    with psycopg.connect(servers.app_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def two_users(client, new_user, worker):
+    alice, alice_headers = new_user()
+    bob, bob_headers = new_user()
+    add_memories(client, alice, alice_headers, ["alice's secret: the vault code is 1234"])
+    add_memories(client, bob, bob_headers, ["bob's note: buy milk"])
+    return alice, bob
+
+
+def test_the_application_role_is_least_privilege(app_db):
+    role = app_db.execute(
+        """
+        SELECT current_user, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb,
+               pg_has_role(current_user, t.tableowner, 'USAGE')
+        FROM pg_roles r, pg_tables t
+        WHERE r.rolname = current_user AND t.tablename = 'memories'
+        """
+    ).fetchone()
+    assert role == ("engram_app", False, False, False, False, False)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_db.execute("DROP TABLE memories")
+
+
+def test_a_query_missing_its_user_condition_sees_only_the_scoped_user(app_db, two_users):
+    alice, _ = two_users
+    with app_db.transaction():
+        app_db.execute("SELECT set_config('engram.user_id', %s, true)", [alice])
+        users = {row[0] for row in app_db.execute("SELECT user_id FROM memories")}
+        vectors = {row[0] for row in app_db.execute("SELECT user_id FROM vec_minilm_384")}
+    assert users == {alice} and vectors == {alice}
+    # no scope at all: nothing
+    assert app_db.execute("SELECT count(*) FROM memories").fetchone() == (0,)
+    assert app_db.execute("SELECT count(*) FROM vec_minilm_384").fetchone() == (0,)
+
+
+def test_rows_of_another_user_cannot_be_written_or_changed(app_db, two_users):
+    alice, bob = two_users
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), app_db.transaction():
+        app_db.execute("SELECT set_config('engram.user_id', %s, true)", [alice])
+        app_db.execute(
+            "INSERT INTO memories (user_id, id, content, space, content_hash) "
+            "VALUES (%s, %s, 'planted', 'minilm-384', '\\x00')",
+            [bob, uuid.uuid4()],
+        )
+    with app_db.transaction():
+        app_db.execute("SELECT set_config('engram.user_id', %s, true)", [alice])
+        changed = app_db.execute("UPDATE memories SET content = 'x' WHERE user_id = %s", [bob])
+        deleted = app_db.execute("DELETE FROM vec_minilm_384 WHERE user_id = %s", [bob])
+        assert changed.rowcount == 0 and deleted.rowcount == 0
+
+
+def test_the_scope_never_travels_to_the_next_user_of_a_pooled_connection(servers, two_users):
+    alice, _ = two_users
+
+    async def count_all(conn: psycopg.AsyncConnection) -> int:
+        cur = await conn.execute("SELECT count(*) FROM memories")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def main() -> tuple[int, int, int]:
+        pool = create_pool(servers.app_url, min_size=1, max_size=1)  # one connection, reused
+        await pool.open(wait=True)
+        try:
+            scoped = await run_scoped(pool, alice, count_all)
+            async with pool.connection() as conn:  # same connection, no scope set
+                unscoped = await count_all(conn)
+                async with conn.transaction():
+                    await set_scope(conn, "nobody")
+                    other = await count_all(conn)
+            return scoped, unscoped, other
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()) == (1, 0, 0)
