@@ -62,3 +62,12 @@ def test_healthchecks_define_a_test(services: dict[str, Any]) -> None:
     checked = {name: s["healthcheck"] for name, s in services.items() if "healthcheck" in s}
     assert {"postgres", "redis", "api"} <= checked.keys()
     assert all(check.get("test") for check in checked.values())
+
+
+def test_api_and_worker_connect_as_the_least_privilege_role(services: dict[str, Any]) -> None:
+    for name in ("api", "worker"):
+        url = services[name]["environment"]["ENGRAM_DATABASE_URL"]
+        assert url.startswith("postgresql://engram_app:"), f"{name} connects as {url}"
+    migrate = services["migrate"]["environment"]
+    assert migrate["ENGRAM_ADMIN_DATABASE_URL"].startswith("postgresql://engram:")
+    assert "ENGRAM_APP_DB_PASSWORD" in migrate
