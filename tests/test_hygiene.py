@@ -1,0 +1,45 @@
+"""Hygiene: secrets stay out of logs and error bodies, CORS is closed unless configured."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from conftest import ADMIN, ADMIN_KEY
+from litestar.testing import TestClient
+
+from models.spaces import MINILM_384
+from service.app import create_app
+
+
+def test_keys_never_reach_logs_or_error_bodies(client, new_user, caplog):
+    caplog.set_level(logging.DEBUG)
+    user, headers = new_user()
+    token = headers["Authorization"].removeprefix("Bearer ")
+    forged = token[:-4] + "AAAA"
+    answers = [
+        client.get(f"/v1/users/{user}/memories", headers=headers),
+        client.get(f"/v1/users/{user}/memories", headers={"Authorization": f"Bearer {forged}"}),
+        client.get("/v1/users/other/memories", headers=headers),
+        client.post("/v1/keys", json={"user_id": "x"}, headers=headers),
+        client.get("/v1/keys", headers=ADMIN),
+    ]
+    secret = token.rsplit("_", 1)[1]
+    for answer in answers:
+        assert secret not in answer.text and forged not in answer.text
+        assert ADMIN_KEY not in answer.text
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert secret not in logged and forged not in logged and ADMIN_KEY not in logged
+
+
+def test_cors_is_closed_unless_configured(client, settings, embedder):
+    origin = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    closed = client.options("/v1/spaces", headers=origin)
+    assert "access-control-allow-origin" not in closed.headers
+    opened = msgspec.structs.replace(settings, cors_origins=("https://app.example",))
+    app = create_app(opened, embedders={MINILM_384.name: embedder})
+    with TestClient(app) as allowed:
+        ok = allowed.get("/healthz", headers={"Origin": "https://app.example"})
+        assert ok.headers["access-control-allow-origin"] == "https://app.example"
+        other = allowed.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
