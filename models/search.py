@@ -1,86 +1,247 @@
-"""Per-user vector search with complete results.
+"""Per-user search with complete results: vector, hybrid, and optional re-ranking.
 
 pgvector filters rows *after* an HNSW scan, so a user who owns a small share of the table
 would get short answers from the index. We therefore search a user's vectors exactly when
 they are few (a scan through the ``(user_id, item_id)`` primary key), and through HNSW with
-an iterative scan otherwise; an HNSW answer shorter than ``k`` is re-checked exactly, so a
+an iterative scan otherwise; an HNSW answer shorter than asked is re-checked exactly, so a
 user with at least ``k`` matching items always gets ``k`` results.
+
+Hybrid mode fuses the vector ranking with a full-text ranking (reciprocal rank fusion);
+``diversity`` re-ranks by maximal marginal relevance; ``weights`` blend in recency and
+importance. Formulas are in docs/api.md.
 """
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 from pgvector import Vector
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 
+from models.filters import FilterCompiler
 from models.spaces import Space
 from models.types import SearchHit
 
-_MATCHES = """
-    SELECT 'memory' AS type, m.id, m.content, m.metadata, m.session_id,
-           NULL::uuid AS document_id, NULL::int AS chunk_index, m.created_at,
-           v.embedding <=> %(query)s AS distance
+RRF_K = 60  # the usual constant of reciprocal rank fusion
+CANDIDATES_PER_RESULT = 4  # re-ranking modes look this many times deeper than k
+MIN_CANDIDATES = 40
+
+_COLUMNS = """
+    'memory' AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
+    NULL::uuid AS document_id, NULL::int AS chunk_index, m.created_at
+"""
+_FROM = """
     FROM {table} v
     JOIN memories m ON m.user_id = v.user_id AND m.id = v.item_id
                    AND m.content_hash = v.content_hash
+"""
+_WHERE = """
     WHERE v.user_id = %(user_id)s AND v.kind = 'memory'
       AND m.status = 'ready' AND (m.expires_at IS NULL OR m.expires_at > now())
-      AND m.metadata @> %(filter)s
       AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
+      AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
+      AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
+      AND {filter}
 """
-
+_MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> %(query)s AS distance" + _FROM + _WHERE
 # MATERIALIZED keeps the planner from reaching for the HNSW index: this scan is exact.
 _EXACT = "WITH matches AS MATERIALIZED ({matches}) {ranked}"
 _APPROXIMATE = "WITH matches AS ({matches}) {ranked}"
 _RANKED = """
     SELECT type, id, 1 - distance AS score, 1 - distance AS similarity, content, metadata,
-           session_id, document_id, chunk_index, created_at
+           session_id, importance, document_id, chunk_index, created_at
     FROM matches
     WHERE %(max_distance)s::float8 IS NULL OR distance <= %(max_distance)s
     ORDER BY distance, id
-    LIMIT %(k)s
+    LIMIT %(limit)s
 """
+# Full-text candidates for hybrid mode, with their cosine similarity for the answer. Items
+# holding every word of the query come first and alone (an exact code or name); only when
+# there are none are the words OR-ed, so a question's filler words cannot veto a match.
+_TEXT = (
+    "SELECT "
+    + _COLUMNS
+    + ", ts_rank_cd(m.content_tsv, q.query) AS score,"
+    + " 1 - (v.embedding <=> %(query)s) AS similarity"
+    + _FROM
+    + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(word), %(glue)s), '')::tsquery"
+    + "   FROM unnest(tsvector_to_array(to_tsvector('simple', %(text)s))) AS word) AS q(query)"
+    + _WHERE
+    + """
+      AND m.content_tsv @@ q.query
+      AND (%(max_distance)s::float8 IS NULL OR (v.embedding <=> %(query)s) <= %(max_distance)s)
+    ORDER BY score DESC, m.id
+    LIMIT %(limit)s
+"""
+)
 
 
-async def search_vectors(
+class Weights(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Opt-in blend of recency and importance into the score (memories)."""
+
+    recency: float = 0.0
+    importance: float = 0.0
+    half_life_days: float = 30.0
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated search."""
+
+    vector: np.ndarray
+    k: int
+    text: str | None = None
+    hybrid: bool = False
+    threshold: float | None = None
+    metadata: dict[str, Any] | None = None
+    session_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    diversity: float = 0.0
+    weights: Weights | None = None
+
+
+async def search(
+    conn: AsyncConnection, space: Space, user_id: str, query: SearchQuery, *, exact_max_rows: int
+) -> list[SearchHit]:
+    """The ``query.k`` best items of ``user_id``, best first."""
+    reranks = query.hybrid or query.diversity > 0 or query.weights is not None
+    depth = max(query.k * CANDIDATES_PER_RESULT, MIN_CANDIDATES) if reranks else query.k
+    params, conditions = _params(space, user_id, query, depth)
+    hits = await _nearest(conn, space, params, conditions, exact_max_rows=exact_max_rows)
+    if query.hybrid:
+        hits = fuse(hits, await _text_matches(conn, space, params, conditions))
+    if query.weights is not None:
+        hits = blend(hits, query.weights, now=datetime.now(UTC))
+    if query.diversity > 0:
+        embeddings = await _embeddings(conn, space, user_id, [h.id for h in hits])
+        hits = diversify(hits, embeddings, query.vector, diversity=query.diversity, k=query.k)
+    return hits[: query.k]
+
+
+def _params(
+    space: Space, user_id: str, query: SearchQuery, limit: int
+) -> tuple[dict[str, Any], sql.Composable]:
+    compiler = FilterCompiler()
+    conditions = compiler.compile(query.metadata or {})
+    params = {
+        "query": Vector(query.vector),
+        "user_id": user_id,
+        "session_id": query.session_id,
+        "after": query.created_after,
+        "before": query.created_before,
+        "max_distance": None if query.threshold is None else 1 - query.threshold,
+        "text": query.text,
+        "limit": limit,
+        **compiler.params,
+    }
+    return params, conditions
+
+
+async def _nearest(
     conn: AsyncConnection,
     space: Space,
-    user_id: str,
-    query: np.ndarray,
+    params: dict[str, Any],
+    conditions: sql.Composable,
     *,
-    k: int,
-    threshold: float | None = None,
-    metadata: dict[str, Any] | None = None,
-    session_id: str | None = None,
-    exact_max_rows: int = 20_000,
+    exact_max_rows: int,
 ) -> list[SearchHit]:
-    """The ``k`` items of ``user_id`` nearest to ``query`` by cosine similarity."""
-    params = {
-        "query": Vector(query),
-        "user_id": user_id,
-        "filter": Jsonb(metadata or {}),
-        "session_id": session_id,
-        "max_distance": None if threshold is None else 1 - threshold,
-        "k": k,
-    }
-    if await _vector_count(conn, space, user_id, cap=exact_max_rows) <= exact_max_rows:
-        return await _run(conn, space, _EXACT, params)
+    count = await _vector_count(conn, space, params["user_id"], cap=exact_max_rows)
+    if count <= exact_max_rows:
+        return await _run(conn, space, _EXACT, params, conditions)
     async with conn.transaction():
         # Per transaction only: a pooled connection never carries these to another query.
         await conn.execute(
             "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), "
             "set_config('hnsw.ef_search', %s, true), "
             "set_config('hnsw.max_scan_tuples', '1000000', true)",
-            [str(max(100, 2 * k))],
+            [str(max(100, 2 * params["limit"]))],
         )
-        hits = await _run(conn, space, _APPROXIMATE, params)
-    if len(hits) < k:
-        hits = await _run(conn, space, _EXACT, params)
+        hits = await _run(conn, space, _APPROXIMATE, params, conditions)
+    if len(hits) < params["limit"]:
+        hits = await _run(conn, space, _EXACT, params, conditions)
     return hits
+
+
+async def _text_matches(
+    conn: AsyncConnection, space: Space, params: dict[str, Any], conditions: sql.Composable
+) -> list[SearchHit]:
+    every_word = await _run(conn, space, _TEXT, params | {"glue": " & "}, conditions)
+    return every_word or await _run(conn, space, _TEXT, params | {"glue": " | "}, conditions)
+
+
+def fuse(vector_hits: list[SearchHit], text_hits: list[SearchHit]) -> list[SearchHit]:
+    """Reciprocal rank fusion: score = sum over rankings of 1 / (60 + rank)."""
+    fused: dict[Any, float] = {}
+    found: dict[Any, SearchHit] = {}
+    for ranking in (vector_hits, text_hits):
+        for rank, hit in enumerate(ranking, start=1):
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+            found.setdefault(hit.id, hit)
+    ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, str(i)))
+    return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
+
+
+def blend(hits: list[SearchHit], weights: Weights, *, now: datetime) -> list[SearchHit]:
+    """score = (1 - r - i) * score + r * 0.5 ** (age_days / half_life) + i * importance."""
+    keep = 1 - weights.recency - weights.importance
+
+    def blended(hit: SearchHit) -> float:
+        age_days = max(0.0, (now - hit.created_at).total_seconds() / 86400)
+        recency = 0.5 ** (age_days / weights.half_life_days)
+        importance = 0.5 if hit.importance is None else hit.importance
+        return float(keep * hit.score + weights.recency * recency + weights.importance * importance)
+
+    rescored = [msgspec.structs.replace(h, score=blended(h)) for h in hits]
+    return sorted(rescored, key=lambda h: (-h.score, str(h.id)))
+
+
+def diversify(
+    hits: list[SearchHit],
+    embeddings: dict[Any, np.ndarray],
+    query: np.ndarray,
+    *,
+    diversity: float,
+    k: int,
+) -> list[SearchHit]:
+    """Maximal marginal relevance with lambda = 1 - diversity.
+
+    Each pick maximises lambda * score - (1 - lambda) * (max cosine to the picks so far).
+    The reported score is that value, made non-increasing so results stay sorted by score.
+    """
+    lam = 1 - diversity
+    remaining = [h for h in hits if h.id in embeddings]
+    picked: list[SearchHit] = []
+    picked_vectors: list[np.ndarray] = []
+    ceiling = math.inf
+    while remaining and len(picked) < k:
+        best, best_value = remaining[0], -math.inf
+        for hit in remaining:
+            redundancy = max((float(embeddings[hit.id] @ p) for p in picked_vectors), default=0.0)
+            value = lam * hit.score - (1 - lam) * redundancy
+            if value > best_value:
+                best, best_value = hit, value
+        ceiling = min(ceiling, best_value)
+        picked.append(msgspec.structs.replace(best, score=ceiling))
+        picked_vectors.append(embeddings[best.id])
+        remaining.remove(best)
+    return picked
+
+
+async def _embeddings(
+    conn: AsyncConnection, space: Space, user_id: str, ids: list[Any]
+) -> dict[Any, np.ndarray]:
+    cur = await conn.execute(
+        sql.SQL(
+            "SELECT item_id, embedding FROM {} WHERE user_id = %s AND item_id = ANY(%s)"
+        ).format(sql.Identifier(space.table)),
+        [user_id, ids],
+    )
+    return {row[0]: np.asarray(row[1].to_numpy(), dtype=np.float32) for row in await cur.fetchall()}
 
 
 async def _vector_count(conn: AsyncConnection, space: Space, user_id: str, *, cap: int) -> int:
@@ -96,10 +257,18 @@ async def _vector_count(conn: AsyncConnection, space: Space, user_id: str, *, ca
 
 
 async def _run(
-    conn: AsyncConnection, space: Space, shape: str, params: dict[str, Any]
+    conn: AsyncConnection,
+    space: Space,
+    shape: str,
+    params: dict[str, Any],
+    conditions: sql.Composable,
 ) -> list[SearchHit]:
-    matches = sql.SQL(_MATCHES).format(table=sql.Identifier(space.table))
-    query = sql.SQL(shape).format(matches=matches, ranked=sql.SQL(_RANKED))
+    table = sql.Identifier(space.table)
+    if shape is _TEXT:
+        query = sql.SQL(_TEXT).format(table=table, filter=conditions)
+    else:
+        matches = sql.SQL(_MATCHES).format(table=table, filter=conditions)
+        query = sql.SQL(shape).format(matches=matches, ranked=sql.SQL(_RANKED))
     async with conn.cursor(row_factory=class_row(SearchHit)) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()

@@ -59,6 +59,7 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     content: str
     metadata: dict[str, Any]
     session_id: str | None
+    importance: float | None
     document_id: UUID | None
     chunk_index: int | None
     created_at: datetime

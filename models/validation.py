@@ -75,17 +75,7 @@ def check_vector(vector: Sequence[float], dims: int, space: str) -> list[float]:
 
 
 def check_filter(conditions: dict[str, Any] | None, limits: Limits) -> dict[str, Any]:
-    """Metadata equality conditions; operators (``$...``) are not supported yet."""
+    """A filter within the metadata limits; models/filters.py checks its grammar."""
     if not conditions:
         return {}
-    check_metadata(conditions, limits)
-    _reject_operators(conditions)
-    return conditions
-
-
-def _reject_operators(value: Any) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key.startswith("$"):
-                raise InvalidInput(f"unsupported filter operator {key!r}: use equality")
-            _reject_operators(item)
+    return check_metadata(conditions, limits)

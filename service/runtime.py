@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
@@ -17,6 +18,8 @@ from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
 from service.ratelimit import RateLimiter
 from service.wakeups import WakeUps
+
+QUERY_CACHE_SIZE = 1024  # recent query texts whose vectors are kept (1.5 KiB each)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -33,6 +36,7 @@ class Runtime:
     wakeups: WakeUps
     limiter: RateLimiter
     schema_head: str
+    query_cache: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
 
     async def as_user(
         self,
@@ -54,6 +58,15 @@ class Runtime:
         return await run_scoped(self.pool, ALL_USERS, work, *args, **kwargs)
 
     async def embed_query(self, space: Space, text: str) -> np.ndarray:
-        """Embed query text off the event loop."""
-        matrix = await asyncio.to_thread(self.embedders[space.name].encode, [text])
-        return np.asarray(matrix[0], dtype=np.float32)
+        """Embed query text off the event loop, once: recent query vectors are cached."""
+        key = (space.name, text)
+        vector = self.query_cache.get(key)
+        if vector is None:
+            matrix = await asyncio.to_thread(self.embedders[space.name].encode, [text])
+            vector = np.asarray(matrix[0], dtype=np.float32)
+            self.query_cache[key] = vector
+            if len(self.query_cache) > QUERY_CACHE_SIZE:
+                self.query_cache.popitem(last=False)
+        else:
+            self.query_cache.move_to_end(key)
+        return vector

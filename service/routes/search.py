@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -10,12 +11,19 @@ import numpy as np
 from litestar import Controller, post
 
 from models.errors import InvalidInput
-from models.search import search_vectors
+from models.search import SearchQuery, Weights, search
 from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
 from service.runtime import Runtime
 
 TEXT_QUERY_COST = 4  # on top of the request's 1: embedding the query takes model time
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class WeightsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    recency: Fraction = 0.0
+    importance: Fraction = 0.0
+    half_life_days: Annotated[float, msgspec.Meta(gt=0, le=36500)] = 30.0
 
 
 class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -26,8 +34,12 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     types: list[ItemType] | None = None
     filter: dict[str, Any] | None = None
     session_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
     space: str | None = None
     mode: Literal["vector", "hybrid"] = "vector"
+    diversity: Fraction = 0.0
+    weights: WeightsIn | None = None
 
 
 class SearchOut(msgspec.Struct, kw_only=True):
@@ -44,37 +56,47 @@ class SearchController(Controller):
     async def search(
         self, owner: str, principal: Principal, data: SearchIn, runtime: Runtime
     ) -> SearchOut:
-        """The ``k`` most similar ready items of this user, best first."""
+        """The ``k`` best ready items of this user, best first."""
         started = time.perf_counter()
         limits = runtime.settings.limits
         if (data.query is None) == (data.vector is None):
             raise InvalidInput("give exactly one of query and vector")
-        if data.mode == "hybrid":
-            raise InvalidInput("mode 'hybrid' is not available yet; use 'vector'")
+        if data.mode == "hybrid" and data.query is None:
+            raise InvalidInput("mode 'hybrid' needs query text")
+        if data.weights and data.weights.recency + data.weights.importance > 1:
+            raise InvalidInput("weights: recency + importance must be at most 1")
         space = (
             runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
         )
-        conditions = check_filter(data.filter, limits)
-        session_id = check_session_id(data.session_id)
+        text = None if data.query is None else check_content(data.query, limits, field="query")
         if data.vector is not None:
-            query = np.asarray(check_vector(data.vector, space.dims, space.name), dtype=np.float32)
+            vector = np.asarray(check_vector(data.vector, space.dims, space.name), dtype=np.float32)
         else:
             await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
-            query = await runtime.embed_query(
-                space, check_content(data.query or "", limits, field="query")
-            )
+            vector = await runtime.embed_query(space, text or "")
+        query = SearchQuery(
+            vector=vector,
+            k=data.k,
+            text=text,
+            hybrid=data.mode == "hybrid",
+            threshold=data.threshold,
+            metadata=check_filter(data.filter, limits),
+            session_id=check_session_id(data.session_id),
+            created_after=data.created_after,
+            created_before=data.created_before,
+            diversity=data.diversity,
+            weights=msgspec.convert(msgspec.to_builtins(data.weights), Weights)
+            if data.weights
+            else None,
+        )
         hits: list[SearchHit] = []
         if data.types is None or "memory" in data.types:
             hits = await runtime.as_user(
                 owner,
-                search_vectors,
+                search,
                 space,
                 owner,
                 query,
-                k=data.k,
-                threshold=data.threshold,
-                metadata=conditions,
-                session_id=session_id,
                 exact_max_rows=runtime.settings.exact_search_max_rows,
             )
         took_ms = round((time.perf_counter() - started) * 1000, 3)

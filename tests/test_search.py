@@ -1,0 +1,148 @@
+"""Search features over real data: filters, hybrid, diversity, recency/importance weights."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import add_memories, search
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+BOOKS = [
+    ({"genre": "scifi", "year": 1965, "tags": "classic", "rating": 4.5}, "Dune: a desert planet"),
+    ({"genre": "scifi", "year": 1984, "tags": "cyberpunk", "rating": 4.1}, "Neuromancer hackers"),
+    ({"genre": "fantasy", "year": 1954, "tags": "classic", "rating": 4.8}, "The Lord of the Rings"),
+    ({"genre": "fantasy", "year": 1997, "rating": 4.3}, "Harry Potter and the wizard school"),
+    ({"genre": "mystery", "year": 1926, "tags": "classic"}, "Murder of Roger Ackroyd"),
+]
+
+
+@pytest.fixture
+def library(client, new_user):
+    user, headers = new_user()
+    for metadata, content in BOOKS:
+        add_memories(client, user, headers, [content], metadata=metadata)
+    return user, headers
+
+
+def titles(results):
+    return sorted(r["content"].split()[0].strip(":") for r in results)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        ({"genre": "scifi"}, ["Dune", "Neuromancer"]),
+        ({"genre": {"$ne": "scifi"}}, ["Harry", "Murder", "The"]),
+        ({"year": {"$gte": 1960, "$lt": 1990}}, ["Dune", "Neuromancer"]),
+        ({"year": {"$lte": 1954}}, ["Murder", "The"]),
+        ({"rating": {"$gt": 4.4}}, ["Dune", "The"]),
+        ({"genre": {"$in": ["mystery", "fantasy"]}}, ["Harry", "Murder", "The"]),
+        ({"genre": {"$nin": ["mystery", "fantasy"]}}, ["Dune", "Neuromancer"]),
+        ({"tags": {"$exists": False}}, ["Harry"]),
+        ({"$or": [{"genre": "mystery"}, {"year": {"$gt": 1990}}]}, ["Harry", "Murder"]),
+        ({"$and": [{"tags": "classic"}, {"genre": {"$ne": "fantasy"}}]}, ["Dune", "Murder"]),
+        ({"genre": {"$eq": "nothing"}}, []),
+    ],
+)
+def test_filter_language(client, library, conditions, expected):
+    user, headers = library
+    results = search(client, user, headers, query="a book", k=10, filter=conditions)
+    assert titles(results) == expected
+
+
+def test_created_at_ranges(client, library):
+    user, headers = library
+    now = datetime.now(UTC)
+    future = (now + timedelta(days=1)).isoformat()
+    past = (now - timedelta(days=1)).isoformat()
+    assert search(client, user, headers, query="book", created_after=future) == []
+    assert len(search(client, user, headers, query="book", created_after=past)) == 5
+    assert search(client, user, headers, query="book", created_before=past) == []
+
+
+def test_hybrid_finds_exact_names_and_codes_that_vector_search_misses(client, new_user):
+    """A small labelled set: look-alike codes that embeddings blur together."""
+    user, headers = new_user()
+    codes = ["HU-9916", "HU-9961", "UH-9916", "HU-9169", "HV-9916", "HU-6916", "UH-9961"]
+    issues = ["the printer jams", "a password reset", "the VPN drops", "email bounces",
+              "the laptop overheats", "a broken monitor", "slow wifi"]  # fmt: skip
+    notes = [f"Ticket {code}: {issue}." for code, issue in zip(codes, issues, strict=True)]
+    add_memories(client, user, headers, notes)
+    vector_hits = hybrid_hits = 0
+    for code, wanted in zip(codes, notes, strict=True):
+        vector = search(client, user, headers, query=code, k=1)
+        hybrid = search(client, user, headers, query=code, k=3, mode="hybrid")
+        vector_hits += vector[0]["content"] == wanted
+        hybrid_hits += hybrid[0]["content"] == wanted
+
+        assert 0 < hybrid[0]["score"] <= 2 / 61  # the fused score; similarity stays cosine
+        assert -1 <= hybrid[0]["similarity"] <= 1
+    assert hybrid_hits == len(codes)
+    assert vector_hits < hybrid_hits
+
+
+def test_hybrid_still_returns_k_results_sorted_by_score(client, library):
+    user, headers = library
+    results = search(client, user, headers, query="wizard", k=4, mode="hybrid")
+    assert len(results) == 4
+    assert results[0]["content"].startswith("Harry Potter")
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+
+def test_diversity_trades_near_duplicates_for_coverage(client, new_user):
+    user, headers = new_user()
+    add_memories(client, user, headers, [
+        "I love espresso in the morning.",
+        "I love espresso every morning.",
+        "I really love morning espresso.",
+        "Green tea helps me focus in the afternoon.",
+    ])  # fmt: skip
+    plain = search(client, user, headers, query="coffee in the morning", k=2)
+    diverse = search(client, user, headers, query="coffee in the morning", k=2, diversity=0.7)
+    assert all("espresso" in r["content"] for r in plain)
+    assert any("tea" in r["content"] for r in diverse)
+    assert [r["score"] for r in diverse] == sorted((r["score"] for r in diverse), reverse=True)
+    assert search(client, user, headers, query="coffee", k=4, diversity=0.5).__len__() == 4
+
+
+def test_importance_weighting_is_opt_in(client, new_user):
+    user, headers = new_user()
+    add_memories(client, user, headers, ["Sam enjoys hiking in the Alps."], importance=0.0)
+    add_memories(client, user, headers, ["Sam likes walking in mountains."], importance=1.0)
+    plain = search(client, user, headers, query="Sam enjoys hiking in the Alps", k=2)
+    weighted = search(client, user, headers, query="Sam enjoys hiking in the Alps", k=2,
+                      weights={"importance": 0.6})  # fmt: skip
+    assert plain[0]["content"].startswith("Sam enjoys")
+    assert weighted[0]["content"].startswith("Sam likes")
+    assert all(r["score"] == r["similarity"] for r in plain)
+    top = weighted[0]
+    assert top["score"] == pytest.approx(0.4 * top["similarity"] + 0.6 * 1.0, abs=1e-3)
+
+
+def test_recency_weighting_prefers_newer_memories(client, new_user, db):
+    user, headers = new_user()
+    old = add_memories(client, user, headers, ["Kim's favourite colour is blue."])[0]
+    add_memories(client, user, headers, ["Kim's favourite colour is green now."])
+    db.execute("UPDATE memories SET created_at = now() - interval '365 days' WHERE id = %s",
+               [old["id"]])  # fmt: skip
+    weighted = search(client, user, headers, query="Kim's favourite colour is blue", k=2,
+                      weights={"recency": 0.5, "half_life_days": 30})  # fmt: skip
+    assert weighted[0]["content"].endswith("green now.")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "x", "weights": {"recency": 0.7, "importance": 0.7}},
+        {"query": "x", "weights": {"half_life_days": 0}},
+        {"query": "x", "diversity": 1.5},
+        {"vector": [0.1] * 384, "mode": "hybrid"},
+    ],
+    ids=["weights-over-one", "zero-half-life", "diversity-over-one", "hybrid-without-text"],
+)
+def test_bad_ranking_options_are_422(client, new_user, body):
+    user, headers = new_user()
+    answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
+    assert answer.status_code == 422, answer.text
