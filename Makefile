@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test soak lint typecheck clean
+.PHONY: help install run test soak bench-search lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: $(STAMP) ## run the whole test suite against real servers
 
 soak: $(STAMP) ## bounded mixed ingest+search load with 2 workers (SOAK_SECONDS=120)
 	$(BIN)/python bench/soak.py --seconds $(or $(SOAK_SECONDS),120)
+
+bench-search: $(STAMP) ## search recall and latency at 1M vectors (ROWS=100000 to run smaller)
+	$(BIN)/python bench/search.py --rows $(or $(ROWS),1000000)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench
