@@ -119,6 +119,14 @@ def assert_nothing_lost(stack: Stack, user: str, accepted: list[str]) -> None:
         assert [bytes(h) for h in hashes] == [hashlib.sha256(content.encode()).digest()]
 
 
+def assert_nothing_lost_with_a_new_worker(stack: Stack, user: str, accepted: list[str]) -> None:
+    replacement = start_worker(stack.servers, **FAST)
+    try:
+        assert_nothing_lost(stack, user, accepted)
+    finally:
+        stop_process(replacement)
+
+
 def kill_worker(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the worker and its dramatiq children: no chance to release anything."""
     os.killpg(process.pid, signal.SIGKILL)
@@ -131,11 +139,7 @@ def test_worker_killed_mid_batch(stack, worker):
     wait_until(lambda: not settled(stack, user) and _ready_count(stack, user) > 0, what="progress")
     kill_worker(worker)
     assert _ready_count(stack, user) < 400, "the batch finished before the kill"
-    replacement = start_worker(stack.servers, **FAST)
-    try:
-        assert_nothing_lost(stack, user, accepted)
-    finally:
-        stop_process(replacement)
+    assert_nothing_lost_with_a_new_worker(stack, user, accepted)
 
 
 def test_redis_killed_and_restarted_empty_mid_ingest(stack, worker):
@@ -204,11 +208,7 @@ def test_sigterm_lets_the_worker_finish_its_batch_and_hold_no_claim(stack, worke
             [user],
         ).fetchone()
     assert held == (0,), "a stopped worker left items claimed"
-    replacement = start_worker(stack.servers, **FAST)
-    try:
-        assert_nothing_lost(stack, user, accepted)
-    finally:
-        stop_process(replacement)
+    assert_nothing_lost_with_a_new_worker(stack, user, accepted)
 
 
 def test_an_item_that_keeps_killing_workers_ends_failed(stack, worker):
