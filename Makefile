@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test soak bench-search lint typecheck clean
+.PHONY: help install run test fuzz soak bench-search lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ run: $(STAMP) ## start API + worker (embedded Postgres and Redis unless URLs are
 
 test: $(STAMP) ## run the whole test suite against real servers
 	$(BIN)/python -m pytest
+
+fuzz: $(STAMP) ## a longer schemathesis run (FUZZ_EXAMPLES=500 draws per operation)
+	ENGRAM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest tests/test_fuzz.py
 
 soak: $(STAMP) ## bounded mixed ingest+search load with 2 workers (SOAK_SECONDS=120)
 	$(BIN)/python bench/soak.py --seconds $(or $(SOAK_SECONDS),120)

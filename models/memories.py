@@ -58,7 +58,7 @@ async def insert_memories(
             SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
                    %(space)s, b.hash, now() + make_interval(secs => b.ttl)
             FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
-                        %(sessions)s::text[], %(importance)s::real[], %(hashes)s::bytea[],
+                        %(sessions)s::text[], %(importance)s::float8[], %(hashes)s::bytea[],
                         %(ttls)s::float8[])
                  AS b(id, content, metadata, session_id, importance, hash, ttl)
             ON CONFLICT (user_id, id) DO NOTHING

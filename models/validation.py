@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from models.errors import InvalidInput
 from models.settings import Limits
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 USER_ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
@@ -63,15 +65,22 @@ def _check_json_value(value: Any, *, depth: int, max_depth: int) -> None:
         raise InvalidInput("metadata numbers must be finite")
 
 
-def check_vector(vector: Sequence[float], dims: int, space: str) -> list[float]:
-    """A finite vector of exactly the space's length."""
+def check_vector(vector: Sequence[float], dims: int, space: str) -> np.ndarray:
+    """The vector as float32 (what pgvector stores): exactly the space's length, finite,
+    within float32's range, and not (or not rounding to) all zeros."""
     if len(vector) != dims:
         raise InvalidInput(f"vector has {len(vector)} dimensions; space {space} needs {dims}")
-    if not all(math.isfinite(x) for x in vector):
+    wide = np.asarray(vector, dtype=np.float64)
+    if not np.all(np.isfinite(wide)):
         raise InvalidInput("vector must contain only finite numbers (no NaN or infinity)")
-    if not any(vector):
-        raise InvalidInput("vector must not be all zeros (cosine similarity is undefined)")
-    return list(vector)
+    if np.any(np.abs(wide) > FLOAT32_MAX):
+        raise InvalidInput(f"vector components must be within ±{FLOAT32_MAX:.3e} (float32)")
+    narrow = wide.astype(np.float32)
+    # pgvector sums squares in float32: a norm that underflows to 0 makes cosine undefined
+    squared = float(np.dot(narrow, narrow))
+    if not (squared > 0 and math.isfinite(squared)):
+        raise InvalidInput("vector must not be all zeros, or so small it rounds to zeros")
+    return narrow
 
 
 def check_filter(conditions: dict[str, Any] | None, limits: Limits) -> dict[str, Any]:

@@ -5,14 +5,29 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
 from models.errors import EngramError, RateLimited
 
 log = logging.getLogger("engram.http")
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """The one shape of every 4xx and 5xx answer."""
+
+    error: ErrorDetail
+
 
 _CODES = {
     400: "bad_request",
@@ -99,4 +114,14 @@ EXCEPTION_HANDLERS = {
     OperationalError: database_down,
     PoolTimeout: database_down,
     Exception: unexpected,
+}
+
+
+# Documented on every /v1 route, so the OpenAPI document describes the errors we send.
+ERRORS: dict[int, ResponseSpec] = {
+    status: ResponseSpec(
+        data_container=ErrorBody, description=f"error: {code}", generate_examples=False
+    )
+    for status, code in {**_CODES, 500: "internal_error"}.items()
+    if status != 405
 }

@@ -40,7 +40,7 @@ def upgrade() -> None:
             content       text NOT NULL,
             metadata      jsonb NOT NULL DEFAULT '{}'::jsonb,
             session_id    text CHECK (session_id ~ '^[A-Za-z0-9._:@-]{1,128}$'),
-            importance    real CHECK (importance BETWEEN 0 AND 1),
+            importance    double precision CHECK (importance BETWEEN 0 AND 1),
             space         text NOT NULL,
             content_hash  bytea NOT NULL,
             status        text NOT NULL DEFAULT 'pending'

@@ -11,6 +11,7 @@ from litestar.params import Parameter
 from models import audit
 from models.audit import AuditEntry
 from models.types import Principal
+from service.errors import ERRORS
 from service.runtime import Runtime
 
 
@@ -23,7 +24,7 @@ class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
 
-    @get("/")
+    @get("/", responses=ERRORS)
     async def audit_log(
         self,
         admin: Principal,

@@ -13,6 +13,7 @@ from models import jobs
 from models.cursors import decode_cursor, encode_cursor
 from models.errors import InvalidInput, NotFound
 from models.types import FailedJob, Principal
+from service.errors import ERRORS
 from service.runtime import Runtime
 
 
@@ -31,7 +32,7 @@ class JobController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @get("/failed")
+    @get("/failed", responses=ERRORS)
     async def failed_jobs(
         self,
         admin: Principal,
@@ -47,7 +48,7 @@ class JobController(Controller):
         last = found[limit - 1]
         return FailedJobs(jobs=found[:limit], next_cursor=encode_cursor(last.user_id, str(last.id)))
 
-    @post("/{item_id:uuid}/retry", status_code=202)
+    @post("/{item_id:uuid}/retry", status_code=202, responses=ERRORS)
     async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> Retried:
         """Embed a failed item again, with a fresh count of attempts."""
         retried = await runtime.across_users(jobs.retry_failed, item_id, actor=admin.key_id)

@@ -12,6 +12,7 @@ from models import keys
 from models.errors import NotFound
 from models.types import ApiKey, Principal
 from models.validation import check_user_id
+from service.errors import ERRORS
 from service.runtime import Runtime
 
 
@@ -34,7 +35,7 @@ class KeyController(Controller):
     path = "/v1/keys"
     tags = ["keys"]
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, responses=ERRORS)
     async def create_key(self, admin: Principal, data: KeyIn, runtime: Runtime) -> NewKey:
         """A key for one user (``user_id``) or, without it, an admin key. Shown this once."""
         user_id = check_user_id(data.user_id) if data.user_id is not None else None
@@ -43,12 +44,12 @@ class KeyController(Controller):
         )
         return NewKey(id=key.id, key=token, user_id=key.user_id, created_at=key.created_at)
 
-    @get("/")
+    @get("/", responses=ERRORS)
     async def list_keys(self, admin: Principal, runtime: Runtime) -> KeyList:
         """Every key, without secrets."""
         return KeyList(keys=await runtime.across_users(keys.list_keys))
 
-    @delete("/{key_id:uuid}", status_code=204)
+    @delete("/{key_id:uuid}", status_code=204, responses=ERRORS)
     async def revoke_key(self, admin: Principal, key_id: UUID, runtime: Runtime) -> None:
         """Revoke a key; it stops working at once."""
         if not await runtime.across_users(keys.revoke_key, key_id, actor=admin.key_id):

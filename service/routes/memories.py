@@ -10,6 +10,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from models import memories
@@ -17,6 +18,7 @@ from models.errors import InvalidInput
 from models.settings import Limits
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import check_content, check_metadata, check_session_id
+from service.errors import ERRORS
 from service.runtime import Runtime
 
 Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -77,7 +79,18 @@ class MemoryController(Controller):
     path = "/v1/users/{user_id:str}/memories"
     tags = ["memories"]
 
-    @post("/", status_code=202)
+    @post(
+        "/",
+        status_code=202,
+        responses={
+            **ERRORS,
+            200: ResponseSpec(
+                MemoryList,
+                description="with wait: every item ready or failed",
+                generate_examples=False,
+            ),
+        },
+    )
     async def add_memories(
         self, owner: str, principal: Principal, data: AddMemories, runtime: Runtime
     ) -> Response[MemoryList]:
@@ -98,7 +111,7 @@ class MemoryController(Controller):
         done = all(m.status != "pending" for m in settled)
         return Response(MemoryList(memories=settled), status_code=200 if done else 202)
 
-    @get("/")
+    @get("/", responses=ERRORS)
     async def list_memories(
         self,
         owner: str,
@@ -120,12 +133,12 @@ class MemoryController(Controller):
         )
         return MemoryList(memories=rows, next_cursor=next_cursor)
 
-    @get("/{memory_id:uuid}")
+    @get("/{memory_id:uuid}", responses=ERRORS)
     async def get_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> Memory:
         """One memory."""
         return await runtime.as_user(owner, memories.get_memory, owner, memory_id)
 
-    @patch("/{memory_id:uuid}")
+    @patch("/{memory_id:uuid}", responses=ERRORS)
     async def update_memory(
         self,
         owner: str,
@@ -142,7 +155,7 @@ class MemoryController(Controller):
             await runtime.wakeups.embed(memory.space, [(owner, memory.id)])
         return memory
 
-    @delete("/{memory_id:uuid}", status_code=204)
+    @delete("/{memory_id:uuid}", status_code=204, responses=ERRORS)
     async def delete_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> None:
         """Delete a memory and its vector; it is gone from search at once."""
         await runtime.as_user(owner, memories.delete_memory, owner, memory_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.openapi import ResponseSpec
 
 from models.types import Principal
+from service.errors import ERRORS
 from service.runtime import Runtime
 
 
@@ -30,7 +32,14 @@ class HealthController(Controller):
         """Liveness: the process serves."""
         return {"status": "ok"}
 
-    @get("/readyz")
+    @get(
+        "/readyz",
+        responses={
+            503: ResponseSpec(
+                Readiness, description="not ready: see checks", generate_examples=False
+            )
+        },
+    )
     async def readyz(self, runtime: Runtime) -> Response[Readiness]:
         """Ready when Postgres answers, the schema is at head and the broker answers."""
         checks = {"database": "ok", "schema": "ok", "broker": "ok"}
@@ -53,7 +62,7 @@ class HealthController(Controller):
         ready = all(v == "ok" for v in checks.values())
         return Response(Readiness(ready=ready, checks=checks), status_code=200 if ready else 503)
 
-    @get("/v1/spaces")
+    @get("/v1/spaces", responses=ERRORS)
     async def spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceOut]:
         """The embedding spaces and what each is the default for."""
         return [

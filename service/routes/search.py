@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-import numpy as np
 from litestar import Controller, post
 
 from models.errors import InvalidInput
 from models.search import SearchQuery, Weights, search
 from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
+from service.errors import ERRORS
 from service.runtime import Runtime
 
 TEXT_QUERY_COST = 4  # on top of the request's 1: embedding the query takes model time
@@ -52,7 +52,7 @@ class SearchController(Controller):
     path = "/v1/users/{user_id:str}/search"
     tags = ["search"]
 
-    @post("/", status_code=200)
+    @post("/", status_code=200, responses=ERRORS)
     async def search(
         self, owner: str, principal: Principal, data: SearchIn, runtime: Runtime
     ) -> SearchOut:
@@ -70,7 +70,7 @@ class SearchController(Controller):
         )
         text = None if data.query is None else check_content(data.query, limits, field="query")
         if data.vector is not None:
-            vector = np.asarray(check_vector(data.vector, space.dims, space.name), dtype=np.float32)
+            vector = check_vector(data.vector, space.dims, space.name)
         else:
             await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
             vector = await runtime.embed_query(space, text or "")
