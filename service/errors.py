@@ -74,6 +74,16 @@ def validation_error(
 
 def _validation_message(details: list[Any] | None) -> str:
     for detail in details or []:
+        if (
+            isinstance(detail, dict)
+            and detail.get("key") == "data"
+            and detail.get("message")
+            in (
+                "'data'",
+                "data",
+            )
+        ):
+            return "a JSON body is required"
         if isinstance(detail, dict) and detail.get("message"):
             key = detail.get("key")
             return f"{key}: {detail['message']}" if key else str(detail["message"])

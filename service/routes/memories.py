@@ -22,11 +22,12 @@ from service.errors import ERRORS
 from service.runtime import Runtime
 
 Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Content = Annotated[str, msgspec.Meta(min_length=1)]
 Ttl = Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 24 * 3600)]
 
 
 class MemoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    content: str
+    content: Content
     metadata: dict[str, Any] = {}
     session_id: str | None = None
     importance: Importance | None = None
@@ -40,7 +41,7 @@ class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    content: str | msgspec.UnsetType = msgspec.UNSET
+    content: Content | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     importance: Importance | msgspec.UnsetType | None = msgspec.UNSET
     ttl_seconds: Ttl | msgspec.UnsetType | None = msgspec.UNSET
