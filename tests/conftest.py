@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +37,22 @@ WORKER_ENV = {
     "ENGRAM_BROKER_HEARTBEAT_MS": "5000",
     "ENGRAM_LOG_LEVEL": "INFO",
 }
+
+
+def served_openapi() -> dict[str, Any]:
+    """The OpenAPI document, from an app that is never started (building one opens nothing)."""
+    offline = Settings.from_env(
+        {
+            "ENGRAM_HOME": tempfile.gettempdir(),
+            "ENGRAM_DATABASE_URL": "postgresql://offline.invalid/engram",
+            "ENGRAM_REDIS_URL": "redis://offline.invalid:6379",
+        }
+    )
+    # never entered, so the lifespan never runs: the document needs neither Postgres nor Redis
+    answer = TestClient(create_app(offline)).get("/schema/openapi.json")
+    assert answer.status_code == 200, answer.text
+    document: dict[str, Any] = answer.json()
+    return document
 
 
 class Servers(msgspec.Struct, frozen=True):

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-from conftest import ADMIN, add_memories
+from conftest import ADMIN, add_memories, served_openapi
 from hypothesis import HealthCheck, settings
 from litestar import Litestar
-from litestar.testing import TestClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
@@ -31,7 +29,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from models.settings import Settings
 from models.spaces import MINILM_384
 from service.app import create_app
 
@@ -41,22 +38,6 @@ pytestmark = pytest.mark.usefixtures("worker")
 USER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 FUZZ_USER = f"fuzz-{uuid.uuid4().hex[:12]}"
 Check = Callable[[Any, Any, Any], bool | None]
-
-
-def served_openapi() -> dict[str, Any]:
-    """The OpenAPI document, from an app that is never started (building one opens nothing)."""
-    offline = Settings.from_env(
-        {
-            "ENGRAM_HOME": tempfile.gettempdir(),
-            "ENGRAM_DATABASE_URL": "postgresql://offline.invalid/engram",
-            "ENGRAM_REDIS_URL": "redis://offline.invalid:6379",
-        }
-    )
-    # never entered, so the lifespan never runs: the document needs neither Postgres nor Redis
-    answer = TestClient(create_app(offline)).get("/schema/openapi.json")
-    assert answer.status_code == 200, answer.text
-    document: dict[str, Any] = answer.json()
-    return document
 
 
 # Loaded at import so that each operation is a test of its own (schemathesis' lazy

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -23,12 +22,9 @@ from urllib.parse import quote
 import httpx
 import psycopg
 import pytest
-from conftest import ADMIN, add_memories
+from conftest import ADMIN, add_memories, served_openapi
 from litestar.testing import TestClient
 from psycopg import sql
-
-from models.settings import Settings
-from service.app import create_app
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -116,22 +112,6 @@ class Person:
     def secrets(self) -> set[str]:
         """What must never reach another user: the marker, their ids, their user id."""
         return {self.marker, self.user_id, *self.ids, *(i.replace("-", "") for i in self.ids)}
-
-
-def served_openapi() -> dict[str, Any]:
-    """The OpenAPI document, from an app that is never started (building one opens nothing)."""
-    offline = Settings.from_env(
-        {
-            "ENGRAM_HOME": tempfile.gettempdir(),
-            "ENGRAM_DATABASE_URL": "postgresql://offline.invalid/engram",
-            "ENGRAM_REDIS_URL": "redis://offline.invalid:6379",
-        }
-    )
-    # never entered, so the lifespan never runs: the document needs neither Postgres nor Redis
-    answer = TestClient(create_app(offline)).get("/schema/openapi.json")
-    assert answer.status_code == 200, answer.text
-    document: dict[str, Any] = answer.json()
-    return document
 
 
 def operations_of(document: dict[str, Any]) -> list[Operation]:
