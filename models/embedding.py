@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -83,3 +83,15 @@ class LocalEmbedder:
         except RuntimeError as exc:
             raise EmbeddingError(f"the model failed: {exc}", permanent=False) from exc
         return np.asarray(vectors, dtype=np.float32)
+
+
+def load_embedders(
+    spaces: Iterable[Space], *, model_path: str | None = None, batch_size: int = 64
+) -> dict[str, Embedder]:
+    """A loaded embedder for each space, by space name."""
+    embedders: dict[str, Embedder] = {}
+    for space in spaces:
+        embedder = LocalEmbedder(space, model_path=model_path, batch_size=batch_size)
+        embedder.load()
+        embedders[space.name] = embedder
+    return embedders

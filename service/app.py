@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from models import schema
 from models.db import bypasses_row_security, create_pool
-from models.embedding import Embedder, LocalEmbedder
+from models.embedding import Embedder, load_embedders
 from models.settings import Settings
 from models.spaces import SpaceRegistry
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
@@ -43,7 +43,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        loaded = embedders if embedders is not None else _load_embedders(settings, spaces)
+        loaded = embedders or load_embedders(spaces.all(), model_path=settings.model_path)
         pool = create_pool(
             database_url,
             min_size=1,
@@ -109,15 +109,6 @@ async def _warn_if_row_security_is_bypassed(pool: AsyncConnectionPool) -> None:
             "the database role escapes row-level security (superuser, BYPASSRLS or owner): "
             "connect ENGRAM_DATABASE_URL as engram_app (see docs/security.md)"
         )
-
-
-def _load_embedders(settings: Settings, spaces: SpaceRegistry) -> dict[str, Embedder]:
-    embedders: dict[str, Embedder] = {}
-    for space in spaces.all():
-        embedder = LocalEmbedder(space, model_path=settings.model_path, batch_size=8)
-        embedder.load()
-        embedders[space.name] = embedder
-    return embedders
 
 
 async def _require_json(request: Request[Any, Any, Any]) -> None:

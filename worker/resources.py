@@ -11,7 +11,7 @@ from dramatiq.middleware import Middleware
 from psycopg_pool import AsyncConnectionPool
 
 from models.db import create_pool
-from models.embedding import Embedder, LocalEmbedder
+from models.embedding import Embedder, load_embedders
 from models.settings import Settings
 from models.spaces import SpaceRegistry
 
@@ -59,15 +59,11 @@ class ResourcesMiddleware(Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         global _current
         database_url, _ = self.settings.require_urls()
-        embedders: dict[str, Embedder] = {}
-        for space in self.spaces.all():
-            embedder = LocalEmbedder(
-                space,
-                model_path=self.settings.model_path,
-                batch_size=self.settings.encode_batch_size,
-            )
-            embedder.load()
-            embedders[space.name] = embedder
+        embedders = load_embedders(
+            self.spaces.all(),
+            model_path=self.settings.model_path,
+            batch_size=self.settings.encode_batch_size,
+        )
         pool = create_pool(database_url, min_size=1, max_size=4, name="engram-worker")
         _event_loop().run_coroutine(pool.open())
         _current = Resources(self.settings, pool, self.spaces, embedders)
