@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
@@ -18,20 +19,14 @@ from models.spaces import SpaceRegistry
 log = logging.getLogger("engram.worker")
 
 
+@dataclass(frozen=True)
 class Resources:
     """The worker's open resources; actors reach them through ``current()``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        pool: AsyncConnectionPool,
-        spaces: SpaceRegistry,
-        embedders: dict[str, Embedder],
-    ) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.spaces = spaces
-        self.embedders = embedders
+    settings: Settings
+    pool: AsyncConnectionPool
+    spaces: SpaceRegistry
+    embedders: dict[str, Embedder]
 
 
 _current: Resources | None = None
