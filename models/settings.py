@@ -53,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     broker_heartbeat_ms: int = 60_000
     # search: users with at most this many vectors are searched exactly
     exact_search_max_rows: int = 20_000
+    # HNSW candidate list for larger users (pgvector allows 1..1000): recall against speed
+    hnsw_ef_search: int = 800
     limits: Limits = Limits()
 
     @classmethod
@@ -85,6 +87,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 worker_threads=int(env.get("ENGRAM_WORKER_THREADS", "2")),
                 broker_heartbeat_ms=int(env.get("ENGRAM_BROKER_HEARTBEAT_MS", "60000")),
                 exact_search_max_rows=int(env.get("ENGRAM_EXACT_SEARCH_MAX_ROWS", "20000")),
+                hnsw_ef_search=int(env.get("ENGRAM_HNSW_EF_SEARCH", "800")),
                 limits=Limits(
                     max_body_bytes=int(env.get("ENGRAM_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
                     max_batch=int(env.get("ENGRAM_MAX_BATCH", "1000")),

@@ -98,6 +98,7 @@ class SearchController(Controller):
                 owner,
                 query,
                 exact_max_rows=runtime.settings.exact_search_max_rows,
+                ef_search=runtime.settings.hnsw_ef_search,
             )
         took_ms = round((time.perf_counter() - started) * 1000, 3)
         return SearchOut(results=hits, space=space.name, took_ms=took_ms)
