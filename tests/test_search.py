@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import add_memories, search
+
+from models.db import create_pool, run_scoped
+from models.search import SearchQuery
+from models.search import search as search_items
+from models.spaces import MINILM_384
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -146,3 +152,30 @@ def test_bad_ranking_options_are_422(client, new_user, body):
     user, headers = new_user()
     answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
     assert answer.status_code == 422, answer.text
+
+
+def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
+    client, new_user, servers, embedder
+):
+    """Force the HNSW path (a tiny exact threshold) and compare it with the exact path."""
+    user, headers = new_user()
+    notes = [f"note {i} about {topic}" for i, topic in enumerate(["tea", "rain", "jazz"] * 10)]
+    add_memories(client, user, headers, notes, metadata={"kind": "note"})
+    query = SearchQuery(vector=embedder.encode(["jazz music"])[0], k=7, metadata={"kind": "note"})
+
+    async def both() -> tuple[list, list]:
+        pool = create_pool(servers.app_url, min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            exact = await run_scoped(pool, user, search_items, MINILM_384, user, query,
+                                     exact_max_rows=1000)  # fmt: skip
+            hnsw = await run_scoped(pool, user, search_items, MINILM_384, user, query,
+                                    exact_max_rows=5)  # fmt: skip
+            return exact, hnsw
+        finally:
+            await pool.close()
+
+    exact, hnsw = asyncio.run(both())
+    assert len(exact) == len(hnsw) == 7
+    assert [h.id for h in hnsw] == [h.id for h in exact]
+    assert all("jazz" in h.content for h in hnsw[:3])
