@@ -80,7 +80,7 @@ class EmbeddedPostgres:
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
         if self._running_pid() is None:
-            self._remove_stale_pid_file()
+            self._remove_stale_lock_files()
             self._pg_ctl(
                 "start",
                 "-w",
@@ -134,10 +134,19 @@ class EmbeddedPostgres:
             return None
         return pid
 
-    def _remove_stale_pid_file(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.data / "postmaster.pid").unlink()
-            log.info("removed a stale postmaster.pid from a killed run")
+    def _remove_stale_lock_files(self) -> None:
+        """Lock files of a killed server: its pid file and its socket's lock file.
+
+        PostgreSQL clears these itself only when their PID is gone; a killed postmaster
+        that nobody reaped yet (a zombie) still answers to its PID and would block us.
+        Nothing of ours runs here (checked by the caller) and the socket directory is
+        private, so they are ours to remove.
+        """
+        stale = [self.data / "postmaster.pid", *self.sockets.glob(".s.PGSQL.*")]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                log.info("removed %s, left by a killed run", path.name)
 
     def _create_database(self) -> None:
         admin_url = f"postgresql://postgres@/postgres?host={self.sockets}"
