@@ -62,13 +62,6 @@ class RateLimited(EngramError):
         self.retry_after = retry_after
 
 
-class Unavailable(EngramError):
-    """A backing server (Postgres) cannot be reached right now."""
-
-    code = "unavailable"
-    status = 503
-
-
 class EmbeddingError(EngramError):
     """Embedding failed; ``permanent`` says whether retrying can help."""
 

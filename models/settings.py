@@ -99,11 +99,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         except ValueError as exc:
             raise ConfigError(f"invalid ENGRAM_* setting: {exc}") from exc
 
-    @property
-    def embedded(self) -> bool:
-        """True when no server URLs are configured and Engram starts its own."""
-        return self.database_url is None and self.redis_url is None
-
     def require_urls(self) -> tuple[str, str]:
         """The database and Redis URLs; both must be set by now."""
         if self.database_url is None or self.redis_url is None:

@@ -13,7 +13,7 @@ from models.types import Principal
 from models.validation import check_user_id
 from service.runtime import Runtime
 
-_BOOTSTRAP = Principal(key_id="bootstrap", user_id=None)
+_BOOTSTRAP = Principal(key_id=keys.BOOTSTRAP_KEY_ID, user_id=None)
 
 
 def provide_runtime(state: State) -> Runtime:
