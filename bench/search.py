@@ -79,14 +79,20 @@ def load(database_url: str, sizes: list[int], centers: np.ndarray) -> dict[str, 
                 ids = [uuid.uuid4() for _ in range(size)]
                 vectors = clustered(rng, centers, size)
                 with cur.copy(
-                    "COPY memories (user_id, id, content, metadata, space, content_hash, status) "
-                    "FROM STDIN"
+                    "COPY memories (user_id, id, content, metadata, space, content_hash) FROM STDIN"
                 ) as copy:
                     for n, item in enumerate(ids):
                         content = f"item {n} of {user}"
                         tag = '{"tag": "a"}' if n % 2 == 0 else '{"tag": "b"}'
                         digest = hashlib.sha256(content.encode()).digest()
-                        copy.write_row((user, item, content, tag, "minilm-384", digest, "ready"))
+                        copy.write_row((user, item, content, tag, "minilm-384", digest))
+                with cur.copy(
+                    "COPY embed_state (user_id, item_id, space, kind, content_hash, status) "
+                    "FROM STDIN"
+                ) as copy:
+                    for n, item in enumerate(ids):
+                        digest = hashlib.sha256(f"item {n} of {user}".encode()).digest()
+                        copy.write_row((user, item, "minilm-384", "memory", digest, "ready"))
                 with cur.copy(
                     "COPY vec_minilm_384 (user_id, item_id, kind, content_hash, embedding) "
                     "FROM STDIN WITH (FORMAT BINARY)"
@@ -105,6 +111,7 @@ def load(database_url: str, sizes: list[int], centers: np.ndarray) -> dict[str, 
         )
         timings["hnsw_build_s"] = time.perf_counter() - started
         conn.execute("VACUUM ANALYZE memories")
+        conn.execute("VACUUM ANALYZE embed_state")
         conn.execute("VACUUM ANALYZE vec_minilm_384")
         size = conn.execute("SELECT pg_relation_size('vec_minilm_384_hnsw')").fetchone()
         timings["hnsw_size_mb"] = (size[0] if size else 0) / 2**20
@@ -193,14 +200,14 @@ RAW_SQL = {
             SELECT m.id, v.embedding <=> %(q)s AS distance FROM vec_minilm_384 v
             JOIN memories m ON m.user_id = v.user_id AND m.id = v.item_id
                            AND m.content_hash = v.content_hash
-            WHERE v.user_id = %(user)s AND m.status = 'ready')
+            WHERE v.user_id = %(user)s)
         SELECT id, 1 - distance FROM matches ORDER BY distance LIMIT 10
     """,
     True: """
         SELECT m.id, 1 - (v.embedding <=> %(q)s) FROM vec_minilm_384 v
         JOIN memories m ON m.user_id = v.user_id AND m.id = v.item_id
                        AND m.content_hash = v.content_hash
-        WHERE (v.user_id || '') = %(user)s AND m.status = 'ready'
+        WHERE (v.user_id || '') = %(user)s
         ORDER BY v.embedding <=> %(q)s LIMIT 10
     """,
 }

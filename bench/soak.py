@@ -117,16 +117,17 @@ def lost_items(
     with psycopg.connect(database_url) as conn:
         while time.monotonic() < deadline:
             pending = conn.execute(
-                "SELECT count(*) FROM memories WHERE status = 'pending'"
+                "SELECT count(*) FROM embed_state WHERE status = 'pending'"
             ).fetchone()
             if pending == (0,):
                 break
             time.sleep(1)
         rows = conn.execute(
-            "SELECT m.user_id, m.id::text, m.status, m.last_error, "
+            "SELECT m.user_id, m.id::text, e.status, e.last_error, "
             "  (SELECT count(*) FROM vec_minilm_384 v WHERE v.user_id = m.user_id "
             "   AND v.item_id = m.id AND v.content_hash = m.content_hash) "
-            "FROM memories m"
+            "FROM memories m JOIN embed_state e "
+            "  ON e.user_id = m.user_id AND e.item_id = m.id AND e.space = m.space"
         ).fetchall()
     good = {
         (u, i)

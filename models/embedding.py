@@ -1,20 +1,28 @@
-"""The Embedder protocol and the local sentence-transformers provider.
+"""The Embedder protocol, the local sentence-transformers provider, and start-up checks.
 
-The HTTP edge embeds query text and the worker embeds content, so both use this module;
-the heavy imports (torch, sentence-transformers) happen in ``load()``, never at import.
+The HTTP edge embeds query text and the worker embeds content, so both use this module.
+Embedders are async: the local model runs in a thread (off the event loop), the
+OpenAI-compatible provider (``models/openai_embedder.py``) over async HTTP. Heavy imports
+(torch, sentence-transformers, httpx) happen in ``start()``, never at import.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
-from models.errors import EmbeddingError
+from models.db import ALL_USERS, run_scoped
+from models.errors import ConfigError, EmbeddingError, WrongDimensions
 from models.spaces import Space
+
+PROBE_TEXT = "engram dimension probe"
 
 
 class Embedder(Protocol):
@@ -22,11 +30,17 @@ class Embedder(Protocol):
 
     space: Space
 
-    def load(self) -> None:
-        """Do the expensive set-up (load weights); called once at boot."""
+    async def start(self) -> None:
+        """Do the expensive set-up (load weights, open a client); called once at boot."""
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """A float32 array of shape (len(texts), dims), rows L2-normalised."""
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """A float32 array of shape (len(texts), dims), rows L2-normalised.
+
+        Raises ``EmbeddingError``: ``permanent`` when retrying cannot help.
+        """
+
+    async def close(self) -> None:
+        """Release what ``start()`` opened."""
 
 
 def bundled_model_path() -> str:
@@ -50,21 +64,34 @@ class LocalEmbedder:
         self._lock = threading.Lock()
 
     def load(self) -> None:
+        """Load the weights (blocking); ``start()`` does this off the event loop."""
+        if self._model is not None:
+            return
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download weights at run time
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         path = self._model_path or bundled_model_path()
         self._model = SentenceTransformer(path, device="cpu", local_files_only=True)
-        dims = self._model.get_embedding_dimension()
-        if dims != self.space.dims:
-            raise EmbeddingError(
-                f"space {self.space.name} is configured with {self.space.dims} dimensions "
-                f"but the model at {path} gives {dims}",
-                permanent=True,
-            )
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's own tokenizer (what its 256 word-piece limit counts)."""
+        if self._model is None:
+            raise RuntimeError("LocalEmbedder.load() was not called")
+        return self._model.tokenizer
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.load)
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.to_thread(self.encode, texts)
+
+    async def close(self) -> None:
+        return None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode in the calling thread (blocking)."""
         if self._model is None:
             raise RuntimeError("LocalEmbedder.load() was not called")
         if not texts:
@@ -85,13 +112,75 @@ class LocalEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def load_embedders(
-    spaces: Iterable[Space], *, model_path: str | None = None, batch_size: int = 64
+def make_embedder(space: Space, *, model_path: str | None = None, batch_size: int = 64) -> Embedder:
+    """The embedder of a space's provider (not started)."""
+    if space.provider == "openai":
+        from models.openai_embedder import OpenAIEmbedder
+
+        return OpenAIEmbedder(space)
+    return LocalEmbedder(space, model_path=model_path, batch_size=batch_size)
+
+
+async def start_embedders(
+    spaces: Iterable[Space],
+    *,
+    model_path: str | None = None,
+    batch_size: int = 64,
+    given: dict[str, Embedder] | None = None,
 ) -> dict[str, Embedder]:
-    """A loaded embedder for each space, by space name."""
+    """A started embedder for each space, by name (``given`` ones are used as they are)."""
     embedders: dict[str, Embedder] = {}
     for space in spaces:
-        embedder = LocalEmbedder(space, model_path=model_path, batch_size=batch_size)
-        embedder.load()
+        embedder = (given or {}).get(space.name) or make_embedder(
+            space, model_path=model_path, batch_size=batch_size
+        )
+        await embedder.start()
         embedders[space.name] = embedder
     return embedders
+
+
+async def probe_dimensions(embedder: Embedder) -> int:
+    """How long the provider's vectors really are: one embedding of a probe text."""
+    try:
+        matrix = await embedder.embed([PROBE_TEXT])
+    except WrongDimensions as exc:
+        return exc.actual
+    except EmbeddingError as exc:
+        raise ConfigError(
+            f"space {embedder.space.name}: the provider failed the start-up probe: {exc}"
+        ) from exc
+    return int(matrix.shape[1])
+
+
+def check_dimensions(space: Space, *, provider_dims: int, column_dims: int | None) -> None:
+    """Refuse to start unless configuration, provider and database agree on the length."""
+    if space.dims == provider_dims == column_dims:
+        return
+    column = "missing" if column_dims is None else f"{column_dims} dimensions"
+    raise ConfigError(
+        f"space {space.name}: dimension mismatch: configured {space.dims}, "
+        f"the provider ({space.provider}, {space.model}) returns {provider_dims}, "
+        f"the database column {space.table}.embedding has {column}"
+    )
+
+
+async def column_dimensions(conn: AsyncConnection, space: Space) -> int | None:
+    """The length of the space's vector column in the database (None: no such table)."""
+    cur = await conn.execute(
+        "SELECT atttypmod FROM pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attname = 'embedding' AND NOT attisdropped",
+        [space.table],
+    )
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+async def verify_spaces(pool: AsyncConnectionPool, embedders: dict[str, Embedder]) -> None:
+    """Check every space end to end before serving: configured, provider, database dims.
+
+    Raises ``ConfigError`` on a mismatch.
+    """
+    for embedder in embedders.values():
+        provider_dims = await probe_dimensions(embedder)
+        column_dims = await run_scoped(pool, ALL_USERS, column_dimensions, embedder.space)
+        check_dimensions(embedder.space, provider_dims=provider_dims, column_dims=column_dims)

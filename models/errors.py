@@ -70,3 +70,11 @@ class EmbeddingError(EngramError):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class WrongDimensions(EmbeddingError):
+    """A provider answered vectors of another length than its space's: misconfiguration."""
+
+    def __init__(self, message: str, *, actual: int) -> None:
+        super().__init__(message, permanent=True)
+        self.actual = actual

@@ -12,17 +12,31 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from models import jobs
 from models.cursors import decode_cursor, encode_cursor
 from models.errors import Conflict, InvalidInput, NotFound
+from models.jobs import Job
 from models.spaces import Space, vector_table
 from models.types import Memory, MemoryPatch, NewMemory, Status
 
+# A memory's status is its embedding state in its own space (``memories.space``).
 COLUMNS = (
-    "id, user_id, content, metadata, session_id, importance, status, "
-    "last_error AS error, space, created_at, updated_at, expires_at"
+    "m.id, m.user_id, m.content, m.metadata, m.session_id, m.importance, e.status, "
+    "e.last_error AS error, m.space, m.created_at, m.updated_at, m.expires_at"
 )
+FROM = """
+    FROM memories m
+    JOIN embed_state e ON e.user_id = m.user_id AND e.item_id = m.id AND e.space = m.space
+"""
 # Expired memories vanish from every read at once; a sweep deletes them later.
-LIVE = "(expires_at IS NULL OR expires_at > now())"
+LIVE = "(m.expires_at IS NULL OR m.expires_at > now())"
+
+
+class Written(msgspec.Struct, frozen=True, kw_only=True):
+    """Memories as written, and the embedding jobs the write made pending."""
+
+    memories: list[Memory]
+    jobs: list[Job]
 
 
 def content_hash(content: str) -> bytes:
@@ -32,10 +46,11 @@ def content_hash(content: str) -> bytes:
 
 async def insert_memories(
     conn: AsyncConnection, user_id: str, space: Space, items: list[NewMemory]
-) -> list[Memory]:
+) -> Written:
     """Insert new memories as ``pending``; a known id with the same content is a no-op.
 
-    Runs in one transaction: a conflicting id (same id, other content) changes nothing.
+    Each new memory gets a job in ``space`` and in every space being filled. Runs in one
+    transaction: a conflicting id (same id, other content) changes nothing.
     """
     ids = [item.id for item in items]
     hashes = [content_hash(item.content) for item in items]
@@ -51,20 +66,29 @@ async def insert_memories(
         "ttls": [item.ttl_seconds for item in items],
     }
     async with conn.transaction():
-        await conn.execute(
+        spaces = [space.name, *(s for s in await jobs.fill_spaces(conn) if s != space.name)]
+        cur = await conn.execute(
             """
-            INSERT INTO memories (user_id, id, content, metadata, session_id, importance,
-                                  space, content_hash, expires_at)
-            SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
-                   %(space)s, b.hash, now() + make_interval(secs => b.ttl)
-            FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
-                        %(sessions)s::text[], %(importance)s::float8[], %(hashes)s::bytea[],
-                        %(ttls)s::float8[])
-                 AS b(id, content, metadata, session_id, importance, hash, ttl)
-            ON CONFLICT (user_id, id) DO NOTHING
+            WITH created AS (
+                INSERT INTO memories (user_id, id, content, metadata, session_id, importance,
+                                      space, content_hash, expires_at)
+                SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
+                       %(space)s, b.hash, now() + make_interval(secs => b.ttl)
+                FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
+                            %(sessions)s::text[], %(importance)s::float8[], %(hashes)s::bytea[],
+                            %(ttls)s::float8[])
+                     AS b(id, content, metadata, session_id, importance, hash, ttl)
+                ON CONFLICT (user_id, id) DO NOTHING
+                RETURNING user_id, id, content_hash
+            )
+            INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
+            SELECT c.user_id, c.id, s.space, 'memory', c.content_hash
+            FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
+            RETURNING space, user_id, item_id
             """,
-            params,
+            params | {"spaces": spaces},
         )
+        created: list[Job] = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
         cur = await conn.execute(
             "SELECT id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
             [user_id, ids],
@@ -74,13 +98,13 @@ async def insert_memories(
             if stored.get(item_id) != wanted:
                 raise Conflict(f"memory {item_id} already exists with other content")
         found = {m.id: m for m in await get_memories(conn, user_id, ids)}
-    return [found[item_id] for item_id in ids]
+    return Written(memories=[found[item_id] for item_id in ids], jobs=created)
 
 
 async def get_memories(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Memory]:
     async with conn.cursor(row_factory=class_row(Memory)) as cur:
         await cur.execute(
-            f"SELECT {COLUMNS} FROM memories WHERE user_id = %s AND id = ANY(%s) AND {LIVE}",
+            f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %s AND m.id = ANY(%s) AND {LIVE}",
             [user_id, ids],
         )
         return await cur.fetchall()
@@ -105,12 +129,12 @@ async def list_memories(
     """A page of memories, newest first, and the cursor of the next page (None at the end)."""
     after = _decode_page_cursor(cursor) if cursor else None
     query = sql.SQL(
-        f"SELECT {COLUMNS} FROM memories WHERE user_id = %(user_id)s AND {LIVE}"
-        " AND (%(session_id)s::text IS NULL OR session_id = %(session_id)s)"
-        " AND (%(status)s::text IS NULL OR status = %(status)s)"
+        f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %(user_id)s AND {LIVE}"
+        " AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)"
+        " AND (%(status)s::text IS NULL OR e.status = %(status)s)"
         " AND (%(after_at)s::timestamptz IS NULL"
-        "      OR (created_at, id) < (%(after_at)s, %(after_id)s))"
-        " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+        "      OR (m.created_at, m.id) < (%(after_at)s, %(after_id)s))"
+        " ORDER BY m.created_at DESC, m.id DESC LIMIT %(limit)s"
     )
     params = {
         "user_id": user_id,
@@ -131,23 +155,13 @@ async def list_memories(
 
 async def update_memory(
     conn: AsyncConnection, user_id: str, memory_id: UUID, patch: MemoryPatch
-) -> Memory:
-    """Apply a patch; new content sends the memory back to ``pending`` for re-embedding."""
+) -> Written:
+    """Apply a patch; new content sends the memory back to ``pending`` in every space."""
     changes: list[sql.Composable] = [sql.SQL("updated_at = now()")]
     params: dict[str, Any] = {"user_id": user_id, "id": memory_id}
     if patch.content is not msgspec.UNSET:
         params |= {"content": patch.content, "hash": content_hash(patch.content)}
-        # Only a real change of content re-embeds; the same text keeps its vector.
-        changes.append(
-            sql.SQL(
-                "status = CASE WHEN content_hash = %(hash)s THEN status ELSE 'pending' END, "
-                "attempts = CASE WHEN content_hash = %(hash)s THEN attempts ELSE 0 END, "
-                "last_error = CASE WHEN content_hash = %(hash)s THEN last_error END, "
-                "claimed_until = CASE WHEN content_hash = %(hash)s THEN claimed_until END, "
-                "queued_at = CASE WHEN content_hash = %(hash)s THEN queued_at ELSE now() END, "
-                "content = %(content)s, content_hash = %(hash)s"
-            )
-        )
+        changes.append(sql.SQL("content = %(content)s, content_hash = %(hash)s"))
     if patch.metadata is not msgspec.UNSET:
         params["metadata"] = Jsonb(patch.metadata)
         changes.append(sql.SQL("metadata = %(metadata)s"))
@@ -158,33 +172,50 @@ async def update_memory(
         params["ttl"] = patch.ttl_seconds
         changes.append(sql.SQL("expires_at = now() + make_interval(secs => %(ttl)s::float8)"))
     query = sql.SQL(
-        "UPDATE memories SET {changes} WHERE user_id = %(user_id)s AND id = %(id)s AND {live} "
-        "RETURNING {columns}"
-    ).format(changes=sql.SQL(", ").join(changes), live=sql.SQL(LIVE), columns=sql.SQL(COLUMNS))
-    async with conn.cursor(row_factory=class_row(Memory)) as cur:
-        await cur.execute(query, params)
-        memory = await cur.fetchone()
-    if memory is None:
-        raise NotFound(f"memory {memory_id} not found")
-    return memory
+        "UPDATE memories m SET {changes} WHERE user_id = %(user_id)s AND id = %(id)s AND {live}"
+    ).format(changes=sql.SQL(", ").join(changes), live=sql.SQL(LIVE))
+    async with conn.transaction():
+        cur = await conn.execute(query, params)
+        if cur.rowcount == 0:
+            raise NotFound(f"memory {memory_id} not found")
+        repended: list[Job] = []
+        if "hash" in params:
+            # Only a real change of content re-embeds; the same text keeps its vectors.
+            cur = await conn.execute(
+                """
+                UPDATE embed_state
+                SET content_hash = %(hash)s, status = 'pending', attempts = 0,
+                    last_error = NULL, claimed_until = NULL, queued_at = now(),
+                    updated_at = now()
+                WHERE user_id = %(user_id)s AND item_id = %(id)s AND content_hash <> %(hash)s
+                RETURNING space, user_id, item_id
+                """,
+                params,
+            )
+            repended = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+        memory = await get_memory(conn, user_id, memory_id)
+    return Written(memories=[memory], jobs=repended)
 
 
 async def delete_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) -> None:
-    """Delete a memory and its vector in one transaction: gone from search at once."""
+    """Delete a memory and its vectors in one transaction: gone from search at once."""
     async with conn.transaction():
         cur = await conn.execute(
-            "DELETE FROM memories WHERE user_id = %s AND id = %s RETURNING space",
-            [user_id, memory_id],
+            "DELETE FROM memories WHERE user_id = %s AND id = %s", [user_id, memory_id]
         )
-        row = await cur.fetchone()
-        if row is None:
+        if cur.rowcount == 0:
             raise NotFound(f"memory {memory_id} not found")
-        await conn.execute(
-            sql.SQL("DELETE FROM {} WHERE user_id = %s AND item_id = %s").format(
-                sql.Identifier(vector_table(row[0]))
-            ),
+        cur = await conn.execute(
+            "DELETE FROM embed_state WHERE user_id = %s AND item_id = %s RETURNING space",
             [user_id, memory_id],
         )
+        for (space,) in await cur.fetchall():
+            await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE user_id = %s AND item_id = %s").format(
+                    sql.Identifier(vector_table(space))
+                ),
+                [user_id, memory_id],
+            )
 
 
 def _decode_page_cursor(cursor: str) -> tuple[datetime, UUID]:

@@ -42,13 +42,13 @@ _FROM = """
 """
 _WHERE = """
     WHERE {user_match} AND v.kind = 'memory'
-      AND m.status = 'ready' AND (m.expires_at IS NULL OR m.expires_at > now())
+      AND (m.expires_at IS NULL OR m.expires_at > now())
       AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
       AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
       AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
       AND {filter}
 """
-_MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> %(query)s AS distance" + _FROM + _WHERE
+_MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
 # MATERIALIZED keeps the planner from reaching for the HNSW index: this scan is exact.
 _EXACT = "WITH matches AS MATERIALIZED ({matches}) {ranked}"
 _APPROXIMATE = "WITH matches AS ({matches}) {ranked}"
@@ -75,14 +75,14 @@ _TEXT = (
     "SELECT "
     + _COLUMNS
     + ", ts_rank_cd(m.content_tsv, q.query) AS score,"
-    + " 1 - (v.embedding <=> %(query)s) AS similarity"
+    + " 1 - (v.embedding <=> {query}) AS similarity"
     + _FROM
     + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(word), %(glue)s), '')::tsquery"
     + "   FROM unnest(tsvector_to_array(to_tsvector('simple', %(text)s))) AS word) AS q(query)"
     + _WHERE
     + """
       AND m.content_tsv @@ q.query
-      AND (%(max_distance)s::float8 IS NULL OR (v.embedding <=> %(query)s) <= %(max_distance)s)
+      AND (%(max_distance)s::float8 IS NULL OR (v.embedding <=> {query}) <= %(max_distance)s)
     ORDER BY score DESC, m.id
     LIMIT %(limit)s
 """
@@ -282,13 +282,19 @@ async def _run(
     params: dict[str, Any],
     conditions: sql.Composable,
 ) -> list[SearchHit]:
-    table = sql.Identifier(space.table)
-    user_match = _USER_MATCH["approximate" if shape is _APPROXIMATE else "exact"]
+    parts = {
+        "table": sql.Identifier(space.table),
+        "filter": conditions,
+        "user_match": _USER_MATCH["approximate" if shape is _APPROXIMATE else "exact"],
+        # the query vector in the column's type (halfvec spaces compare in halfvec)
+        "query": sql.SQL("%(query)s::{}").format(sql.SQL(space.storage)),
+    }
     if shape is _TEXT:
-        query = sql.SQL(_TEXT).format(table=table, filter=conditions, user_match=user_match)
+        query = sql.SQL(_TEXT).format(**parts)
     else:
-        matches = sql.SQL(_MATCHES).format(table=table, filter=conditions, user_match=user_match)
-        query = sql.SQL(shape).format(matches=matches, ranked=sql.SQL(_RANKED))
+        query = sql.SQL(shape).format(
+            matches=sql.SQL(_MATCHES).format(**parts), ranked=sql.SQL(_RANKED)
+        )
     async with conn.cursor(row_factory=class_row(SearchHit)) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from models.errors import ConfigError
+from models.spaces import MINILM_384, OpenAIOptions, SpaceRegistry, openai_space
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +56,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     exact_search_max_rows: int = 20_000
     # HNSW candidate list for larger users (pgvector allows 1..1000): recall against speed
     hnsw_ef_search: int = 800
+    # the openai-1536 space, when ENGRAM_OPENAI_BASE_URL is set
+    openai: OpenAIOptions | None = None
+    openai_model: str = "text-embedding-3-small"
+    # where new items go, by kind (None: the built-in defaults, see models/spaces.py)
+    memory_space: str | None = None
+    document_space: str | None = None
     limits: Limits = Limits()
 
     @classmethod
@@ -88,6 +95,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 broker_heartbeat_ms=int(env.get("ENGRAM_BROKER_HEARTBEAT_MS", "60000")),
                 exact_search_max_rows=int(env.get("ENGRAM_EXACT_SEARCH_MAX_ROWS", "20000")),
                 hnsw_ef_search=int(env.get("ENGRAM_HNSW_EF_SEARCH", "800")),
+                openai=_openai_options(env),
+                openai_model=env.get("ENGRAM_OPENAI_MODEL") or "text-embedding-3-small",
+                memory_space=env.get("ENGRAM_MEMORY_SPACE") or None,
+                document_space=env.get("ENGRAM_DOCUMENT_SPACE") or None,
                 limits=Limits(
                     max_body_bytes=int(env.get("ENGRAM_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
                     max_batch=int(env.get("ENGRAM_MAX_BATCH", "1000")),
@@ -108,10 +119,44 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         return self.database_url, self.redis_url
 
+    def space_registry(self) -> SpaceRegistry:
+        """The configured embedding spaces, with the default space of each kind."""
+        spaces = [MINILM_384]
+        if self.openai is not None:
+            spaces.append(openai_space(self.openai, model=self.openai_model))
+        chosen = {"memory": self.memory_space, "document": self.document_space}
+        names = {s.name for s in spaces}
+        for kind, name in chosen.items():
+            if name is not None and name not in names:
+                raise ConfigError(
+                    f"ENGRAM_{kind.upper()}_SPACE={name} is not a configured space "
+                    f"(configured: {', '.join(sorted(names))})"
+                )
+        return SpaceRegistry.with_defaults(tuple(spaces), chosen)
+
     @property
     def admin_key_file(self) -> Path:
         """Where a generated bootstrap admin key is kept (mode 0600)."""
         return self.home / "admin.key"
+
+
+def _openai_options(env: Mapping[str, str]) -> OpenAIOptions | None:
+    base_url = env.get("ENGRAM_OPENAI_BASE_URL")
+    if not base_url:
+        return None
+    dimensions = env.get("ENGRAM_OPENAI_DIMENSIONS")
+    return OpenAIOptions(
+        base_url=base_url.rstrip("/"),
+        api_key=env.get("ENGRAM_OPENAI_API_KEY") or None,
+        auth_header=env.get("ENGRAM_OPENAI_AUTH_HEADER") or "Authorization",
+        dimensions=int(dimensions) if dimensions else None,
+        max_batch_inputs=int(env.get("ENGRAM_OPENAI_MAX_BATCH_INPUTS", "2048")),
+        max_batch_tokens=int(env.get("ENGRAM_OPENAI_MAX_BATCH_TOKENS", "300000")),
+        concurrency=int(env.get("ENGRAM_OPENAI_CONCURRENCY", "4")),
+        timeout_seconds=float(env.get("ENGRAM_OPENAI_TIMEOUT_SECONDS", "30")),
+        max_retries=int(env.get("ENGRAM_OPENAI_MAX_RETRIES", "5")),
+        backoff_seconds=float(env.get("ENGRAM_OPENAI_BACKOFF_SECONDS", "1")),
+    )
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -1,12 +1,39 @@
-"""Embedding spaces: a model and its vector table. One table per space."""
+"""Embedding spaces: a model, its provider and its vector table. One table per space.
+
+Two spaces are built in: ``minilm-384`` (the local all-MiniLM-L6-v2, always there) and
+``openai-1536`` (any server speaking the OpenAI embeddings protocol; enabled when its base
+URL is configured). Memories go to ``minilm-384`` by default; documents go to
+``openai-1536`` when it is enabled, else to ``minilm-384``.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import msgspec
 
 from models.errors import InvalidInput
+
+Provider = Literal["sentence-transformers", "openai"]
+Storage = Literal["vector", "halfvec"]  # pgvector's 32-bit and 16-bit vector types
+
+
+class OpenAIOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How to reach an OpenAI-compatible embeddings endpoint (OpenAI, Azure, vLLM, TEI...)."""
+
+    base_url: str  # e.g. https://api.openai.com/v1; requests go to {base_url}/embeddings
+    api_key: str | None = None  # never shown by the API, never logged
+    # "Authorization" sends "Bearer <key>"; Azure OpenAI takes the key in "api-key"
+    auth_header: str = "Authorization"
+    # the request's `dimensions`, for models that can shorten their vectors
+    dimensions: int | None = None
+    max_batch_inputs: int = 2048  # the API's limit of inputs a request
+    max_batch_tokens: int = 300_000  # the API's token budget a request (estimated locally)
+    concurrency: int = 4  # requests in flight per process
+    timeout_seconds: float = 30.0
+    max_retries: int = 5  # 429, 5xx and timeouts, with back-off, before the batch fails
+    backoff_seconds: float = 1.0  # first back-off; doubles each retry
 
 
 class Space(msgspec.Struct, frozen=True, kw_only=True):
@@ -14,9 +41,12 @@ class Space(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     dims: int
-    provider: str
+    provider: Provider
     model: str
     default_for: tuple[str, ...] = ()
+    max_input_tokens: int = 256  # the model reads no further; chunks must fit
+    storage: Storage = "vector"
+    openai: OpenAIOptions | None = None
 
     @property
     def table(self) -> str:
@@ -34,7 +64,24 @@ MINILM_384 = Space(
     provider="sentence-transformers",
     model="sentence-transformers/all-MiniLM-L6-v2",
     default_for=("memory", "document"),
+    max_input_tokens=256,
 )
+
+OPENAI_1536 = "openai-1536"
+
+
+def openai_space(options: OpenAIOptions, *, model: str = "text-embedding-3-small") -> Space:
+    """The built-in 1536-dimension space over an OpenAI-compatible server."""
+    return Space(
+        name=OPENAI_1536,
+        dims=1536,
+        provider="openai",
+        model=model,
+        default_for=("document",),
+        max_input_tokens=8191,
+        storage="halfvec",
+        openai=options,
+    )
 
 
 class SpaceRegistry:
@@ -43,8 +90,31 @@ class SpaceRegistry:
     def __init__(self, spaces: tuple[Space, ...] = (MINILM_384,)) -> None:
         self._spaces = {space.name: space for space in spaces}
 
+    @classmethod
+    def with_defaults(
+        cls, spaces: tuple[Space, ...], chosen: dict[str, str | None] | None = None
+    ) -> SpaceRegistry:
+        """The spaces; each kind defaults to its ``chosen`` space, else to the last space
+        that claims it (so an enabled openai-1536 takes documents from minilm-384)."""
+        claimed: dict[str, str] = {}
+        for space in spaces:
+            for kind in space.default_for:
+                claimed[kind] = space.name
+        claimed |= {kind: name for kind, name in (chosen or {}).items() if name is not None}
+        return cls(
+            tuple(
+                msgspec.structs.replace(
+                    s, default_for=tuple(k for k, owner in claimed.items() if owner == s.name)
+                )
+                for s in spaces
+            )
+        )
+
     def all(self) -> list[Space]:
         return list(self._spaces.values())
+
+    def names(self) -> list[str]:
+        return list(self._spaces)
 
     def get(self, name: str) -> Space:
         """The space called ``name``; unknown names are bad input."""

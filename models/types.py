@@ -92,6 +92,7 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
 
     user_id: str
     id: UUID
+    kind: ItemType
     content: str
     content_hash: bytes
     attempts: int
@@ -108,6 +109,15 @@ class FailedJob(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     attempts: int
     updated_at: datetime
+
+
+class SpaceCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Items of a space by embedding state."""
+
+    pending: int = 0
+    ready: int = 0
+    failed: int = 0
+    total: int = 0
 
 
 class Embedded(msgspec.Struct, frozen=True, kw_only=True):

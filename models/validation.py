@@ -66,8 +66,9 @@ def _check_json_value(value: Any, *, depth: int, max_depth: int) -> None:
 
 
 def check_vector(vector: Sequence[float], dims: int, space: str) -> np.ndarray:
-    """The vector as float32 (what pgvector stores): exactly the space's length, finite,
-    within float32's range, and not (or not rounding to) all zeros."""
+    """The vector as a float32 unit vector: exactly the space's length, finite, within
+    float32's range, not all zeros. Cosine ignores length, so scaling to unit length changes
+    no result, and keeps every component within even halfvec's range."""
     if len(vector) != dims:
         raise InvalidInput(f"vector has {len(vector)} dimensions; space {space} needs {dims}")
     wide = np.asarray(vector, dtype=np.float64)
@@ -75,12 +76,12 @@ def check_vector(vector: Sequence[float], dims: int, space: str) -> np.ndarray:
         raise InvalidInput("vector must contain only finite numbers (no NaN or infinity)")
     if np.any(np.abs(wide) > FLOAT32_MAX):
         raise InvalidInput(f"vector components must be within ±{FLOAT32_MAX:.3e} (float32)")
-    narrow = wide.astype(np.float32)
-    # pgvector sums squares in float32: a norm that underflows to 0 makes cosine undefined
-    squared = float(np.dot(narrow, narrow))
-    if not (squared > 0 and math.isfinite(squared)):
-        raise InvalidInput("vector must not be all zeros, or so small it rounds to zeros")
-    return narrow
+    # the largest component first, so squaring can neither overflow nor underflow
+    scaled = wide / np.max(np.abs(wide)) if np.any(wide) else wide
+    norm = float(np.linalg.norm(scaled))
+    if norm == 0:
+        raise InvalidInput("vector must not be all zeros (cosine is undefined)")
+    return (scaled / norm).astype(np.float32)
 
 
 def check_filter(conditions: dict[str, Any] | None, limits: Limits) -> dict[str, Any]:

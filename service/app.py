@@ -15,10 +15,9 @@ from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
 from models import schema
-from models.db import bypasses_row_security, create_pool
-from models.embedding import Embedder, load_embedders
+from models.db import CONNECTION_ERRORS, bypasses_row_security, create_pool
+from models.embedding import Embedder, start_embedders, verify_spaces
 from models.settings import Settings
-from models.spaces import SpaceRegistry
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.errors import EXCEPTION_HANDLERS
 from service.ratelimit import RateLimiter
@@ -28,6 +27,7 @@ from service.routes.keys import KeyController
 from service.routes.memories import MemoryController
 from service.routes.meta import HealthController
 from service.routes.search import SearchController
+from service.routes.spaces import SpaceController
 from service.runtime import Runtime
 from service.wakeups import WakeUps
 
@@ -39,11 +39,13 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = None) -> Litestar:
     """The API for ``settings``; nothing is opened until the app starts."""
     database_url, redis_url = settings.require_urls()
-    spaces = SpaceRegistry()
+    spaces = settings.space_registry()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        loaded = embedders or load_embedders(spaces.all(), model_path=settings.model_path)
+        loaded = await start_embedders(
+            spaces.all(), model_path=settings.model_path, given=embedders
+        )
         pool = create_pool(
             database_url,
             min_size=1,
@@ -52,6 +54,15 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             timeout=settings.db_timeout_seconds,
         )
         await pool.open()
+        try:
+            # a space whose dims disagree anywhere stops the start here, before any write
+            await verify_spaces(pool, loaded)
+        except CONNECTION_ERRORS as exc:
+            # the worker checks too, at its boot; /readyz reports the database meanwhile
+            log.warning("database unreachable (%s): spaces not checked against it", exc)
+        except BaseException:
+            await pool.close()
+            raise
         await _warn_if_row_security_is_bypassed(pool)
         wakeups = WakeUps(redis_url)
         limiter = RateLimiter(redis_url, per_minute=settings.rate_limit_per_minute)
@@ -70,6 +81,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             await pool.close()
             wakeups.close()
             await limiter.close()
+            for embedder in loaded.values():
+                await embedder.close()
 
     return Litestar(
         route_handlers=[
@@ -77,6 +90,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             KeyController,
             MemoryController,
             SearchController,
+            SpaceController,
             JobController,
             AuditController,
         ],

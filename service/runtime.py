@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ class Runtime:
         key = (space.name, text)
         vector = self.query_cache.get(key)
         if vector is None:
-            matrix = await asyncio.to_thread(self.embedders[space.name].encode, [text])
+            matrix = await self.embedders[space.name].embed([text])
             vector = np.asarray(matrix[0], dtype=np.float32)
             self.query_cache[key] = vector
             if len(self.query_cache) > QUERY_CACHE_SIZE:

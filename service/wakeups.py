@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from models.jobs import EMBED_ACTOR, EMBED_QUEUE, Key
+from models.jobs import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR, Job
 
 log = logging.getLogger("engram.wakeups")
 
 
 class WakeUps:
-    """Sends ``embed_items`` messages through Redis."""
+    """Sends ``embed_items`` and ``fill_space`` messages through Redis."""
 
     def __init__(self, redis_url: str) -> None:
         # No connection is made here; the client connects on first use.
@@ -26,21 +27,31 @@ class WakeUps:
             url=redis_url, middleware=[], socket_timeout=2, socket_connect_timeout=2
         )
 
-    async def embed(self, space: str, keys: list[Key]) -> bool:
-        """Ask a worker to embed ``keys``; False (logged) if the broker is unreachable."""
+    async def _send(self, actor: str, args: tuple[Any, ...]) -> bool:
         message: dramatiq.Message[None] = dramatiq.Message(
-            queue_name=EMBED_QUEUE,
-            actor_name=EMBED_ACTOR,
-            args=(space, [[user_id, str(item_id)] for user_id, item_id in keys]),
-            kwargs={},
-            options={},
+            queue_name=EMBED_QUEUE, actor_name=actor, args=args, kwargs={}, options={}
         )
         try:
             await asyncio.to_thread(self.broker.enqueue, message)
         except Exception as exc:
-            log.warning("wake-up not sent (%s); the sweep will pick the items up", exc)
+            log.warning("%s message not sent (%s); the sweep will pick it up", actor, exc)
             return False
         return True
+
+    async def embed(self, jobs: list[Job]) -> None:
+        """Ask workers to embed ``jobs`` (space, user_id, id): a message per space.
+
+        A message that cannot be sent (broker unreachable) is logged and left to the sweep.
+        """
+        by_space: dict[str, list[list[str]]] = {}
+        for space, user_id, item_id in jobs:
+            by_space.setdefault(space, []).append([user_id, str(item_id)])
+        for space, keys in by_space.items():
+            await self._send(EMBED_ACTOR, (space, keys))
+
+    async def fill(self, space: str) -> bool:
+        """Ask a worker to fill ``space`` with every item (the sweep resumes it anyway)."""
+        return await self._send(FILL_ACTOR, (space,))
 
     async def ping(self) -> bool:
         try:

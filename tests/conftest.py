@@ -90,9 +90,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             postgres.stop()
 
 
-@pytest.fixture(scope="session")
-def settings(servers: Servers) -> Settings:
-    env = {
+def api_env(servers: Servers) -> dict[str, str]:
+    """The environment of the tests' API (add to it for other configurations)."""
+    return {
         "ENGRAM_HOME": str(servers.home),
         "ENGRAM_DATABASE_URL": servers.app_url,
         "ENGRAM_REDIS_URL": servers.redis_url,
@@ -100,7 +100,11 @@ def settings(servers: Servers) -> Settings:
         "ENGRAM_WAIT_TIMEOUT_SECONDS": "60",
         **WORKER_ENV,
     }
-    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def settings(servers: Servers) -> Settings:
+    return Settings.from_env(api_env(servers))
 
 
 @pytest.fixture(scope="session")

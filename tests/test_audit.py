@@ -28,13 +28,15 @@ def test_retries_are_audited_with_the_acting_admin_key(client, new_user, db):
     body = {"memories": [{"content": "to fail"}]}
     memory = client.post(f"/v1/users/{user}/memories", json=body, headers=headers).json()
     item = memory["memories"][0]["id"]
-    db.execute("UPDATE memories SET status = 'failed', last_error = 'x' WHERE id = %s", [item])
+    db.execute(
+        "UPDATE embed_state SET status = 'failed', last_error = 'x' WHERE item_id = %s", [item]
+    )
     assert client.post(f"/v1/jobs/{item}/retry", headers=other_admin).status_code == 202
     entry = next(e for e in actions(client) if e["target"] == item)
     assert (entry["action"], entry["actor"], entry["details"]) == (
         "job.retry",
         admin_key["id"],
-        {"user_id": user},
+        {"user_id": user, "space": "minilm-384"},
     )
 
 

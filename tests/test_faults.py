@@ -92,7 +92,7 @@ def add(stack: Stack, user: str, count: int, *, prefix: str = "fact") -> list[st
 def settled(stack: Stack, user: str) -> bool:
     with psycopg.connect(stack.servers.database_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'pending') FROM memories WHERE user_id = %s",
+            "SELECT count(*) FILTER (WHERE status = 'pending') FROM embed_state WHERE user_id = %s",
             [user],
         ).fetchone()
     return row == (0,)
@@ -103,10 +103,11 @@ def assert_nothing_lost(stack: Stack, user: str, accepted: list[str]) -> None:
     wait_until(lambda: settled(stack, user), timeout=120, what=f"{user}'s items to settle")
     with psycopg.connect(stack.servers.database_url) as conn:
         rows = conn.execute(
-            "SELECT m.id::text, m.status, m.last_error, m.content, "
+            "SELECT m.id::text, e.status, e.last_error, m.content, "
             "       array_agg(v.content_hash) FILTER (WHERE v.item_id IS NOT NULL) "
-            "FROM memories m LEFT JOIN vec_minilm_384 v "
-            "  ON v.user_id = m.user_id AND v.item_id = m.id "
+            "FROM memories m "
+            "JOIN embed_state e ON e.user_id = m.user_id AND e.item_id = m.id "
+            "LEFT JOIN vec_minilm_384 v ON v.user_id = m.user_id AND v.item_id = m.id "
             "WHERE m.user_id = %s GROUP BY 1, 2, 3, 4",
             [user],
         ).fetchall()
@@ -190,7 +191,7 @@ def test_postgres_restart_mid_ingest_answers_503_then_recovers(stack, worker):
 def _ready_count(stack: Stack, user: str) -> int:
     with psycopg.connect(stack.servers.database_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM memories WHERE user_id = %s AND status = 'ready'", [user]
+            "SELECT count(*) FROM embed_state WHERE user_id = %s AND status = 'ready'", [user]
         ).fetchone()
     return int(row[0]) if row else 0
 
@@ -203,7 +204,7 @@ def test_sigterm_lets_the_worker_finish_its_batch_and_hold_no_claim(stack, worke
     assert worker.wait(timeout=120) == 0
     with psycopg.connect(stack.servers.database_url) as conn:
         held = conn.execute(
-            "SELECT count(*) FROM memories WHERE user_id = %s AND status = 'pending' "
+            "SELECT count(*) FROM embed_state WHERE user_id = %s AND status = 'pending' "
             "AND claimed_until > now()",
             [user],
         ).fetchone()
@@ -217,10 +218,16 @@ def test_an_item_that_keeps_killing_workers_ends_failed(stack, worker):
     item, content = str(uuid.uuid4()), "a text that five workers died on"
     with psycopg.connect(stack.servers.database_url, autocommit=True) as conn:
         # As if five workers had died on it: attempts used up, the last claim lapsed.
+        digest = hashlib.sha256(content.encode()).digest()
         conn.execute(
-            "INSERT INTO memories (user_id, id, content, space, content_hash, attempts, "
-            "claimed_until) VALUES (%s, %s, %s, 'minilm-384', %s, 5, now())",
-            [user, item, content, hashlib.sha256(content.encode()).digest()],
+            "INSERT INTO memories (user_id, id, content, space, content_hash) "
+            "VALUES (%s, %s, %s, 'minilm-384', %s)",
+            [user, item, content, digest],
+        )
+        conn.execute(
+            "INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, attempts, "
+            "claimed_until) VALUES (%s, %s, 'minilm-384', 'memory', %s, 5, now())",
+            [user, item, digest],
         )
     assert_nothing_lost(stack, user, [item])
     failed = stack.client.get(f"/v1/users/{user}/memories/{item}", headers=ADMIN).json()

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
 # /v1 routes without a user in the path that a user's key may call; every other one is admin-only.
-OPEN_TO_USER_KEYS = {"GET /v1/spaces"}
+OPEN_TO_USER_KEYS = {"GET /v1/spaces", "GET /v1/spaces/{name}"}
 FACTS = {
     "alice": [
         "Alice drinks an oat milk flat white every morning",
@@ -191,6 +191,8 @@ class World:
         person.ids |= person.memory_ids
         # item_id: the id of an embedded item, as the admin's job routes take it
         person.objects["memory_id"] = person.objects["item_id"] = stored[0]["id"]
+        # name: an embedding space, as the spaces routes take it (not per-user)
+        person.objects["name"] = "minilm-384"
         self.make_objects(person)
         return person
 

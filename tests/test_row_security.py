@@ -11,6 +11,8 @@ from conftest import add_memories
 
 from models.db import create_pool, run_scoped, set_scope
 
+USER_TABLES = ("memories", "embed_state", "vec_minilm_384")
+
 
 @pytest.fixture
 def app_db(servers):
@@ -47,12 +49,27 @@ def test_a_query_missing_its_user_condition_sees_only_the_scoped_user(app_db, tw
     alice, _ = two_users
     with app_db.transaction():
         app_db.execute("SELECT set_config('engram.user_id', %s, true)", [alice])
-        users = {row[0] for row in app_db.execute("SELECT user_id FROM memories")}
-        vectors = {row[0] for row in app_db.execute("SELECT user_id FROM vec_minilm_384")}
-    assert users == {alice} and vectors == {alice}
+        seen = {
+            table: {row[0] for row in app_db.execute(f"SELECT user_id FROM {table}")}
+            for table in USER_TABLES
+        }
+    assert seen == {"memories": {alice}, "embed_state": {alice}, "vec_minilm_384": {alice}}
     # no scope at all: nothing
-    assert app_db.execute("SELECT count(*) FROM memories").fetchone() == (0,)
-    assert app_db.execute("SELECT count(*) FROM vec_minilm_384").fetchone() == (0,)
+    for table in USER_TABLES:
+        assert app_db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+def test_every_table_holding_user_rows_has_row_security(db):
+    unprotected = db.execute(
+        """
+        SELECT c.relname FROM pg_class c
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id'
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT c.relrowsecurity
+          AND c.relname <> 'api_keys'
+        """
+    ).fetchall()
+    assert unprotected == []
 
 
 def test_rows_of_another_user_cannot_be_written_or_changed(app_db, two_users):

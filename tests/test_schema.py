@@ -52,7 +52,7 @@ def test_user_id_leads_every_primary_key_and_btree_index(db):
         JOIN pg_am am ON am.oid = i.relam
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public'
-          AND c.relname NOT IN ('api_keys', 'alembic_version', 'audit_log')
+          AND c.relname NOT IN ('api_keys', 'alembic_version', 'audit_log', 'space_fills')
         """
     ).fetchall()
     assert rows

@@ -34,19 +34,25 @@ def run(database_url: str, work: Callable[[psycopg.AsyncConnection[Any]], Awaita
 def insert_pending(db, user: str, content: str, *, claimed_for: str | None = "1 hour") -> uuid.UUID:
     """A pending row as the API writes it; ``claimed_for`` keeps the live worker off it."""
     item = uuid.uuid4()
+    digest = hashlib.sha256(content.encode()).digest()
     db.execute(
-        "INSERT INTO memories (user_id, id, content, space, content_hash, claimed_until) "
-        "VALUES (%s, %s, %s, 'minilm-384', %s, now() + %s::interval)",
-        [user, item, content, hashlib.sha256(content.encode()).digest(), claimed_for],
+        "INSERT INTO memories (user_id, id, content, space, content_hash) "
+        "VALUES (%s, %s, %s, 'minilm-384', %s)",
+        [user, item, content, digest],
+    )
+    db.execute(
+        "INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, claimed_until) "
+        "VALUES (%s, %s, 'minilm-384', 'memory', %s, now() + %s::interval)",
+        [user, item, digest, claimed_for],
     )
     return item
 
 
 def state(db, user: str, item: uuid.UUID) -> tuple[Any, ...] | None:
     return db.execute(
-        "SELECT m.status, m.attempts, m.last_error, count(v.item_id) FROM memories m "
-        "LEFT JOIN vec_minilm_384 v ON v.user_id = m.user_id AND v.item_id = m.id "
-        "WHERE m.user_id = %s AND m.id = %s GROUP BY 1, 2, 3",
+        "SELECT e.status, e.attempts, e.last_error, count(v.item_id) FROM embed_state e "
+        "LEFT JOIN vec_minilm_384 v ON v.user_id = e.user_id AND v.item_id = e.item_id "
+        "WHERE e.user_id = %s AND e.item_id = %s AND e.space = 'minilm-384' GROUP BY 1, 2, 3",
         [user, item],
     ).fetchone()
 
@@ -81,9 +87,12 @@ def test_a_duplicate_result_never_makes_a_second_vector(servers, db):
 def test_a_deleted_item_stays_deleted(servers, db):
     user = f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "to be deleted", claimed_for=None)
-    claims = run(servers.database_url, lambda c: jobs.claim(c, [(user, item)], lease_seconds=60))
+    claims = run(
+        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+    )
     assert [c.id for c in claims] == [item]
     db.execute("DELETE FROM memories WHERE user_id = %s AND id = %s", [user, item])
+    db.execute("DELETE FROM embed_state WHERE user_id = %s AND item_id = %s", [user, item])
     done = result(user, item, "to be deleted")
     assert run(servers.database_url, lambda c: jobs.store_vectors(c, MINILM_384, [done])) == 0
     assert state(db, user, item) is None
@@ -95,8 +104,12 @@ def test_a_deleted_item_stays_deleted(servers, db):
 def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(servers, db):
     user = f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "claim me", claimed_for=None)
-    first = run(servers.database_url, lambda c: jobs.claim(c, [(user, item)], lease_seconds=60))
-    second = run(servers.database_url, lambda c: jobs.claim(c, [(user, item)], lease_seconds=60))
+    first = run(
+        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+    )
+    second = run(
+        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+    )
     assert len(first) == 1 and first[0].attempts == 1
     assert second == []
 
@@ -110,14 +123,15 @@ def test_failures_retry_until_attempts_run_out(
 ):
     user = f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "flaky", claimed_for=None)
-    db.execute("UPDATE memories SET attempts = %s WHERE id = %s", [attempts_before, item])
-    claimed = run(servers.database_url, lambda c: jobs.claim(c, [(user, item)], lease_seconds=60))[
-        0
-    ]
+    db.execute("UPDATE embed_state SET attempts = %s WHERE item_id = %s", [attempts_before, item])
+    claimed = run(
+        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+    )[0]
     run(
         servers.database_url,
         lambda c: jobs.record_failure(
             c,
+            MINILM_384,
             claimed,
             "provider said no",
             permanent=permanent,
@@ -137,15 +151,15 @@ def test_the_same_ids_in_fifty_messages_make_one_vector_each(client, new_user, s
     memories = client.post(f"/v1/users/{user}/memories", json=body, headers=headers).json()[
         "memories"
     ]
-    keys = [(user, uuid.UUID(m["id"])) for m in memories]
+    jobs_ = [(MINILM_384.name, user, uuid.UUID(m["id"])) for m in memories]
     wakeups = WakeUps(servers.redis_url)
     for _ in range(50):
-        assert asyncio.run(wakeups.embed(MINILM_384.name, keys))
+        asyncio.run(wakeups.embed(jobs_))
     wakeups.close()
     wait_until(
         lambda: (
             db.execute(
-                "SELECT count(*) FROM memories WHERE user_id = %s AND status = 'ready'", [user]
+                "SELECT count(*) FROM embed_state WHERE user_id = %s AND status = 'ready'", [user]
             ).fetchone()
             == (20,)
         ),

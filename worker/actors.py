@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from uuid import UUID
@@ -19,10 +18,17 @@ from worker.resources import Resources, current
 
 log = logging.getLogger("engram.worker")
 
+MESSAGE_SIZE = 256  # ids per wake-up message
+FILL_BATCH = 2000  # items a fill step gives a job, in one transaction
+
 
 async def embed_items(space_name: str, keys: list[list[str]]) -> None:
     """Embed the pending items among ``keys`` ([user_id, id] pairs) into ``space_name``."""
     resources = current()
+    if space_name not in resources.spaces.names():
+        # a worker configured with that space (its sweep) will take these jobs
+        log.warning("message for space %s skipped: not configured here", space_name)
+        return
     space = resources.spaces.get(space_name)
     wanted = [(user_id, UUID(item_id)) for user_id, item_id in keys]
     step = resources.settings.encode_batch_size * 4
@@ -34,7 +40,7 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
     """Claim, encode outside any transaction, then store what is still current."""
     settings, pool = resources.settings, resources.pool
     claims = await run_scoped(
-        pool, ALL_USERS, jobs.claim, keys, lease_seconds=settings.claim_seconds
+        pool, ALL_USERS, jobs.claim, space, keys, lease_seconds=settings.claim_seconds
     )
     for item in claims:
         if item.attempts > settings.max_attempts:  # it kept killing or stalling its workers
@@ -43,6 +49,7 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
                 pool,
                 ALL_USERS,
                 jobs.record_failure,
+                space,
                 item,
                 f"gave up after {settings.max_attempts} attempts: {reason}",
                 permanent=True,
@@ -53,13 +60,14 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
     if not work:
         return
     embedder = resources.embedders[space.name]
-    vectors, failures = await asyncio.to_thread(encode_isolating_failures, embedder, work)
+    vectors, failures = await embed_isolating_failures(embedder, work)
     ready = await run_scoped(pool, ALL_USERS, jobs.store_vectors, space, vectors)
     for item, error in failures:
         await run_scoped(
             pool,
             ALL_USERS,
             jobs.record_failure,
+            space,
             item,
             str(error),
             permanent=error.permanent,
@@ -71,12 +79,12 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
     )
 
 
-def encode_isolating_failures(
+async def embed_isolating_failures(
     embedder: Embedder, items: Sequence[Claim]
 ) -> tuple[list[Embedded], list[tuple[Claim, EmbeddingError]]]:
-    """Encode a batch; if it fails, encode one by one so one bad item fails alone."""
+    """Embed a batch; if it fails, embed one by one so one bad item fails alone."""
     try:
-        matrix = embedder.encode([item.content for item in items])
+        matrix = await embedder.embed([item.content for item in items])
         return _embedded(items, matrix), []
     except EmbeddingError as error:
         if len(items) == 1:
@@ -84,10 +92,37 @@ def encode_isolating_failures(
     done: list[Embedded] = []
     failed: list[tuple[Claim, EmbeddingError]] = []
     for item in items:
-        ok, bad = encode_isolating_failures(embedder, [item])
+        ok, bad = await embed_isolating_failures(embedder, [item])
         done += ok
         failed += bad
     return done, failed
+
+
+async def fill_space(space_name: str) -> None:
+    """Give every existing item a job in ``space_name``, batch by batch, waking workers."""
+    resources = current()
+    if space_name not in resources.spaces.names():
+        log.warning("fill of %s skipped: this worker does not have that space", space_name)
+        return
+    await fill_some(resources, space_name, batches=None)
+
+
+async def fill_some(resources: Resources, space_name: str, *, batches: int | None) -> int:
+    """Run up to ``batches`` fill steps (all, if None); return how many jobs were made."""
+    from worker.broker import send_embed  # the actor is declared there
+
+    made = 0
+    while batches is None or batches > 0:
+        created = await run_scoped(
+            resources.pool, ALL_USERS, jobs.fill_step, space_name, limit=FILL_BATCH
+        )
+        if created is None:
+            break
+        for start in range(0, len(created), MESSAGE_SIZE):
+            send_embed(space_name, [[u, str(i)] for u, i in created[start : start + MESSAGE_SIZE]])
+        made += len(created)
+        batches = None if batches is None else batches - 1
+    return made
 
 
 def _embedded(items: Sequence[Claim], matrix: np.ndarray) -> list[Embedded]:

@@ -6,16 +6,15 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
-from models.jobs import EMBED_ACTOR, EMBED_QUEUE
+from models.jobs import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR
 from models.settings import Settings
-from models.spaces import SpaceRegistry
 from worker import actors
 from worker.resources import ResourcesMiddleware
 
 _embed: dramatiq.Actor | None = None  # type: ignore[type-arg]
 
 
-def build_broker(settings: Settings, spaces: SpaceRegistry | None = None) -> RedisBroker:
+def build_broker(settings: Settings) -> RedisBroker:
     """A Redis broker with our actors declared on it, set as dramatiq's global broker."""
     global _embed
     _, redis_url = settings.require_urls()
@@ -26,7 +25,7 @@ def build_broker(settings: Settings, spaces: SpaceRegistry | None = None) -> Red
         socket_connect_timeout=5,
     )
     broker.add_middleware(AsyncIO())
-    broker.add_middleware(ResourcesMiddleware(settings, spaces or SpaceRegistry()))
+    broker.add_middleware(ResourcesMiddleware(settings, settings.space_registry()))
     dramatiq.set_broker(broker)
     # Attempts are counted in Postgres; dramatiq retries only cover a database outage.
     _embed = dramatiq.actor(
@@ -37,6 +36,10 @@ def build_broker(settings: Settings, spaces: SpaceRegistry | None = None) -> Red
         min_backoff=1000,
         max_backoff=30_000,
     )(actors.embed_items)
+    # A fill that dies is resumed by the sweep from its saved position.
+    dramatiq.actor(broker=broker, actor_name=FILL_ACTOR, queue_name=EMBED_QUEUE, max_retries=0)(
+        actors.fill_space
+    )
     return broker
 
 

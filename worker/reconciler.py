@@ -13,11 +13,10 @@ from collections import defaultdict
 
 from models import jobs
 from models.db import ALL_USERS, run_scoped
+from worker.actors import MESSAGE_SIZE, fill_some
 from worker.resources import Resources
 
 log = logging.getLogger("engram.sweeper")
-
-MESSAGE_SIZE = 256  # ids per wake-up message
 
 
 def sweep_forever(resources: Resources, stop: threading.Event) -> None:
@@ -37,13 +36,19 @@ def sweep_forever(resources: Resources, stop: threading.Event) -> None:
 
 
 async def sweep_once(resources: Resources) -> int:
-    """Send wake-ups for overdue pending items; return how many."""
+    """Send wake-ups for overdue pending jobs, and resume unfinished fills; return how many."""
     from worker.broker import send_embed  # the actor is declared there
 
+    known = resources.spaces.names()
+    resumed = 0
+    for space in await run_scoped(resources.pool, ALL_USERS, jobs.unfinished_fills, known):
+        # a fill whose worker died carries on from its saved position, a step a sweep
+        resumed += await fill_some(resources, space, batches=1)
     due = await run_scoped(
         resources.pool,
         ALL_USERS,
         jobs.due_for_requeue,
+        known,
         older_than_seconds=resources.settings.requeue_after_seconds,
     )
     by_space: dict[str, list[list[str]]] = defaultdict(list)
@@ -52,4 +57,4 @@ async def sweep_once(resources: Resources) -> int:
     for space, keys in by_space.items():
         for start in range(0, len(keys), MESSAGE_SIZE):
             send_embed(space, keys[start : start + MESSAGE_SIZE])
-    return len(due)
+    return len(due) + resumed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -12,11 +13,13 @@ from dramatiq.middleware import Middleware
 from psycopg_pool import AsyncConnectionPool
 
 from models.db import create_pool
-from models.embedding import Embedder, load_embedders
+from models.embedding import Embedder, start_embedders, verify_spaces
 from models.settings import Settings
 from models.spaces import SpaceRegistry
 
 log = logging.getLogger("engram.worker")
+
+EXIT_CANNOT_START = 3  # the dramatiq main process stops when a worker process exits
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,30 @@ class ResourcesMiddleware(Middleware):
         self._sweeper: threading.Thread | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # dramatiq logs a middleware's failure and boots anyway: a worker without its
+        # resources (or with a misconfigured space) must not run, so it exits instead
+        try:
+            self._open()
+        except Exception as exc:
+            log.critical("worker cannot start: %s", exc)
+            logging.shutdown()
+            os._exit(EXIT_CANNOT_START)
+
+    def _open(self) -> None:
         global _current
         database_url, _ = self.settings.require_urls()
-        embedders = load_embedders(
-            self.spaces.all(),
-            model_path=self.settings.model_path,
-            batch_size=self.settings.encode_batch_size,
+        loop = _event_loop()
+        embedders = loop.run_coroutine(
+            start_embedders(
+                self.spaces.all(),
+                model_path=self.settings.model_path,
+                batch_size=self.settings.encode_batch_size,
+            )
         )
         pool = create_pool(database_url, min_size=1, max_size=4, name="engram-worker")
-        _event_loop().run_coroutine(pool.open())
+        loop.run_coroutine(pool.open())
+        # a space whose dims disagree anywhere stops the worker here, before any write
+        loop.run_coroutine(verify_spaces(pool, embedders))
         _current = Resources(self.settings, pool, self.spaces, embedders)
         log.info("worker resources open: spaces %s", ", ".join(embedders))
 
@@ -82,6 +100,8 @@ class ResourcesMiddleware(Middleware):
         # "after" hooks run in reverse order: the AsyncIO event loop is still up here.
         global _current
         if _current is not None:
+            for embedder in _current.embedders.values():
+                _event_loop().run_coroutine(embedder.close())
             _event_loop().run_coroutine(_current.pool.close())
             _current = None
 

@@ -46,7 +46,8 @@ class JobController(Controller):
         if len(found) <= limit:
             return FailedJobs(jobs=found)
         last = found[limit - 1]
-        return FailedJobs(jobs=found[:limit], next_cursor=encode_cursor(last.user_id, str(last.id)))
+        next_cursor = encode_cursor(last.space, last.user_id, str(last.id))
+        return FailedJobs(jobs=found[:limit], next_cursor=next_cursor)
 
     @post("/{item_id:uuid}/retry", status_code=202, responses=ERRORS)
     async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> Retried:
@@ -54,14 +55,13 @@ class JobController(Controller):
         retried = await runtime.across_users(jobs.retry_failed, item_id, actor=admin.key_id)
         if not retried:
             raise NotFound(f"no failed job {item_id}")
-        for space, user_id, found_id in retried:
-            await runtime.wakeups.embed(space, [(user_id, found_id)])
+        await runtime.wakeups.embed(retried)
         return Retried(id=item_id, retried=len(retried))
 
 
-def _decode(cursor: str) -> jobs.Key:
-    user_id, item_id = decode_cursor(cursor, parts=2)
+def _decode(cursor: str) -> jobs.Job:
+    space, user_id, item_id = decode_cursor(cursor, parts=3)
     try:
-        return user_id, UUID(item_id)
+        return space, user_id, UUID(item_id)
     except ValueError:
         raise InvalidInput("invalid cursor") from None

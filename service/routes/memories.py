@@ -38,6 +38,7 @@ class MemoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     memories: Annotated[list[MemoryIn], msgspec.Meta(min_length=1)]
     wait: bool = False
+    space: str | None = None  # default: the memory default space
 
 
 class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -101,11 +102,12 @@ class MemoryController(Controller):
             raise InvalidInput(f"at most {limits.max_batch} items a batch")
         await runtime.limiter.charge(principal.key_id, len(data.memories))
         items = [_new_memory(item, limits) for item in data.memories]
-        space = runtime.spaces.default_for("memory")
-        stored = await runtime.as_user(owner, memories.insert_memories, owner, space, items)
-        pending = [(owner, m.id) for m in stored if m.status == "pending"]
-        if pending:
-            await runtime.wakeups.embed(space.name, pending)
+        space = (
+            runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
+        )
+        written = await runtime.as_user(owner, memories.insert_memories, owner, space, items)
+        await runtime.wakeups.embed(written.jobs)
+        stored = written.memories
         if not data.wait:
             return Response(MemoryList(memories=stored), status_code=202)
         settled = await _wait_settled(runtime, owner, [m.id for m in stored])
@@ -151,10 +153,9 @@ class MemoryController(Controller):
         """Change a memory; new content is re-embedded (status goes back to ``pending``)."""
         change = _patch(data, runtime.settings.limits)
         await runtime.limiter.charge(principal.key_id, int(change.content is not msgspec.UNSET))
-        memory = await runtime.as_user(owner, memories.update_memory, owner, memory_id, change)
-        if memory.status == "pending":
-            await runtime.wakeups.embed(memory.space, [(owner, memory.id)])
-        return memory
+        written = await runtime.as_user(owner, memories.update_memory, owner, memory_id, change)
+        await runtime.wakeups.embed(written.jobs)
+        return written.memories[0]
 
     @delete("/{memory_id:uuid}", status_code=204, responses=ERRORS)
     async def delete_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> None:

@@ -1,4 +1,4 @@
-"""Health, readiness and the embedding spaces."""
+"""Health and readiness."""
 
 from __future__ import annotations
 
@@ -6,17 +6,7 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 
-from models.types import Principal
-from service.errors import ERRORS
 from service.runtime import Runtime
-
-
-class SpaceOut(msgspec.Struct, kw_only=True):
-    name: str
-    dims: int
-    provider: str
-    model: str
-    default_for: list[str]
 
 
 class Readiness(msgspec.Struct, kw_only=True):
@@ -61,17 +51,3 @@ class HealthController(Controller):
             checks["broker"] = "unreachable"
         ready = all(v == "ok" for v in checks.values())
         return Response(Readiness(ready=ready, checks=checks), status_code=200 if ready else 503)
-
-    @get("/v1/spaces", responses=ERRORS)
-    async def spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceOut]:
-        """The embedding spaces and what each is the default for."""
-        return [
-            SpaceOut(
-                name=s.name,
-                dims=s.dims,
-                provider=s.provider,
-                model=s.model,
-                default_for=list(s.default_for),
-            )
-            for s in runtime.spaces.all()
-        ]

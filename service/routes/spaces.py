@@ -1,0 +1,108 @@
+"""Embedding spaces: what is configured, how full each is, and filling or dropping one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import Controller, delete, get, post
+
+from models import jobs
+from models.errors import Conflict
+from models.spaces import Space
+from models.types import Principal, SpaceCounts
+from service.errors import ERRORS
+from service.runtime import Runtime
+
+
+class Fill(msgspec.Struct, kw_only=True):
+    requested_at: datetime
+    filled_at: datetime | None  # every item has a job in the space; counts show the rest
+    complete: bool  # filled, and no job of the space pending
+
+
+class SpaceOut(msgspec.Struct, kw_only=True):
+    name: str
+    dims: int
+    provider: str
+    model: str
+    default_for: list[str]
+    storage: str
+    max_input_tokens: int
+    # the caller's items (every user's, for an admin) by embedding state in this space
+    counts: SpaceCounts
+    fill: Fill | None = None
+
+
+class Dropped(msgspec.Struct, kw_only=True):
+    name: str
+    vectors: int
+
+
+class SpaceController(Controller):
+    path = "/v1/spaces"
+    tags = ["spaces"]
+
+    @get("/", responses=ERRORS)
+    async def list_spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceOut]:
+        """The embedding spaces, what each is the default for, and how full each is."""
+        return [await _describe(runtime, principal, s) for s in runtime.spaces.all()]
+
+    @get("/{name:str}", responses=ERRORS)
+    async def get_space(self, principal: Principal, name: str, runtime: Runtime) -> SpaceOut:
+        """One space, with its counts and fill progress."""
+        return await _describe(runtime, principal, runtime.spaces.get(name))
+
+    @post("/{name:str}/backfill", status_code=202, responses=ERRORS)
+    async def backfill(self, admin: Principal, name: str, runtime: Runtime) -> SpaceOut:
+        """Embed every existing item into this space, in the background; new items too.
+
+        Searches keep being served from every space meanwhile. Progress: ``counts`` and
+        ``fill`` here and in ``GET /v1/spaces``.
+        """
+        space = runtime.spaces.get(name)
+        await runtime.across_users(jobs.request_fill, space.name, actor=admin.key_id)
+        await runtime.wakeups.fill(space.name)
+        return await _describe(runtime, admin, space)
+
+    @delete("/{name:str}", status_code=200, responses=ERRORS)
+    async def drop(self, admin: Principal, name: str, runtime: Runtime) -> Dropped:
+        """Drop the space's vectors and jobs (not its items); refused for a default space."""
+        space = runtime.spaces.get(name)
+        if space.default_for:
+            raise Conflict(
+                f"space {name} is the default for {', '.join(space.default_for)}: "
+                "switch the default (ENGRAM_MEMORY_SPACE / ENGRAM_DOCUMENT_SPACE) first"
+            )
+        vectors = await runtime.across_users(
+            jobs.drop_space, space.name, space.table, actor=admin.key_id
+        )
+        return Dropped(name=name, vectors=vectors)
+
+
+async def _describe(runtime: Runtime, principal: Principal, space: Space) -> SpaceOut:
+    if principal.user_id is None:
+        counts = await runtime.across_users(jobs.space_counts)
+    else:
+        counts = await runtime.as_user(principal.user_id, jobs.space_counts)
+    fills = await runtime.across_users(jobs.fill_progress)
+    space_counts = counts.get(space.name, SpaceCounts())
+    fill = None
+    if space.name in fills:
+        filled_at = fills[space.name]["filled_at"]
+        fill = Fill(
+            requested_at=fills[space.name]["requested_at"],
+            filled_at=filled_at,
+            complete=filled_at is not None and space_counts.pending == 0,
+        )
+    return SpaceOut(
+        name=space.name,
+        dims=space.dims,
+        provider=space.provider,
+        model=space.model,
+        default_for=list(space.default_for),
+        storage=space.storage,
+        max_input_tokens=space.max_input_tokens,
+        counts=space_counts,
+        fill=fill,
+    )
