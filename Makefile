@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz soak bench-search lint typecheck clean
+.PHONY: help install run test fuzz soak bench-search bench-spaces lint typecheck clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # torch is installed first and pinned: the CPU build lies on this machine's disk, and an
 # unpinned resolver would pull a CUDA build of several GB through sentence-transformers.
@@ -34,6 +34,9 @@ soak: $(STAMP) ## bounded mixed ingest+search load with 2 workers (SOAK_SECONDS=
 
 bench-search: $(STAMP) ## search recall and latency at 1M vectors (ROWS=100000 to run smaller)
 	$(BIN)/python bench/search.py --rows $(or $(ROWS),1000000)
+
+bench-spaces: $(STAMP) ## vector(1536) vs halfvec(1536) at 100k vectors (ROWS=20000 to run smaller)
+	$(BIN)/python bench/spaces.py --rows $(or $(ROWS),100000)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench
