@@ -218,6 +218,49 @@ async def delete_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) ->
             )
 
 
+async def delete_expired(conn: AsyncConnection, *, limit: int) -> int:
+    """Delete up to ``limit`` expired memories of any user, with their jobs and vectors.
+
+    Reads already hide expired memories; this reclaims their rows. Returns how many went.
+    """
+    cur = await conn.execute(
+        """
+        WITH expired AS (
+            SELECT user_id, id FROM memories
+            WHERE expires_at <= now()
+            ORDER BY expires_at
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM memories m USING expired
+            WHERE m.user_id = expired.user_id AND m.id = expired.id
+            RETURNING m.user_id, m.id
+        ), jobs AS (
+            DELETE FROM embed_state e USING gone
+            WHERE e.user_id = gone.user_id AND e.item_id = gone.id
+            RETURNING e.space, e.user_id, e.item_id
+        )
+        SELECT 'memory', NULL, user_id, id FROM gone
+        UNION ALL SELECT 'job', space, user_id, item_id FROM jobs
+        """,
+        {"limit": limit},
+    )
+    rows = await cur.fetchall()
+    by_space: dict[str, list[tuple[str, UUID]]] = {}
+    for kind, space, user_id, item_id in rows:
+        if kind == "job":
+            by_space.setdefault(space, []).append((user_id, item_id))
+    for space, keys in by_space.items():
+        await conn.execute(
+            sql.SQL(
+                "DELETE FROM {} v USING unnest(%s::text[], %s::uuid[]) AS k(user_id, item_id) "
+                "WHERE v.user_id = k.user_id AND v.item_id = k.item_id"
+            ).format(sql.Identifier(vector_table(space))),
+            [[k[0] for k in keys], [k[1] for k in keys]],
+        )
+    return sum(1 for row in rows if row[0] == "memory")
+
+
 def _decode_page_cursor(cursor: str) -> tuple[datetime, UUID]:
     at, item_id = decode_cursor(cursor, parts=2)
     try:

@@ -28,6 +28,7 @@ from service.routes.memories import MemoryController
 from service.routes.meta import HealthController
 from service.routes.search import SearchController
 from service.routes.spaces import SpaceController
+from service.routes.users import UserController
 from service.runtime import Runtime
 from service.wakeups import WakeUps
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             MemoryController,
             SearchController,
             SpaceController,
+            UserController,
             JobController,
             AuditController,
         ],

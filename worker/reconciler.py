@@ -11,12 +11,14 @@ import logging
 import threading
 from collections import defaultdict
 
-from models import jobs
+from models import jobs, memories
 from models.db import ALL_USERS, run_scoped
 from worker.actors import MESSAGE_SIZE, fill_some
 from worker.resources import Resources
 
 log = logging.getLogger("engram.sweeper")
+
+EXPIRE_BATCH = 1000  # expired memories deleted a sweep
 
 
 def sweep_forever(resources: Resources, stop: threading.Event) -> None:
@@ -57,4 +59,9 @@ async def sweep_once(resources: Resources) -> int:
     for space, keys in by_space.items():
         for start in range(0, len(keys), MESSAGE_SIZE):
             send_embed(space, keys[start : start + MESSAGE_SIZE])
+    expired = await run_scoped(
+        resources.pool, ALL_USERS, memories.delete_expired, limit=EXPIRE_BATCH
+    )
+    if expired:
+        log.info("deleted %d expired memories", expired)
     return len(due) + resumed

@@ -1,0 +1,57 @@
+"""A user as a whole: erasing everything of theirs (the right to be forgotten)."""
+
+from __future__ import annotations
+
+import msgspec
+from psycopg import AsyncConnection, sql
+
+from models import audit
+from models.spaces import vector_table
+
+
+class Erased(msgspec.Struct, frozen=True, kw_only=True):
+    """What an erasure deleted."""
+
+    user_id: str
+    memories: int
+    vectors: int
+
+
+async def erase_user(
+    conn: AsyncConnection, user_id: str, *, spaces: list[str], actor: str
+) -> Erased:
+    """Delete every memory, embedding job and vector of ``user_id`` in one transaction.
+
+    ``spaces`` are the configured ones; spaces the user still has jobs in are added, so a
+    vector is never left behind in a space no longer configured. The erasure is audited
+    (who, whom, how much): the audit entry is all that remains.
+    """
+    async with conn.transaction():
+        cur = await conn.execute("DELETE FROM memories WHERE user_id = %s", [user_id])
+        memories = cur.rowcount
+        cur = await conn.execute(
+            "WITH gone AS (DELETE FROM embed_state WHERE user_id = %s RETURNING space) "
+            "SELECT DISTINCT space FROM gone",
+            [user_id],
+        )
+        vectors = 0
+        for space in sorted({*spaces, *(row[0] for row in await cur.fetchall())}):
+            table = vector_table(space)
+            cur = await conn.execute("SELECT to_regclass(%s)", [table])
+            row = await cur.fetchone()
+            if row is None or row[0] is None:
+                continue
+            cur = await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)),
+                [user_id],
+            )
+            vectors += cur.rowcount
+        await audit.record(
+            conn,
+            actor=actor,
+            action="user.erase",
+            target=user_id,
+            memories=memories,
+            vectors=vectors,
+        )
+    return Erased(user_id=user_id, memories=memories, vectors=vectors)
