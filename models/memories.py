@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,8 +12,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from models import jobs
-from models.cursors import decode_cursor, encode_cursor
-from models.errors import Conflict, InvalidInput, NotFound
+from models.cursors import decode_newest_first, newest_first_page
+from models.errors import Conflict, NotFound
 from models.jobs import Job
 from models.spaces import Space, vector_table
 from models.types import Memory, MemoryPatch, NewMemory, Status
@@ -37,6 +36,8 @@ class Written(msgspec.Struct, frozen=True, kw_only=True):
 
     memories: list[Memory]
     jobs: list[Job]
+    # per memory: it was already stored (same content), so nothing new was written
+    duplicate: list[bool] = msgspec.field(default_factory=list)
 
 
 def content_hash(content: str) -> bytes:
@@ -47,58 +48,110 @@ def content_hash(content: str) -> bytes:
 async def insert_memories(
     conn: AsyncConnection, user_id: str, space: Space, items: list[NewMemory]
 ) -> Written:
-    """Insert new memories as ``pending``; a known id with the same content is a no-op.
+    """Insert new memories as ``pending``, each stored once; answers in request order.
 
-    Each new memory gets a job in ``space`` and in every space being filled. Runs in one
-    transaction: a conflicting id (same id, other content) changes nothing.
+    - A known id with the same content is a no-op; with other content, a ``Conflict`` and
+      nothing of the batch is written.
+    - Content the user already has, live, in the same session (or both without one) is not
+      stored again: the answer is the existing memory, marked as a duplicate. The same holds
+      within the batch.
+    - Each new memory gets a job in ``space`` and in every space being filled.
+
+    One transaction, serialised per user, so two concurrent writes of the same text cannot
+    both store it.
     """
-    ids = [item.id for item in items]
     hashes = [content_hash(item.content) for item in items]
-    params = {
-        "user_id": user_id,
-        "space": space.name,
-        "ids": ids,
-        "contents": [item.content for item in items],
-        "metadata": [Jsonb(item.metadata) for item in items],
-        "sessions": [item.session_id for item in items],
-        "importance": [item.importance for item in items],
-        "hashes": hashes,
-        "ttls": [item.ttl_seconds for item in items],
-    }
     async with conn.transaction():
-        spaces = [space.name, *(s for s in await jobs.fill_spaces(conn) if s != space.name)]
-        cur = await conn.execute(
-            """
-            WITH created AS (
-                INSERT INTO memories (user_id, id, content, metadata, session_id, importance,
-                                      space, content_hash, expires_at)
-                SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
-                       %(space)s, b.hash, now() + make_interval(secs => b.ttl)
-                FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
-                            %(sessions)s::text[], %(importance)s::float8[], %(hashes)s::bytea[],
-                            %(ttls)s::float8[])
-                     AS b(id, content, metadata, session_id, importance, hash, ttl)
-                ON CONFLICT (user_id, id) DO NOTHING
-                RETURNING user_id, id, content_hash
-            )
-            INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
-            SELECT c.user_id, c.id, s.space, 'memory', c.content_hash
-            FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
-            RETURNING space, user_id, item_id
-            """,
-            params | {"spaces": spaces},
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('memories:' || %s, 0))", [user_id]
         )
-        created: list[Job] = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
-        cur = await conn.execute(
-            "SELECT id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
-            [user_id, ids],
+        known = await _known(conn, user_id, items, hashes)
+        answer: list[UUID] = []
+        duplicate: list[bool] = []
+        fresh: list[tuple[NewMemory, bytes]] = []
+        for item, digest in zip(items, hashes, strict=True):
+            if item.id in known.by_id:
+                if known.by_id[item.id] != digest:
+                    raise Conflict(f"memory {item.id} already exists with other content")
+                answer.append(item.id)
+                duplicate.append(False)
+            elif (item.session_id, digest) in known.by_content:
+                answer.append(known.by_content[(item.session_id, digest)])
+                duplicate.append(True)
+            else:
+                known.by_id[item.id] = digest
+                known.by_content[(item.session_id, digest)] = item.id
+                fresh.append((item, digest))
+                answer.append(item.id)
+                duplicate.append(False)
+        created = await _insert(conn, user_id, space, fresh) if fresh else []
+        found = {m.id: m for m in await get_memories(conn, user_id, answer)}
+        if missing := [i for i in answer if i not in found]:
+            # an expired memory keeps its id until the sweep deletes it
+            raise Conflict(f"memory {missing[0]} has expired and is being deleted")
+    return Written(memories=[found[i] for i in answer], jobs=created, duplicate=duplicate)
+
+
+class _Known(msgspec.Struct):
+    by_id: dict[UUID, bytes]  # the batch's ids already stored, with their content hash
+    by_content: dict[tuple[str | None, bytes], UUID]  # (session, hash) of live memories
+
+
+async def _known(
+    conn: AsyncConnection, user_id: str, items: list[NewMemory], hashes: list[bytes]
+) -> _Known:
+    cur = await conn.execute(
+        "SELECT id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
+        [user_id, [item.id for item in items]],
+    )
+    by_id = {row[0]: bytes(row[1]) for row in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT m.session_id, m.content_hash, m.id FROM memories m "
+        f"WHERE m.user_id = %s AND m.content_hash = ANY(%s) AND {LIVE} "
+        "ORDER BY m.created_at DESC, m.id DESC",
+        [user_id, hashes],
+    )
+    # the oldest wins: later rows overwrite earlier ones in this newest-first order
+    by_content = {(row[0], bytes(row[1])): row[2] for row in await cur.fetchall()}
+    return _Known(by_id=by_id, by_content=by_content)
+
+
+async def _insert(
+    conn: AsyncConnection, user_id: str, space: Space, fresh: list[tuple[NewMemory, bytes]]
+) -> list[Job]:
+    spaces = [space.name, *(s for s in await jobs.fill_spaces(conn) if s != space.name)]
+    cur = await conn.execute(
+        """
+        WITH created AS (
+            INSERT INTO memories (user_id, id, content, metadata, session_id, importance,
+                                  space, content_hash, expires_at)
+            SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
+                   %(space)s, b.hash, now() + make_interval(secs => b.ttl)
+            FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
+                        %(sessions)s::text[], %(importance)s::float8[], %(hashes)s::bytea[],
+                        %(ttls)s::float8[])
+                 AS b(id, content, metadata, session_id, importance, hash, ttl)
+            RETURNING user_id, id, content_hash
         )
-        stored = {row[0]: bytes(row[1]) for row in await cur.fetchall()}
-        for item_id, wanted in zip(ids, hashes, strict=True):
-            if stored.get(item_id) != wanted:
-                raise Conflict(f"memory {item_id} already exists with other content")
-        found = {m.id: m for m in await get_memories(conn, user_id, ids)}
-    return Written(memories=[found[item_id] for item_id in ids], jobs=created)
+        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
+        SELECT c.user_id, c.id, s.space, 'memory', c.content_hash
+        FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
+        RETURNING space, user_id, item_id
+        """,
+        {
+            "user_id": user_id,
+            "space": space.name,
+            "spaces": spaces,
+            "ids": [item.id for item, _ in fresh],
+            "contents": [item.content for item, _ in fresh],
+            "metadata": [Jsonb(item.metadata) for item, _ in fresh],
+            "sessions": [item.session_id for item, _ in fresh],
+            "importance": [item.importance for item, _ in fresh],
+            "hashes": [digest for _, digest in fresh],
+            "ttls": [item.ttl_seconds for item, _ in fresh],
+        },
+    )
+    return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
 
 async def get_memories(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Memory]:
@@ -127,7 +180,7 @@ async def list_memories(
     status: Status | None = None,
 ) -> tuple[list[Memory], str | None]:
     """A page of memories, newest first, and the cursor of the next page (None at the end)."""
-    after = _decode_page_cursor(cursor) if cursor else None
+    after = decode_newest_first(cursor)
     query = sql.SQL(
         f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %(user_id)s AND {LIVE}"
         " AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)"
@@ -147,10 +200,7 @@ async def list_memories(
     async with conn.cursor(row_factory=class_row(Memory)) as cur:
         await cur.execute(query, params)
         rows = await cur.fetchall()
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], encode_cursor(last.created_at.isoformat(), str(last.id))
+    return newest_first_page(rows, limit)
 
 
 async def update_memory(
@@ -259,11 +309,3 @@ async def delete_expired(conn: AsyncConnection, *, limit: int) -> int:
             [[k[0] for k in keys], [k[1] for k in keys]],
         )
     return sum(1 for row in rows if row[0] == "memory")
-
-
-def _decode_page_cursor(cursor: str) -> tuple[datetime, UUID]:
-    at, item_id = decode_cursor(cursor, parts=2)
-    try:
-        return datetime.fromisoformat(at), UUID(item_id)
-    except ValueError:
-        raise InvalidInput("invalid cursor") from None

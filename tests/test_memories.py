@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -147,3 +149,55 @@ def test_exactly_k_results_whatever_the_users_share(client, new_user):
     assert len(search(client, small, small_headers, query="gardening", k=4)) == 4
     assert len(search(client, small, small_headers, query="gardening", k=10)) == 4
     assert len(search(client, big, big_headers, query="gardening", k=100)) == 100
+
+
+def _add(client, user, headers, items, **extra):
+    answer = client.post(
+        f"/v1/users/{user}/memories", json={"memories": items, **extra}, headers=headers
+    )
+    assert answer.status_code == 202, answer.text
+    return answer.json()["memories"]
+
+
+def test_the_same_content_is_stored_once_and_the_answer_says_so(client, new_user, db):
+    user, headers = new_user()
+    first = _add(client, user, headers, [{"content": "I like green tea."}])[0]
+    again = _add(
+        client,
+        user,
+        headers,
+        [{"content": "I like green tea."}, {"content": "New fact."}, {"content": "New fact."}],
+    )
+    assert first["duplicate"] is False
+    assert (again[0]["id"], again[0]["duplicate"]) == (first["id"], True)
+    assert again[1]["duplicate"] is False
+    assert (again[2]["id"], again[2]["duplicate"]) == (again[1]["id"], True)  # within a batch
+    # a client-chosen id for known content: the existing memory answers; nothing new is stored
+    chosen = str(uuid.uuid4())
+    third = _add(client, user, headers, [{"content": "I like green tea.", "id": chosen}])[0]
+    assert (third["id"], third["duplicate"]) == (first["id"], True)
+    rows = db.execute("SELECT content FROM memories WHERE user_id = %s", [user]).fetchall()
+    assert sorted(r[0] for r in rows) == ["I like green tea.", "New fact."]
+
+
+def test_other_sessions_and_expired_memories_are_not_duplicates(client, new_user):
+    user, headers = new_user()
+    plain = _add(client, user, headers, [{"content": "hello"}])[0]
+    in_session = _add(client, user, headers, [{"content": "hello", "session_id": "s1"}])[0]
+    assert in_session["id"] != plain["id"] and in_session["duplicate"] is False
+    short = _add(client, user, headers, [{"content": "brief", "ttl_seconds": 1}])[0]
+    time.sleep(1.2)
+    later = _add(client, user, headers, [{"content": "brief"}])[0]
+    assert later["id"] != short["id"] and later["duplicate"] is False
+
+
+def test_concurrent_writes_of_the_same_content_store_it_once(client, new_user, db):
+    user, headers = new_user()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(lambda _: _add(client, user, headers, [{"content": "race"}])[0], range(16))
+        )
+    assert len({a["id"] for a in answers}) == 1
+    assert sum(not a["duplicate"] for a in answers) == 1
+    count = db.execute("SELECT count(*) FROM memories WHERE user_id = %s", [user]).fetchone()
+    assert count == (1,)

@@ -53,6 +53,24 @@ class MemoryList(msgspec.Struct, kw_only=True):
     next_cursor: str | None = None
 
 
+class AddedMemory(Memory, frozen=True, kw_only=True):
+    # the content was already stored (same user and session): this is the existing memory
+    duplicate: bool = False
+
+
+class AddedMemories(msgspec.Struct, kw_only=True):
+    memories: list[AddedMemory]
+
+
+def _added(stored: list[Memory], duplicate: list[bool]) -> AddedMemories:
+    return AddedMemories(
+        memories=[
+            AddedMemory(**msgspec.structs.asdict(memory), duplicate=dup)
+            for memory, dup in zip(stored, duplicate, strict=True)
+        ]
+    )
+
+
 def _new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
     return NewMemory(
         id=item.id or uuid.uuid4(),
@@ -87,7 +105,7 @@ class MemoryController(Controller):
         responses={
             **ERRORS,
             200: ResponseSpec(
-                MemoryList,
+                AddedMemories,
                 description="with wait: every item ready or failed",
                 generate_examples=False,
             ),
@@ -95,8 +113,12 @@ class MemoryController(Controller):
     )
     async def add_memories(
         self, owner: str, principal: Principal, data: AddMemories, runtime: Runtime
-    ) -> Response[MemoryList]:
-        """Add memories; they are embedded in the background (``wait`` to wait for it)."""
+    ) -> Response[AddedMemories]:
+        """Add memories; they are embedded in the background (``wait`` to wait for it).
+
+        Content the user already has (in the same session) is stored once: its answer is the
+        existing memory with ``duplicate`` true.
+        """
         limits = runtime.settings.limits
         if len(data.memories) > limits.max_batch:
             raise InvalidInput(f"at most {limits.max_batch} items a batch")
@@ -109,10 +131,11 @@ class MemoryController(Controller):
         await runtime.wakeups.embed(written.jobs)
         stored = written.memories
         if not data.wait:
-            return Response(MemoryList(memories=stored), status_code=202)
-        settled = await _wait_settled(runtime, owner, [m.id for m in stored])
+            return Response(_added(stored, written.duplicate), status_code=202)
+        settled = await _wait_settled(runtime, owner, stored)
         done = all(m.status != "pending" for m in settled)
-        return Response(MemoryList(memories=settled), status_code=200 if done else 202)
+        answer = _added(settled, written.duplicate)
+        return Response(answer, status_code=200 if done else 202)
 
     @get("/", responses=ERRORS)
     async def list_memories(
@@ -163,16 +186,19 @@ class MemoryController(Controller):
         await runtime.as_user(owner, memories.delete_memory, owner, memory_id)
 
 
-async def _wait_settled(runtime: Runtime, user_id: str, ids: list[UUID]) -> list[Memory]:
-    """Poll until no item is pending, or the server-side timeout passes."""
+async def _wait_settled(runtime: Runtime, user_id: str, stored: list[Memory]) -> list[Memory]:
+    """Poll until no item is pending, or the server-side timeout passes.
+
+    Answers in the order of ``stored``; an item deleted meanwhile keeps its last state.
+    """
     deadline = time.monotonic() + runtime.settings.wait_timeout_seconds
+    ids = [m.id for m in stored]
     delay = 0.02
     while True:
         found = {
             m.id: m for m in await runtime.as_user(user_id, memories.get_memories, user_id, ids)
         }
-        current = [found[i] for i in ids if i in found]
-        if all(m.status != "pending" for m in current) or time.monotonic() >= deadline:
-            return current
+        if all(m.status != "pending" for m in found.values()) or time.monotonic() >= deadline:
+            return [found.get(m.id, m) for m in stored]
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.25)
