@@ -18,6 +18,7 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from models.chunking import TokenCounter, estimate_tokens, hf_token_counter
 from models.db import ALL_USERS, run_scoped
 from models.errors import ConfigError, EmbeddingError, WrongDimensions
 from models.spaces import Space
@@ -110,6 +111,14 @@ class LocalEmbedder:
         except RuntimeError as exc:
             raise EmbeddingError(f"the model failed: {exc}", permanent=False) from exc
         return np.asarray(vectors, dtype=np.float32)
+
+
+def token_counter(embedder: Embedder) -> TokenCounter:
+    """How a space counts a chunk's tokens: the model's own tokenizer where we have it
+    (what the model truncates by), else a conservative estimate."""
+    if isinstance(embedder, LocalEmbedder):
+        return hf_token_counter(embedder.tokenizer)
+    return estimate_tokens
 
 
 def make_embedder(space: Space, *, model_path: str | None = None, batch_size: int = 64) -> Embedder:

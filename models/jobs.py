@@ -50,11 +50,14 @@ async def claim(
                   AND e.space = %(space)s
                 RETURNING e.user_id, e.item_id, e.kind, e.content_hash, e.attempts, e.last_error
             )
-            SELECT c.user_id, c.item_id AS id, c.kind, m.content, c.content_hash, c.attempts,
-                   c.last_error
+            SELECT c.user_id, c.item_id AS id, c.kind, coalesce(m.content, k.content) AS content,
+                   c.content_hash, c.attempts, c.last_error
             FROM claimed c
-            JOIN memories m ON m.user_id = c.user_id AND m.id = c.item_id
-                           AND m.content_hash = c.content_hash
+            LEFT JOIN memories m ON c.kind = 'memory' AND m.user_id = c.user_id
+                                AND m.id = c.item_id AND m.content_hash = c.content_hash
+            LEFT JOIN chunks k ON c.kind = 'chunk' AND k.user_id = c.user_id
+                              AND k.id = c.item_id AND k.content_hash = c.content_hash
+            WHERE m.id IS NOT NULL OR k.id IS NOT NULL
             """,
             {
                 "users": [k[0] for k in keys],
@@ -269,7 +272,7 @@ async def request_fill(conn: AsyncConnection, space: str, *, actor: str) -> None
             INSERT INTO space_fills (space, requested_by) VALUES (%s, %s)
             ON CONFLICT (space) DO UPDATE
             SET requested_at = now(), requested_by = EXCLUDED.requested_by,
-                after_user = NULL, after_id = NULL, filled_at = NULL
+                phase = 'memory', after_user = NULL, after_id = NULL, filled_at = NULL
             """,
             [space, actor],
         )
@@ -284,47 +287,52 @@ async def unfinished_fills(conn: AsyncConnection, spaces: list[str]) -> list[str
 
 
 async def fill_step(conn: AsyncConnection, space: str, *, limit: int) -> list[Key] | None:
-    """Give the next ``limit`` items (in key order) a pending job in ``space``.
+    """Give the next ``limit`` items (memories, then chunks, in key order) a pending job in
+    ``space``.
 
     Returns the keys of the jobs created, or None when the fill is complete (or not
     requested). The fill's position is kept in ``space_fills``, so it resumes after a crash.
     """
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT after_user, after_id FROM space_fills "
+            "SELECT phase, after_user, after_id FROM space_fills "
             "WHERE space = %s AND filled_at IS NULL FOR UPDATE",
             [space],
         )
         position = await cur.fetchone()
         if position is None:
             return None
+        phase, after_user, after_id = position
         cur = await conn.execute(
-            """
-            WITH batch AS (
-                SELECT user_id, id, content_hash FROM memories
-                WHERE %(after_user)s::text IS NULL
-                   OR (user_id, id) > (%(after_user)s, %(after_id)s)
-                ORDER BY user_id, id
-                LIMIT %(limit)s
-            ), created AS (
-                INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
-                SELECT user_id, id, %(space)s, 'memory', content_hash FROM batch
-                ON CONFLICT DO NOTHING
-                RETURNING user_id, item_id
-            ), last AS (
-                SELECT user_id, id FROM batch ORDER BY user_id DESC, id DESC LIMIT 1
-            ), moved AS (
-                UPDATE space_fills f
-                SET after_user = last.user_id, after_id = last.id
-                FROM last WHERE f.space = %(space)s
-            )
-            SELECT 'created', user_id, item_id FROM created
-            UNION ALL SELECT 'scanned', NULL, NULL FROM batch
-            """,
+            sql.SQL(
+                """
+                WITH batch AS (
+                    SELECT user_id, id, content_hash FROM {table}
+                    WHERE %(after_user)s::text IS NULL
+                       OR (user_id, id) > (%(after_user)s, %(after_id)s)
+                    ORDER BY user_id, id
+                    LIMIT %(limit)s
+                ), created AS (
+                    INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
+                    SELECT user_id, id, %(space)s, %(kind)s, content_hash FROM batch
+                    ON CONFLICT DO NOTHING
+                    RETURNING user_id, item_id
+                ), last AS (
+                    SELECT user_id, id FROM batch ORDER BY user_id DESC, id DESC LIMIT 1
+                ), moved AS (
+                    UPDATE space_fills f
+                    SET after_user = last.user_id, after_id = last.id
+                    FROM last WHERE f.space = %(space)s
+                )
+                SELECT 'created', user_id, item_id FROM created
+                UNION ALL SELECT 'scanned', NULL, NULL FROM batch
+                """
+            ).format(table=sql.Identifier(_FILL_TABLES[phase])),
             {
                 "space": space,
-                "after_user": position[0],
-                "after_id": position[1],
+                "kind": phase,
+                "after_user": after_user,
+                "after_id": after_id,
                 "limit": limit,
             },
         )
@@ -332,8 +340,19 @@ async def fill_step(conn: AsyncConnection, space: str, *, limit: int) -> list[Ke
         created: list[Key] = [(r[1], r[2]) for r in rows if r[0] == "created"]
         scanned = sum(1 for r in rows if r[0] == "scanned")
         if scanned < limit:
-            await conn.execute("UPDATE space_fills SET filled_at = now() WHERE space = %s", [space])
+            # this table is done: on to the next, or the fill is complete
+            following = _FILL_PHASES[_FILL_PHASES.index(phase) + 1 :]
+            await conn.execute(
+                "UPDATE space_fills SET phase = %s, after_user = NULL, after_id = NULL, "
+                "filled_at = CASE WHEN %s THEN now() END WHERE space = %s",
+                [following[0] if following else phase, not following, space],
+            )
         return created
+
+
+# A fill walks memories, then chunks (of every generation: a pending one goes live later).
+_FILL_PHASES = ("memory", "chunk")
+_FILL_TABLES = {"memory": "memories", "chunk": "chunks"}
 
 
 async def fill_progress(conn: AsyncConnection) -> dict[str, dict[str, Any]]:

@@ -25,29 +25,49 @@ from psycopg.rows import class_row
 
 from models.filters import FilterCompiler
 from models.spaces import Space
-from models.types import SearchHit
+from models.types import ItemType, SearchHit
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion
 CANDIDATES_PER_RESULT = 4  # re-ranking modes look this many times deeper than k
 MIN_CANDIDATES = 40
 
 _COLUMNS = """
-    'memory' AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
-    NULL::uuid AS document_id, NULL::int AS chunk_index, m.created_at
+    {kind} AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
+    {document_id} AS document_id, {chunk_index} AS chunk_index, m.created_at
 """
 _FROM = """
     FROM {table} v
-    JOIN memories m ON m.user_id = v.user_id AND m.id = v.item_id
+    JOIN {source} m ON m.user_id = v.user_id AND m.id = v.item_id
                    AND m.content_hash = v.content_hash
 """
 _WHERE = """
-    WHERE {user_match} AND v.kind = 'memory'
+    WHERE {user_match} AND v.kind = {kind}
       AND (m.expires_at IS NULL OR m.expires_at > now())
       AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
       AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
       AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
       AND {filter}
 """
+# Where each type of item comes from, with the same columns. A chunk is live while it
+# belongs to its document's current generation; it carries its document's metadata.
+_SOURCES = {
+    "memory": {
+        "source": "memories",
+        "document_id": "NULL::uuid",
+        "chunk_index": "NULL::int",
+    },
+    "chunk": {
+        "source": """(
+            SELECT k.user_id, k.id, k.content, k.content_hash, d.metadata,
+                   NULL::text AS session_id, NULL::float8 AS importance, k.document_id,
+                   k.chunk_index, k.created_at, NULL::timestamptz AS expires_at, k.content_tsv
+            FROM chunks k
+            JOIN documents d ON d.user_id = k.user_id AND d.id = k.document_id
+                            AND d.generation = k.generation)""",
+        "document_id": "m.document_id",
+        "chunk_index": "m.chunk_index",
+    },
+}
 _MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
 # MATERIALIZED keeps the planner from reaching for the HNSW index: this scan is exact.
 _EXACT = "WITH matches AS MATERIALIZED ({matches}) {ranked}"
@@ -111,6 +131,7 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     created_before: datetime | None = None
     diversity: float = 0.0
     weights: Weights | None = None
+    types: tuple[ItemType, ...] = ("memory", "chunk")
 
 
 async def search(
@@ -126,11 +147,26 @@ async def search(
     reranks = query.hybrid or query.diversity > 0 or query.weights is not None
     depth = max(query.k * CANDIDATES_PER_RESULT, MIN_CANDIDATES) if reranks else query.k
     params, conditions = _params(space, user_id, query, depth)
-    hits = await _nearest(
-        conn, space, params, conditions, exact_max_rows=exact_max_rows, ef_search=ef_search
-    )
+    counts = await _vector_counts(conn, space, user_id, cap=exact_max_rows)
+    kinds = [kind for kind in query.types if counts[kind]]
+    hits: list[SearchHit] = []
+    text_hits: list[SearchHit] = []
+    for kind in kinds:
+        hits += await _nearest(
+            conn,
+            space,
+            kind,
+            params,
+            conditions,
+            exact=counts[kind] <= exact_max_rows,
+            ef_search=ef_search,
+        )
+        if query.hybrid:
+            text_hits += await _text_matches(conn, space, kind, params, conditions)
+    hits = sorted(hits, key=lambda h: (-h.similarity, str(h.id)))[:depth]
     if query.hybrid:
-        hits = fuse(hits, await _text_matches(conn, space, params, conditions))
+        text_hits = sorted(text_hits, key=lambda h: -h.score)[:depth]
+        hits = fuse(hits, text_hits)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))
     if query.diversity > 0:
@@ -161,15 +197,15 @@ def _params(
 async def _nearest(
     conn: AsyncConnection,
     space: Space,
+    kind: ItemType,
     params: dict[str, Any],
     conditions: sql.Composable,
     *,
-    exact_max_rows: int,
+    exact: bool,
     ef_search: int,
 ) -> list[SearchHit]:
-    count = await _vector_count(conn, space, params["user_id"], cap=exact_max_rows)
-    if count <= exact_max_rows:
-        return await _run(conn, space, _EXACT, params, conditions)
+    if exact:
+        return await _run(conn, space, kind, _EXACT, params, conditions)
     async with conn.transaction():
         # Per transaction only: a pooled connection never carries these to another query.
         # Without sorts and sequential scans, the HNSW index is the plan that gives order.
@@ -180,17 +216,23 @@ async def _nearest(
             "set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)",
             [str(min(1000, max(ef_search, 2 * params["limit"])))],
         )
-        hits = await _run(conn, space, _APPROXIMATE, params, conditions)
+        hits = await _run(conn, space, kind, _APPROXIMATE, params, conditions)
     if len(hits) < params["limit"]:
-        hits = await _run(conn, space, _EXACT, params, conditions)
+        hits = await _run(conn, space, kind, _EXACT, params, conditions)
     return hits
 
 
 async def _text_matches(
-    conn: AsyncConnection, space: Space, params: dict[str, Any], conditions: sql.Composable
+    conn: AsyncConnection,
+    space: Space,
+    kind: ItemType,
+    params: dict[str, Any],
+    conditions: sql.Composable,
 ) -> list[SearchHit]:
-    every_word = await _run(conn, space, _TEXT, params | {"glue": " & "}, conditions)
-    return every_word or await _run(conn, space, _TEXT, params | {"glue": " | "}, conditions)
+    every_word = await _run(conn, space, kind, _TEXT, params | {"glue": " & "}, conditions)
+    if every_word:
+        return every_word
+    return await _run(conn, space, kind, _TEXT, params | {"glue": " | "}, conditions)
 
 
 def fuse(vector_hits: list[SearchHit], text_hits: list[SearchHit]) -> list[SearchHit]:
@@ -263,27 +305,38 @@ async def _embeddings(
     return {row[0]: np.asarray(row[1].to_numpy(), dtype=np.float32) for row in await cur.fetchall()}
 
 
-async def _vector_count(conn: AsyncConnection, space: Space, user_id: str, *, cap: int) -> int:
-    """How many vectors the user has, counted no further than ``cap + 1``."""
+async def _vector_counts(
+    conn: AsyncConnection, space: Space, user_id: str, *, cap: int
+) -> dict[ItemType, int]:
+    """How many vectors of each type the user has, each counted no further than ``cap + 1``."""
     cur = await conn.execute(
-        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE user_id = %s LIMIT %s) s").format(
-            sql.Identifier(space.table)
-        ),
-        [user_id, cap + 1],
+        sql.SQL(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} "
+            "        WHERE user_id = %(user)s AND kind = 'memory' LIMIT %(cap)s) a), "
+            "       (SELECT count(*) FROM (SELECT 1 FROM {table} "
+            "        WHERE user_id = %(user)s AND kind = 'chunk' LIMIT %(cap)s) b)"
+        ).format(table=sql.Identifier(space.table)),
+        {"user": user_id, "cap": cap + 1},
     )
     row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return {"memory": int(row[0]), "chunk": int(row[1])} if row else {"memory": 0, "chunk": 0}
 
 
 async def _run(
     conn: AsyncConnection,
     space: Space,
+    kind: ItemType,
     shape: str,
     params: dict[str, Any],
     conditions: sql.Composable,
 ) -> list[SearchHit]:
+    source = _SOURCES[kind]
     parts = {
         "table": sql.Identifier(space.table),
+        "source": sql.SQL(source["source"]),
+        "kind": sql.Literal(kind),
+        "document_id": sql.SQL(source["document_id"]),
+        "chunk_index": sql.SQL(source["chunk_index"]),
         "filter": conditions,
         "user_match": _USER_MATCH["approximate" if shape is _APPROXIMATE else "exact"],
         # the query vector in the column's type (halfvec spaces compare in halfvec)

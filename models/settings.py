@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from models.errors import ConfigError
-from models.spaces import MINILM_384, OpenAIOptions, SpaceRegistry, openai_space
+from models.spaces import MINILM_384, OpenAIOptions, Space, SpaceRegistry, openai_space
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -18,6 +18,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 10 * 1024 * 1024
     max_batch: int = 1000
     max_content_chars: int = 32_000
+    max_document_bytes: int = 5 * 1024 * 1024
     max_metadata_bytes: int = 16 * 1024
     max_metadata_depth: int = 5
     max_k: int = 100
@@ -62,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # where new items go, by kind (None: the built-in defaults, see models/spaces.py)
     memory_space: str | None = None
     document_space: str | None = None
+    # ENGRAM_{MINILM,OPENAI}_CHUNK_{TOKENS,OVERLAP}, where set
+    chunk_sizes: dict[str, int] = msgspec.field(default_factory=dict)
     limits: Limits = Limits()
 
     @classmethod
@@ -99,10 +102,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 openai_model=env.get("ENGRAM_OPENAI_MODEL") or "text-embedding-3-small",
                 memory_space=env.get("ENGRAM_MEMORY_SPACE") or None,
                 document_space=env.get("ENGRAM_DOCUMENT_SPACE") or None,
+                chunk_sizes={
+                    name: int(env[f"ENGRAM_{name}"])
+                    for name in (
+                        "MINILM_CHUNK_TOKENS",
+                        "MINILM_CHUNK_OVERLAP",
+                        "OPENAI_CHUNK_TOKENS",
+                        "OPENAI_CHUNK_OVERLAP",
+                    )
+                    if env.get(f"ENGRAM_{name}")
+                },
                 limits=Limits(
                     max_body_bytes=int(env.get("ENGRAM_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
                     max_batch=int(env.get("ENGRAM_MAX_BATCH", "1000")),
                     max_content_chars=int(env.get("ENGRAM_MAX_CONTENT_CHARS", "32000")),
+                    max_document_bytes=int(
+                        env.get("ENGRAM_MAX_DOCUMENT_BYTES", str(5 * 1024 * 1024))
+                    ),
                     max_metadata_bytes=int(env.get("ENGRAM_MAX_METADATA_BYTES", "16384")),
                     max_metadata_depth=int(env.get("ENGRAM_MAX_METADATA_DEPTH", "5")),
                 ),
@@ -121,9 +137,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def space_registry(self) -> SpaceRegistry:
         """The configured embedding spaces, with the default space of each kind."""
-        spaces = [MINILM_384]
+        spaces = [self._chunking(MINILM_384, "MINILM")]
         if self.openai is not None:
-            spaces.append(openai_space(self.openai, model=self.openai_model))
+            spaces.append(
+                self._chunking(openai_space(self.openai, model=self.openai_model), "OPENAI")
+            )
         chosen = {"memory": self.memory_space, "document": self.document_space}
         names = {s.name for s in spaces}
         for kind, name in chosen.items():
@@ -133,6 +151,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     f"(configured: {', '.join(sorted(names))})"
                 )
         return SpaceRegistry.with_defaults(tuple(spaces), chosen)
+
+    def _chunking(self, space: Space, prefix: str) -> Space:
+        """The space with ENGRAM_<PREFIX>_CHUNK_TOKENS / _CHUNK_OVERLAP applied."""
+        tokens = self.chunk_sizes.get(f"{prefix}_CHUNK_TOKENS", space.chunk_tokens)
+        overlap = self.chunk_sizes.get(f"{prefix}_CHUNK_OVERLAP", space.chunk_overlap)
+        if not 0 < tokens <= space.max_input_tokens or not 0 <= overlap < tokens:
+            raise ConfigError(
+                f"space {space.name}: chunks of {tokens} tokens with {overlap} of overlap: "
+                f"need 0 < tokens <= {space.max_input_tokens} and 0 <= overlap < tokens"
+            )
+        return msgspec.structs.replace(space, chunk_tokens=tokens, chunk_overlap=overlap)
 
     @property
     def admin_key_file(self) -> Path:

@@ -45,6 +45,10 @@ class Space(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     default_for: tuple[str, ...] = ()
     max_input_tokens: int = 256  # the model reads no further; chunks must fit
+    # document chunks: tokens a chunk (counted with the model's tokenizer where there is
+    # one, else estimated) and tokens repeated from the previous chunk
+    chunk_tokens: int = 256
+    chunk_overlap: int = 32
     storage: Storage = "vector"
     openai: OpenAIOptions | None = None
 
@@ -79,6 +83,8 @@ def openai_space(options: OpenAIOptions, *, model: str = "text-embedding-3-small
         model=model,
         default_for=("document",),
         max_input_tokens=8191,
+        chunk_tokens=1000,
+        chunk_overlap=100,
         storage="halfvec",
         openai=options,
     )

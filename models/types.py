@@ -125,5 +125,6 @@ class Embedded(msgspec.Struct, frozen=True, kw_only=True):
 
     user_id: str
     id: UUID
+    kind: ItemType
     content_hash: bytes
     embedding: Any  # numpy.ndarray of the space's dims

@@ -14,13 +14,15 @@ class Erased(msgspec.Struct, frozen=True, kw_only=True):
 
     user_id: str
     memories: int
+    documents: int
     vectors: int
 
 
 async def erase_user(
     conn: AsyncConnection, user_id: str, *, spaces: list[str], actor: str
 ) -> Erased:
-    """Delete every memory, embedding job and vector of ``user_id`` in one transaction.
+    """Delete every memory, document, chunk, embedding job and vector of ``user_id`` in one
+    transaction.
 
     ``spaces`` are the configured ones; spaces the user still has jobs in are added, so a
     vector is never left behind in a space no longer configured. The erasure is audited
@@ -29,6 +31,10 @@ async def erase_user(
     async with conn.transaction():
         cur = await conn.execute("DELETE FROM memories WHERE user_id = %s", [user_id])
         memories = cur.rowcount
+        cur = await conn.execute("DELETE FROM documents WHERE user_id = %s", [user_id])
+        documents = cur.rowcount
+        await conn.execute("DELETE FROM chunks WHERE user_id = %s", [user_id])
+        await conn.execute("DELETE FROM document_batches WHERE user_id = %s", [user_id])
         cur = await conn.execute(
             "WITH gone AS (DELETE FROM embed_state WHERE user_id = %s RETURNING space) "
             "SELECT DISTINCT space FROM gone",
@@ -52,6 +58,7 @@ async def erase_user(
             action="user.erase",
             target=user_id,
             memories=memories,
+            documents=documents,
             vectors=vectors,
         )
-    return Erased(user_id=user_id, memories=memories, vectors=vectors)
+    return Erased(user_id=user_id, memories=memories, documents=documents, vectors=vectors)

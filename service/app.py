@@ -22,6 +22,7 @@ from service.auth import provide_admin, provide_owner, provide_principal, provid
 from service.errors import EXCEPTION_HANDLERS
 from service.ratelimit import RateLimiter
 from service.routes.audit import AuditController
+from service.routes.documents import BatchController, DocumentController
 from service.routes.jobs import JobController
 from service.routes.keys import KeyController
 from service.routes.memories import MemoryController
@@ -90,6 +91,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             HealthController,
             KeyController,
             MemoryController,
+            DocumentController,
+            BatchController,
             SearchController,
             SpaceController,
             UserController,

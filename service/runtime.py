@@ -11,8 +11,9 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from models.chunking import TokenCounter
 from models.db import ALL_USERS, run_scoped
-from models.embedding import Embedder
+from models.embedding import Embedder, token_counter
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
 from service.ratelimit import RateLimiter
@@ -36,6 +37,13 @@ class Runtime:
     limiter: RateLimiter
     schema_head: str
     query_cache: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
+    counters: dict[str, TokenCounter] = field(default_factory=dict)
+
+    def token_counter(self, space: Space) -> TokenCounter:
+        """How chunks of ``space`` are measured (made once per space)."""
+        if space.name not in self.counters:
+            self.counters[space.name] = token_counter(self.embedders[space.name])
+        return self.counters[space.name]
 
     async def as_user(
         self,

@@ -212,8 +212,9 @@ def test_an_importance_that_underflows_real_is_not_a_500(client, pinned, method)
     if method == "POST":
         body: dict[str, Any] = {"memories": [{"content": "tiny", "importance": 1e-300}]}
         answer = client.post(f"/v1/users/{FUZZ_USER}/memories", json=body, headers=ADMIN)
-    else:
-        url = f"/v1/users/{FUZZ_USER}/memories/{pinned['memory_id']}"
+    else:  # a memory of its own: the fuzzer may have patched the pinned one to expire
+        memory = add_memories(client, FUZZ_USER, ADMIN, ["to be patched"])[0]
+        url = f"/v1/users/{FUZZ_USER}/memories/{memory['id']}"
         answer = client.patch(url, json={"importance": 1e-300}, headers=ADMIN)
     ok_or_refused(answer)
 

@@ -141,6 +141,21 @@ def test_memories_written_to_the_1536_space_are_searchable_there(stack, servers,
         assert search(client, user, headers, query="coffee", space=MINILM_384.name) == []
 
 
+def test_documents_go_to_the_1536_space_when_it_is_enabled(servers, fake, embedder, stack):
+    with api(servers, fake, embedder, ENGRAM_DOCUMENT_SPACE="") as client:
+        user, headers = new_user(client)
+        body = {"documents": [{"content": fact} for fact in FACTS]}
+        answer = client.post(f"/v1/users/{user}/documents", json=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        docs = answer.json()["documents"]
+        assert {d["space"] for d in docs} == {OPENAI_1536}
+        url = f"/v1/users/{user}/batches/{answer.json()['batch_id']}"
+        wait_until(lambda: client.get(url, headers=headers).json()["status"] == "completed")
+        for question, fact in QUESTIONS.items():
+            found = search(client, user, headers, query=question, k=1, space=OPENAI_1536)
+            assert found[0]["document_id"] == docs[fact]["id"], question
+
+
 def test_a_request_may_name_its_space(stack):
     user, headers = new_user(stack)
     body = {"memories": [{"content": c} for c in FACTS[:2]], "space": OPENAI_1536, "wait": True}
@@ -263,6 +278,11 @@ def test_backfill_fills_a_new_space_online(stack, client, new_user, db):
     while searches keep being served from minilm-384; items written meanwhile land in both."""
     users = [new_user() for _ in range(3)]
     stored = {user: add_memories(client, user, headers, FACTS) for user, headers in users}
+    doc_user, doc_headers = users[1]
+    body = {"documents": [{"content": "The boiler manual says: bleed the radiators in autumn."}]}
+    batch = client.post(f"/v1/users/{doc_user}/documents", json=body, headers=doc_headers).json()
+    batch_url = f"/v1/users/{doc_user}/batches/{batch['batch_id']}"
+    wait_until(lambda: client.get(batch_url, headers=doc_headers).json()["status"] == "completed")
     before = space(stack, OPENAI_1536)["counts"]
 
     started = stack.post(f"/v1/spaces/{OPENAI_1536}/backfill", headers=ADMIN)
@@ -284,13 +304,15 @@ def test_backfill_fills_a_new_space_online(stack, client, new_user, db):
     wait_until(complete, timeout=180, what="the backfill to complete")
     assert searches >= len(users)
     after = space(stack, OPENAI_1536)["counts"]
-    assert after["ready"] >= before["ready"] + 3 * len(FACTS) + 1
+    assert after["ready"] >= before["ready"] + 3 * len(FACTS) + 2
     for user, headers in users:
         for question, fact in QUESTIONS.items():
             found = search(stack, user, headers, query=question, k=1, space=OPENAI_1536)
             assert found[0]["id"] == stored[user][fact]["id"], question
     found = search(stack, late_user, late_headers, query="who plays the cello?", space=OPENAI_1536)
     assert found[0]["id"] == late[0]["id"]
+    found = search(stack, doc_user, doc_headers, query="radiators", space=OPENAI_1536, k=1)
+    assert found[0]["document_id"] == batch["documents"][0]["id"]
     assert (
         db.execute(
             "SELECT count(*) FROM audit_log WHERE action = 'space.fill' AND target = %s",

@@ -22,13 +22,14 @@ def rows_of(db, user: str) -> dict[str, int]:
 def test_erasing_a_user_deletes_everything_of_theirs_and_nothing_else(client, new_user, db):
     alice, alice_headers = new_user()
     bob, bob_headers = new_user()
-    add_memories(client, alice, alice_headers, ["Alice's diary: I hid the key under the mat."] * 3)
+    diary = [f"Alice's diary, day {day}: I hid the key under the mat." for day in (1, 2, 3)]
+    add_memories(client, alice, alice_headers, diary)
     add_memories(client, bob, bob_headers, ["Bob's note: the key is under the mat."])
     bob_before = rows_of(db, bob)
 
     answer = client.delete(f"/v1/users/{alice}", headers=alice_headers)
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"user_id": alice, "memories": 3, "vectors": 3}
+    assert answer.json() == {"user_id": alice, "memories": 3, "documents": 0, "vectors": 3}
     assert rows_of(db, alice) == dict.fromkeys(USER_TABLES, 0)
     listed = client.get(f"/v1/users/{alice}/memories", headers=alice_headers).json()
     assert listed["memories"] == []
@@ -42,7 +43,7 @@ def test_erasing_a_user_deletes_everything_of_theirs_and_nothing_else(client, ne
         for e in client.get("/v1/audit", headers=ADMIN).json()["entries"]
         if e["action"] == "user.erase" and e["target"] == alice
     )
-    assert entry["details"] == {"memories": 3, "vectors": 3}
+    assert entry["details"] == {"memories": 3, "documents": 0, "vectors": 3}
 
 
 def test_erasure_is_for_the_user_or_an_admin_and_repeatable(client, new_user):

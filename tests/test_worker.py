@@ -62,6 +62,7 @@ def result(user: str, item: uuid.UUID, content: str) -> Embedded:
     return Embedded(
         user_id=user,
         id=item,
+        kind="memory",
         content_hash=hashlib.sha256(content.encode()).digest(),
         embedding=vector,
     )

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from uuid import UUID
 
 import numpy as np
+from psycopg import AsyncConnection
 
-from models import jobs
+from models import documents, jobs
 from models.db import ALL_USERS, run_scoped
 from models.embedding import Embedder
 from models.errors import EmbeddingError
@@ -61,7 +62,7 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
         return
     embedder = resources.embedders[space.name]
     vectors, failures = await embed_isolating_failures(embedder, work)
-    ready = await run_scoped(pool, ALL_USERS, jobs.store_vectors, space, vectors)
+    ready = await run_scoped(pool, ALL_USERS, store, space, vectors)
     for item, error in failures:
         await run_scoped(
             pool,
@@ -77,6 +78,13 @@ async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) 
     log.info(
         "space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures), len(claims)
     )
+
+
+async def store(conn: AsyncConnection, space: Space, vectors: list[Embedded]) -> int:
+    """Store vectors, and make live the document versions whose last chunk this was."""
+    ready = await jobs.store_vectors(conn, space, vectors)
+    await documents.promote(conn, space, [(v.user_id, v.id) for v in vectors if v.kind == "chunk"])
+    return ready
 
 
 async def embed_isolating_failures(
@@ -127,6 +135,8 @@ async def fill_some(resources: Resources, space_name: str, *, batches: int | Non
 
 def _embedded(items: Sequence[Claim], matrix: np.ndarray) -> list[Embedded]:
     return [
-        Embedded(user_id=i.user_id, id=i.id, content_hash=i.content_hash, embedding=row)
+        Embedded(
+            user_id=i.user_id, id=i.id, kind=i.kind, content_hash=i.content_hash, embedding=row
+        )
         for i, row in zip(items, matrix, strict=True)
     ]

@@ -85,20 +85,19 @@ class SearchController(Controller):
             created_after=data.created_after,
             created_before=data.created_before,
             diversity=data.diversity,
+            types=tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk"),
             weights=msgspec.convert(msgspec.to_builtins(data.weights), Weights)
             if data.weights
             else None,
         )
-        hits: list[SearchHit] = []
-        if data.types is None or "memory" in data.types:
-            hits = await runtime.as_user(
-                owner,
-                search,
-                space,
-                owner,
-                query,
-                exact_max_rows=runtime.settings.exact_search_max_rows,
-                ef_search=runtime.settings.hnsw_ef_search,
-            )
+        hits = await runtime.as_user(
+            owner,
+            search,
+            space,
+            owner,
+            query,
+            exact_max_rows=runtime.settings.exact_search_max_rows,
+            ef_search=runtime.settings.hnsw_ef_search,
+        )
         took_ms = round((time.perf_counter() - started) * 1000, 3)
         return SearchOut(results=hits, space=space.name, took_ms=took_ms)

@@ -1,0 +1,484 @@
+"""The documents repository: batches of documents, their chunks, and atomic replacement.
+
+A document is split into chunks (``models/chunking.py``) before it reaches here; each chunk
+is an item with an embedding job, like a memory. A document's live chunks are those of its
+``generation``. New content makes a ``pending_generation`` of chunks, embedded while the old
+ones stay searchable; ``promote`` swaps them in one transaction once every new chunk is
+ready. A document's status derives from the chunks of the generation being worked on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+from psycopg import AsyncConnection, sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from models import jobs
+from models.chunking import Chunk
+from models.cursors import decode_newest_first, newest_first_page
+from models.errors import NotFound
+from models.jobs import Job, Key
+from models.memories import content_hash
+from models.spaces import Space, vector_table
+from models.types import Status
+
+
+class NewDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated document, already split into chunks."""
+
+    id: UUID | None
+    title: str | None
+    source: str | None
+    metadata: dict[str, Any]
+    content_hash: bytes
+    chunks: list[Chunk]
+
+
+class Document(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    user_id: str
+    title: str | None
+    source: str | None
+    metadata: dict[str, Any]
+    collection: str
+    status: Status
+    error: str | None
+    chunk_count: int
+    space: str
+    batch_id: UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChunkOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    document_id: UUID
+    chunk_index: int
+    content: str
+    tokens: int
+    status: Status
+    error: str | None
+
+
+class BatchCounts(msgspec.Struct, frozen=True, kw_only=True):
+    pending: int
+    ready: int
+    failed: int
+    total: int
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    status: str  # in_progress | completed | failed
+    counts: BatchCounts
+    created_at: datetime
+
+
+class WrittenDocuments(msgspec.Struct, frozen=True, kw_only=True):
+    batch_id: UUID
+    documents: list[Document]
+    jobs: list[Job]
+
+
+# The chunks being worked on: the pending generation while there is one, else the live one.
+_WORKING = "coalesce(d.pending_generation, d.generation)"
+_DOCUMENT = f"""
+    SELECT d.id, d.user_id, d.title, d.source, d.metadata, d.collection,
+           CASE WHEN s.failed > 0 THEN 'failed' WHEN s.pending > 0 THEN 'pending'
+                ELSE 'ready' END AS status,
+           s.error, s.chunks AS chunk_count, d.space, d.batch_id, d.created_at, d.updated_at
+    FROM documents d
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS chunks,
+               count(*) FILTER (WHERE e.status = 'pending') AS pending,
+               count(*) FILTER (WHERE e.status = 'failed') AS failed,
+               min(e.last_error) FILTER (WHERE e.status = 'failed') AS error
+        FROM chunks k
+        JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id AND e.space = d.space
+        WHERE k.user_id = d.user_id AND k.document_id = d.id AND k.generation = {_WORKING}
+    ) s
+"""
+
+
+async def write_documents(
+    conn: AsyncConnection,
+    user_id: str,
+    space: Space,
+    collection: str,
+    items: list[NewDocument],
+) -> WrittenDocuments:
+    """Write a batch: new documents, replacements, and no-ops for content already there.
+
+    The same content in the same collection (by id, or without an id by content) embeds
+    nothing again. New content for a known id starts a replacement.
+    """
+    batch_id = uuid4()
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('documents:' || %s, 0))", [user_id]
+        )
+        await conn.execute(
+            "INSERT INTO document_batches (user_id, id) VALUES (%s, %s)", [user_id, batch_id]
+        )
+        known = await _known(conn, user_id, collection, items)
+        spaces = [space.name, *(s for s in await jobs.fill_spaces(conn) if s != space.name)]
+        answer: list[UUID] = []
+        created: list[Job] = []
+        for item in items:
+            existing = known.get(item.id) if item.id else known.get(item.content_hash)
+            if existing is None:
+                doc_id = item.id or uuid4()
+                await _insert(conn, user_id, doc_id, space, collection, batch_id, item)
+                created += await _add_chunks(conn, user_id, doc_id, 1, item.chunks, spaces)
+                known[doc_id] = known[item.content_hash] = {
+                    "id": doc_id, "content_hash": item.content_hash, "pending_hash": None,
+                    "generation": 1, "pending_generation": None,
+                }  # fmt: skip
+            else:
+                doc_id = existing["id"]
+                created += await _update(
+                    conn, user_id, existing, collection, batch_id, item, spaces
+                )
+            answer.append(doc_id)
+        found = {d.id: d for d in await get_documents(conn, user_id, answer)}
+    return WrittenDocuments(batch_id=batch_id, documents=[found[i] for i in answer], jobs=created)
+
+
+async def _known(
+    conn: AsyncConnection, user_id: str, collection: str, items: list[NewDocument]
+) -> dict[Any, dict[str, Any]]:
+    """Existing documents by id, and (in this collection) by current or pending content."""
+    cur = await conn.execute(
+        """
+        SELECT id, collection, content_hash, pending_hash, generation, pending_generation
+        FROM documents
+        WHERE user_id = %(user)s
+          AND (id = ANY(%(ids)s)
+               OR (collection = %(collection)s AND content_hash = ANY(%(hashes)s)))
+        """,
+        {
+            "user": user_id,
+            "ids": [i.id for i in items if i.id],
+            "collection": collection,
+            "hashes": [i.content_hash for i in items],
+        },
+    )
+    known: dict[Any, dict[str, Any]] = {}
+    for row in await cur.fetchall():
+        doc = dict(
+            zip(
+                ("id", "collection", "content_hash", "pending_hash", "generation",
+                 "pending_generation"),
+                row,
+                strict=True,
+            )
+        )  # fmt: skip
+        doc["content_hash"] = bytes(doc["content_hash"])
+        known[doc["id"]] = doc
+        if doc["collection"] == collection:
+            known.setdefault(doc["content_hash"], doc)
+    return known
+
+
+async def _insert(
+    conn: AsyncConnection,
+    user_id: str,
+    doc_id: UUID,
+    space: Space,
+    collection: str,
+    batch_id: UUID,
+    item: NewDocument,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO documents (user_id, id, collection, title, source, metadata, space,
+                               content_hash, batch_id)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        [
+            user_id,
+            doc_id,
+            collection,
+            item.title,
+            item.source,
+            Jsonb(item.metadata),
+            space.name,
+            item.content_hash,
+            batch_id,
+        ],
+    )
+
+
+async def _update(
+    conn: AsyncConnection,
+    user_id: str,
+    existing: dict[str, Any],
+    collection: str,
+    batch_id: UUID,
+    item: NewDocument,
+    spaces: list[str],
+) -> list[Job]:
+    """Same content: only the descriptive fields change. New content: a new generation."""
+    doc_id = existing["id"]
+    pending = existing["pending_generation"]
+    same_as_live = item.content_hash == existing["content_hash"]
+    same_as_pending = pending is not None and item.content_hash == bytes(existing["pending_hash"])
+    created: list[Job] = []
+    if pending is not None and not same_as_pending:
+        # a replacement in flight is superseded (or cancelled, back to the live content)
+        await _drop_chunks(conn, user_id, doc_id, "generation = %s", [pending])
+        pending = None
+    if not same_as_live and not same_as_pending:
+        pending = max(existing["generation"], existing["pending_generation"] or 0) + 1
+        created = await _add_chunks(conn, user_id, doc_id, pending, item.chunks, spaces)
+    await conn.execute(
+        """
+        UPDATE documents
+        SET collection = %(collection)s, title = %(title)s, source = %(source)s,
+            metadata = %(metadata)s, batch_id = %(batch)s, updated_at = now(),
+            pending_generation = %(pending)s,
+            pending_hash = CASE WHEN %(pending)s::int IS NULL THEN NULL ELSE %(hash)s END
+        WHERE user_id = %(user)s AND id = %(id)s
+        """,
+        {
+            "collection": collection,
+            "title": item.title,
+            "source": item.source,
+            "metadata": Jsonb(item.metadata),
+            "batch": batch_id,
+            "pending": pending,
+            "hash": item.content_hash,
+            "user": user_id,
+            "id": doc_id,
+        },
+    )
+    existing |= {"pending_generation": pending, "pending_hash": item.content_hash}
+    return created
+
+
+async def _add_chunks(
+    conn: AsyncConnection,
+    user_id: str,
+    doc_id: UUID,
+    generation: int,
+    chunks: list[Chunk],
+    spaces: list[str],
+) -> list[Job]:
+    cur = await conn.execute(
+        """
+        WITH created AS (
+            INSERT INTO chunks (user_id, id, document_id, generation, chunk_index, content,
+                                content_hash, tokens)
+            SELECT %(user)s, gen_random_uuid(), %(doc)s, %(generation)s, c.i, c.content,
+                   c.hash, c.tokens
+            FROM unnest(%(indexes)s::int[], %(contents)s::text[], %(hashes)s::bytea[],
+                        %(tokens)s::int[]) AS c(i, content, hash, tokens)
+            RETURNING user_id, id, content_hash
+        )
+        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
+        SELECT c.user_id, c.id, s.space, 'chunk', c.content_hash
+        FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
+        RETURNING space, user_id, item_id
+        """,
+        {
+            "user": user_id,
+            "doc": doc_id,
+            "generation": generation,
+            "indexes": [c.index for c in chunks],
+            "contents": [c.content for c in chunks],
+            "hashes": [content_hash(c.content) for c in chunks],
+            "tokens": [c.tokens for c in chunks],
+            "spaces": spaces,
+        },
+    )
+    return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+
+async def _drop_chunks(
+    conn: AsyncConnection, user_id: str, doc_id: UUID, condition: str, params: list[Any]
+) -> None:
+    """Delete chunks of a document (those matching ``condition``), their jobs and vectors."""
+    cur = await conn.execute(
+        sql.SQL(
+            """
+            WITH gone AS (
+                DELETE FROM chunks WHERE user_id = %s AND document_id = %s AND {}
+                RETURNING user_id, id
+            )
+            DELETE FROM embed_state e USING gone
+            WHERE e.user_id = gone.user_id AND e.item_id = gone.id
+            RETURNING e.space, e.item_id
+            """
+        ).format(sql.SQL(condition)),
+        [user_id, doc_id, *params],
+    )
+    by_space: dict[str, list[UUID]] = {}
+    for space, item_id in await cur.fetchall():
+        by_space.setdefault(space, []).append(item_id)
+    for space, ids in by_space.items():
+        await conn.execute(
+            sql.SQL("DELETE FROM {} WHERE user_id = %s AND item_id = ANY(%s)").format(
+                sql.Identifier(vector_table(space))
+            ),
+            [user_id, ids],
+        )
+
+
+async def promote(conn: AsyncConnection, space: Space, chunk_keys: list[Key]) -> int:
+    """Make pending generations live whose chunks are all ready; return how many.
+
+    Runs in the transaction that stored the chunks' vectors. The documents are locked (in
+    key order) before their chunks are checked, so of two workers storing a document's last
+    chunks at once, the second sees the first's and promotes.
+    """
+    if not chunk_keys:
+        return 0
+    cur = await conn.execute(
+        """
+        SELECT d.user_id, d.id FROM documents d
+        WHERE (d.user_id, d.id) IN (
+            SELECT k.user_id, k.document_id
+            FROM chunks k JOIN unnest(%s::text[], %s::uuid[]) AS w(user_id, id)
+              ON k.user_id = w.user_id AND k.id = w.id
+        )
+          AND d.pending_generation IS NOT NULL AND d.space = %s
+        ORDER BY d.user_id, d.id
+        FOR UPDATE
+        """,
+        [[k[0] for k in chunk_keys], [k[1] for k in chunk_keys], space.name],
+    )
+    candidates = await cur.fetchall()
+    promoted = 0
+    for user_id, doc_id in candidates:
+        cur = await conn.execute(
+            """
+            UPDATE documents d
+            SET generation = d.pending_generation, content_hash = d.pending_hash,
+                pending_generation = NULL, pending_hash = NULL, updated_at = now()
+            WHERE d.user_id = %(user)s AND d.id = %(id)s AND d.pending_generation IS NOT NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM chunks k
+                JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id
+                                  AND e.space = d.space
+                WHERE k.user_id = d.user_id AND k.document_id = d.id
+                  AND k.generation = d.pending_generation AND e.status <> 'ready')
+            RETURNING d.generation
+            """,
+            {"user": user_id, "id": doc_id},
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            await _drop_chunks(conn, user_id, doc_id, "generation < %s", [row[0]])
+            promoted += 1
+    return promoted
+
+
+async def get_documents(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Document]:
+    async with conn.cursor(row_factory=class_row(Document)) as cur:
+        await cur.execute(f"{_DOCUMENT} WHERE d.user_id = %s AND d.id = ANY(%s)", [user_id, ids])
+        return await cur.fetchall()
+
+
+async def get_document(conn: AsyncConnection, user_id: str, doc_id: UUID) -> Document:
+    found = await get_documents(conn, user_id, [doc_id])
+    if not found:
+        raise NotFound(f"document {doc_id} not found")
+    return found[0]
+
+
+async def list_documents(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    collection: str | None = None,
+    status: Status | None = None,
+) -> tuple[list[Document], str | None]:
+    """A page of documents, newest first, and the next page's cursor (None at the end)."""
+    after = decode_newest_first(cursor)
+    query = f"""
+        SELECT * FROM ({_DOCUMENT}
+            WHERE d.user_id = %(user)s
+              AND (%(collection)s::text IS NULL OR d.collection = %(collection)s)
+              AND (%(after_at)s::timestamptz IS NULL
+                   OR (d.created_at, d.id) < (%(after_at)s, %(after_id)s))
+        ) docs
+        WHERE %(status)s::text IS NULL OR status = %(status)s
+        ORDER BY created_at DESC, id DESC
+        LIMIT %(limit)s
+    """
+    params = {
+        "user": user_id,
+        "collection": collection,
+        "status": status,
+        "after_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+        "limit": limit + 1,
+    }
+    async with conn.cursor(row_factory=class_row(Document)) as cur:
+        await cur.execute(query, params)
+        rows = await cur.fetchall()
+    return newest_first_page(rows, limit)
+
+
+async def list_chunks(conn: AsyncConnection, user_id: str, doc_id: UUID) -> list[ChunkOut]:
+    """The chunks of the generation being worked on, in order."""
+    await get_document(conn, user_id, doc_id)
+    async with conn.cursor(row_factory=class_row(ChunkOut)) as cur:
+        await cur.execute(
+            f"""
+            SELECT k.id, k.document_id, k.chunk_index, k.content, k.tokens, e.status,
+                   e.last_error AS error
+            FROM documents d
+            JOIN chunks k ON k.user_id = d.user_id AND k.document_id = d.id
+                         AND k.generation = {_WORKING}
+            JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id
+                              AND e.space = d.space
+            WHERE d.user_id = %s AND d.id = %s
+            ORDER BY k.chunk_index
+            """,
+            [user_id, doc_id],
+        )
+        return await cur.fetchall()
+
+
+async def delete_document(conn: AsyncConnection, user_id: str, doc_id: UUID) -> None:
+    """Delete a document with all its chunks, jobs and vectors, at once."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM documents WHERE user_id = %s AND id = %s", [user_id, doc_id]
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"document {doc_id} not found")
+        await _drop_chunks(conn, user_id, doc_id, "true", [])
+
+
+async def get_batch(conn: AsyncConnection, user_id: str, batch_id: UUID) -> Batch:
+    """A batch's documents counted by status (a document re-sent later counts there)."""
+    cur = await conn.execute(
+        "SELECT created_at FROM document_batches WHERE user_id = %s AND id = %s",
+        [user_id, batch_id],
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"batch {batch_id} not found")
+    cur = await conn.execute(
+        f"SELECT status, count(*) FROM ({_DOCUMENT} WHERE d.user_id = %s AND d.batch_id = %s) b "
+        "GROUP BY status",
+        [user_id, batch_id],
+    )
+    by_status = {status: n for status, n in await cur.fetchall()}
+    counts = BatchCounts(
+        pending=by_status.get("pending", 0),
+        ready=by_status.get("ready", 0),
+        failed=by_status.get("failed", 0),
+        total=sum(by_status.values()),
+    )
+    status = "in_progress" if counts.pending else "failed" if counts.failed else "completed"
+    return Batch(id=batch_id, status=status, counts=counts, created_at=row[0])
