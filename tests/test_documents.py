@@ -221,3 +221,68 @@ def test_a_document_over_the_size_limit_is_a_422(client, new_user):
     body = {"documents": [{"content": "a" * (5 * 1024 * 1024 + 1)}]}
     answer = client.post(f"/v1/users/{user}/documents", json=body, headers=headers)
     assert answer.status_code == 422 and "larger than" in answer.text
+
+
+def test_files_are_uploaded_as_documents(client, new_user):
+    user, headers = new_user()
+    page = (
+        "<html><head><title>x</title><style>p {color: red}</style></head><body>"
+        "<h1>Boiler</h1><p>Bleed the radiators every <b>autumn</b>.</p>"
+        "<script>alert('no')</script></body></html>"
+    )
+    files = [
+        ("files", ("notes.txt", b"The spare key is in the blue pot.", "text/plain")),
+        ("files", ("guide.md", b"# Bikes\n\nPump the tyres weekly.", "text/markdown")),
+        ("files", ("boiler.html", page.encode(), "text/html")),
+    ]
+    answer = client.post(
+        f"/v1/users/{user}/documents/files",
+        files=files,
+        data={"collection": "uploads"},
+        headers=headers,
+    )
+    assert answer.status_code == 202, answer.text
+    docs = answer.json()["documents"]
+    assert [d["source"] for d in docs] == ["notes.txt", "guide.md", "boiler.html"]
+    assert {d["collection"] for d in docs} == {"uploads"}
+    wait_batch(client, user, headers, answer.json()["batch_id"])
+    chunks = client.get(f"/v1/users/{user}/documents/{docs[2]['id']}/chunks", headers=headers)
+    text = " ".join(c["content"] for c in chunks.json()["chunks"])
+    assert "# Boiler" in text and "Bleed the radiators every autumn." in text
+    assert "alert" not in text and "color" not in text
+    found = search(client, user, headers, query="when to bleed the radiators?", k=1)
+    assert found[0]["document_id"] == docs[2]["id"]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "content_type"),
+    [
+        ("photo.png", b"\x89PNG\r\n\x1a\n\x00\x00", "image/png"),
+        ("latin1.txt", "café".encode("latin-1"), "text/plain"),
+        ("empty.txt", b"   ", "text/plain"),
+    ],
+)
+def test_unsupported_or_empty_files_are_a_422(client, new_user, db, name, raw, content_type):
+    user, headers = new_user()
+    answer = client.post(
+        f"/v1/users/{user}/documents/files",
+        files=[("files", (name, raw, content_type))],
+        headers=headers,
+    )
+    assert answer.status_code == 422, answer.text
+    assert db.execute("SELECT count(*) FROM documents WHERE user_id = %s", [user]).fetchone() == (
+        0,
+    )
+
+
+def test_json_to_the_upload_path_and_files_to_the_json_path_are_a_415(client, new_user):
+    user, headers = new_user()
+    as_json = client.post(
+        f"/v1/users/{user}/documents/files", json={"documents": []}, headers=headers
+    )
+    as_files = client.post(
+        f"/v1/users/{user}/documents",
+        files=[("files", ("a.txt", b"hello", "text/plain"))],
+        headers=headers,
+    )
+    assert as_json.status_code == as_files.status_code == 415

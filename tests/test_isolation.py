@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 import psycopg
 import pytest
-from conftest import ADMIN, add_memories, served_openapi
+from conftest import ADMIN, add_memories, served_openapi, wait_until
 from litestar.testing import TestClient
 from psycopg import sql
 
@@ -143,9 +143,23 @@ def memory_body(owner: Person, author: Person) -> dict[str, Any]:
     }
 
 
+def upload_body(owner: Person, author: Person) -> Raw:
+    """A multipart upload of one text file holding the author's marker."""
+    boundary = "engram-isolation-boundary"
+    text = f"{author.name} uploaded this ({author.marker})"
+    content = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="files"; filename="note.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+        f"{text}\r\n--{boundary}--\r\n"
+    ).encode()
+    return Raw(content, f"multipart/form-data; boundary={boundary}")
+
+
 # Known-good bodies, keyed by operation, for what a minimal body from the schema cannot express.
 KNOWN_BODIES: dict[str, Callable[[Person, Person], Any]] = {
     "POST /v1/users/{user_id}/memories": memory_body,
+    "POST /v1/users/{user_id}/documents/files": upload_body,
     "PATCH /v1/users/{user_id}/memories/{memory_id}": lambda owner, author: {
         "content": f"{author.name} rewrote this ({author.marker})",
         "metadata": {"t": author.tag},
@@ -194,7 +208,13 @@ class World:
         # name: an embedding space, as the spaces routes take it (not per-user)
         person.objects["name"] = "minilm-384"
         self.make_objects(person)
+        # what the creates sent to be embedded settles first: later checks compare snapshots
+        wait_until(lambda: self.settled(person), what=f"{name}'s objects to be embedded")
         return person
+
+    def settled(self, person: Person) -> bool:
+        spaces = self.client.get("/v1/spaces", headers=person.headers).json()
+        return all(space["counts"]["pending"] == 0 for space in spaces)
 
     def make_objects(self, person: Person) -> None:
         for param in sorted({p for op in PER_USER for p in op.object_params}):
@@ -561,32 +581,49 @@ def test_client_chosen_ids_reveal_nothing(world, alice, bob, op, hers):
     assert_untouched(world, alice)
 
 
-# Searches by bob that alice's items would match; "narrowed" ones match none of his own.
+# Searches by bob that alice's items would match, and which of his own they find: all his
+# items, his memories only (a filter on their metadata), or none.
 SEARCHES = {
-    "her-words": ({"query": "What does Alice drink every morning?"}, False),
-    "her-fact": ({"query": FACTS["alice"][0]}, False),
-    "her-tag": ({"query": FACTS["alice"][0], "filter": {"t": "<alice-tag>"}}, True),
-    "her-session": ({"query": FACTS["alice"][0], "session_id": "<alice-session>"}, True),
-    "shared-topic": ({"query": FACTS["alice"][1], "filter": {"topic": "habits"}}, False),
+    "her-words": ({"query": "What does Alice drink every morning?"}, "all"),
+    "her-fact": ({"query": FACTS["alice"][0]}, "all"),
+    "her-tag": ({"query": FACTS["alice"][0], "filter": {"t": "<alice-tag>"}}, "none"),
+    "her-session": ({"query": FACTS["alice"][0], "session_id": "<alice-session>"}, "none"),
+    "shared-topic": ({"query": FACTS["alice"][1], "filter": {"topic": "habits"}}, "memories"),
 }
 
 
 @pytest.mark.parametrize("mode", ["vector", "hybrid"])
 @pytest.mark.parametrize("name", sorted(SEARCHES))
 def test_searches_that_match_her_items_find_only_his(world, alice, bob, name, mode):
-    template, narrowed = SEARCHES[name]
+    template, finds = SEARCHES[name]
     body = json.loads(
         json.dumps(template)
         .replace("<alice-tag>", alice.tag)
         .replace("<alice-session>", alice.session_id)
     )
     found = search_as_bob(world, alice, bob, {**body, "mode": mode})
-    assert found == (set() if narrowed else bob.memory_ids)
+    expected = {"all": searchable(world, bob), "memories": bob.memory_ids, "none": set()}
+    assert found == expected[finds]
 
 
 def test_searches_by_her_vector_find_only_his(world, alice, bob, embedder):
     vector = embedder.encode([alice.contents[0]])[0].tolist()
-    assert search_as_bob(world, alice, bob, {"vector": vector, "mode": "vector"}) == bob.memory_ids
+    found = search_as_bob(world, alice, bob, {"vector": vector, "mode": "vector"})
+    assert found == searchable(world, bob)
+
+
+def searchable(world: World, person: Person) -> set[str]:
+    """The ids a search of ``person`` can find: their memories and their documents' chunks."""
+    base = f"/v1/users/{person.user_id}/documents"
+    docs = world.client.get(base, params={"limit": 100}, headers=person.headers).json()
+    chunks = {
+        chunk["id"]
+        for doc in docs["documents"]
+        for chunk in world.client.get(f"{base}/{doc['id']}/chunks", headers=person.headers).json()[
+            "chunks"
+        ]
+    }
+    return person.memory_ids | chunks
 
 
 def search_as_bob(world: World, alice: Person, bob: Person, body: dict[str, Any]) -> set[str]:
@@ -597,7 +634,7 @@ def search_as_bob(world: World, alice: Person, bob: Person, body: dict[str, Any]
     assert answer.status_code == 200, answer.text
     assert_nothing_of(alice, request, answer)
     found = {hit["id"] for hit in answer.json()["results"]}
-    assert found <= bob.ids
+    assert found <= searchable(world, bob)
     return found
 
 

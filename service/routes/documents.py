@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
 
 from models import documents
 from models.chunking import ChunkSpec, split_text
 from models.documents import Batch, ChunkOut, Document, NewDocument
 from models.errors import InvalidInput
+from models.extract import file_text
 from models.memories import content_hash
 from models.settings import Limits
 from models.types import Principal, Status
@@ -39,6 +43,15 @@ class AddDocuments(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     documents: Annotated[list[DocumentIn], msgspec.Meta(min_length=1)]
     collection: str = "default"
     space: str | None = None  # default: the document default space
+
+
+@dataclass
+class FilesIn:
+    """A multipart upload: one or more ``files`` parts, and optional fields."""
+
+    files: list[UploadFile]
+    collection: str = "default"
+    space: str | None = None
 
 
 class Accepted(msgspec.Struct, kw_only=True):
@@ -68,27 +81,43 @@ class DocumentController(Controller):
         The same content (by id, or without an id in the same collection) embeds nothing
         again; new content for a known id replaces its chunks atomically once embedded.
         """
+        return await _ingest(runtime, owner, principal, data.documents, data.collection, data.space)
+
+    @post(
+        "/files",
+        status_code=202,
+        responses=ERRORS,
+        # litestar binds one media type per handler: uploads get a path of their own
+        # (docs/api.md), with the same answer as JSON batches
+        opt={"body": "multipart/form-data"},
+    )
+    async def upload_documents(
+        self,
+        owner: str,
+        principal: Principal,
+        data: Annotated[FilesIn, Body(media_type=RequestEncodingType.MULTI_PART)],
+        runtime: Runtime,
+    ) -> Accepted:
+        """Upload files (plain text, Markdown, HTML) as documents of one batch.
+
+        Each file becomes a document whose ``source`` is its file name; HTML is reduced to
+        its text with headings kept.
+        """
+        uploads = data.files
         limits = runtime.settings.limits
-        if len(data.documents) > limits.max_batch:
-            raise InvalidInput(f"at most {limits.max_batch} documents a batch")
-        if not USER_ID_RE.fullmatch(data.collection):
-            raise InvalidInput("collection must be 1 to 128 characters of [A-Za-z0-9._:@-]")
-        space = (
-            runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("document")
-        )
-        text_chars = sum(len(d.content) for d in data.documents)
-        # a written item costs 1; a document costs 1 and 1 more each 4,096 characters
-        await runtime.limiter.charge(principal.key_id, len(data.documents) + text_chars // 4096)
-        spec = ChunkSpec(max_tokens=space.chunk_tokens, overlap_tokens=space.chunk_overlap)
-        counter = runtime.token_counter(space)
-        items = await asyncio.to_thread(
-            lambda: [_new_document(d, limits, spec, counter) for d in data.documents]
-        )
-        written = await runtime.as_user(
-            owner, documents.write_documents, owner, space, data.collection, items
-        )
-        await runtime.wakeups.embed(written.jobs)
-        return Accepted(batch_id=written.batch_id, documents=written.documents)
+        if not uploads:
+            raise InvalidInput("send at least one file in the field 'files'")
+        if len(uploads) > limits.max_batch:
+            raise InvalidInput(f"at most {limits.max_batch} files a batch")
+        docs = []
+        for upload in uploads:
+            raw = await upload.read(limits.max_document_bytes + 1)
+            name = upload.filename or "upload"
+            if len(raw) > limits.max_document_bytes:
+                raise InvalidInput(f"{name} is larger than {limits.max_document_bytes} bytes")
+            text, kind = file_text(name, upload.content_type, raw)
+            docs.append(DocumentIn(content=text, title=name, source=name, format=kind))
+        return await _ingest(runtime, owner, principal, docs, data.collection, data.space)
 
     @get("/", responses=ERRORS)
     async def list_documents(
@@ -137,6 +166,33 @@ class BatchController(Controller):
     async def get_batch(self, owner: str, batch_id: UUID, runtime: Runtime) -> Batch:
         """A batch's documents counted by status."""
         return await runtime.as_user(owner, documents.get_batch, owner, batch_id)
+
+
+async def _ingest(
+    runtime: Runtime,
+    owner: str,
+    principal: Principal,
+    docs: list[DocumentIn],
+    collection: str,
+    space_name: str | None,
+) -> Accepted:
+    limits = runtime.settings.limits
+    if len(docs) > limits.max_batch:
+        raise InvalidInput(f"at most {limits.max_batch} documents a batch")
+    if not USER_ID_RE.fullmatch(collection):
+        raise InvalidInput("collection must be 1 to 128 characters of [A-Za-z0-9._:@-]")
+    space = runtime.spaces.get(space_name) if space_name else runtime.spaces.default_for("document")
+    text_chars = sum(len(d.content) for d in docs)
+    # a written item costs 1; a document costs 1 and 1 more each 4,096 characters
+    await runtime.limiter.charge(principal.key_id, len(docs) + text_chars // 4096)
+    spec = ChunkSpec(max_tokens=space.chunk_tokens, overlap_tokens=space.chunk_overlap)
+    counter = runtime.token_counter(space)
+    items = await asyncio.to_thread(lambda: [_new_document(d, limits, spec, counter) for d in docs])
+    written = await runtime.as_user(
+        owner, documents.write_documents, owner, space, collection, items
+    )
+    await runtime.wakeups.embed(written.jobs)
+    return Accepted(batch_id=written.batch_id, documents=written.documents)
 
 
 def _new_document(item: DocumentIn, limits: Limits, spec: ChunkSpec, counter: Any) -> NewDocument:
