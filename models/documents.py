@@ -51,6 +51,7 @@ class Document(msgspec.Struct, frozen=True, kw_only=True):
     chunk_count: int
     space: str
     batch_id: UUID
+    content_sha256: str  # of the content being served, or being embedded to replace it
     created_at: datetime
     updated_at: datetime
 
@@ -91,7 +92,9 @@ _DOCUMENT = f"""
     SELECT d.id, d.user_id, d.title, d.source, d.metadata, d.collection,
            CASE WHEN s.failed > 0 THEN 'failed' WHEN s.pending > 0 THEN 'pending'
                 ELSE 'ready' END AS status,
-           s.error, s.chunks AS chunk_count, d.space, d.batch_id, d.created_at, d.updated_at
+           s.error, s.chunks AS chunk_count, d.space, d.batch_id,
+           encode(coalesce(d.pending_hash, d.content_hash), 'hex') AS content_sha256,
+           d.created_at, d.updated_at
     FROM documents d
     CROSS JOIN LATERAL (
         SELECT count(*) AS chunks,

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 import msgspec
 
@@ -20,6 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("run", help="start everything: embedded servers if needed, API, worker")
     commands.add_parser("api", help="serve the HTTP API (needs the database and Redis URLs)")
     commands.add_parser("worker", help="run an embedding worker (needs the URLs)")
+    ingest = commands.add_parser(
+        "ingest", help="ingest files (text, Markdown, HTML) as documents, with progress"
+    )
+    ingest.add_argument("paths", nargs="+", type=Path, help="files or folders (walked)")
+    ingest.add_argument("--user", required=True, help="the user the documents belong to")
+    ingest.add_argument("--collection", default="default", help="collection (default: default)")
+    ingest.add_argument("--url", help="the API (default: $ENGRAM_URL, else ENGRAM_HOST:PORT)")
+    ingest.add_argument(
+        "--key", help="an API key (default: $ENGRAM_API_KEY, else the admin key file)"
+    )
     migrate = commands.add_parser("migrate", help="migrate the database schema")
     migrate.add_argument("revision", nargs="?", default="head", help="target (default: head)")
     migrate.add_argument("--down", action="store_true", help="downgrade to the revision")
@@ -78,6 +89,22 @@ def _worker(settings: Settings, _: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+
+    from service.ingest import ingest
+
+    url = args.url or os.environ.get("ENGRAM_URL") or f"http://{settings.host}:{settings.port}"
+    key = args.key or os.environ.get("ENGRAM_API_KEY") or settings.admin_key
+    if key is None and settings.admin_key_file.exists():
+        key = settings.admin_key_file.read_text().strip()
+    if key is None:
+        raise ConfigError("give --key or ENGRAM_API_KEY (a key that may act on the user)")
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        return ingest(client, args.paths, user=args.user, collection=args.collection)
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     admin_url = settings.admin_database_url or settings.database_url
     if admin_url is None:
@@ -94,7 +121,13 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "api": _api, "worker": _worker, "migrate": _migrate}
+_COMMANDS = {
+    "run": _run,
+    "api": _api,
+    "worker": _worker,
+    "ingest": _ingest,
+    "migrate": _migrate,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,6 +4,7 @@ ENGRAM_TEST_DATABASE_URL / ENGRAM_TEST_REDIS_URL), the real model, a real dramat
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import psycopg
 import pytest
@@ -146,6 +148,35 @@ def start_worker(servers: Servers, **extra_env: str) -> subprocess.Popen[bytes]:
             raise RuntimeError("worker did not start:\n" + Path(log.name).read_text()[-3000:])
         time.sleep(0.2)
     return process
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_api(servers: Servers, **extra_env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``engram api`` as a process on a free port: (process, its URL)."""
+    port = free_port()
+    env = {**os.environ, **api_env(servers), "ENGRAM_PORT": str(port), **extra_env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "api"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: answers(f"{url}/healthz"), timeout=120, what="the API to start")
+    return process, url
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 60) -> None:

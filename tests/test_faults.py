@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from conftest import (
     ADMIN,
     WORKER_ENV,
     Servers,
+    answers,
+    free_port,
     prepare_database,
     start_worker,
     stop_process,
@@ -236,7 +237,7 @@ def test_an_item_that_keeps_killing_workers_ends_failed(stack, worker):
 
 def test_sigterm_lets_the_api_finish_requests_in_flight(stack):
     """A request in flight when the API gets SIGTERM still gets its answer."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ENGRAM_HOME": str(stack.servers.home),
@@ -254,7 +255,7 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(stack):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(f"{url}/healthz"), timeout=120, what="the API to start")
+        wait_until(lambda: answers(f"{url}/healthz"), timeout=120, what="the API to start")
         with ThreadPoolExecutor(1) as pool:
             body = {"memories": [{"content": "in flight during shutdown"}], "wait": True}
             answer = pool.submit(
@@ -267,16 +268,3 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(stack):
         assert api.wait(timeout=60) in (0, -signal.SIGTERM)
     finally:
         stop_process(api)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -1,0 +1,70 @@
+"""``engram ingest``: a folder in, against a running API and worker, run twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ADMIN, ADMIN_KEY, REPO, Servers, search, start_api, stop_process
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.fixture(scope="module")
+def api_url(servers: Servers) -> Iterator[str]:
+    process, url = start_api(servers)
+    try:
+        yield url
+    finally:
+        stop_process(process)
+
+
+def corpus(root: Path, count: int) -> None:
+    (root / "notes" / "deep").mkdir(parents=True)
+    for i in range(count):
+        (root / "notes" / f"note-{i:03}.txt").write_text(f"Note {i}: bin day {i} is a Tuesday.")
+    (root / "notes" / "deep" / "guide.md").write_text("# Bikes\n\nPump the tyres every week.")
+    (root / "notes" / "deep" / "boiler.html").write_text(
+        "<h1>Boiler</h1><p>Bleed the radiators in autumn.</p>"
+    )
+    (root / "notes" / "photo.png").write_bytes(b"\x89PNG not a document")  # not picked up
+    (root / "notes" / "broken.txt").write_bytes("caf\xe9".encode("latin-1"))  # not UTF-8
+
+
+def ingest(api_url: str, root: Path, user: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENGRAM_URL": api_url, "ENGRAM_API_KEY": ADMIN_KEY}
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "ingest", str(root / "notes"), "--user", user,
+         "--collection", "home"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_folder_is_searchable_after_one_ingest_and_a_second_run_sends_nothing(
+    api_url, tmp_path, client, db
+):
+    user = "ingest-user"
+    corpus(tmp_path, 30)
+    first = ingest(api_url, tmp_path, user)
+    assert "ready 32, failed 0, pending 0, unchanged 0, not ingested 1" in first.stderr, (
+        first.stderr
+    )
+    assert "broken.txt: " in first.stderr and "not UTF-8" in first.stderr
+    assert first.returncode == 1  # one file could not be ingested
+    found = search(client, user, ADMIN, query="when do I bleed the radiators?", k=1)
+    assert "Bleed the radiators" in found[0]["content"]
+    jobs = db.execute("SELECT count(*) FROM embed_state WHERE user_id = %s", [user]).fetchone()
+
+    (tmp_path / "notes" / "note-000.txt").write_text("Note 0: the recycling goes out Friday.")
+    second = ingest(api_url, tmp_path, user)
+    assert "ready 1, failed 0, pending 0, unchanged 31, not ingested 1" in second.stderr, (
+        second.stderr
+    )
+    after = db.execute("SELECT count(*) FROM embed_state WHERE user_id = %s", [user]).fetchone()
+    assert after == jobs  # the changed file replaced its chunk; nothing else was re-embedded
+    found = search(client, user, ADMIN, query="when does the recycling go out?", k=1)
+    assert found[0]["content"] == "Note 0: the recycling goes out Friday."
