@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz soak bench-search bench-spaces lint typecheck clean
+.PHONY: help install run test fuzz soak bench-search bench-spaces bench-ingest lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ bench-search: $(STAMP) ## search recall and latency at 1M vectors (ROWS=100000 t
 
 bench-spaces: $(STAMP) ## vector(1536) vs halfvec(1536) at 100k vectors (ROWS=20000 to run smaller)
 	$(BIN)/python bench/spaces.py --rows $(or $(ROWS),100000)
+
+bench-ingest: $(STAMP) ## documents through the API vs raw encode() (DOCS=200 to run smaller)
+	$(BIN)/python bench/ingest.py --docs $(or $(DOCS),2000)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench

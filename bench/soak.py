@@ -159,7 +159,9 @@ async def run_load(url: str, admin_key: str, *, users: int, seconds: float) -> L
     return load
 
 
-def start_stack(home: Path, port: int) -> tuple[list[subprocess.Popen[bytes]], str, str, list]:
+def start_stack(
+    home: Path, port: int, *, workers: int = 2
+) -> tuple[list[subprocess.Popen[bytes]], str, str, list]:
     postgres, redis = EmbeddedPostgres(home), EmbeddedRedis(home)
     database_url, redis_url = postgres.start(), redis.start()
     schema.upgrade(database_url)
@@ -181,7 +183,7 @@ def start_stack(home: Path, port: int) -> tuple[list[subprocess.Popen[bytes]], s
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        for part in ("api", "worker", "worker")
+        for part in ("api", *["worker"] * workers)
     ]
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -192,8 +194,24 @@ def start_stack(home: Path, port: int) -> tuple[list[subprocess.Popen[bytes]], s
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    time.sleep(10)  # let both workers load the model
+    time.sleep(10)  # let the workers load the model
     return procs, url, database_url, [redis, postgres]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_stack(procs: list[subprocess.Popen[bytes]], servers: list) -> None:
+    """SIGTERM the API and workers, wait for them, then stop the servers."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout=120)
+    for server in servers:
+        server.stop()
 
 
 def main() -> int:
@@ -205,20 +223,12 @@ def main() -> int:
     parser.add_argument("--settle-seconds", type=float, default=300)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="engram-soak-"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    procs, url, database_url, servers = start_stack(home, port)
+    procs, url, database_url, servers = start_stack(home, free_port())
     try:
         load = asyncio.run(run_load(url, "soak-admin", users=args.users, seconds=args.seconds))
         lost = lost_items(database_url, load.accepted, args.settle_seconds)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=120)
-        for server in servers:
-            server.stop()
+        stop_stack(procs, servers)
     items = sum(len(ids) for ids in load.accepted.values())
     print(f"soak: {args.seconds:.0f} s, {args.users} users, 1 API + 2 worker processes")
     for kind, values in load.latencies.items():
