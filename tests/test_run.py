@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from conftest import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,12 +87,6 @@ def home(tmp_path: Path) -> Iterator[Path]:
             proc.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
     port = free_port()
     run = EngramRun(home, port)
@@ -115,6 +109,22 @@ def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
         f"{run.url}/v1/users/alice/search", json={"query": "coffee", "k": 1}, headers=alice
     )
     assert found.json()["results"][0]["content"] == "Alice drinks her coffee black."
+    document = {"title": "notes.md", "content": "# Garden\n\nWater the roses at dawn."}
+    sent = httpx.post(
+        f"{run.url}/v1/users/alice/documents", json={"documents": [document]}, headers=alice
+    )
+    assert sent.status_code == 202
+    batch = f"{run.url}/v1/users/alice/batches/{sent.json()['batch_id']}"
+    wait_until(
+        lambda: httpx.get(batch, headers=alice).json()["status"] == "completed",
+        what="the README's document to be embedded",
+    )
+    found = httpx.post(
+        f"{run.url}/v1/users/alice/search",
+        json={"query": "when to water the roses?", "k": 1, "types": ["chunk"]},
+        headers=alice,
+    )
+    assert "Water the roses at dawn." in found.json()["results"][0]["content"]
     assert httpx.get(f"{run.url}/readyz").status_code == 200
     assert oct((home / "admin.key").stat().st_mode & 0o777) == "0o600"
 
