@@ -273,17 +273,35 @@ async def delete_expired(conn: AsyncConnection, *, limit: int) -> int:
 
     Reads already hide expired memories; this reclaims their rows. Returns how many went.
     """
-    cur = await conn.execute(
+    return await _delete_where(
+        conn,
         """
-        WITH expired AS (
-            SELECT user_id, id FROM memories
-            WHERE expires_at <= now()
-            ORDER BY expires_at
-            LIMIT %(limit)s
-            FOR UPDATE SKIP LOCKED
-        ), gone AS (
-            DELETE FROM memories m USING expired
-            WHERE m.user_id = expired.user_id AND m.id = expired.id
+        SELECT user_id, id FROM memories
+        WHERE expires_at <= now()
+        ORDER BY expires_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+        """,
+        {"limit": limit},
+    )
+
+
+async def delete_session_memories(conn: AsyncConnection, user_id: str, session_id: str) -> int:
+    """Delete every memory of a session, with their jobs and vectors; return how many."""
+    return await _delete_where(
+        conn,
+        "SELECT user_id, id FROM memories WHERE user_id = %(user)s AND session_id = %(session)s",
+        {"user": user_id, "session": session_id},
+    )
+
+
+async def _delete_where(conn: AsyncConnection, chosen: str, params: dict[str, Any]) -> int:
+    """Delete the memories ``chosen`` selects (user_id, id), their jobs and their vectors."""
+    cur = await conn.execute(
+        f"""
+        WITH chosen AS ({chosen}), gone AS (
+            DELETE FROM memories m USING chosen
+            WHERE m.user_id = chosen.user_id AND m.id = chosen.id
             RETURNING m.user_id, m.id
         ), jobs AS (
             DELETE FROM embed_state e USING gone
@@ -293,7 +311,7 @@ async def delete_expired(conn: AsyncConnection, *, limit: int) -> int:
         SELECT 'memory', NULL, user_id, id FROM gone
         UNION ALL SELECT 'job', space, user_id, item_id FROM jobs
         """,
-        {"limit": limit},
+        params,
     )
     rows = await cur.fetchall()
     by_space: dict[str, list[tuple[str, UUID]]] = {}

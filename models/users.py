@@ -21,8 +21,8 @@ class Erased(msgspec.Struct, frozen=True, kw_only=True):
 async def erase_user(
     conn: AsyncConnection, user_id: str, *, spaces: list[str], actor: str
 ) -> Erased:
-    """Delete every memory, document, chunk, embedding job and vector of ``user_id`` in one
-    transaction.
+    """Delete every memory, document, chunk, session, message, embedding job and vector of
+    ``user_id`` in one transaction.
 
     ``spaces`` are the configured ones; spaces the user still has jobs in are added, so a
     vector is never left behind in a space no longer configured. The erasure is audited
@@ -35,6 +35,8 @@ async def erase_user(
         documents = cur.rowcount
         await conn.execute("DELETE FROM chunks WHERE user_id = %s", [user_id])
         await conn.execute("DELETE FROM document_batches WHERE user_id = %s", [user_id])
+        await conn.execute("DELETE FROM messages WHERE user_id = %s", [user_id])
+        await conn.execute("DELETE FROM sessions WHERE user_id = %s", [user_id])
         cur = await conn.execute(
             "WITH gone AS (DELETE FROM embed_state WHERE user_id = %s RETURNING space) "
             "SELECT DISTINCT space FROM gone",

@@ -28,6 +28,7 @@ from service.routes.keys import KeyController
 from service.routes.memories import MemoryController
 from service.routes.meta import HealthController
 from service.routes.search import SearchController
+from service.routes.sessions import SessionController
 from service.routes.spaces import SpaceController
 from service.routes.users import UserController
 from service.runtime import Runtime
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             MemoryController,
             DocumentController,
             BatchController,
+            SessionController,
             SearchController,
             SpaceController,
             UserController,

@@ -1,0 +1,210 @@
+"""Sessions and messages: a conversation kept in order, each message remembered as a memory.
+
+A message becomes a memory of its session (``session_id``, with ``{"role": ...}`` in its
+metadata), so searches and lists of memories find it like any other; the message keeps
+the memory's id. Deleting a session deletes its messages and, unless asked to keep them,
+every memory of the session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from models import memories
+from models.cursors import decode_cursor, encode_cursor
+from models.errors import Conflict, InvalidInput, NotFound
+from models.jobs import Job
+from models.spaces import Space
+from models.types import NewMemory
+
+Role = Literal["user", "assistant", "system"]
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    user_id: str
+    title: str | None
+    metadata: dict[str, Any]
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class NewSession(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    title: str | None
+    metadata: dict[str, Any]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    session_id: str
+    seq: int
+    role: Role
+    content: str
+    memory_id: UUID | None
+    created_at: datetime
+
+
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
+    role: Role
+    content: str
+
+
+_SESSION = """
+    SELECT s.id, s.user_id, s.title, s.metadata, s.created_at, s.updated_at,
+           (SELECT count(*) FROM messages m
+            WHERE m.user_id = s.user_id AND m.session_id = s.id) AS message_count
+    FROM sessions s
+"""
+_MESSAGE = "SELECT id, session_id, seq, role, content, memory_id, created_at FROM messages"
+
+
+async def create_session(conn: AsyncConnection, user_id: str, new: NewSession) -> Session:
+    """Create a session; the same id with the same title and metadata is a no-op."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO sessions (user_id, id, title, metadata) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (user_id, id) DO NOTHING",
+            [user_id, new.id, new.title, Jsonb(new.metadata)],
+        )
+        session = await get_session(conn, user_id, new.id)
+    if (session.title, session.metadata) != (new.title, new.metadata):
+        raise Conflict(f"session {new.id} already exists with another title or metadata")
+    return session
+
+
+async def get_session(conn: AsyncConnection, user_id: str, session_id: str) -> Session:
+    async with conn.cursor(row_factory=class_row(Session)) as cur:
+        await cur.execute(f"{_SESSION} WHERE s.user_id = %s AND s.id = %s", [user_id, session_id])
+        found = await cur.fetchone()
+    if found is None:
+        raise NotFound(f"session {session_id} not found")
+    return found
+
+
+async def list_sessions(
+    conn: AsyncConnection, user_id: str, *, limit: int, cursor: str | None = None
+) -> tuple[list[Session], str | None]:
+    """Sessions, newest first, and the cursor of the next page (None at the end)."""
+    after_at, after_id = None, None
+    if cursor:
+        at, after_id = decode_cursor(cursor, parts=2)
+        try:
+            after_at = datetime.fromisoformat(at)
+        except ValueError:
+            raise InvalidInput("invalid cursor") from None
+    async with conn.cursor(row_factory=class_row(Session)) as cur:
+        await cur.execute(
+            f"""{_SESSION}
+            WHERE s.user_id = %(user)s
+              AND (%(at)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(at)s, %(id)s))
+            ORDER BY s.created_at DESC, s.id DESC LIMIT %(limit)s""",
+            {"user": user_id, "at": after_at, "id": after_id, "limit": limit + 1},
+        )
+        rows = await cur.fetchall()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.created_at.isoformat(), last.id)
+
+
+async def add_messages(
+    conn: AsyncConnection,
+    user_id: str,
+    session_id: str,
+    space: Space,
+    new: list[NewMessage],
+) -> tuple[list[Message], list[Job]]:
+    """Append messages in order and remember each as a memory of the session."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT 1 FROM sessions WHERE user_id = %s AND id = %s FOR UPDATE",
+            [user_id, session_id],
+        )
+        if await cur.fetchone() is None:  # the lock also keeps concurrent appends in order
+            raise NotFound(f"session {session_id} not found")
+        written = await memories.insert_memories(
+            conn,
+            user_id,
+            space,
+            [
+                NewMemory(
+                    id=uuid4(),
+                    content=m.content,
+                    metadata={"role": m.role},
+                    session_id=session_id,
+                    importance=None,
+                    ttl_seconds=None,
+                )
+                for m in new
+            ],
+        )
+        cur = await conn.execute(
+            """
+            INSERT INTO messages (user_id, session_id, seq, id, role, content, memory_id)
+            SELECT %(user)s, %(session)s,
+                   (SELECT coalesce(max(seq), 0) FROM messages
+                    WHERE user_id = %(user)s AND session_id = %(session)s) + n.ord,
+                   gen_random_uuid(), n.role, n.content, n.memory_id
+            FROM unnest(%(roles)s::text[], %(contents)s::text[], %(memories)s::uuid[])
+                 WITH ORDINALITY AS n(role, content, memory_id, ord)
+            RETURNING seq
+            """,
+            {
+                "user": user_id,
+                "session": session_id,
+                "roles": [m.role for m in new],
+                "contents": [m.content for m in new],
+                "memories": [m.id for m in written.memories],
+            },
+        )
+        seqs = [row[0] for row in await cur.fetchall()]
+        await conn.execute(
+            "UPDATE sessions SET updated_at = now() WHERE user_id = %s AND id = %s",
+            [user_id, session_id],
+        )
+        async with conn.cursor(row_factory=class_row(Message)) as rows:
+            await rows.execute(
+                f"{_MESSAGE} WHERE user_id = %s AND session_id = %s AND seq = ANY(%s) ORDER BY seq",
+                [user_id, session_id, seqs],
+            )
+            messages = await rows.fetchall()
+    return messages, written.jobs
+
+
+async def list_messages(
+    conn: AsyncConnection, user_id: str, session_id: str, *, limit: int, after: int = 0
+) -> list[Message]:
+    """The session's messages in order, from after the message numbered ``after``."""
+    await get_session(conn, user_id, session_id)
+    async with conn.cursor(row_factory=class_row(Message)) as cur:
+        await cur.execute(
+            f"{_MESSAGE} WHERE user_id = %s AND session_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            [user_id, session_id, after, limit],
+        )
+        return await cur.fetchall()
+
+
+async def delete_session(
+    conn: AsyncConnection, user_id: str, session_id: str, *, keep_memories: bool
+) -> None:
+    """Delete the session and its messages, and (unless kept) every memory of it."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM sessions WHERE user_id = %s AND id = %s", [user_id, session_id]
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"session {session_id} not found")
+        await conn.execute(
+            "DELETE FROM messages WHERE user_id = %s AND session_id = %s", [user_id, session_id]
+        )
+        if not keep_memories:
+            await memories.delete_session_memories(conn, user_id, session_id)

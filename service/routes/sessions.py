@@ -1,0 +1,139 @@
+"""Sessions (chat memory): create and list them, append and read messages, delete one."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, delete, get, post
+from litestar.params import Parameter
+
+from models import sessions
+from models.errors import InvalidInput
+from models.sessions import Message, NewMessage, NewSession, Role, Session
+from models.types import Principal
+from models.validation import check_content, check_metadata, check_session_id
+from service.errors import ERRORS
+from service.runtime import Runtime
+
+
+class SessionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str | None = None
+    title: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class SessionList(msgspec.Struct, kw_only=True):
+    sessions: list[Session]
+    next_cursor: str | None = None
+
+
+class MessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    role: Role
+    content: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class AddMessages(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    messages: Annotated[list[MessageIn], msgspec.Meta(min_length=1)]
+
+
+class MessageList(msgspec.Struct, kw_only=True):
+    messages: list[Message]
+
+
+class SessionController(Controller):
+    path = "/v1/users/{user_id:str}/sessions"
+    tags = ["sessions"]
+
+    @post("/", status_code=201, responses=ERRORS)
+    async def create_session(
+        self, owner: str, principal: Principal, data: SessionIn, runtime: Runtime
+    ) -> Session:
+        """Create a session; the same id with the same title and metadata is a no-op."""
+        if data.title is not None and "\x00" in data.title:
+            raise InvalidInput("title must not contain NUL characters")
+        new = NewSession(
+            id=check_session_id(data.id) or str(uuid.uuid4()),
+            title=data.title,
+            metadata=check_metadata(data.metadata, runtime.settings.limits),
+        )
+        await runtime.limiter.charge(principal.key_id, 1)
+        return await runtime.as_user(owner, sessions.create_session, owner, new)
+
+    @get("/", responses=ERRORS)
+    async def list_sessions(
+        self,
+        owner: str,
+        runtime: Runtime,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        cursor: str | None = None,
+    ) -> SessionList:
+        """Sessions, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
+        rows, next_cursor = await runtime.as_user(
+            owner, sessions.list_sessions, owner, limit=limit, cursor=cursor
+        )
+        return SessionList(sessions=rows, next_cursor=next_cursor)
+
+    @get("/{session_id:str}", responses=ERRORS)
+    async def get_session(self, owner: str, session_id: str, runtime: Runtime) -> Session:
+        """One session, with its number of messages."""
+        return await runtime.as_user(owner, sessions.get_session, owner, _id(session_id))
+
+    @post("/{session_id:str}/messages", status_code=201, responses=ERRORS)
+    async def add_messages(
+        self,
+        owner: str,
+        principal: Principal,
+        session_id: str,
+        data: AddMessages,
+        runtime: Runtime,
+    ) -> MessageList:
+        """Append messages in order; each is remembered as a memory of the session."""
+        limits = runtime.settings.limits
+        if len(data.messages) > limits.max_batch:
+            raise InvalidInput(f"at most {limits.max_batch} messages a request")
+        new = [
+            NewMessage(role=m.role, content=check_content(m.content, limits)) for m in data.messages
+        ]
+        await runtime.limiter.charge(principal.key_id, len(new))
+        space = runtime.spaces.default_for("memory")
+        added, jobs = await runtime.as_user(
+            owner, sessions.add_messages, owner, _id(session_id), space, new
+        )
+        await runtime.wakeups.embed(jobs)
+        return MessageList(messages=added)
+
+    @get("/{session_id:str}/messages", responses=ERRORS)
+    async def list_messages(
+        self,
+        owner: str,
+        session_id: str,
+        runtime: Runtime,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        after: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> MessageList:
+        """Messages in order; ``after`` is the ``seq`` of the last message already read."""
+        found = await runtime.as_user(
+            owner, sessions.list_messages, owner, _id(session_id), limit=limit, after=after
+        )
+        return MessageList(messages=found)
+
+    @delete("/{session_id:str}", status_code=204, responses=ERRORS)
+    async def delete_session(
+        self, owner: str, session_id: str, runtime: Runtime, keep_memories: bool = False
+    ) -> None:
+        """Delete the session and its messages, and its memories unless ``keep_memories``."""
+        await runtime.as_user(
+            owner,
+            sessions.delete_session,
+            owner,
+            _id(session_id),
+            keep_memories=keep_memories,
+        )
+
+
+def _id(session_id: str) -> str:
+    checked = check_session_id(session_id)
+    assert checked is not None
+    return checked
