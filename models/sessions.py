@@ -193,6 +193,19 @@ async def list_messages(
         return await cur.fetchall()
 
 
+async def latest_messages(
+    conn: AsyncConnection, user_id: str, session_id: str, *, limit: int
+) -> list[Message]:
+    """The session's last ``limit`` messages, newest first."""
+    await get_session(conn, user_id, session_id)
+    async with conn.cursor(row_factory=class_row(Message)) as cur:
+        await cur.execute(
+            f"{_MESSAGE} WHERE user_id = %s AND session_id = %s ORDER BY seq DESC LIMIT %s",
+            [user_id, session_id, limit],
+        )
+        return await cur.fetchall()
+
+
 async def delete_session(
     conn: AsyncConnection, user_id: str, session_id: str, *, keep_memories: bool
 ) -> None:

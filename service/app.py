@@ -22,6 +22,7 @@ from service.auth import provide_admin, provide_owner, provide_principal, provid
 from service.errors import EXCEPTION_HANDLERS
 from service.ratelimit import RateLimiter
 from service.routes.audit import AuditController
+from service.routes.context import ContextController
 from service.routes.documents import BatchController, DocumentController
 from service.routes.jobs import JobController
 from service.routes.keys import KeyController
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             DocumentController,
             BatchController,
             SessionController,
+            ContextController,
             SearchController,
             SpaceController,
             UserController,

@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import search, wait_until
 
+from models.chunking import hf_token_counter
+
 pytestmark = pytest.mark.usefixtures("worker")
 
 TURNS = [
@@ -120,3 +122,46 @@ def test_deleting_a_session_drops_its_memories_unless_kept(client, new_user, db,
     if not keep:
         jobs = db.execute("SELECT count(*) FROM embed_state WHERE user_id = %s", [user]).fetchone()
         assert jobs == (1,)  # the unrelated memory's only
+
+
+def test_context_packs_relevant_memories_and_latest_turns_within_the_budget(
+    client, new_user, embedder
+):
+    user, headers = new_user()
+    add = {"memories": [
+        {"content": "Alice is allergic to peanuts."},
+        {"content": "Alice's sister lives in Porto."},
+        {"content": "Alice drives a red bicycle to work."},
+    ], "wait": True}  # fmt: skip
+    assert client.post(f"/v1/users/{user}/memories", json=add, headers=headers).status_code == 200
+    session = open_session(client, user, headers)
+    base = f"/v1/users/{user}/sessions/{session['id']}"
+    client.post(f"{base}/messages", json={"messages": TURNS}, headers=headers)
+    wait_until(
+        lambda: all(
+            m["status"] == "ready"
+            for m in client.get(f"/v1/users/{user}/memories", headers=headers).json()["memories"]
+        )
+    )
+    url = f"/v1/users/{user}/context"
+    body = {"query": "Suggest a restaurant for dinner in Porto", "session_id": session["id"]}
+    context = client.post(url, json={**body, "max_tokens": 400}, headers=headers).json()
+    count = hf_token_counter(embedder.tokenizer)
+    assert context["tokens"] == count(context["text"]) <= 400
+    # every turn, in the order said, and the memories not already among them
+    assert [m["seq"] for m in context["messages"]] == [1, 2, 3]
+    contents = [m["content"] for m in context["memories"]]
+    assert "Alice's sister lives in Porto." in contents
+    assert not set(contents) & {t["content"] for t in TURNS}  # deduplicated
+    assert context["text"].startswith("Relevant memories:\n- ")
+    assert context["text"].endswith("user: Yes, and I'm vegetarian.")
+
+    small = client.post(url, json={**body, "max_tokens": 40}, headers=headers).json()
+    assert small["tokens"] <= 40
+    assert small["messages"][-1]["seq"] == 3  # the latest turn comes first
+    assert len(small["messages"]) + len(small["memories"]) < 6
+    no_session = client.post(url, json={"query": "peanuts?"}, headers=headers).json()
+    assert no_session["messages"] == []
+    assert no_session["memories"][0]["content"] == "Alice is allergic to peanuts."
+    too_small = client.post(url, json={**body, "max_tokens": 5}, headers=headers)
+    assert too_small.status_code == 422

@@ -1,0 +1,125 @@
+"""Context for the next prompt: relevant memories and the latest messages, within a budget.
+
+The packing order (docs/api.md): the latest messages of the session first, newest back,
+until half the budget is used; then memories by relevance until the budget is full; then,
+if room is left, older messages. A memory that is one of the packed messages, or whose
+text is already packed, is left out. The text lists the memories, then the messages in
+the order they were said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from psycopg import AsyncConnection
+
+from models import sessions
+from models.chunking import TokenCounter
+from models.search import SearchQuery, search
+from models.sessions import Message
+from models.spaces import Space
+from models.types import SearchHit
+
+LATEST_MESSAGES = 200  # the most messages of a session considered
+MEMORIES_HEADER = "Relevant memories:"
+MESSAGES_HEADER = "Recent conversation:"
+
+
+class ContextMemory(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    content: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    text: str  # ready to paste into a prompt
+    tokens: int  # of ``text``, by the embedding model's tokenizer
+    max_tokens: int
+    memories: list[ContextMemory]  # by relevance
+    messages: list[Message]  # in the order they were said
+
+
+def pack(
+    hits: Sequence[SearchHit],
+    latest: Sequence[Message],
+    *,
+    max_tokens: int,
+    count: TokenCounter,
+) -> Context:
+    """``hits`` best first; ``latest`` newest first."""
+    budget = max_tokens - count(MEMORIES_HEADER) - count(MESSAGES_HEADER)
+    used = 0
+    messages: list[Message] = []
+    memories: list[SearchHit] = []
+
+    def fits(line: str) -> bool:
+        nonlocal used
+        cost = count(line)
+        if used + cost > budget:
+            return False
+        used += cost
+        return True
+
+    remaining = list(latest)
+    while remaining and used < budget // 2 and fits(_line(remaining[0])):
+        messages.append(remaining.pop(0))
+    packed_ids = {m.memory_id for m in messages}
+    packed_texts = {m.content for m in messages}
+    for hit in hits:
+        if hit.id in packed_ids or hit.content in packed_texts:
+            continue
+        if fits(f"- {hit.content}"):
+            memories.append(hit)
+            packed_texts.add(hit.content)
+    while remaining and fits(_line(remaining[0])):
+        messages.append(remaining.pop(0))
+    messages.reverse()  # as they were said
+
+    sections = []
+    if memories:
+        sections.append("\n".join([MEMORIES_HEADER, *(f"- {h.content}" for h in memories)]))
+    if messages:
+        sections.append("\n".join([MESSAGES_HEADER, *(_line(m) for m in messages)]))
+    text = "\n\n".join(sections)
+    return Context(
+        text=text,
+        tokens=count(text) if text else 0,
+        max_tokens=max_tokens,
+        memories=[
+            ContextMemory(id=h.id, content=h.content, score=h.score, metadata=h.metadata)
+            for h in memories
+        ],
+        messages=messages,
+    )
+
+
+async def build_context(
+    conn: AsyncConnection,
+    space: Space,
+    user_id: str,
+    query: SearchQuery,
+    *,
+    session_id: str | None,
+    max_tokens: int,
+    count: TokenCounter,
+    exact_max_rows: int,
+    ef_search: int,
+) -> Context:
+    """Search the user's memories and read the session's latest messages, then pack them."""
+    hits = await search(
+        conn, space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search
+    )
+    latest = (
+        await sessions.latest_messages(conn, user_id, session_id, limit=LATEST_MESSAGES)
+        if session_id
+        else []
+    )
+    return pack(hits, latest, max_tokens=max_tokens, count=count)
+
+
+def _line(message: Message) -> str:
+    return f"{message.role}: {message.content}"

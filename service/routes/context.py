@@ -1,0 +1,60 @@
+"""Context for the next prompt: the user's relevant memories and the session's latest turns."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, post
+
+from models.context import Context, build_context
+from models.search import SearchQuery
+from models.types import Principal
+from models.validation import check_content, check_session_id
+from service.errors import ERRORS
+from service.routes.search import TEXT_QUERY_COST
+from service.runtime import Runtime
+
+
+class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    query: Annotated[str, msgspec.Meta(min_length=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=32, le=100_000)] = 1000
+    session_id: str | None = None
+    k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20  # memories considered
+    threshold: Annotated[float, msgspec.Meta(ge=-1, le=1)] | None = None
+
+
+class ContextController(Controller):
+    path = "/v1/users/{user_id:str}/context"
+    tags = ["sessions"]
+
+    @post("/", status_code=200, responses=ERRORS)
+    async def context(
+        self, owner: str, principal: Principal, data: ContextIn, runtime: Runtime
+    ) -> Context:
+        """The most relevant memories and the session's latest messages, packed within
+        ``max_tokens`` (docs/api.md gives the order), as text ready for a prompt."""
+        limits = runtime.settings.limits
+        text = check_content(data.query, limits, field="query")
+        session_id = check_session_id(data.session_id)
+        await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
+        space = runtime.spaces.default_for("memory")
+        query = SearchQuery(
+            vector=await runtime.embed_query(space, text),
+            k=data.k,
+            text=text,
+            threshold=data.threshold,
+            types=("memory",),
+        )
+        return await runtime.as_user(
+            owner,
+            build_context,
+            space,
+            owner,
+            query,
+            session_id=session_id,
+            max_tokens=data.max_tokens,
+            count=runtime.token_counter(space),
+            exact_max_rows=runtime.settings.exact_search_max_rows,
+            ef_search=runtime.settings.hnsw_ef_search,
+        )
