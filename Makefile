@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz soak bench-search bench-spaces bench-ingest lint typecheck clean
+.PHONY: help install run test fuzz soak bench-search bench-spaces bench-ingest bench-encoders lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ bench-spaces: $(STAMP) ## vector(1536) vs halfvec(1536) at 100k vectors (ROWS=20
 
 bench-ingest: $(STAMP) ## documents through the API vs raw encode() (DOCS=200 to run smaller)
 	$(BIN)/python bench/ingest.py --docs $(or $(DOCS),2000)
+
+bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agreement (TEXTS=500 smaller)
+	$(BIN)/pip install -q onnxruntime==1.31.1 onnx==1.23.2
+	$(BIN)/python bench/encoders.py --texts $(or $(TEXTS),2000)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench
