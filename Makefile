@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install run test fuzz soak bench-search bench-spaces bench-ingest bench-encoders lint typecheck clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # torch is installed first and pinned: the CPU build lies on this machine's disk, and an
 # unpinned resolver would pull a CUDA build of several GB through sentence-transformers.

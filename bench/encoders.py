@@ -373,7 +373,7 @@ def conclusion(results: dict[str, dict[str, dict[str, float]]]) -> str:
         "**Offer `onnx` (fp32) as an opt-in backend, not int8.** In this run fp32 ONNX Runtime "
         f"gave torch's vectors (cosine at least {fp32_cos:.7f}) and torch's top 10 for "
         f"{fp32_same:.0%} of queries on both corpora. It encoded chunks "
-        f"{span('onnx', 'texts_speedup')}x as fast as torch, little for ingest, but single queries "
+        f"{span('onnx', 'texts_speedup')}x as fast as torch, modest for ingest, but single queries "
         f"{span('onnx', 'queries_speedup')}x as fast ({1000 / torch['queries_per_s']:.1f} ms "
         f"to {1000 / doc['onnx']['queries_per_s']:.1f} ms a query on real text), and query "
         "embedding is on the search path. torch on one thread ran queries at "
