@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from litestar import Controller, delete, get, post
@@ -46,12 +47,12 @@ class SpaceController(Controller):
     @get("/", responses=ERRORS)
     async def list_spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceOut]:
         """The embedding spaces, what each is the default for, and how full each is."""
-        return [await _describe(runtime, principal, s) for s in runtime.spaces.all()]
+        return await _describe(runtime, principal, runtime.spaces.all())
 
     @get("/{name:str}", responses=ERRORS)
     async def get_space(self, principal: Principal, name: str, runtime: Runtime) -> SpaceOut:
         """One space, with its counts and fill progress."""
-        return await _describe(runtime, principal, runtime.spaces.get(name))
+        return (await _describe(runtime, principal, [runtime.spaces.get(name)]))[0]
 
     @post("/{name:str}/backfill", status_code=202, responses=ERRORS)
     async def backfill(self, admin: Principal, name: str, runtime: Runtime) -> SpaceOut:
@@ -63,7 +64,7 @@ class SpaceController(Controller):
         space = runtime.spaces.get(name)
         await runtime.across_users(jobs.request_fill, space.name, actor=admin.key_id)
         await runtime.wakeups.fill(space.name)
-        return await _describe(runtime, admin, space)
+        return (await _describe(runtime, admin, [space]))[0]
 
     @delete("/{name:str}", status_code=200, responses=ERRORS)
     async def drop(self, admin: Principal, name: str, runtime: Runtime) -> Dropped:
@@ -80,21 +81,18 @@ class SpaceController(Controller):
         return Dropped(name=name, vectors=vectors)
 
 
-async def _describe(runtime: Runtime, principal: Principal, space: Space) -> SpaceOut:
+async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space]) -> list[SpaceOut]:
+    """The spaces with their counts and fills, each read once for all of them."""
     if principal.user_id is None:
         counts = await runtime.across_users(jobs.space_counts)
     else:
         counts = await runtime.as_user(principal.user_id, jobs.space_counts)
     fills = await runtime.across_users(jobs.fill_progress)
-    space_counts = counts.get(space.name, SpaceCounts())
-    fill = None
-    if space.name in fills:
-        filled_at = fills[space.name]["filled_at"]
-        fill = Fill(
-            requested_at=fills[space.name]["requested_at"],
-            filled_at=filled_at,
-            complete=filled_at is not None and space_counts.pending == 0,
-        )
+    return [_space_out(space, counts.get(space.name, SpaceCounts()), fills.get(space.name))
+            for space in spaces]  # fmt: skip
+
+
+def _space_out(space: Space, counts: SpaceCounts, fill: dict[str, Any] | None) -> SpaceOut:
     return SpaceOut(
         name=space.name,
         dims=space.dims,
@@ -103,6 +101,12 @@ async def _describe(runtime: Runtime, principal: Principal, space: Space) -> Spa
         default_for=list(space.default_for),
         storage=space.storage,
         max_input_tokens=space.max_input_tokens,
-        counts=space_counts,
-        fill=fill,
+        counts=counts,
+        fill=None
+        if fill is None
+        else Fill(
+            requested_at=fill["requested_at"],
+            filled_at=fill["filled_at"],
+            complete=fill["filled_at"] is not None and counts.pending == 0,
+        ),
     )
