@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     # The embedding model ships inside a Python package: never reach for the Hub at runtime.
     HF_HUB_OFFLINE=1 \
-    ENGRAM_HOME=/var/lib/engram
+    ENGRAM_HOME=/var/lib/engram \
+    ENGRAM_MODEL_CACHE=/opt/engram/model-cache
 
 # torch first, from the CPU index: installed later by the project's resolver it would pull
 # a multi-GB CUDA build. Its own layer, so code changes do not reinstall it.
@@ -20,6 +21,9 @@ COPY worker/ worker/
 COPY models/ models/
 COPY migrations/ migrations/
 RUN pip install . && rm -rf /src
+# Export the model to ONNX once, at build time: containers start without exporting.
+RUN python -c "from models.embedding import LocalEmbedder; from models.settings import Settings; \
+from models.spaces import MINILM_384; LocalEmbedder(MINILM_384, Settings.from_env().encoder).load()"
 
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/engram engram
 USER engram

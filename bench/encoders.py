@@ -42,62 +42,20 @@ from typing import Any
 
 import numpy as np
 from ingest import corpus
+from sections import write_section
 
 from models.embedding import LocalEmbedder, bundled_model_path
+from models.onnx_encoder import OnnxEncoder, exported_model
+from models.settings import EncoderOptions
 from models.spaces import MINILM_384
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BATCH = 64
-MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 K = 10
 # torch on one thread, for queries only: isolates what threads cost a single short text
 QUERIES_ONLY = {"torch-1t"}
 
 Encode = Callable[[Sequence[str]], np.ndarray]
-
-
-def export_onnx(model_path: str, out: Path) -> Path:
-    """Trace the local PyTorch weights to ONNX (fp32, dynamic batch and sequence axes)."""
-    import torch
-    from transformers import AutoModel
-
-    class LastHiddenState(torch.nn.Module):
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, ids: Any, mask: Any, types: Any) -> Any:
-            out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types)
-            return out.last_hidden_state
-
-    # eager attention traces to the pattern that ONNX Runtime's fusions recognise
-    model = AutoModel.from_pretrained(
-        model_path, attn_implementation="eager", local_files_only=True
-    )
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    path = out / "model.onnx"
-    # eval() on the wrapper: export restores the wrapper's mode, and with it the model's
-    torch.onnx.export(
-        LastHiddenState(model).eval(),
-        tuple(torch.ones((2, 8), dtype=torch.int64) for _ in names),
-        str(path),
-        dynamo=False,
-        input_names=names,
-        output_names=["last_hidden_state"],
-        dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]},
-        opset_version=17,
-    )
-    return path
-
-
-def fuse(model_file: Path) -> Path:
-    """ONNX Runtime's offline BERT fusions (attention, skip layer norm, bias gelu)."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    path = model_file.with_name("model_fused.onnx")
-    optimized = optimize_model(str(model_file), model_type="bert", num_heads=12, hidden_size=384)
-    optimized.save_model_to_file(str(path))
-    return path
 
 
 def quantize(model_file: Path) -> Path:
@@ -118,37 +76,9 @@ def quantize(model_file: Path) -> Path:
 
 
 def onnx_encoder(model_file: Path, model_path: str) -> Encode:
-    """Tokenise, run, mean-pool over the mask and L2-normalise, as sentence-transformers does."""
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
-    tokenizer.enable_truncation(MAX_TOKENS)  # the file itself says 128, with fixed padding
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1  # as torch's default
-    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-
-    def batch(texts: Sequence[str]) -> np.ndarray:
-        encodings = tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = session.run(None, feed)[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return np.asarray(pooled / norms, dtype=np.float32)
-
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        order = np.argsort([-len(text) for text in texts], kind="stable")  # less padding
-        ordered = [texts[i] for i in order]
-        parts = [batch(ordered[start : start + BATCH]) for start in range(0, len(texts), BATCH)]
-        vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-        vectors[order] = np.concatenate(parts)
-        return vectors
-
-    return encode
+    """The service's ONNX backend (``models/onnx_encoder.py``) on ``model_file``."""
+    encoder = OnnxEncoder(model_file, model_path)
+    return functools.partial(encoder.encode, batch_size=BATCH)
 
 
 def torch_encoder(threads: int | None = None) -> Encode:
@@ -157,7 +87,7 @@ def torch_encoder(threads: int | None = None) -> Encode:
         import torch
 
         torch.set_num_threads(threads)
-    embedder = LocalEmbedder(MINILM_384, batch_size=BATCH)
+    embedder = LocalEmbedder(MINILM_384, EncoderOptions(batch_size=BATCH, backend="torch"))
     embedder.load()
     return embedder.encode
 
@@ -280,13 +210,13 @@ def build(out: Path) -> tuple[dict[str, Callable[[], Encode]], dict[str, Any]]:
     """Each variant's encoder factory, and what making the ONNX files took."""
     model_path = bundled_model_path()
     started = time.perf_counter()
-    fused = fuse(export_onnx(model_path, out))
+    fused = exported_model(model_path, out)
     exported = time.perf_counter()
     int8 = quantize(fused)
     info = {
         "export_and_fuse_s": round(exported - started, 1),
         "quantize_s": round(time.perf_counter() - exported, 1),
-        "megabytes": {p.name: round(p.stat().st_size / 2**20, 1) for p in out.glob("*.onnx")},
+        "megabytes": {p.name: round(p.stat().st_size / 2**20, 1) for p in out.rglob("*.onnx")},
     }
     factories: dict[str, Callable[[], Encode]] = {
         "torch": torch_encoder,
@@ -370,7 +300,8 @@ def conclusion(results: dict[str, dict[str, dict[str, float]]]) -> str:
     fp32_same = min(gen["onnx"]["identical_top_10"], doc["onnx"]["identical_top_10"])
     int8, torch, t1 = doc["onnx-int8"], doc["torch"], doc["torch-1t"]
     return (
-        "**Offer `onnx` (fp32) as an opt-in backend, not int8.** In this run fp32 ONNX Runtime "
+        "**`onnx` (fp32) is the default backend; int8 is not offered.** In this run fp32 ONNX "
+        "Runtime "
         f"gave torch's vectors (cosine at least {fp32_cos:.7f}) and torch's top 10 for "
         f"{fp32_same:.0%} of queries on both corpora. It encoded chunks "
         f"{span('onnx', 'texts_speedup')}x as fast as torch, modest for ingest, but single queries "
@@ -391,11 +322,12 @@ def conclusion(results: dict[str, dict[str, dict[str, float]]]) -> str:
         "all made by it, never one whose vectors torch made. Caveats: sentence-transformers' "
         '`backend="onnx"` cannot be installed here (it needs optimum-onnx, whose only release '
         "requires transformers < 4.58, while sentence-transformers 6 requires transformers >= 5),"
-        " so the backend calls ONNX Runtime directly (tokenizers, mean pooling and normalising, "
-        "as in `bench/encoders.py`) and exports through torch's TorchScript exporter "
-        "(`dynamo=False`, deprecated upstream); it adds onnxruntime (a 24 MB wheel) and, for "
-        "export, fusion and quantising, onnx; export and fusion should happen once into "
-        "ENGRAM_HOME, not at every boot. Generated paragraphs are not retrievable by their own "
+        " so the backend (`models/onnx_encoder.py`, which this benchmark runs) calls ONNX "
+        "Runtime directly (tokenizers, mean pooling and normalising) and exports through "
+        "torch's TorchScript exporter (`dynamo=False`, deprecated upstream); it adds "
+        "onnxruntime (a 24 MB wheel) and onnx; export and fusion happen once, into "
+        "ENGRAM_MODEL_CACHE, not at every boot. Generated paragraphs are not retrievable by "
+        "their own "
         f"queries (source in top 10: {gen['torch']['source_in_top_10']:.2f}): read their rows "
         "as speed and agreement under near-ties only."
     )
@@ -403,24 +335,15 @@ def conclusion(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 def write_docs(result: dict[str, Any]) -> None:
     """The section of docs/benchmarks.md between its markers, before bench-spaces."""
-    section = "\n\n".join(
+    body = "\n\n".join(
         [
-            "<!-- bench-encoders -->\n## Encoder backends: torch vs ONNX Runtime",
+            "## Encoder backends: torch vs ONNX Runtime",
             conditions(result),
             table(result["results"]),
             conclusion(result["results"]),
-            "<!-- /bench-encoders -->",
         ]
     )
-    path = DOCS / "benchmarks.md"
-    text = path.read_text()
-    if "<!-- bench-encoders -->" in text:
-        head, rest = text.split("<!-- bench-encoders -->", 1)
-        text = head + section + rest.split("<!-- /bench-encoders -->", 1)[1]
-    else:
-        head, rest = text.split("<!-- bench-spaces -->", 1)
-        text = head + section + "\n\n<!-- bench-spaces -->" + rest
-    path.write_text(text)
+    write_section("encoders", body + "\n", before="<!-- bench-spaces -->")
 
 
 def main() -> int:

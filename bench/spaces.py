@@ -31,6 +31,7 @@ import psycopg
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from sections import write_section
 
 from service.embedded import EmbeddedPostgres
 
@@ -48,9 +49,6 @@ SPACES = {
     "vector": ("vector(1536)", "vector_cosine_ops"),
     "halfvec": ("halfvec(1536)", "halfvec_cosine_ops"),
 }
-MARKER = "<!-- bench-spaces -->"
-END_MARKER = "<!-- /bench-spaces -->"
-SEARCH_MARKER = "<!-- bench-search -->"  # bench/search.py rewrites everything after it
 
 
 class Corpus:
@@ -280,19 +278,7 @@ def _with_unit(setting: str, unit: str | None) -> str:
 
 def write_report(results: dict[str, Any]) -> None:
     (ROOT / "docs" / "benchmarks-spaces.json").write_text(json.dumps(results, indent=2) + "\n")
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    section = MARKER + "\n" + "\n".join(report_lines(results)) + "\n" + END_MARKER + "\n"
-    if MARKER in text:  # replace our section, keep everything around it
-        before, rest = text.split(MARKER, 1)
-        after = rest.split(END_MARKER, 1)[1].lstrip("\n") if END_MARKER in rest else ""
-        text = before + section + ("\n" + after if after else "")
-    elif SEARCH_MARKER in text:  # above bench/search.py's part, which it rewrites whole
-        before, after = text.split(SEARCH_MARKER, 1)
-        text = before.rstrip() + "\n\n" + section + "\n" + SEARCH_MARKER + after
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
+    write_section("spaces", "\n".join(report_lines(results)))
 
 
 def report_lines(results: dict[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     """Input limits of the HTTP API (each one documented in docs/api.md)."""
 
     max_body_bytes: int = 10 * 1024 * 1024
+    max_import_bytes: int = 100 * 1024 * 1024  # an import's body (an export, vectors included)
     max_batch: int = 1000
     max_content_chars: int = 32_000
     max_document_bytes: int = 5 * 1024 * 1024
@@ -23,6 +24,27 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_metadata_depth: int = 5
     max_k: int = 100
     max_page: int = 100
+
+
+class EncoderOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How the local model (the minilm-384 space) runs: its weights, backend and batches."""
+
+    model_path: str | None = None  # None: the bundled all-MiniLM-L6-v2
+    batch_size: int = 64
+    # "onnx": ONNX Runtime on a graph exported once into ``cache_dir``; "torch": PyTorch
+    backend: str = "onnx"
+    cache_dir: Path = msgspec.field(default_factory=lambda: default_model_cache(os.environ))
+
+
+ENCODER_BACKENDS = ("onnx", "torch")
+
+
+def default_model_cache(env: Mapping[str, str]) -> Path:
+    """Where derived model files go: shared by every Engram home of this OS user."""
+    if env.get("ENGRAM_MODEL_CACHE"):
+        return Path(env["ENGRAM_MODEL_CACHE"]).expanduser().resolve()
+    base = env.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser().resolve() / "engram"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,9 +61,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_key: str | None = None
     model_path: str | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object a line (models/logs.py)
+    # "host:port" where each worker process serves its own /metrics (None: it does not)
+    worker_metrics_address: tuple[str, int] | None = None
     cors_origins: tuple[str, ...] = ()
     # embedding work
     encode_batch_size: int = 64
+    encoder_backend: str = "onnx"
+    model_cache: Path = msgspec.field(default_factory=lambda: default_model_cache(os.environ))
     max_attempts: int = 5
     claim_seconds: float = 60.0
     sweep_interval_seconds: float = 15.0
@@ -49,6 +76,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_base_seconds: float = 2.0
     wait_timeout_seconds: float = 30.0
     db_timeout_seconds: float = 5.0
+    # connections per process, at most (docs/scaling.md, "Connections")
+    api_pool_size: int = 10
+    worker_pool_size: int = 4
+    # psycopg prepares a statement after this many runs on a connection; None never (for
+    # PgBouncer before 1.21 in transaction mode)
+    prepare_threshold: int | None = 5
     # cost units a key may spend a minute: 1 a request, +1 a written item, +4 a text query
     rate_limit_per_minute: int = 6000
     worker_threads: int = 2
@@ -84,8 +117,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 admin_key=env.get("ENGRAM_ADMIN_KEY") or None,
                 model_path=env.get("ENGRAM_MODEL_PATH") or None,
                 log_level=env.get("ENGRAM_LOG_LEVEL", "INFO").upper(),
+                log_format=_log_format(env.get("ENGRAM_LOG_FORMAT") or "text"),
+                worker_metrics_address=_address(env.get("ENGRAM_WORKER_METRICS_ADDRESS")),
                 cors_origins=_split(env.get("ENGRAM_CORS_ORIGINS", "")),
                 encode_batch_size=int(env.get("ENGRAM_ENCODE_BATCH_SIZE", "64")),
+                encoder_backend=_choice(
+                    "ENGRAM_ENCODER_BACKEND", env.get("ENGRAM_ENCODER_BACKEND"), ENCODER_BACKENDS
+                ),
+                model_cache=default_model_cache(env),
                 max_attempts=int(env.get("ENGRAM_MAX_ATTEMPTS", "5")),
                 claim_seconds=float(env.get("ENGRAM_CLAIM_SECONDS", "60")),
                 sweep_interval_seconds=float(env.get("ENGRAM_SWEEP_INTERVAL_SECONDS", "15")),
@@ -93,6 +132,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 retry_base_seconds=float(env.get("ENGRAM_RETRY_BASE_SECONDS", "2")),
                 wait_timeout_seconds=float(env.get("ENGRAM_WAIT_TIMEOUT_SECONDS", "30")),
                 db_timeout_seconds=float(env.get("ENGRAM_DB_TIMEOUT_SECONDS", "5")),
+                api_pool_size=_positive(
+                    "ENGRAM_API_POOL_SIZE", env.get("ENGRAM_API_POOL_SIZE", "10")
+                ),
+                worker_pool_size=_positive(
+                    "ENGRAM_WORKER_POOL_SIZE", env.get("ENGRAM_WORKER_POOL_SIZE", "4")
+                ),
+                prepare_threshold=_threshold(env.get("ENGRAM_PREPARE_THRESHOLD", "5")),
                 rate_limit_per_minute=int(env.get("ENGRAM_RATE_LIMIT_PER_MINUTE", "6000")),
                 worker_threads=int(env.get("ENGRAM_WORKER_THREADS", "2")),
                 broker_heartbeat_ms=int(env.get("ENGRAM_BROKER_HEARTBEAT_MS", "60000")),
@@ -114,6 +160,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 },
                 limits=Limits(
                     max_body_bytes=int(env.get("ENGRAM_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
+                    max_import_bytes=int(
+                        env.get("ENGRAM_MAX_IMPORT_BYTES", str(100 * 1024 * 1024))
+                    ),
                     max_batch=int(env.get("ENGRAM_MAX_BATCH", "1000")),
                     max_content_chars=int(env.get("ENGRAM_MAX_CONTENT_CHARS", "32000")),
                     max_document_bytes=int(
@@ -164,6 +213,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(space, chunk_tokens=tokens, chunk_overlap=overlap)
 
     @property
+    def encoder(self) -> EncoderOptions:
+        """How the local model runs."""
+        return EncoderOptions(
+            model_path=self.model_path,
+            batch_size=self.encode_batch_size,
+            backend=self.encoder_backend,
+            cache_dir=self.model_cache,
+        )
+
+    @property
     def admin_key_file(self) -> Path:
         """Where a generated bootstrap admin key is kept (mode 0600)."""
         return self.home / "admin.key"
@@ -186,6 +245,40 @@ def _openai_options(env: Mapping[str, str]) -> OpenAIOptions | None:
         max_retries=int(env.get("ENGRAM_OPENAI_MAX_RETRIES", "5")),
         backoff_seconds=float(env.get("ENGRAM_OPENAI_BACKOFF_SECONDS", "1")),
     )
+
+
+def _positive(name: str, value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ConfigError(f"{name}={value}: expected at least 1")
+    return number
+
+
+def _threshold(value: str) -> int | None:
+    """ENGRAM_PREPARE_THRESHOLD: a count of runs, or "off" (never prepare server-side)."""
+    return None if value.strip().lower() in ("off", "none", "") else int(value)
+
+
+def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices`` (the first when unset), else a ConfigError."""
+    if not value:
+        return choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name}={value}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _address(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _log_format(value: str) -> str:
+    if value.lower() not in ("text", "json"):
+        raise ConfigError(f"ENGRAM_LOG_FORMAT={value}: expected text or json")
+    return value.lower()
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -14,12 +14,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
-
-import httpx
+from typing import TextIO
 
 from models.errors import InvalidInput
 from models.extract import HTML, MARKDOWN, file_text
+from models.types import BatchCounts
+from service.client import DocumentIn, Engram
 
 SUFFIXES = (*MARKDOWN, *HTML, ".txt", ".text")
 NAMESPACE = uuid.UUID("6c3d1f9e-7f55-4c43-9a3e-5e1a0e4b8f21")  # ids of ingested files
@@ -50,7 +50,7 @@ class Progress:
 
 
 def ingest(
-    client: httpx.Client,
+    client: Engram,
     paths: list[Path],
     *,
     user: str,
@@ -62,7 +62,7 @@ def ingest(
     progress = Progress(out)
     files = sorted(found_files(paths))
     known = _known_hashes(client, user, collection)
-    documents: list[dict[str, Any]] = []
+    documents: list[DocumentIn] = []
     unchanged = 0
     refused: list[tuple[str, str]] = []
     for shown, (root, path) in enumerate(files, start=1):
@@ -79,23 +79,15 @@ def ingest(
             unchanged += 1
         else:
             documents.append(
-                {"id": doc_id, "title": path.name, "source": relative, "content": text,
-                 "format": kind}
-            )  # fmt: skip
+                DocumentIn(id=doc_id, title=path.name, source=relative, content=text, format=kind)
+            )
         progress.show("reading", shown, len(files))
     progress.end()
 
     batches = []
     sent = 0
     for batch in _batches(documents):
-        answer = client.post(
-            f"/v1/users/{user}/documents",
-            json={"documents": batch, "collection": collection},
-        )
-        if answer.status_code != 202:
-            out.write(f"\nupload refused ({answer.status_code}): {answer.text[:500]}\n")
-            return 2
-        batches.append(answer.json()["batch_id"])
+        batches.append(client.add_documents(user, batch, collection=collection).batch_id)
         sent += len(batch)
         progress.show("uploading", sent, len(documents))
     progress.end()
@@ -122,11 +114,11 @@ def found_files(paths: list[Path]) -> Iterator[tuple[Path, Path]]:
                 yield root, path
 
 
-def _batches(documents: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _batches(documents: list[DocumentIn]) -> Iterator[list[DocumentIn]]:
+    batch: list[DocumentIn] = []
     size = 0
     for doc in documents:
-        length = len(doc["content"].encode())
+        length = len(doc.content.encode())
         if batch and (len(batch) == BATCH_FILES or size + length > BATCH_BYTES):
             yield batch
             batch, size = [], 0
@@ -136,49 +128,54 @@ def _batches(documents: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-def _known_hashes(client: httpx.Client, user: str, collection: str) -> dict[str, str]:
+def _known_hashes(client: Engram, user: str, collection: str) -> dict[str, str]:
     """The content hash of each document already in the collection, by id."""
-    known: dict[str, str] = {}
-    cursor = None
-    while True:
-        params: dict[str, str | int] = {"collection": collection, "limit": 100}
-        if cursor:
-            params["cursor"] = cursor
-        answer = client.get(f"/v1/users/{user}/documents", params=params)
-        answer.raise_for_status()
-        page = answer.json()
-        known |= {d["id"]: d["content_sha256"] for d in page["documents"]}
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return known
+    found = client.list_documents(user, collection=collection)
+    return {str(d.id): d.content_sha256 for d in found}
 
 
 def _wait(
-    client: httpx.Client,
+    client: Engram,
     user: str,
-    batches: list[str],
+    batches: list[uuid.UUID],
     progress: Progress,
     *,
     total: int,
     timeout: float,
 ) -> dict[str, int]:
+    """Counts over ``batches`` once none is in progress (or at the deadline).
+
+    Workers take batches roughly in the order they were sent, so each poll asks for the
+    oldest unfinished batch only (and, once it is done, the next ones at once): one small
+    request a second however many batches there are, not a load on the service that
+    would slow the embedding it waits for. A finished batch's counts are kept.
+    """
     deadline = time.monotonic() + timeout
-    while True:
-        counts = {"pending": 0, "ready": 0, "failed": 0}
-        for batch_id in batches:
-            answer = client.get(f"/v1/users/{user}/batches/{batch_id}")
-            answer.raise_for_status()
-            for key in counts:
-                counts[key] += answer.json()["counts"][key]
-        progress.show("embedding", counts["ready"] + counts["failed"], total)
-        if counts["pending"] == 0 or time.monotonic() > deadline:
-            progress.end()
-            return counts
-        time.sleep(0.5)
+    totals = {"pending": 0, "ready": 0, "failed": 0}
+
+    def add(counts: BatchCounts) -> None:
+        for key in totals:
+            totals[key] += getattr(counts, key)
+
+    waiting = list(batches)
+    while waiting:
+        counts = client.get_batch(user, waiting[0]).counts
+        if not counts.pending:
+            add(counts)
+            waiting.pop(0)
+            continue
+        done = totals["ready"] + totals["failed"] + counts.ready + counts.failed
+        progress.show("embedding", done, total)
+        if time.monotonic() > deadline:
+            for batch_id in waiting:  # give up waiting: count them as they are
+                add(client.get_batch(user, batch_id).counts)
+            break
+        time.sleep(1.0)
+    progress.show("embedding", totals["ready"] + totals["failed"], total)
+    progress.end()
+    return totals
 
 
-def _failed(client: httpx.Client, user: str, collection: str) -> list[tuple[str, str]]:
-    params: dict[str, str | int] = {"collection": collection, "status": "failed", "limit": 100}
-    answer = client.get(f"/v1/users/{user}/documents", params=params)
-    answer.raise_for_status()
-    return [(d["source"] or d["id"], d["error"] or "failed") for d in answer.json()["documents"]]
+def _failed(client: Engram, user: str, collection: str) -> list[tuple[str, str]]:
+    failed = client.list_documents(user, collection=collection, status="failed")
+    return [(d.source or str(d.id), d.error or "failed") for d in failed]

@@ -25,6 +25,7 @@ from models.chunking import (
     split_text,
 )
 from models.embedding import LocalEmbedder
+from models.settings import EncoderOptions
 from models.spaces import MINILM_384
 
 LIMIT = MINILM_384.max_input_tokens  # 256 word pieces, [CLS] and [SEP] included
@@ -155,12 +156,18 @@ def test_no_chunk_over_the_model_limit(count: TokenCounter, kind: str, overlap: 
         assert chunks
 
 
-def test_the_counter_agrees_with_what_the_model_reads(count: TokenCounter, embedder: LocalEmbedder):
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_the_counter_agrees_with_what_the_model_reads(count: TokenCounter, backend: str):
+    """Each backend's own tokenizer, as it encodes (truncation on), reads every chunk whole."""
+    model = LocalEmbedder(MINILM_384, EncoderOptions(backend=backend))
+    model.load()
     text = prose(5, 40) + "\n\n" + cjk_text(5, punctuated=True) + emoji_text(5)
     chunks = split_text(text, ChunkSpec(max_tokens=LIMIT, overlap_tokens=0), count)
-    tokenizer = embedder.tokenizer
     for chunk in chunks:
-        ids = tokenizer(chunk.content, add_special_tokens=True, truncation=False)["input_ids"]
+        if backend == "torch":
+            ids = model.tokenizer(chunk.content, truncation=True, max_length=LIMIT)["input_ids"]
+        else:
+            ids = model.tokenizer.encode(chunk.content).ids
         assert len(ids) == chunk.tokens <= LIMIT
 
 
@@ -244,7 +251,7 @@ def test_deterministic(embedder: LocalEmbedder):
 
 
 def test_hf_counter_counts_special_tokens_without_truncating(embedder: LocalEmbedder):
-    backend = embedder.tokenizer.backend_tokenizer
+    backend = getattr(embedder.tokenizer, "backend_tokenizer", embedder.tokenizer)
     before = (backend.truncation, backend.padding)
     count = hf_token_counter(embedder.tokenizer)
     assert count("") == 2

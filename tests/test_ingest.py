@@ -5,22 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN, ADMIN_KEY, REPO, Servers, search, start_api, stop_process
+from conftest import ADMIN, ADMIN_KEY, REPO, search
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-@pytest.fixture(scope="module")
-def api_url(servers: Servers) -> Iterator[str]:
-    process, url = start_api(servers)
-    try:
-        yield url
-    finally:
-        stop_process(process)
 
 
 def corpus(root: Path, count: int) -> None:
@@ -35,8 +25,10 @@ def corpus(root: Path, count: int) -> None:
     (root / "notes" / "broken.txt").write_bytes("caf\xe9".encode("latin-1"))  # not UTF-8
 
 
-def ingest(api_url: str, root: Path, user: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENGRAM_URL": api_url, "ENGRAM_API_KEY": ADMIN_KEY}
+def ingest(
+    api_url: str, root: Path, user: str, key: str = ADMIN_KEY
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENGRAM_URL": api_url, "ENGRAM_API_KEY": key}
     return subprocess.run(
         [sys.executable, "-m", "service.cli", "ingest", str(root / "notes"), "--user", user,
          "--collection", "home"],
@@ -68,3 +60,11 @@ def test_a_folder_is_searchable_after_one_ingest_and_a_second_run_sends_nothing(
     assert after == jobs  # the changed file replaced its chunk; nothing else was re-embedded
     found = search(client, user, ADMIN, query="when does the recycling go out?", k=1)
     assert found[0]["content"] == "Note 0: the recycling goes out Friday."
+
+
+def test_a_refused_key_is_one_clear_line_not_a_trace(api_url, tmp_path):
+    corpus(tmp_path, 1)
+    refused = ingest(api_url, tmp_path, "ingest-user-2", key="egm_0000000000000000_wrong")
+    assert refused.returncode == 2
+    assert "engram ingest: 401 unauthenticated" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -69,13 +69,15 @@ class ResourcesMiddleware(Middleware):
         database_url, _ = self.settings.require_urls()
         loop = _event_loop()
         embedders = loop.run_coroutine(
-            start_embedders(
-                self.spaces.all(),
-                model_path=self.settings.model_path,
-                batch_size=self.settings.encode_batch_size,
-            )
+            start_embedders(self.spaces.all(), local=self.settings.encoder)
         )
-        pool = create_pool(database_url, min_size=1, max_size=4, name="engram-worker")
+        pool = create_pool(
+            database_url,
+            min_size=1,
+            max_size=self.settings.worker_pool_size,
+            name="engram-worker",
+            prepare_threshold=self.settings.prepare_threshold,
+        )
         loop.run_coroutine(pool.open())
         # a space whose dims disagree anywhere stops the worker here, before any write
         loop.run_coroutine(verify_spaces(pool, embedders))
