@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Concatenate, ParamSpec, TypeVar
 
 import psycopg
@@ -26,9 +27,18 @@ T = TypeVar("T")
 
 
 def create_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, name: str = "engram", timeout: float = 10
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    name: str = "engram",
+    timeout: float = 10,
+    prepare_threshold: int | None = 5,
 ) -> AsyncConnectionPool:
-    """A closed pool: open it with ``await pool.open()`` where its lifetime begins."""
+    """A closed pool: open it with ``await pool.open()`` where its lifetime begins.
+
+    ``prepare_threshold`` None never prepares statements on the server (PgBouncer < 1.21).
+    """
     return AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -37,8 +47,9 @@ def create_pool(
         timeout=timeout,
         open=False,
         configure=_configure,
-        check=AsyncConnectionPool.check_connection,
-        kwargs={"autocommit": True, "connect_timeout": 5},
+        # No check on every checkout (a round trip per transaction): a connection found
+        # broken makes ``run_scoped`` check the whole pool, then retry.
+        kwargs={"autocommit": True, "connect_timeout": 5, "prepare_threshold": prepare_threshold},
     )
 
 
@@ -70,9 +81,38 @@ async def run_scoped(
     of the SQL itself (constraints, syntax) are never retried. Back-off 0.1 s, 0.4 s; at
     most 3 attempts, then the error goes up (the HTTP edge answers 503).
     """
+    return await _retrying(pool, scope, False, work, *args, **kwargs)
+
+
+async def run_pipelined(
+    pool: AsyncConnectionPool,
+    scope: str,
+    work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """``run_scoped`` in pipeline mode: statements go out without waiting for the previous
+    answer, so ``BEGIN``, the scope and the first query share one round trip, and writes
+    whose results are not read share the ``COMMIT``'s. For the hot paths (authentication,
+    search); their work must not use server-side cursors or COPY, and sees an error only
+    when it reads a result or commits."""
+    return await _retrying(pool, scope, True, work, *args, **kwargs)
+
+
+async def _retrying(
+    pool: AsyncConnectionPool,
+    scope: str,
+    pipelined: bool,
+    work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
-            async with pool.connection() as conn, conn.transaction():
+            async with pool.connection() as conn, AsyncExitStack() as stack:
+                if pipelined:
+                    await stack.enter_async_context(conn.pipeline())
+                await stack.enter_async_context(conn.transaction())
                 await set_scope(conn, scope)
                 return await work(conn, *args, **kwargs)
         except CONNECTION_ERRORS as exc:
@@ -80,6 +120,8 @@ async def run_scoped(
                 raise
             delay = min(RETRY_BASE_SECONDS * 4 ** (attempt - 1), RETRY_MAX_SECONDS)
             log.warning("database connection error (%s); retry %d in %.1fs", exc, attempt, delay)
+            # the server may have restarted: replace every idle connection it broke
+            await pool.check()
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 

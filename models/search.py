@@ -14,6 +14,9 @@ importance. Formulas are in docs/api.md.
 from __future__ import annotations
 
 import math
+import time
+from collections import OrderedDict
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,14 +71,41 @@ _SOURCES = {
         "chunk_index": "m.chunk_index",
     },
 }
+_KINDS: tuple[ItemType, ...] = ("memory", "chunk")
 _MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
-# MATERIALIZED keeps the planner from reaching for the HNSW index: this scan is exact.
-_EXACT = "WITH matches AS MATERIALIZED ({matches}) {ranked}"
 _APPROXIMATE = "WITH matches AS ({matches}) {ranked}"
-# How each shape finds the user's vectors. Through the primary key for an exact scan; for
-# the HNSW path the condition is written so the primary key cannot serve it: otherwise the
-# planner prefers sorting every distance of a large user (0.5 s at 100k vectors) to the
-# index scan it should take (tens of ms, with the iterative scan filtering by user).
+# The exact scan measures the user's vectors alone first (MATERIALIZED keeps the planner
+# from reaching for the HNSW index), keeps the nearest ``window`` of them, and only then
+# joins their items: at 20k vectors that is about half the time of joining every item.
+# ``window`` is NULL (no limit) when filters on the items could reject many of them.
+_EXACT = (
+    """
+    WITH scored AS MATERIALIZED (
+        SELECT v.item_id, v.content_hash, v.embedding <=> {query} AS distance
+        FROM {table} v WHERE v.user_id = %(user_id)s AND v.kind = {kind}),
+    nearest AS (SELECT * FROM scored ORDER BY distance, item_id LIMIT %(window)s),
+    matches AS (
+        SELECT """
+    + _COLUMNS
+    + """, v.distance
+        FROM nearest v
+        JOIN {source} m ON m.user_id = %(user_id)s AND m.id = v.item_id
+                       AND m.content_hash = v.content_hash
+        WHERE (m.expires_at IS NULL OR m.expires_at > now())
+          AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
+          AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
+          AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
+          AND {filter})
+    {ranked}"""
+)
+# Nearest vectors looked at per result wanted, before their items are checked (stale,
+# expired); an answer that comes back short is searched again without a window.
+WINDOW_PER_RESULT = 2
+WINDOW_SLACK = 20
+# How the HNSW path and hybrid mode find the user's vectors. For the HNSW path the
+# condition is written so that no user_id index can serve it: otherwise the planner
+# prefers sorting every distance of a large user (0.5 s at 100k vectors) to the index scan
+# it should take (tens of ms, with the iterative scan filtering by user).
 _USER_MATCH = {
     "exact": sql.SQL("v.user_id = %(user_id)s"),
     "approximate": sql.SQL("(v.user_id || '') = %(user_id)s"),
@@ -107,6 +137,29 @@ _TEXT = (
     LIMIT %(limit)s
 """
 )
+
+
+class LargeUsers:
+    """Users who lately had more vectors of a type than the exact-search cap, so a search
+    can skip counting them (counting 20k rows costs milliseconds on every query). Only a
+    hint for speed: the HNSW path searches exactly whenever it comes back short, so a user
+    who has shrunk since still gets complete answers. One per process; entries last
+    ``ttl_seconds``."""
+
+    def __init__(self, ttl_seconds: float = 60.0, size: int = 10_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.size = size
+        self._until: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+
+    def known(self, space: str, user_id: str, kind: str) -> bool:
+        until = self._until.get((space, user_id, kind))
+        return until is not None and until > time.monotonic()
+
+    def remember(self, space: str, user_id: str, kind: str) -> None:
+        self._until[(space, user_id, kind)] = time.monotonic() + self.ttl_seconds
+        self._until.move_to_end((space, user_id, kind))
+        if len(self._until) > self.size:
+            self._until.popitem(last=False)
 
 
 class Weights(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -142,12 +195,17 @@ async def search(
     *,
     exact_max_rows: int,
     ef_search: int = 800,
+    large: LargeUsers | None = None,
 ) -> list[SearchHit]:
     """The ``query.k`` best items of ``user_id``, best first."""
     reranks = query.hybrid or query.diversity > 0 or query.weights is not None
     depth = max(query.k * CANDIDATES_PER_RESULT, MIN_CANDIDATES) if reranks else query.k
     params, conditions = _params(space, user_id, query, depth)
-    counts = await _vector_counts(conn, space, user_id, cap=exact_max_rows)
+    known = {k for k in _KINDS if large and large.known(space.name, user_id, k)}
+    counts = await _vector_counts(conn, space, user_id, cap=exact_max_rows, known_large=known)
+    for kind in _KINDS:  # only what was counted: a hint expires, then is measured again
+        if large and kind not in known and counts[kind] > exact_max_rows:
+            large.remember(space.name, user_id, kind)
     kinds = [kind for kind in query.types if counts[kind]]
     hits: list[SearchHit] = []
     text_hits: list[SearchHit] = []
@@ -189,6 +247,11 @@ def _params(
         "max_distance": None if query.threshold is None else 1 - query.threshold,
         "text": query.text,
         "limit": limit,
+        # whether conditions on the items themselves can reject some of the nearest vectors
+        "filtered": bool(query.metadata)
+        or query.session_id is not None
+        or query.created_after is not None
+        or query.created_before is not None,
         **compiler.params,
     }
     return params, conditions
@@ -205,7 +268,7 @@ async def _nearest(
     ef_search: int,
 ) -> list[SearchHit]:
     if exact:
-        return await _run(conn, space, kind, _EXACT, params, conditions)
+        return await _exact(conn, space, kind, params, conditions)
     async with conn.transaction():
         # Per transaction only: a pooled connection never carries these to another query.
         # Without sorts and sequential scans, the HNSW index is the plan that gives order.
@@ -218,7 +281,24 @@ async def _nearest(
         )
         hits = await _run(conn, space, kind, _APPROXIMATE, params, conditions)
     if len(hits) < params["limit"]:
-        hits = await _run(conn, space, kind, _EXACT, params, conditions)
+        hits = await _exact(conn, space, kind, params, conditions)
+    return hits
+
+
+async def _exact(
+    conn: AsyncConnection,
+    space: Space,
+    kind: ItemType,
+    params: dict[str, Any],
+    conditions: sql.Composable,
+) -> list[SearchHit]:
+    """Brute force over the user's vectors: windowed when only stale or expired items can
+    be rejected, else (filters) over all of them."""
+    filtered = params["filtered"]
+    window = None if filtered else params["limit"] * WINDOW_PER_RESULT + WINDOW_SLACK
+    hits = await _run(conn, space, kind, _EXACT, params | {"window": window}, conditions)
+    if window is not None and len(hits) < params["limit"]:
+        hits = await _run(conn, space, kind, _EXACT, params | {"window": None}, conditions)
     return hits
 
 
@@ -306,16 +386,26 @@ async def _embeddings(
 
 
 async def _vector_counts(
-    conn: AsyncConnection, space: Space, user_id: str, *, cap: int
+    conn: AsyncConnection,
+    space: Space,
+    user_id: str,
+    *,
+    cap: int,
+    known_large: Collection[str] = (),
 ) -> dict[ItemType, int]:
-    """How many vectors of each type the user has, each counted no further than ``cap + 1``."""
+    """How many vectors of each type the user has, each counted no further than ``cap + 1``
+    (types in ``known_large`` are not counted: they are taken to be over the cap)."""
+    counted = {
+        kind: sql.SQL(
+            "(SELECT count(*) FROM (SELECT 1 FROM {table} "
+            "WHERE user_id = %(user)s AND kind = {kind} LIMIT %(cap)s) c)"
+        ).format(table=sql.Identifier(space.table), kind=sql.Literal(kind))
+        if kind not in known_large
+        else sql.SQL("%(cap)s::bigint")
+        for kind in _KINDS
+    }
     cur = await conn.execute(
-        sql.SQL(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} "
-            "        WHERE user_id = %(user)s AND kind = 'memory' LIMIT %(cap)s) a), "
-            "       (SELECT count(*) FROM (SELECT 1 FROM {table} "
-            "        WHERE user_id = %(user)s AND kind = 'chunk' LIMIT %(cap)s) b)"
-        ).format(table=sql.Identifier(space.table)),
+        sql.SQL("SELECT {}, {}").format(counted["memory"], counted["chunk"]),
         {"user": user_id, "cap": cap + 1},
     )
     row = await cur.fetchone()
@@ -344,6 +434,8 @@ async def _run(
     }
     if shape is _TEXT:
         query = sql.SQL(_TEXT).format(**parts)
+    elif shape is _EXACT:
+        query = sql.SQL(_EXACT).format(**parts, ranked=sql.SQL(_RANKED))
     else:
         query = sql.SQL(shape).format(
             matches=sql.SQL(_MATCHES).format(**parts), ranked=sql.SQL(_RANKED)

@@ -8,6 +8,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from models import keys
+from models.db import ALL_USERS
 from models.errors import Forbidden, Unauthenticated
 from models.types import Principal
 from models.validation import check_user_id
@@ -30,7 +31,7 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -
     if keys.matches_bootstrap(token, runtime.settings.admin_key):
         principal: Principal | None = _BOOTSTRAP
     else:
-        principal = await runtime.across_users(keys.authenticate, token)
+        principal = await runtime.pipelined(ALL_USERS, keys.authenticate, token)
     if principal is None:
         raise Unauthenticated("missing or invalid API key")
     await runtime.limiter.charge(principal.key_id)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from models.chunking import TokenCounter
-from models.db import ALL_USERS, run_scoped
+from models.db import ALL_USERS, run_pipelined, run_scoped
 from models.embedding import Embedder, token_counter
+from models.search import LargeUsers
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
 from service.ratelimit import RateLimiter
@@ -37,7 +38,11 @@ class Runtime:
     limiter: RateLimiter
     schema_head: str
     query_cache: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
+    # users with more vectors than the exact-search cap: their searches skip the count
+    large_users: LargeUsers = field(default_factory=LargeUsers)
     counters: dict[str, TokenCounter] = field(default_factory=dict)
+    # /metrics' gauges of state and when they were read (service/routes/metrics.py)
+    scraped: tuple[float, list[Any]] | None = None
 
     def token_counter(self, space: Space) -> TokenCounter:
         """How chunks of ``space`` are measured (made once per space)."""
@@ -63,6 +68,17 @@ class Runtime:
     ) -> T:
         """Run a repository function of an admin route, which may see every user's rows."""
         return await run_scoped(self.pool, ALL_USERS, work, *args, **kwargs)
+
+    async def pipelined(
+        self,
+        scope: str,
+        work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``as_user`` (a user id) or ``across_users`` (``ALL_USERS``) in pipeline mode: fewer
+        round trips, for the hot paths that read (``models.db.run_pipelined``)."""
+        return await run_pipelined(self.pool, scope, work, *args, **kwargs)
 
     async def embed_query(self, space: Space, text: str) -> np.ndarray:
         """Embed query text off the event loop, once: recent query vectors are cached."""

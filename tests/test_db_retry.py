@@ -8,7 +8,9 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from models.db import ALL_USERS, create_pool, run_scoped
+from models.db import ALL_USERS, create_pool, run_pipelined, run_scoped
+from models.errors import ConfigError
+from models.settings import Settings
 
 
 def attempts_until_raised(database_url: str, error: Exception) -> int:
@@ -69,3 +71,109 @@ def test_a_real_lost_connection_is_retried_on_a_fresh_one(servers):
 
     assert asyncio.run(main()) == 42
     assert len(seen) == 2 and seen[0] != seen[1]
+
+
+def test_a_restarted_server_costs_one_retry_not_one_per_pooled_connection(servers):
+    """Every idle connection of the pool dies at once (as in a server restart): the first
+    broken one makes the pool check the rest, so the retry runs on a fresh connection."""
+    calls = 0
+
+    async def work(conn: psycopg.AsyncConnection) -> int:
+        nonlocal calls
+        calls += 1
+        cur = await conn.execute("SELECT 7")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    url = servers.database_url + ("&" if "?" in servers.database_url else "?")
+    url += "application_name=engram-restart-test"
+
+    async def main() -> int:
+        pool = create_pool(url, min_size=3, max_size=3)
+        await pool.open(wait=True)
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                servers.database_url, autocommit=True
+            ) as other:
+                cur = await other.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'engram-restart-test'"
+                )
+                row = await cur.fetchone()
+                assert row is not None and row[0] == 3
+            return await run_scoped(pool, ALL_USERS, work)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()) == 7
+    assert calls <= 2
+
+
+def test_pipelined_work_answers_the_same_and_raises_sql_errors_once(servers):
+    async def ok(conn: psycopg.AsyncConnection) -> list[tuple[int, str]]:
+        await conn.execute("SELECT set_config('engram.probe', 'x', true)")
+        cur = await conn.execute(
+            "SELECT n, current_setting('engram.user_id') FROM generate_series(1, 3) n"
+        )
+        return await cur.fetchall()
+
+    calls = 0
+
+    async def bad(conn: psycopg.AsyncConnection) -> None:
+        nonlocal calls
+        calls += 1
+        cur = await conn.execute("SELECT * FROM no_such_table")
+        await cur.fetchall()
+
+    async def main() -> list[tuple[int, str]]:
+        pool = create_pool(servers.database_url, min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            rows = await run_pipelined(pool, "alice", ok)
+            assert rows == await run_scoped(pool, "alice", ok)
+            with pytest.raises(errors.UndefinedTable):
+                await run_pipelined(pool, "alice", bad)
+            return rows
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()) == [(1, "alice"), (2, "alice"), (3, "alice")]
+    assert calls == 1
+
+
+def test_statements_are_never_prepared_when_the_threshold_is_off(servers):
+    async def main() -> tuple[int | None, int]:
+        pool = create_pool(servers.database_url, max_size=1, prepare_threshold=None)
+        await pool.open(wait=True)
+        try:
+            async with pool.connection() as conn:
+                for _ in range(10):
+                    await conn.execute("SELECT %s::int", [1])
+                cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+                row = await cur.fetchone()
+                return conn.prepare_threshold, int(row[0]) if row else -1
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()) == (None, 0)
+
+
+def test_pool_settings_are_read_and_checked(tmp_path):
+    env = {"ENGRAM_HOME": str(tmp_path)}
+    default = Settings.from_env(env)
+    assert (default.api_pool_size, default.worker_pool_size, default.prepare_threshold) == (
+        10,
+        4,
+        5,
+    )
+    tuned = Settings.from_env(
+        env
+        | {
+            "ENGRAM_API_POOL_SIZE": "20",
+            "ENGRAM_WORKER_POOL_SIZE": "2",
+            "ENGRAM_PREPARE_THRESHOLD": "off",
+        }
+    )
+    assert (tuned.api_pool_size, tuned.worker_pool_size, tuned.prepare_threshold) == (20, 2, None)
+    with pytest.raises(ConfigError, match="ENGRAM_API_POOL_SIZE=0"):
+        Settings.from_env(env | {"ENGRAM_API_POOL_SIZE": "0"})

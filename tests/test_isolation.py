@@ -156,10 +156,23 @@ def upload_body(owner: Person, author: Person) -> Raw:
     return Raw(content, f"multipart/form-data; boundary={boundary}")
 
 
+def import_body(owner: Person, author: Person) -> Raw:
+    """An export (docs/api.md, "Export") of one memory holding the author's marker."""
+    rows = [
+        {"type": "header", "format": "engram.export", "version": 1, "user_id": author.user_id,
+         "exported_at": datetime.now(UTC).isoformat(), "spaces": []},
+        {"type": "memory", "id": str(uuid.uuid4()), "space": "minilm-384", "metadata":
+         {"t": author.tag}, "content": f"{author.name} imported this ({author.marker})"},
+        {"type": "end", "counts": {"memory": 1}},
+    ]  # fmt: skip
+    return Raw("".join(json.dumps(row) + "\n" for row in rows).encode(), "application/x-ndjson")
+
+
 # Known-good bodies, keyed by operation, for what a minimal body from the schema cannot express.
 KNOWN_BODIES: dict[str, Callable[[Person, Person], Any]] = {
     "POST /v1/users/{user_id}/memories": memory_body,
     "POST /v1/users/{user_id}/documents/files": upload_body,
+    "POST /v1/users/{user_id}/import": import_body,
     "PATCH /v1/users/{user_id}/memories/{memory_id}": lambda owner, author: {
         "content": f"{author.name} rewrote this ({author.marker})",
         "metadata": {"t": author.tag},

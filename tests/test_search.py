@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from conftest import add_memories, search
 
 from models.db import create_pool, run_scoped
-from models.search import SearchQuery
+from models.search import LargeUsers, SearchQuery
 from models.search import search as search_items
 from models.spaces import MINILM_384
 
@@ -179,3 +180,31 @@ def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
     assert len(exact) == len(hnsw) == 7
     assert [h.id for h in hnsw] == [h.id for h in exact]
     assert all("jazz" in h.content for h in hnsw[:3])
+
+
+def test_a_stale_large_user_hint_still_gives_complete_answers(client, new_user, servers, embedder):
+    """A user remembered as large skips the count and takes the HNSW path; after most of
+    their memories are deleted, the answers are still complete and exact."""
+    user, headers = new_user()
+    stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(12)])
+    query = SearchQuery(vector=embedder.encode(["garden"])[0], k=10)
+    large = LargeUsers()
+
+    async def run(**options: Any) -> list[Any]:
+        pool = create_pool(servers.app_url, min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            return await run_scoped(pool, user, search_items, MINILM_384, user, query, **options)
+        finally:
+            await pool.close()
+
+    assert len(asyncio.run(run(exact_max_rows=5, large=large))) == 10
+    assert large.known(MINILM_384.name, user, "memory")
+    assert not large.known(MINILM_384.name, user, "chunk")
+    for memory in stored[:7]:
+        answer = client.delete(f"/v1/users/{user}/memories/{memory['id']}", headers=headers)
+        assert answer.status_code in (200, 204), answer.text
+    hinted = asyncio.run(run(exact_max_rows=100, large=large))  # the hint says "large"
+    exact = asyncio.run(run(exact_max_rows=100))
+    assert len(hinted) == len(exact) == 5
+    assert [h.id for h in hinted] == [h.id for h in exact]

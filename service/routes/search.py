@@ -90,7 +90,7 @@ class SearchController(Controller):
             if data.weights
             else None,
         )
-        hits = await runtime.as_user(
+        hits = await runtime.pipelined(
             owner,
             search,
             space,
@@ -98,6 +98,7 @@ class SearchController(Controller):
             query,
             exact_max_rows=runtime.settings.exact_search_max_rows,
             ef_search=runtime.settings.hnsw_ef_search,
+            large=runtime.large_users,
         )
         took_ms = round((time.perf_counter() - started) * 1000, 3)
         return SearchOut(results=hits, space=space.name, took_ms=took_ms)
