@@ -42,7 +42,6 @@ bench-ingest: $(STAMP) ## documents through the API vs raw encode() (DOCS=200 to
 	$(BIN)/python bench/ingest.py --docs $(or $(DOCS),2000)
 
 bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agreement (TEXTS=500 smaller)
-	$(BIN)/pip install -q onnxruntime==1.31.1 onnx==1.23.2
 	$(BIN)/python bench/encoders.py --texts $(or $(TEXTS),2000)
 
 lint: $(STAMP) ## ruff

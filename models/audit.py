@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-
-class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One admin action. ``actor`` is the id of the key that did it."""
-
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    details: dict[str, Any]
+from models.types import AuditEntry as AuditEntry
 
 
 async def record(

@@ -10,10 +10,7 @@ the order they were said.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-from uuid import UUID
 
-import msgspec
 from psycopg import AsyncConnection
 
 from models import sessions
@@ -21,26 +18,13 @@ from models.chunking import TokenCounter
 from models.search import SearchQuery, search
 from models.sessions import Message
 from models.spaces import Space
+from models.types import Context as Context
+from models.types import ContextMemory as ContextMemory
 from models.types import SearchHit
 
 LATEST_MESSAGES = 200  # the most messages of a session considered
 MEMORIES_HEADER = "Relevant memories:"
 MESSAGES_HEADER = "Recent conversation:"
-
-
-class ContextMemory(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    content: str
-    score: float
-    metadata: dict[str, Any]
-
-
-class Context(msgspec.Struct, frozen=True, kw_only=True):
-    text: str  # ready to paste into a prompt
-    tokens: int  # of ``text``, by the embedding model's tokenizer
-    max_tokens: int
-    memories: list[ContextMemory]  # by relevance
-    messages: list[Message]  # in the order they were said
 
 
 def pack(

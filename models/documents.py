@@ -9,7 +9,6 @@ ready. A document's status derives from the chunks of the generation being worke
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -25,6 +24,10 @@ from models.errors import NotFound
 from models.jobs import Job, Key
 from models.memories import content_hash
 from models.spaces import Space, vector_table
+from models.types import Batch as Batch
+from models.types import BatchCounts as BatchCounts
+from models.types import ChunkOut as ChunkOut
+from models.types import Document as Document
 from models.types import Status
 
 
@@ -37,47 +40,6 @@ class NewDocument(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any]
     content_hash: bytes
     chunks: list[Chunk]
-
-
-class Document(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    user_id: str
-    title: str | None
-    source: str | None
-    metadata: dict[str, Any]
-    collection: str
-    status: Status
-    error: str | None
-    chunk_count: int
-    space: str
-    batch_id: UUID
-    content_sha256: str  # of the content being served, or being embedded to replace it
-    created_at: datetime
-    updated_at: datetime
-
-
-class ChunkOut(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    document_id: UUID
-    chunk_index: int
-    content: str
-    tokens: int
-    status: Status
-    error: str | None
-
-
-class BatchCounts(msgspec.Struct, frozen=True, kw_only=True):
-    pending: int
-    ready: int
-    failed: int
-    total: int
-
-
-class Batch(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    status: str  # in_progress | completed | failed
-    counts: BatchCounts
-    created_at: datetime
 
 
 class WrittenDocuments(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +76,8 @@ async def write_documents(
     space: Space,
     collection: str,
     items: list[NewDocument],
+    *,
+    request_id: str | None = None,
 ) -> WrittenDocuments:
     """Write a batch: new documents, replacements, and no-ops for content already there.
 
@@ -137,7 +101,9 @@ async def write_documents(
             if existing is None:
                 doc_id = item.id or uuid4()
                 await _insert(conn, user_id, doc_id, space, collection, batch_id, item)
-                created += await _add_chunks(conn, user_id, doc_id, 1, item.chunks, spaces)
+                created += await _add_chunks(
+                    conn, user_id, doc_id, 1, item.chunks, spaces, request_id
+                )
                 known[doc_id] = known[item.content_hash] = {
                     "id": doc_id, "content_hash": item.content_hash, "pending_hash": None,
                     "generation": 1, "pending_generation": None,
@@ -145,7 +111,7 @@ async def write_documents(
             else:
                 doc_id = existing["id"]
                 created += await _update(
-                    conn, user_id, existing, collection, batch_id, item, spaces
+                    conn, user_id, existing, collection, batch_id, item, spaces, request_id
                 )
             answer.append(doc_id)
         found = {d.id: d for d in await get_documents(conn, user_id, answer)}
@@ -225,6 +191,7 @@ async def _update(
     batch_id: UUID,
     item: NewDocument,
     spaces: list[str],
+    request_id: str | None,
 ) -> list[Job]:
     """Same content: only the descriptive fields change. New content: a new generation."""
     doc_id = existing["id"]
@@ -238,7 +205,7 @@ async def _update(
         pending = None
     if not same_as_live and not same_as_pending:
         pending = max(existing["generation"], existing["pending_generation"] or 0) + 1
-        created = await _add_chunks(conn, user_id, doc_id, pending, item.chunks, spaces)
+        created = await _add_chunks(conn, user_id, doc_id, pending, item.chunks, spaces, request_id)
     await conn.execute(
         """
         UPDATE documents
@@ -271,6 +238,7 @@ async def _add_chunks(
     generation: int,
     chunks: list[Chunk],
     spaces: list[str],
+    request_id: str | None,
 ) -> list[Job]:
     cur = await conn.execute(
         """
@@ -283,8 +251,8 @@ async def _add_chunks(
                         %(tokens)s::int[]) AS c(i, content, hash, tokens)
             RETURNING user_id, id, content_hash
         )
-        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
-        SELECT c.user_id, c.id, s.space, 'chunk', c.content_hash
+        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id)
+        SELECT c.user_id, c.id, s.space, 'chunk', c.content_hash, %(request_id)s
         FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
         RETURNING space, user_id, item_id
         """,
@@ -297,6 +265,7 @@ async def _add_chunks(
             "hashes": [content_hash(c.content) for c in chunks],
             "tokens": [c.tokens for c in chunks],
             "spaces": spaces,
+            "request_id": request_id,
         },
     )
     return [(r[0], r[1], r[2]) for r in await cur.fetchall()]

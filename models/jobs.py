@@ -48,10 +48,11 @@ async def claim(
                 FROM picked
                 WHERE e.user_id = picked.user_id AND e.item_id = picked.item_id
                   AND e.space = %(space)s
-                RETURNING e.user_id, e.item_id, e.kind, e.content_hash, e.attempts, e.last_error
+                RETURNING e.user_id, e.item_id, e.kind, e.content_hash, e.attempts, e.last_error,
+                          e.request_id
             )
             SELECT c.user_id, c.item_id AS id, c.kind, coalesce(m.content, k.content) AS content,
-                   c.content_hash, c.attempts, c.last_error
+                   c.content_hash, c.attempts, c.last_error, c.request_id
             FROM claimed c
             LEFT JOIN memories m ON c.kind = 'memory' AND m.user_id = c.user_id
                                 AND m.id = c.item_id AND m.content_hash = c.content_hash
@@ -206,18 +207,21 @@ async def list_failed(
         return await cur.fetchall()
 
 
-async def retry_failed(conn: AsyncConnection, item_id: UUID, *, actor: str) -> list[Job]:
+async def retry_failed(
+    conn: AsyncConnection, item_id: UUID, *, actor: str, request_id: str | None = None
+) -> list[Job]:
     """Send failed jobs of this item id back to ``pending`` with fresh attempts."""
     async with conn.transaction():
         cur = await conn.execute(
             """
             UPDATE embed_state
             SET status = 'pending', attempts = 0, last_error = NULL, claimed_until = NULL,
-                queued_at = now(), updated_at = now()
+                queued_at = now(), updated_at = now(), pending_since = now(),
+                request_id = %s
             WHERE item_id = %s AND status = 'failed'
             RETURNING space, user_id, item_id
             """,
-            [item_id],
+            [request_id, item_id],
         )
         retried: list[Job] = [(row[0], row[1], row[2]) for row in await cur.fetchall()]
         for space, user_id, _ in retried:

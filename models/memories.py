@@ -46,7 +46,12 @@ def content_hash(content: str) -> bytes:
 
 
 async def insert_memories(
-    conn: AsyncConnection, user_id: str, space: Space, items: list[NewMemory]
+    conn: AsyncConnection,
+    user_id: str,
+    space: Space,
+    items: list[NewMemory],
+    *,
+    request_id: str | None = None,
 ) -> Written:
     """Insert new memories as ``pending``, each stored once; answers in request order.
 
@@ -55,7 +60,8 @@ async def insert_memories(
     - Content the user already has, live, in the same session (or both without one) is not
       stored again: the answer is the existing memory, marked as a duplicate. The same holds
       within the batch.
-    - Each new memory gets a job in ``space`` and in every space being filled.
+    - Each new memory gets a job in ``space`` and in every space being filled, which
+      remembers ``request_id`` (the HTTP request's, for the worker's log lines).
 
     One transaction, serialised per user, so two concurrent writes of the same text cannot
     both store it.
@@ -84,7 +90,7 @@ async def insert_memories(
                 fresh.append((item, digest))
                 answer.append(item.id)
                 duplicate.append(False)
-        created = await _insert(conn, user_id, space, fresh) if fresh else []
+        created = await _insert(conn, user_id, space, fresh, request_id) if fresh else []
         found = {m.id: m for m in await get_memories(conn, user_id, answer)}
         if missing := [i for i in answer if i not in found]:
             # an expired memory keeps its id until the sweep deletes it
@@ -117,7 +123,11 @@ async def _known(
 
 
 async def _insert(
-    conn: AsyncConnection, user_id: str, space: Space, fresh: list[tuple[NewMemory, bytes]]
+    conn: AsyncConnection,
+    user_id: str,
+    space: Space,
+    fresh: list[tuple[NewMemory, bytes]],
+    request_id: str | None,
 ) -> list[Job]:
     spaces = [space.name, *(s for s in await jobs.fill_spaces(conn) if s != space.name)]
     cur = await conn.execute(
@@ -133,8 +143,8 @@ async def _insert(
                  AS b(id, content, metadata, session_id, importance, hash, ttl)
             RETURNING user_id, id, content_hash
         )
-        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
-        SELECT c.user_id, c.id, s.space, 'memory', c.content_hash
+        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id)
+        SELECT c.user_id, c.id, s.space, 'memory', c.content_hash, %(request_id)s
         FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
         RETURNING space, user_id, item_id
         """,
@@ -142,6 +152,7 @@ async def _insert(
             "user_id": user_id,
             "space": space.name,
             "spaces": spaces,
+            "request_id": request_id,
             "ids": [item.id for item, _ in fresh],
             "contents": [item.content for item, _ in fresh],
             "metadata": [Jsonb(item.metadata) for item, _ in fresh],
@@ -204,11 +215,16 @@ async def list_memories(
 
 
 async def update_memory(
-    conn: AsyncConnection, user_id: str, memory_id: UUID, patch: MemoryPatch
+    conn: AsyncConnection,
+    user_id: str,
+    memory_id: UUID,
+    patch: MemoryPatch,
+    *,
+    request_id: str | None = None,
 ) -> Written:
     """Apply a patch; new content sends the memory back to ``pending`` in every space."""
     changes: list[sql.Composable] = [sql.SQL("updated_at = now()")]
-    params: dict[str, Any] = {"user_id": user_id, "id": memory_id}
+    params: dict[str, Any] = {"user_id": user_id, "id": memory_id, "request_id": request_id}
     if patch.content is not msgspec.UNSET:
         params |= {"content": patch.content, "hash": content_hash(patch.content)}
         changes.append(sql.SQL("content = %(content)s, content_hash = %(hash)s"))
@@ -236,7 +252,7 @@ async def update_memory(
                 UPDATE embed_state
                 SET content_hash = %(hash)s, status = 'pending', attempts = 0,
                     last_error = NULL, claimed_until = NULL, queued_at = now(),
-                    updated_at = now()
+                    updated_at = now(), pending_since = now(), request_id = %(request_id)s
                 WHERE user_id = %(user_id)s AND item_id = %(id)s AND content_hash <> %(hash)s
                 RETURNING space, user_id, item_id
                 """,

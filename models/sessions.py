@@ -9,8 +9,8 @@ every memory of the session.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import uuid4
 
 import msgspec
 from psycopg import AsyncConnection
@@ -22,35 +22,16 @@ from models.cursors import decode_cursor, encode_cursor
 from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs import Job
 from models.spaces import Space
+from models.types import Message as Message
 from models.types import NewMemory
-
-Role = Literal["user", "assistant", "system"]
-
-
-class Session(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    user_id: str
-    title: str | None
-    metadata: dict[str, Any]
-    message_count: int
-    created_at: datetime
-    updated_at: datetime
+from models.types import Role as Role
+from models.types import Session as Session
 
 
 class NewSession(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     title: str | None
     metadata: dict[str, Any]
-
-
-class Message(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    session_id: str
-    seq: int
-    role: Role
-    content: str
-    memory_id: UUID | None
-    created_at: datetime
 
 
 class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,6 +103,8 @@ async def add_messages(
     session_id: str,
     space: Space,
     new: list[NewMessage],
+    *,
+    request_id: str | None = None,
 ) -> tuple[list[Message], list[Job]]:
     """Append messages in order and remember each as a memory of the session."""
     async with conn.transaction():
@@ -146,6 +129,7 @@ async def add_messages(
                 )
                 for m in new
             ],
+            request_id=request_id,
         )
         cur = await conn.execute(
             """

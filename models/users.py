@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import msgspec
 from psycopg import AsyncConnection, sql
 
 from models import audit
 from models.spaces import vector_table
-
-
-class Erased(msgspec.Struct, frozen=True, kw_only=True):
-    """What an erasure deleted."""
-
-    user_id: str
-    memories: int
-    documents: int
-    vectors: int
+from models.types import Erased as Erased
 
 
 async def erase_user(

@@ -20,17 +20,21 @@ from models.embedding import Embedder, start_embedders, verify_spaces
 from models.settings import Settings
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.errors import EXCEPTION_HANDLERS
+from service.observe import ObserveRequests, observe_unmatched
 from service.ratelimit import RateLimiter
 from service.routes.audit import AuditController
 from service.routes.context import ContextController
 from service.routes.documents import BatchController, DocumentController
+from service.routes.export import ExportController
 from service.routes.jobs import JobController
 from service.routes.keys import KeyController
 from service.routes.memories import MemoryController
 from service.routes.meta import HealthController
+from service.routes.metrics import MetricsController
 from service.routes.search import SearchController
 from service.routes.sessions import SessionController
 from service.routes.spaces import SpaceController
+from service.routes.status import StatusController
 from service.routes.users import UserController
 from service.runtime import Runtime
 from service.wakeups import WakeUps
@@ -47,15 +51,14 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        loaded = await start_embedders(
-            spaces.all(), model_path=settings.model_path, given=embedders
-        )
+        loaded = await start_embedders(spaces.all(), local=settings.encoder, given=embedders)
         pool = create_pool(
             database_url,
             min_size=1,
-            max_size=10,
+            max_size=settings.api_pool_size,
             name="engram-api",
             timeout=settings.db_timeout_seconds,
+            prepare_threshold=settings.prepare_threshold,
         )
         await pool.open()
         try:
@@ -91,6 +94,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
     return Litestar(
         route_handlers=[
             HealthController,
+            MetricsController,
+            StatusController,
             KeyController,
             MemoryController,
             DocumentController,
@@ -100,6 +105,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             SearchController,
             SpaceController,
             UserController,
+            ExportController,
             JobController,
             AuditController,
         ],
@@ -110,6 +116,9 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             "owner": Provide(provide_owner, sync_to_thread=False),
             "admin": Provide(provide_admin, sync_to_thread=False),
         },
+        middleware=[ObserveRequests()],
+        before_send=[observe_unmatched],
+        logging_config=None,  # `engram` configures logging (models/logs.py)
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=_require_json,
         request_max_body_size=settings.limits.max_body_bytes,

@@ -23,7 +23,7 @@ from typing import IO
 
 import httpx
 
-from models import keys, schema
+from models import keys, metrics, schema
 from models.errors import ConfigError
 from models.settings import Settings
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -45,11 +45,16 @@ def run_everything(settings: Settings) -> int:
         if settings.database_url is None or settings.app_db_password:
             schema.enable_app_login(admin_url, password=settings.app_db_password)
         keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
+        # API and worker processes write their metrics here and the API's /metrics adds
+        # them up; what earlier processes left is gone (their counters start again at 0)
+        metrics_dir = settings.home / "metrics"
+        metrics.reset_multiprocess_dir(metrics_dir)
         env = {
             **os.environ,
             "ENGRAM_DATABASE_URL": database_url,
             "ENGRAM_REDIS_URL": redis_url,
             "ENGRAM_HOME": str(settings.home),
+            metrics.MULTIPROC_ENV: str(metrics_dir),
         }
         children = [
             _spawn([sys.executable, "-m", "service.cli", "api"], env),

@@ -14,6 +14,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from models.jobs import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR, Job
+from models.status import QueueDepth
 
 log = logging.getLogger("engram.wakeups")
 
@@ -52,6 +53,33 @@ class WakeUps:
     async def fill(self, space: str) -> bool:
         """Ask a worker to fill ``space`` with every item (the sweep resumes it anyway)."""
         return await self._send(FILL_ACTOR, (space,))
+
+    async def queue_depth(self) -> QueueDepth | None:
+        """How many messages the embeddings queue holds, by state; None if Redis is down."""
+
+        def read() -> QueueDepth:
+            # dramatiq's Redis layout: a list of waiting ids and a hash of every message per
+            # queue, the same for its delay queue (.DQ), and a sorted set of dead ones (.XQ)
+            queue = f"{self.broker.namespace}:{EMBED_QUEUE}"
+            pipe = self.broker.client.pipeline(transaction=False)
+            pipe.llen(queue)
+            pipe.hlen(f"{queue}.msgs")
+            pipe.hlen(f"{queue}.DQ.msgs")
+            pipe.zcard(f"{queue}.XQ")
+            waiting, held, delayed, dead = (int(n) for n in pipe.execute())
+            return QueueDepth(
+                queue=EMBED_QUEUE,
+                waiting=waiting,
+                in_flight=max(0, held - waiting),
+                delayed=delayed,
+                dead=dead,
+            )
+
+        try:
+            return await asyncio.to_thread(read)
+        except Exception as exc:
+            log.warning("queue depth not read: %s", exc)
+            return None
 
     async def ping(self) -> bool:
         try:

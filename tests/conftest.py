@@ -179,6 +179,16 @@ def start_api(servers: Servers, **extra_env: str) -> tuple[subprocess.Popen[byte
     return process, url
 
 
+@pytest.fixture(scope="module")
+def api_url(servers: Servers) -> Iterator[str]:
+    """A real ``engram api`` process for the module's tests: its URL."""
+    process, url = start_api(servers)
+    try:
+        yield url
+    finally:
+        stop_process(process)
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     if process.poll() is None:
         process.terminate()

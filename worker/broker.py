@@ -9,6 +9,7 @@ from dramatiq.middleware import AsyncIO
 from models.jobs import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR
 from models.settings import Settings
 from worker import actors
+from worker.exporter import MetricsEndpoint
 from worker.resources import ResourcesMiddleware
 
 _embed: dramatiq.Actor | None = None  # type: ignore[type-arg]
@@ -26,6 +27,8 @@ def build_broker(settings: Settings) -> RedisBroker:
     )
     broker.add_middleware(AsyncIO())
     broker.add_middleware(ResourcesMiddleware(settings, settings.space_registry()))
+    if settings.worker_metrics_address is not None:
+        broker.add_middleware(MetricsEndpoint(*settings.worker_metrics_address))
     dramatiq.set_broker(broker)
     # Attempts are counted in Postgres; dramatiq retries only cover a database outage.
     _embed = dramatiq.actor(

@@ -1,6 +1,10 @@
-"""Entry point for ``dramatiq worker.main``: the broker from the environment."""
+"""Entry point for ``dramatiq worker.main``: logging and the broker from the environment."""
 
+from models.logs import configure_logging
 from models.settings import Settings
 from worker.broker import build_broker
 
-broker = build_broker(Settings.from_env())
+settings = Settings.from_env()
+# in a worker process stderr is dramatiq's pipe to its main process, which prints the lines
+configure_logging(level=settings.log_level, fmt=settings.log_format)
+broker = build_broker(settings)

@@ -23,6 +23,7 @@ from models.settings import Limits
 from models.types import Principal, Status
 from models.validation import USER_ID_RE, check_metadata
 from service.errors import ERRORS
+from service.observe import current_request_id
 from service.runtime import Runtime
 
 Text = Annotated[str, msgspec.Meta(min_length=1)]
@@ -189,7 +190,13 @@ async def _ingest(
     counter = runtime.token_counter(space)
     items = await asyncio.to_thread(lambda: [_new_document(d, limits, spec, counter) for d in docs])
     written = await runtime.as_user(
-        owner, documents.write_documents, owner, space, collection, items
+        owner,
+        documents.write_documents,
+        owner,
+        space,
+        collection,
+        items,
+        request_id=current_request_id(),
     )
     await runtime.wakeups.embed(written.jobs)
     return Accepted(batch_id=written.batch_id, documents=written.documents)

@@ -14,6 +14,7 @@ from models.cursors import decode_cursor, encode_cursor
 from models.errors import InvalidInput, NotFound
 from models.types import FailedJob, Principal
 from service.errors import ERRORS
+from service.observe import current_request_id
 from service.runtime import Runtime
 
 
@@ -52,7 +53,9 @@ class JobController(Controller):
     @post("/{item_id:uuid}/retry", status_code=202, responses=ERRORS)
     async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> Retried:
         """Embed a failed item again, with a fresh count of attempts."""
-        retried = await runtime.across_users(jobs.retry_failed, item_id, actor=admin.key_id)
+        retried = await runtime.across_users(
+            jobs.retry_failed, item_id, actor=admin.key_id, request_id=current_request_id()
+        )
         if not retried:
             raise NotFound(f"no failed job {item_id}")
         await runtime.wakeups.embed(retried)

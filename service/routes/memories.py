@@ -19,6 +19,7 @@ from models.settings import Limits
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import check_content, check_metadata, check_session_id
 from service.errors import ERRORS
+from service.observe import current_request_id
 from service.runtime import Runtime
 
 Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -127,7 +128,14 @@ class MemoryController(Controller):
         space = (
             runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
         )
-        written = await runtime.as_user(owner, memories.insert_memories, owner, space, items)
+        written = await runtime.as_user(
+            owner,
+            memories.insert_memories,
+            owner,
+            space,
+            items,
+            request_id=current_request_id(),
+        )
         await runtime.wakeups.embed(written.jobs)
         stored = written.memories
         if not data.wait:
@@ -176,7 +184,14 @@ class MemoryController(Controller):
         """Change a memory; new content is re-embedded (status goes back to ``pending``)."""
         change = _patch(data, runtime.settings.limits)
         await runtime.limiter.charge(principal.key_id, int(change.content is not msgspec.UNSET))
-        written = await runtime.as_user(owner, memories.update_memory, owner, memory_id, change)
+        written = await runtime.as_user(
+            owner,
+            memories.update_memory,
+            owner,
+            memory_id,
+            change,
+            request_id=current_request_id(),
+        )
         await runtime.wakeups.embed(written.jobs)
         return written.memories[0]
 

@@ -15,6 +15,7 @@ from models.sessions import Message, NewMessage, NewSession, Role, Session
 from models.types import Principal
 from models.validation import check_content, check_metadata, check_session_id
 from service.errors import ERRORS
+from service.observe import current_request_id
 from service.runtime import Runtime
 
 
@@ -99,7 +100,13 @@ class SessionController(Controller):
         await runtime.limiter.charge(principal.key_id, len(new))
         space = runtime.spaces.default_for("memory")
         added, jobs = await runtime.as_user(
-            owner, sessions.add_messages, owner, _id(session_id), space, new
+            owner,
+            sessions.add_messages,
+            owner,
+            _id(session_id),
+            space,
+            new,
+            request_id=current_request_id(),
         )
         await runtime.wakeups.embed(jobs)
         return MessageList(messages=added)

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
 from litestar import Controller, delete, get, post
 
 from models import jobs
-from models.errors import Conflict
+from models.errors import Conflict, NotFound
 from models.spaces import Space
-from models.types import Principal, SpaceCounts
+from models.types import Fill, Principal, SpaceCounts, SpaceInfo
 from service.errors import ERRORS
 from service.runtime import Runtime
-
-
-class Fill(msgspec.Struct, kw_only=True):
-    requested_at: datetime
-    filled_at: datetime | None  # every item has a job in the space; counts show the rest
-    complete: bool  # filled, and no job of the space pending
-
-
-class SpaceOut(msgspec.Struct, kw_only=True):
-    name: str
-    dims: int
-    provider: str
-    model: str
-    default_for: list[str]
-    storage: str
-    max_input_tokens: int
-    # the caller's items (every user's, for an admin) by embedding state in this space
-    counts: SpaceCounts
-    fill: Fill | None = None
 
 
 class Dropped(msgspec.Struct, kw_only=True):
@@ -40,28 +20,35 @@ class Dropped(msgspec.Struct, kw_only=True):
     vectors: int
 
 
+def _named(runtime: Runtime, name: str) -> Space:
+    """The space in the path: an unknown one is a 404 (in a request body it is a 422)."""
+    if name not in runtime.spaces.names():
+        raise NotFound(f"no space {name!r} (configured: {', '.join(runtime.spaces.names())})")
+    return runtime.spaces.get(name)
+
+
 class SpaceController(Controller):
     path = "/v1/spaces"
     tags = ["spaces"]
 
     @get("/", responses=ERRORS)
-    async def list_spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceOut]:
+    async def list_spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceInfo]:
         """The embedding spaces, what each is the default for, and how full each is."""
         return await _describe(runtime, principal, runtime.spaces.all())
 
     @get("/{name:str}", responses=ERRORS)
-    async def get_space(self, principal: Principal, name: str, runtime: Runtime) -> SpaceOut:
+    async def get_space(self, principal: Principal, name: str, runtime: Runtime) -> SpaceInfo:
         """One space, with its counts and fill progress."""
-        return (await _describe(runtime, principal, [runtime.spaces.get(name)]))[0]
+        return (await _describe(runtime, principal, [_named(runtime, name)]))[0]
 
     @post("/{name:str}/backfill", status_code=202, responses=ERRORS)
-    async def backfill(self, admin: Principal, name: str, runtime: Runtime) -> SpaceOut:
+    async def backfill(self, admin: Principal, name: str, runtime: Runtime) -> SpaceInfo:
         """Embed every existing item into this space, in the background; new items too.
 
         Searches keep being served from every space meanwhile. Progress: ``counts`` and
         ``fill`` here and in ``GET /v1/spaces``.
         """
-        space = runtime.spaces.get(name)
+        space = _named(runtime, name)
         await runtime.across_users(jobs.request_fill, space.name, actor=admin.key_id)
         await runtime.wakeups.fill(space.name)
         return (await _describe(runtime, admin, [space]))[0]
@@ -69,7 +56,7 @@ class SpaceController(Controller):
     @delete("/{name:str}", status_code=200, responses=ERRORS)
     async def drop(self, admin: Principal, name: str, runtime: Runtime) -> Dropped:
         """Drop the space's vectors and jobs (not its items); refused for a default space."""
-        space = runtime.spaces.get(name)
+        space = _named(runtime, name)
         if space.default_for:
             raise Conflict(
                 f"space {name} is the default for {', '.join(space.default_for)}: "
@@ -81,7 +68,7 @@ class SpaceController(Controller):
         return Dropped(name=name, vectors=vectors)
 
 
-async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space]) -> list[SpaceOut]:
+async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space]) -> list[SpaceInfo]:
     """The spaces with their counts and fills, each read once for all of them."""
     if principal.user_id is None:
         counts = await runtime.across_users(jobs.space_counts)
@@ -92,8 +79,8 @@ async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space])
             for space in spaces]  # fmt: skip
 
 
-def _space_out(space: Space, counts: SpaceCounts, fill: dict[str, Any] | None) -> SpaceOut:
-    return SpaceOut(
+def _space_out(space: Space, counts: SpaceCounts, fill: dict[str, Any] | None) -> SpaceInfo:
+    return SpaceInfo(
         name=space.name,
         dims=space.dims,
         provider=space.provider,
