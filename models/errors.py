@@ -16,6 +16,12 @@ class ConfigError(EngramError):
     code = "config_error"
 
 
+class BackupFailed(EngramError):
+    """A backup or a restore could not be made (``engram backup`` / ``engram restore``)."""
+
+    code = "backup_failed"
+
+
 class InvalidInput(EngramError):
     """The request is well-formed but its content breaks a rule."""
 

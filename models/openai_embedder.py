@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+from prometheus_client import Counter
 
+from models import metrics
 from models.errors import EmbeddingError, WrongDimensions
 from models.spaces import OpenAIOptions, Space
 
@@ -37,11 +39,16 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class _Retryable(Exception):
-    """A failure worth another attempt; ``after`` is the server's Retry-After, if any."""
+    """A failure worth another attempt; ``after`` is the server's Retry-After, if any.
 
-    def __init__(self, reason: str, *, after: float | None = None) -> None:
+    ``kind`` names it in metrics: timeout, connection, rate_limited, server_error or
+    http_<status>.
+    """
+
+    def __init__(self, reason: str, *, kind: str, after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
         self.after = after
 
 
@@ -141,10 +148,23 @@ class OpenAIEmbedder:
                 try:
                     return await self._request(texts)
                 except _Retryable as failure:
+                    self._count(metrics.PROVIDER_ERRORS, failure.kind)
                     attempt += 1
                     delay = self._delay(failure, attempt)
+                    self._count(metrics.PROVIDER_RETRIES, failure.kind)
                     log.warning("embeddings request failed (%s), retry in %.2fs", failure, delay)
                     await asyncio.sleep(delay)
+                except WrongDimensions:
+                    self._count(metrics.PROVIDER_ERRORS, "wrong_dimensions")
+                    raise
+                except EmbeddingError as error:
+                    self._count(
+                        metrics.PROVIDER_ERRORS, "refused" if error.permanent else "malformed"
+                    )
+                    raise
+
+    def _count(self, counter: Counter, kind: str) -> None:
+        counter.labels(space=self.space.name, kind=kind).inc()
 
     def _delay(self, failure: _Retryable, attempt: int) -> float:
         """How long to wait before retry ``attempt``; raises once retrying is not worth it."""
@@ -176,12 +196,16 @@ class OpenAIEmbedder:
         try:
             response = await self._client.post(self._url, json=body)
         except httpx.TimeoutException:
-            raise _Retryable("timeout") from None
+            raise _Retryable("timeout", kind="timeout") from None
         except httpx.TransportError as exc:
-            raise _Retryable(type(exc).__name__) from None
+            raise _Retryable(type(exc).__name__, kind="connection") from None
         status = response.status_code
         if status in RETRYABLE_STATUSES or status >= 500:
-            raise _Retryable(f"HTTP {status}", after=retry_after_seconds(response.headers))
+            raise _Retryable(
+                f"HTTP {status}",
+                kind=_status_kind(status),
+                after=retry_after_seconds(response.headers),
+            )
         if status >= 300:
             raise EmbeddingError(
                 f"the embeddings provider refused the request (HTTP {status}): "
@@ -226,6 +250,12 @@ class OpenAIEmbedder:
                     actual=len(row),
                 )
         return _unit_rows(rows)
+
+
+def _status_kind(status: int) -> str:
+    if status == 429:
+        return "rate_limited"
+    return "server_error" if status >= 500 else f"http_{status}"
 
 
 def _unit_rows(rows: list[Any]) -> np.ndarray:

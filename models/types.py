@@ -97,6 +97,7 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     content_hash: bytes
     attempts: int
     last_error: str | None
+    request_id: str | None = None  # of the HTTP request that made the job pending
 
 
 class FailedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +121,29 @@ class SpaceCounts(msgspec.Struct, frozen=True, kw_only=True):
     total: int = 0
 
 
+class Fill(msgspec.Struct, frozen=True, kw_only=True):
+    """How far filling a space with every existing item has got."""
+
+    requested_at: datetime
+    filled_at: datetime | None  # every item has a job in the space; counts show the rest
+    complete: bool  # filled, and no job of the space pending
+
+
+class SpaceInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """An embedding space as the API describes it."""
+
+    name: str
+    dims: int
+    provider: str
+    model: str
+    default_for: list[str]
+    storage: str
+    max_input_tokens: int
+    # the caller's items (every user's, for an admin) by embedding state in this space
+    counts: SpaceCounts
+    fill: Fill | None = None
+
+
 class Embedded(msgspec.Struct, frozen=True, kw_only=True):
     """A vector computed from the content with ``content_hash``."""
 
@@ -128,3 +152,161 @@ class Embedded(msgspec.Struct, frozen=True, kw_only=True):
     kind: ItemType
     content_hash: bytes
     embedding: Any  # numpy.ndarray of the space's dims
+
+
+class Document(msgspec.Struct, frozen=True, kw_only=True):
+    """A document; its status derives from the chunks being worked on."""
+
+    id: UUID
+    user_id: str
+    title: str | None
+    source: str | None
+    metadata: dict[str, Any]
+    collection: str
+    status: Status
+    error: str | None
+    chunk_count: int
+    space: str
+    batch_id: UUID
+    content_sha256: str  # of the content being served, or being embedded to replace it
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChunkOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One chunk of a document, as listed."""
+
+    id: UUID
+    document_id: UUID
+    chunk_index: int
+    content: str
+    tokens: int
+    status: Status
+    error: str | None
+
+
+class BatchCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch's documents by status."""
+
+    pending: int
+    ready: int
+    failed: int
+    total: int
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch of documents and how far its embedding has got."""
+
+    id: UUID
+    status: str  # in_progress | completed | failed
+    counts: BatchCounts
+    created_at: datetime
+
+
+Role = Literal["user", "assistant", "system"]
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation, with its number of messages."""
+
+    id: str
+    user_id: str
+    title: str | None
+    metadata: dict[str, Any]
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """One turn of a session; ``memory_id`` is the memory it is remembered as."""
+
+    id: UUID
+    session_id: str
+    seq: int
+    role: Role
+    content: str
+    memory_id: UUID | None
+    created_at: datetime
+
+
+class ContextMemory(msgspec.Struct, frozen=True, kw_only=True):
+    """A memory packed into a context."""
+
+    id: UUID
+    content: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """Relevant memories and the latest messages, packed within a token budget."""
+
+    text: str  # ready to paste into a prompt
+    tokens: int  # of ``text``, by the embedding model's tokenizer
+    max_tokens: int
+    memories: list[ContextMemory]  # by relevance
+    messages: list[Message]  # in the order they were said
+
+
+class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One admin action. ``actor`` is the id of the key that did it."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class Erased(msgspec.Struct, frozen=True, kw_only=True):
+    """What an erasure deleted."""
+
+    user_id: str
+    memories: int
+    documents: int
+    vectors: int
+
+
+class SpaceStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One space's jobs by state, how fast they get done, and how long the oldest waits."""
+
+    space: str
+    pending: int = 0
+    retrying: int = 0  # pending again after a transient error
+    ready: int = 0
+    failed: int = 0
+    embedded_last_minute: int = 0
+    embedded_last_5_minutes: int = 0
+    oldest_pending_seconds: float | None = None
+
+
+class FailureReason(msgspec.Struct, frozen=True, kw_only=True):
+    """An error text and how many jobs it holds, failed for good or waiting for a retry."""
+
+    space: str
+    status: str  # failed | retrying
+    error: str
+    count: int
+
+
+class QueueDepth(msgspec.Struct, frozen=True, kw_only=True):
+    """Wake-up messages in the broker's queue: waiting, taken by a worker, delayed, dead."""
+
+    queue: str
+    waiting: int
+    in_flight: int  # delivered to a worker and not acknowledged yet
+    delayed: int  # retried by dramatiq after an error, waiting for their time
+    dead: int  # given up by dramatiq (the sweep re-sends their items from Postgres)
+
+
+class Imported(msgspec.Struct, frozen=True, kw_only=True):
+    """What an import wrote, by line type."""
+
+    user_id: str
+    from_user_id: str  # the user the header names
+    imported: dict[str, int]  # rows written
+    existing: dict[str, int]  # rows the user already had, left as they were
+    vectors_skipped: int  # vectors not stored: no matching space here, or their item existed
+    queued: int  # embedding jobs made pending: items without a usable vector

@@ -1,0 +1,239 @@
+"""Reading an export (``models/export.py``) for import: every line is checked before
+anything is written, so a bad line is a 422 naming its number and nothing changes.
+
+Lines are checked one by one as the body streams in (their type, fields, sizes, and the
+limits every write has), then as a whole: chunks and messages belong to a document or
+session of the export, vectors to an item of it, and the end line's counts agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from models.errors import InvalidInput
+from models.export import (
+    LINE_TYPES,
+    VERSION,
+    BatchLine,
+    ChunkLine,
+    DocumentLine,
+    End,
+    Header,
+    Line,
+    MemoryLine,
+    MessageLine,
+    SessionLine,
+    SpaceInfo,
+    VectorLine,
+    line_type,
+)
+from models.memories import content_hash
+from models.settings import Limits
+from models.spaces import Space, SpaceRegistry
+from models.types import ItemType
+from models.validation import FLOAT32_MAX, check_content, check_metadata
+
+HALFVEC_MAX = 65504.0  # the largest finite half-precision number
+_decoder = msgspec.json.Decoder(Line)
+_numbers = msgspec.json.Decoder(list[float])
+
+
+class Plan(msgspec.Struct, kw_only=True):
+    """A checked export, ready to write."""
+
+    header: Header
+    usable: dict[str, Space]  # spaces of the header whose vectors are stored as they are
+    sessions: list[SessionLine]
+    messages: list[MessageLine]
+    memories: list[MemoryLine]
+    batches: list[BatchLine]
+    documents: list[DocumentLine]
+    chunks: list[ChunkLine]
+    vectors: dict[UUID, list[tuple[VectorLine, str]]]  # by item: the line, its vector text
+    unembedded: int  # items without a usable vector in their own space: the most queued
+
+
+async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """The non-blank lines of a byte stream with their numbers (counted from 1, blank lines
+    included), as the chunks arrive."""
+    buffer = bytearray()
+    number = 0
+    async for chunk in chunks:
+        buffer += chunk
+        cut = buffer.rfind(b"\n", max(0, len(buffer) - len(chunk)))
+        if cut == -1:
+            continue
+        complete = bytes(buffer[:cut])
+        del buffer[: cut + 1]
+        for line in complete.split(b"\n"):
+            number += 1
+            if line.strip():
+                yield number, line
+    if buffer.strip():
+        yield number + 1, bytes(buffer)
+
+
+class Reader:
+    """Checks an export line by line (``feed``), then as a whole (``finish``)."""
+
+    def __init__(self, *, limits: Limits, spaces: SpaceRegistry) -> None:
+        self._limits = limits
+        self._here = {space.name: space for space in spaces.all()}
+        self._header: Header | None = None
+        self._header_spaces: dict[str, SpaceInfo] = {}
+        self._usable: dict[str, Space] = {}
+        self._end: tuple[int, End] | None = None
+        self._lines: dict[str, list[tuple[int, Any]]] = {kind: [] for kind in LINE_TYPES}
+        self._seen: set[tuple[str, Any]] = set()
+
+    def feed(self, number: int, raw: bytes) -> None:
+        """Check one line; a bad one is ``InvalidInput`` naming its number."""
+        try:
+            line = _decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"line {number}: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidInput(f"line {number}: not a JSON object ({exc})") from None
+        try:
+            self._take(number, line)
+        except InvalidInput as exc:
+            raise InvalidInput(f"line {number}: {exc}") from None
+
+    def finish(self) -> Plan:
+        """The whole export, checked: the lines refer to each other and the end line agrees."""
+        if self._header is None:
+            raise InvalidInput("the body is empty: an export starts with its header line")
+        if self._end is None:
+            raise InvalidInput("the export is truncated: its last line must be the end line")
+        tally = {kind: len(lines) for kind, lines in self._lines.items()}
+        number, end = self._end
+        if {k: v for k, v in end.counts.items() if v} != {k: v for k, v in tally.items() if v}:
+            raise InvalidInput(
+                f"line {number}: the end line counts {end.counts}, but the export holds {tally}"
+            )
+        documents = {line.id: line for _, line in self._lines["document"]}
+        sessions = {line.id for _, line in self._lines["session"]}
+        items: dict[UUID, tuple[ItemType, str]] = {
+            line.id: ("memory", content_hash(line.content).hex())
+            for _, line in self._lines["memory"]
+        }
+        for number, line in self._lines["chunk"]:
+            if line.document_id not in documents:
+                raise InvalidInput(f"line {number}: chunk of document {line.document_id}, "
+                                   "which the export does not hold")  # fmt: skip
+            self._unique(number, "chunk index", (line.document_id, line.chunk_index))
+            items[line.id] = ("chunk", content_hash(line.content).hex())
+        for number, line in self._lines["message"]:
+            if line.session_id not in sessions:
+                raise InvalidInput(f"line {number}: message of session {line.session_id}, "
+                                   "which the export does not hold")  # fmt: skip
+        vectors: dict[UUID, list[tuple[VectorLine, str]]] = {}
+        for number, (line, text) in self._lines["vector"]:
+            kind = items.get(line.item_id, (None, ""))[0]
+            if kind != line.kind:
+                raise InvalidInput(f"line {number}: vector of {line.kind} {line.item_id}, "
+                                   "which the export does not hold")  # fmt: skip
+            vectors.setdefault(line.item_id, []).append((line, text))
+        homes = [(line.id, line.space) for _, line in self._lines["memory"]] + [
+            (line.id, documents[line.document_id].space) for _, line in self._lines["chunk"]
+        ]
+        return Plan(
+            header=self._header,
+            unembedded=sum(
+                1
+                for item_id, space in homes
+                if space not in self._usable
+                or space not in {v.space for v, _ in vectors.get(item_id, [])}
+            ),
+            usable=self._usable,
+            sessions=self._values("session"),
+            messages=self._values("message"),
+            memories=self._values("memory"),
+            batches=self._values("batch"),
+            documents=self._values("document"),
+            chunks=self._values("chunk"),
+            vectors=vectors,
+        )
+
+    def _values(self, kind: str) -> list[Any]:
+        return [line for _, line in self._lines[kind]]
+
+    def _take(self, number: int, line: Any) -> None:
+        if self._end is not None:
+            raise InvalidInput("a line after the end line")
+        if self._header is None:
+            if not isinstance(line, Header):
+                raise InvalidInput("an export starts with its header line")
+            self._take_header(line)
+            return
+        if isinstance(line, Header):
+            raise InvalidInput("a second header line")
+        if isinstance(line, End):
+            self._end = (number, line)
+            return
+        kind = line_type(line)
+        if isinstance(line, VectorLine):
+            self._unique(number, "vector", (line.item_id, line.space))
+            self._lines[kind].append((number, (line, self._vector_text(line))))
+            return
+        key = (line.session_id, line.seq) if isinstance(line, MessageLine) else None
+        if key is not None:
+            self._unique(number, "message number", key)
+        self._unique(number, kind, line.id)
+        self._check_content(line)
+        self._lines[kind].append((number, line))
+
+    def _take_header(self, header: Header) -> None:
+        if header.version != VERSION:
+            raise InvalidInput(
+                f"export version {header.version} is not supported (this server reads {VERSION})"
+            )
+        for info in header.spaces:
+            if info.name in self._header_spaces:
+                raise InvalidInput(f"space {info.name} is listed twice")
+            self._header_spaces[info.name] = info
+            here = self._here.get(info.name)
+            if here is not None and (here.dims, here.model) == (info.dims, info.model):
+                self._usable[info.name] = here
+        self._header = header
+
+    def _unique(self, number: int, what: str, key: Any) -> None:
+        if (what, key) in self._seen:
+            raise InvalidInput(f"{what} {key} appears twice")
+        self._seen.add((what, key))
+
+    def _check_content(self, line: Any) -> None:
+        if isinstance(line, MemoryLine | MessageLine | ChunkLine):
+            check_content(line.content, self._limits)
+        if isinstance(line, MemoryLine | SessionLine | DocumentLine):
+            check_metadata(line.metadata, self._limits)
+        for field in ("title", "source"):
+            if "\x00" in (getattr(line, field, None) or ""):
+                raise InvalidInput(f"{field} must not contain NUL characters")
+
+    def _vector_text(self, line: VectorLine) -> str:
+        """The vector as pgvector reads it: the numbers exactly as written, parsed once by
+        the database (straight to its own precision, so nothing is rounded twice)."""
+        info = self._header_spaces.get(line.space)
+        if info is None:
+            raise InvalidInput(f"vector of space {line.space}, which the header does not list")
+        try:
+            numbers = _numbers.decode(line.embedding)
+        except msgspec.DecodeError as exc:
+            raise InvalidInput(f"embedding must be an array of numbers ({exc})") from None
+        if len(numbers) != info.dims:
+            raise InvalidInput(
+                f"embedding has {len(numbers)} dimensions; space {info.name} has {info.dims}"
+            )
+        here = self._usable.get(line.space)
+        limit = HALFVEC_MAX if here is not None and here.storage == "halfvec" else FLOAT32_MAX
+        if not all(math.isfinite(x) and abs(x) <= limit for x in numbers):
+            raise InvalidInput(f"embedding numbers must be finite and within ±{limit:.6g}")
+        if not any(numbers):
+            raise InvalidInput("embedding must not be all zeros (cosine is undefined)")
+        return bytes(line.embedding).translate(None, b" \t\r").decode()

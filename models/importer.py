@@ -1,0 +1,364 @@
+"""Importing an export (``models/export.py``), once ``models/import_reader.py`` has
+checked every line: one transaction, so an import is all or nothing.
+
+- Ids are kept, and a row whose id the user already has is left as it is (counted as
+  ``existing``): importing the same export twice changes nothing the second time. An import
+  adds what is missing; it never overwrites.
+- The rows go to the user of the request, whoever the header names: an export of alice
+  imported on bob's path becomes bob's (ids are per user, so both can hold the same ids).
+- A vector is stored as it is, and its item is ``ready`` there without being embedded
+  again, when this server has a space of the same name, length and model, and the vector
+  was made from the item's content. Every other item is queued for embedding in its home
+  space (the kind's default space here, when its own is not configured), like a new one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection, sql
+from psycopg.types.json import Jsonb
+
+from models import jobs
+from models.errors import Conflict
+from models.export import LINE_TYPES
+from models.import_reader import Plan
+from models.jobs import Job
+from models.memories import content_hash
+from models.spaces import Space, SpaceRegistry
+from models.types import Imported as Imported
+from models.types import ItemType
+
+
+async def write_import(
+    conn: AsyncConnection,
+    user_id: str,
+    plan: Plan,
+    *,
+    spaces: SpaceRegistry,
+    request_id: str | None = None,
+) -> tuple[Imported, list[Job]]:
+    """Write a checked export for ``user_id`` in one transaction; answer what was written and
+    the embedding jobs to wake workers for (they remember ``request_id``, for the logs)."""
+    async with conn.transaction():
+        # the locks of memory and document writes: no concurrent write can interleave
+        for lock in ("memories:", "documents:"):
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s || %s, 0))", [lock, user_id]
+            )
+        writer = _Writer(conn, user_id, plan, spaces, await jobs.fill_spaces(conn), request_id)
+        await writer.write()
+    return writer.answer(), writer.jobs
+
+
+class _Writer:
+    """One import's writes, in the order rows refer to each other."""
+
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        plan: Plan,
+        spaces: SpaceRegistry,
+        fill: list[str],
+        request_id: str | None,
+    ) -> None:
+        self.conn, self.user_id, self.plan, self.fill = conn, user_id, plan, fill
+        self.request_id = request_id
+        self.configured = set(spaces.names())
+        self.defaults = {kind: spaces.default_for(kind).name for kind in ("memory", "document")}
+        self.imported: Counter[str] = Counter()
+        self.existing: Counter[str] = Counter()
+        self.vectors_skipped = 0
+        self.jobs: list[Job] = []
+
+    async def write(self) -> None:
+        await self._batches()
+        new_sessions = await self._sessions()
+        await self._messages(new_sessions)
+        new_documents = await self._documents()
+        await self._chunks(new_documents)
+        await self._memories()
+        self.vectors_skipped = sum(map(len, self.plan.vectors.values())) - self.imported["vector"]
+
+    def answer(self) -> Imported:
+        return Imported(
+            user_id=self.user_id,
+            from_user_id=self.plan.header.user_id,
+            imported={kind: self.imported[kind] for kind in LINE_TYPES},
+            existing={kind: self.existing[kind] for kind in LINE_TYPES if kind != "vector"},
+            vectors_skipped=self.vectors_skipped,
+            queued=len(self.jobs),
+        )
+
+    def _home(self, space: str, kind: str) -> str:
+        """The item's own space, or the kind's default here when that is not configured."""
+        return space if space in self.configured else self.defaults[kind]
+
+    async def _insert(self, kind: str, query: str, params: dict[str, Any], total: int) -> set[Any]:
+        """Run an ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; count what it wrote."""
+        cur = await self.conn.execute(query, {"user": self.user_id, **params})
+        written = {row[0] for row in await cur.fetchall()}
+        self.imported[kind] += len(written)
+        self.existing[kind] += total - len(written)
+        return written
+
+    async def _batches(self) -> None:
+        # documents name their batch; a batch a hand-made export leaves out is made for them
+        batches = {b.id: b.created_at for b in self.plan.batches}
+        for doc in self.plan.documents:
+            batches.setdefault(doc.batch_id, doc.created_at)
+        await self._insert(
+            "batch",
+            """
+            INSERT INTO document_batches (user_id, id, created_at)
+            SELECT %(user)s, t.id, coalesce(t.created_at, now())
+            FROM unnest(%(ids)s::uuid[], %(created)s::timestamptz[]) AS t(id, created_at)
+            ON CONFLICT DO NOTHING RETURNING id
+            """,
+            {"ids": list(batches), "created": list(batches.values())},
+            len(batches),
+        )
+
+    async def _sessions(self) -> set[str]:
+        rows = self.plan.sessions
+        return await self._insert(
+            "session",
+            """
+            INSERT INTO sessions (user_id, id, title, metadata, created_at, updated_at)
+            SELECT %(user)s, t.id, t.title, t.metadata, coalesce(t.created_at, now()),
+                   coalesce(t.updated_at, t.created_at, now())
+            FROM unnest(%(ids)s::text[], %(titles)s::text[], %(metadata)s::jsonb[],
+                        %(created)s::timestamptz[], %(updated)s::timestamptz[])
+                 AS t(id, title, metadata, created_at, updated_at)
+            ON CONFLICT DO NOTHING RETURNING id
+            """,
+            {
+                "ids": [s.id for s in rows],
+                "titles": [s.title for s in rows],
+                "metadata": [Jsonb(s.metadata) for s in rows],
+                "created": [s.created_at for s in rows],
+                "updated": [s.updated_at for s in rows],
+            },
+            len(rows),
+        )
+
+    async def _messages(self, new_sessions: set[str]) -> None:
+        """The messages of sessions this import made; those of sessions already there stay."""
+        rows = [m for m in self.plan.messages if m.session_id in new_sessions]
+        self.existing["message"] += len(self.plan.messages) - len(rows)
+        written = await self._insert(
+            "message",
+            """
+            INSERT INTO messages (user_id, session_id, seq, id, role, content, memory_id,
+                                  created_at)
+            SELECT %(user)s, t.session_id, t.seq, t.id, t.role, t.content, t.memory_id,
+                   coalesce(t.created_at, now())
+            FROM unnest(%(sessions)s::text[], %(seqs)s::bigint[], %(ids)s::uuid[],
+                        %(roles)s::text[], %(contents)s::text[], %(memories)s::uuid[],
+                        %(created)s::timestamptz[])
+                 AS t(session_id, seq, id, role, content, memory_id, created_at)
+            ON CONFLICT DO NOTHING RETURNING id
+            """,
+            {
+                "sessions": [m.session_id for m in rows],
+                "seqs": [m.seq for m in rows],
+                "ids": [m.id for m in rows],
+                "roles": [m.role for m in rows],
+                "contents": [m.content for m in rows],
+                "memories": [m.memory_id for m in rows],
+                "created": [m.created_at for m in rows],
+            },
+            len(rows),
+        )
+        if taken := [m.id for m in rows if m.id not in written]:
+            raise Conflict(f"message {taken[0]}: the id already names another message")
+
+    async def _documents(self) -> set[UUID]:
+        rows = self.plan.documents
+        return await self._insert(
+            "document",
+            """
+            INSERT INTO documents (user_id, id, collection, title, source, metadata, space,
+                                   content_hash, generation, batch_id, created_at, updated_at)
+            SELECT %(user)s, t.id, t.collection, t.title, t.source, t.metadata, t.space,
+                   decode(t.hash, 'hex'), t.generation, t.batch_id,
+                   coalesce(t.created_at, now()), coalesce(t.updated_at, t.created_at, now())
+            FROM unnest(%(ids)s::uuid[], %(collections)s::text[], %(titles)s::text[],
+                        %(sources)s::text[], %(metadata)s::jsonb[], %(spaces)s::text[],
+                        %(hashes)s::text[], %(generations)s::int[], %(batches)s::uuid[],
+                        %(created)s::timestamptz[], %(updated)s::timestamptz[])
+                 AS t(id, collection, title, source, metadata, space, hash, generation,
+                      batch_id, created_at, updated_at)
+            ON CONFLICT DO NOTHING RETURNING id
+            """,
+            {
+                "ids": [d.id for d in rows],
+                "collections": [d.collection for d in rows],
+                "titles": [d.title for d in rows],
+                "sources": [d.source for d in rows],
+                "metadata": [Jsonb(d.metadata) for d in rows],
+                "spaces": [self._home(d.space, "document") for d in rows],
+                "hashes": [d.content_sha256 for d in rows],
+                "generations": [d.generation for d in rows],
+                "batches": [d.batch_id for d in rows],
+                "created": [d.created_at for d in rows],
+                "updated": [d.updated_at for d in rows],
+            },
+            len(rows),
+        )
+
+    async def _chunks(self, new_documents: set[UUID]) -> None:
+        """The chunks of documents this import made; a document already there keeps its own."""
+        documents = {d.id: d for d in self.plan.documents}
+        rows = [k for k in self.plan.chunks if k.document_id in new_documents]
+        self.existing["chunk"] += len(self.plan.chunks) - len(rows)
+        written = await self._insert(
+            "chunk",
+            """
+            INSERT INTO chunks (user_id, id, document_id, generation, chunk_index, content,
+                                content_hash, tokens, created_at)
+            SELECT %(user)s, t.id, t.document_id, t.generation, t.chunk_index, t.content,
+                   t.hash, t.tokens, coalesce(t.created_at, now())
+            FROM unnest(%(ids)s::uuid[], %(documents)s::uuid[], %(generations)s::int[],
+                        %(indexes)s::int[], %(contents)s::text[], %(hashes)s::bytea[],
+                        %(tokens)s::int[], %(created)s::timestamptz[])
+                 AS t(id, document_id, generation, chunk_index, content, hash, tokens,
+                      created_at)
+            ON CONFLICT DO NOTHING RETURNING id
+            """,
+            {
+                "ids": [k.id for k in rows],
+                "documents": [k.document_id for k in rows],
+                "generations": [documents[k.document_id].generation for k in rows],
+                "indexes": [k.chunk_index for k in rows],
+                "contents": [k.content for k in rows],
+                "hashes": [content_hash(k.content) for k in rows],
+                "tokens": [k.tokens for k in rows],
+                "created": [k.created_at for k in rows],
+            },
+            len(rows),
+        )
+        if taken := [k.id for k in rows if k.id not in written]:
+            raise Conflict(f"chunk {taken[0]}: the id already names another chunk")
+        await self._embeddings(
+            "chunk",
+            [
+                (k.id, k.content, self._home(documents[k.document_id].space, "document"))
+                for k in rows
+            ],
+        )
+
+    async def _memories(self) -> None:
+        rows = self.plan.memories
+        homes = [self._home(m.space, "memory") for m in rows]
+        written = await self._insert(
+            "memory",
+            """
+            INSERT INTO memories (user_id, id, content, metadata, session_id, importance, space,
+                                  content_hash, created_at, updated_at, expires_at)
+            SELECT %(user)s, t.id, t.content, t.metadata, t.session_id, t.importance, t.space,
+                   t.hash, coalesce(t.created_at, now()),
+                   coalesce(t.updated_at, t.created_at, now()), t.expires_at
+            FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
+                        %(sessions)s::text[], %(importance)s::float8[], %(spaces)s::text[],
+                        %(hashes)s::bytea[], %(created)s::timestamptz[],
+                        %(updated)s::timestamptz[], %(expires)s::timestamptz[])
+                 AS t(id, content, metadata, session_id, importance, space, hash, created_at,
+                      updated_at, expires_at)
+            ON CONFLICT DO NOTHING RETURNING id
+            """,
+            {
+                "ids": [m.id for m in rows],
+                "contents": [m.content for m in rows],
+                "metadata": [Jsonb(m.metadata) for m in rows],
+                "sessions": [m.session_id for m in rows],
+                "importance": [m.importance for m in rows],
+                "spaces": homes,
+                "hashes": [content_hash(m.content) for m in rows],
+                "created": [m.created_at for m in rows],
+                "updated": [m.updated_at for m in rows],
+                "expires": [m.expires_at for m in rows],
+            },
+            len(rows),
+        )
+        await self._embeddings(
+            "memory",
+            [
+                (m.id, m.content, home)
+                for m, home in zip(rows, homes, strict=True)
+                if m.id in written
+            ],
+        )
+
+    async def _embeddings(self, kind: ItemType, items: list[tuple[UUID, str, str]]) -> None:
+        """Jobs of new items (id, content, home space): ``ready`` with their vector where one
+        is usable, else ``pending`` (in their home space, and in every space being filled)."""
+        states: list[tuple[UUID, str, bytes, str]] = []
+        vectors: dict[str, list[tuple[UUID, bytes, str]]] = {}
+        for item_id, content, home in items:
+            digest = content_hash(content)
+            usable = {
+                line.space: text
+                for line, text in self.plan.vectors.get(item_id, [])
+                if line.space in self.plan.usable and line.content_sha256 == digest.hex()
+            }
+            for space in dict.fromkeys([home, *self.fill, *usable]):
+                ready = space in usable
+                states.append((item_id, space, digest, "ready" if ready else "pending"))
+                if ready:
+                    vectors.setdefault(space, []).append((item_id, digest, usable[space]))
+                else:
+                    self.jobs.append((space, self.user_id, item_id))
+        await self.conn.execute(
+            """
+            INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, status,
+                                     request_id)
+            SELECT %(user)s, t.id, t.space, %(kind)s, t.hash, t.status, %(request_id)s
+            FROM unnest(%(ids)s::uuid[], %(spaces)s::text[], %(hashes)s::bytea[],
+                        %(statuses)s::text[]) AS t(id, space, hash, status)
+            ON CONFLICT (user_id, item_id, space) DO UPDATE
+            SET content_hash = EXCLUDED.content_hash, status = EXCLUDED.status, attempts = 0,
+                last_error = NULL, claimed_until = NULL, queued_at = now(), updated_at = now(),
+                pending_since = now(), request_id = EXCLUDED.request_id
+            """,
+            {
+                "user": self.user_id,
+                "kind": kind,
+                "request_id": self.request_id,
+                "ids": [s[0] for s in states],
+                "spaces": [s[1] for s in states],
+                "hashes": [s[2] for s in states],
+                "statuses": [s[3] for s in states],
+            },
+        )
+        for space, rows in vectors.items():
+            await self._store_vectors(self.plan.usable[space], kind, rows)
+
+    async def _store_vectors(
+        self, space: Space, kind: ItemType, rows: list[tuple[UUID, bytes, str]]
+    ) -> None:
+        # a vector left by an item deleted long ago is replaced: the item is new
+        await self.conn.execute(
+            sql.SQL(
+                """
+                INSERT INTO {table} (user_id, item_id, kind, content_hash, embedding)
+                SELECT %(user)s, t.id, %(kind)s, t.hash, t.embedding::{storage}
+                FROM unnest(%(ids)s::uuid[], %(hashes)s::bytea[], %(embeddings)s::text[])
+                     AS t(id, hash, embedding)
+                ON CONFLICT (user_id, item_id)
+                DO UPDATE SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash,
+                              kind = EXCLUDED.kind
+                """
+            ).format(table=sql.Identifier(space.table), storage=sql.SQL(space.storage)),
+            {
+                "user": self.user_id,
+                "kind": kind,
+                "ids": [r[0] for r in rows],
+                "hashes": [r[1] for r in rows],
+                "embeddings": [r[2] for r in rows],
+            },
+        )
+        self.imported["vector"] += len(rows)
