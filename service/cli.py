@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
-from models import keys, schema
-from models.errors import ConfigError
+from models import keys, metrics, schema
+from models.errors import BackupFailed, ConfigError
+from models.logs import configure_logging
 from models.settings import Settings
 
 
@@ -31,16 +32,30 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument(
         "--key", help="an API key (default: $ENGRAM_API_KEY, else the admin key file)"
     )
+    status = commands.add_parser(
+        "status", help="pending, failed and ready items by space, queue depth, throughput"
+    )
+    status.add_argument("--url", help="the API (default: $ENGRAM_URL, else ENGRAM_HOST:PORT)")
+    status.add_argument("--key", help="an admin key (default: $ENGRAM_API_KEY, else the key file)")
+    status.add_argument("--top", type=int, default=5, help="failure reasons to show (default 5)")
+    status.add_argument("--json", action="store_true", help="print the API's JSON answer")
     migrate = commands.add_parser("migrate", help="migrate the database schema")
     migrate.add_argument("revision", nargs="?", default="head", help="target (default: head)")
     migrate.add_argument("--down", action="store_true", help="downgrade to the revision")
+    backup = commands.add_parser("backup", help="back up the whole database to a file (pg_dump)")
+    backup.add_argument("path", type=Path, help="the file to write (custom-format archive)")
+    restore = commands.add_parser(
+        "restore", help="restore a backup into an empty database, then migrate it to head"
+    )
+    restore.add_argument("path", type=Path, help="a file written by `engram backup`")
+    restore.add_argument(
+        "--clean", action="store_true", help="replace what the backup holds in a non-empty database"
+    )
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        settings = Settings.from_env()
+        configure_logging(level=settings.log_level, fmt=settings.log_format)
         return _COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"engram: {exc}", file=sys.stderr)
@@ -59,50 +74,78 @@ def _api(settings: Settings, _: argparse.Namespace) -> int:
     from service.app import create_app
 
     admin_key = keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
+    metrics.ensure_multiprocess_dir()
     app = create_app(msgspec.structs.replace(settings, admin_key=admin_key))
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through ours (configure_logging)
         timeout_graceful_shutdown=30,
-        access_log=False,
+        access_log=False,  # service/observe.py logs each request with its id
     )
     return 0
 
 
 def _worker(settings: Settings, _: argparse.Namespace) -> int:
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
     settings.require_urls()
-    argv = [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "worker.main",
-        "--processes",
-        "1",
-        "--threads",
-        str(settings.worker_threads),
-        "--queues",
-        "embeddings",
-    ]
-    os.execv(sys.executable, argv)
-    return 0  # not reached
+    metrics.ensure_multiprocess_dir()
+    # dramatiq's own main, here, so that its lines are ours too: each worker process sets
+    # up logging again in worker/main.py, on the pipe dramatiq gives it
+    args = make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
+        [
+            "worker.main",
+            "--processes",
+            "1",
+            "--threads",
+            str(settings.worker_threads),
+            "--queues",
+            "embeddings",
+            "--skip-logging",
+        ]
+    )
+    return int(dramatiq_main(args))  # type: ignore[no-untyped-call]
 
 
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
-    import httpx
-
+    from service.client import ClientError, Engram
     from service.ingest import ingest
 
-    url = args.url or os.environ.get("ENGRAM_URL") or f"http://{settings.host}:{settings.port}"
-    key = args.key or os.environ.get("ENGRAM_API_KEY") or settings.admin_key
-    if key is None and settings.admin_key_file.exists():
-        key = settings.admin_key_file.read_text().strip()
+    url, key = _api_url(settings, args), _api_key(settings, args)
     if key is None:
         raise ConfigError("give --key or ENGRAM_API_KEY (a key that may act on the user)")
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        return ingest(client, args.paths, user=args.user, collection=args.collection)
+    with Engram(url, key, timeout=120) as client:
+        try:
+            return ingest(client, args.paths, user=args.user, collection=args.collection)
+        except ClientError as exc:  # refused, or the API is unreachable: say why, no trace
+            print(f"\nengram ingest: {exc}", file=sys.stderr)
+            return 2
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from service.report import print_status
+
+    key = _api_key(settings, args)
+    if key is None:
+        raise ConfigError("give --key or ENGRAM_API_KEY (an admin key)")
+    return print_status(_api_url(settings, args), key, top=args.top, raw=args.json)
+
+
+def _api_url(settings: Settings, args: argparse.Namespace) -> str:
+    return str(
+        args.url or os.environ.get("ENGRAM_URL") or f"http://{settings.host}:{settings.port}"
+    )
+
+
+def _api_key(settings: Settings, args: argparse.Namespace) -> str | None:
+    key: str | None = args.key or os.environ.get("ENGRAM_API_KEY") or settings.admin_key
+    if key is None and settings.admin_key_file.exists():
+        key = settings.admin_key_file.read_text().strip()
+    return key
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,12 +164,37 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from service.backup import backup
+
+    return _say_done(lambda: backup(settings, args.path))
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from service.backup import restore
+
+    return _say_done(lambda: restore(settings, args.path, clean=args.clean))
+
+
+def _say_done(work: Callable[[], str]) -> int:
+    """Print what ``work`` did (exit 0), or why it failed (exit 1)."""
+    try:
+        print(work())
+    except BackupFailed as exc:
+        print(f"engram: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 _COMMANDS = {
     "run": _run,
     "api": _api,
     "worker": _worker,
     "ingest": _ingest,
+    "status": _status,
     "migrate": _migrate,
+    "backup": _backup,
+    "restore": _restore,
 }
 
 if __name__ == "__main__":
