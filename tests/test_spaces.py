@@ -167,6 +167,10 @@ def test_a_request_may_name_its_space(stack):
     unknown = {"memories": [{"content": "x"}], "space": "nope-7"}
     answer = stack.post(f"/v1/users/{user}/memories", json=unknown, headers=headers)
     assert answer.status_code == 422 and "unknown space" in answer.text
+    for method in ("GET", "DELETE"):  # a space in the path is a resource: 404
+        answer = stack.request(method, "/v1/spaces/nope-7", headers=ADMIN)
+        assert answer.status_code == 404 and "no space 'nope-7'" in answer.text
+    assert stack.post("/v1/spaces/nope-7/backfill", headers=ADMIN).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -337,3 +341,4 @@ def test_dropping_a_space_drops_its_vectors_and_nothing_else(stack, client, new_
     # the items and their other space are untouched
     found = search(client, user, headers, query="what does alice drink?", k=1)
     assert found[0]["id"] == stored[0]["id"]
+
