@@ -369,11 +369,18 @@ async def fill_progress(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
 
 
 async def drop_space(conn: AsyncConnection, space: str, table: str, *, actor: str) -> int:
-    """Forget a space: its vectors, its jobs and its fill. Items stay; returns vectors gone."""
+    """Forget a space: its vectors, its jobs and its fill. Items stay; returns vectors gone.
+
+    The order closes every race with writers. Deleting the fill first waits for writers
+    that read it (``fill_spaces`` holds it ``FOR SHARE``) and for a running ``fill_step``;
+    deleting the jobs next waits for a worker storing a vector (``store_vectors`` locks its
+    job), and a store that comes later finds no job and writes nothing. So the last delete,
+    under a fresh snapshot, sees every vector that will ever be written to this space.
+    """
     async with conn.transaction():
+        await conn.execute("DELETE FROM space_fills WHERE space = %s", [space])
+        await conn.execute("DELETE FROM embed_state WHERE space = %s", [space])
         cur = await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
         dropped = cur.rowcount
-        await conn.execute("DELETE FROM embed_state WHERE space = %s", [space])
-        await conn.execute("DELETE FROM space_fills WHERE space = %s", [space])
         await audit.record(conn, actor=actor, action="space.drop", target=space, vectors=dropped)
     return dropped

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -342,3 +343,48 @@ def test_dropping_a_space_drops_its_vectors_and_nothing_else(stack, client, new_
     found = search(client, user, headers, query="what does alice drink?", k=1)
     assert found[0]["id"] == stored[0]["id"]
 
+
+def test_a_vector_stored_while_its_space_is_dropped_is_dropped_too(
+    stack, client, new_user, db, servers
+):
+    """A worker's store that is still in flight when the drop starts (its job row locked,
+    its vector written but not committed) cannot leave a vector behind."""
+    user, headers = new_user()
+    item = uuid.UUID(add_memories(client, user, headers, FACTS[:1])[0]["id"])
+    db.execute(  # a job the running worker will not claim: its lease runs for an hour
+        "INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, claimed_until) "
+        "SELECT user_id, id, %s, 'memory', content_hash, now() + interval '1 hour' "
+        "FROM memories WHERE user_id = %s AND id = %s",
+        [OPENAI_1536, user, item],
+    )
+    with psycopg.connect(servers.database_url) as store:
+        # what ``store_vectors`` does, left uncommitted
+        store.execute(
+            "UPDATE embed_state SET status = 'ready' "
+            "WHERE user_id = %s AND item_id = %s AND space = %s",
+            [user, item, OPENAI_1536],
+        )
+        store.execute(
+            "INSERT INTO vec_openai_1536 (user_id, item_id, kind, content_hash, embedding) "
+            "SELECT user_id, id, 'memory', content_hash, array_fill(0.03, ARRAY[1536])::halfvec "
+            "FROM memories WHERE user_id = %s AND id = %s",
+            [user, item],
+        )
+        with ThreadPoolExecutor(1) as pool:
+            dropping = pool.submit(stack.delete, f"/v1/spaces/{OPENAI_1536}", headers=ADMIN)
+            wait_until(  # the drop waits for the store's lock
+                lambda: (
+                    db.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%'"
+                    ).fetchone()[0]
+                    > 0
+                ),
+                what="the drop to wait for the store",
+            )
+            store.commit()
+            assert dropping.result(timeout=60).status_code == 200
+    assert db.execute("SELECT count(*) FROM vec_openai_1536").fetchone() == (0,)
+    assert db.execute(
+        "SELECT count(*) FROM embed_state WHERE space = %s", [OPENAI_1536]
+    ).fetchone() == (0,)
