@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -56,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_database_url: str | None = None
     app_db_password: str | None = None
     redis_url: str | None = None
+    # the embedded PostgreSQL's buffer cache ("6GB"; None: a quarter of the memory)
+    embedded_shared_buffers: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     admin_key: str | None = None
@@ -112,6 +115,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 admin_database_url=env.get("ENGRAM_ADMIN_DATABASE_URL") or None,
                 app_db_password=env.get("ENGRAM_APP_DB_PASSWORD") or None,
                 redis_url=env.get("ENGRAM_REDIS_URL") or None,
+                embedded_shared_buffers=_memory_size(
+                    "ENGRAM_PG_SHARED_BUFFERS", env.get("ENGRAM_PG_SHARED_BUFFERS")
+                ),
                 host=env.get("ENGRAM_HOST", "127.0.0.1"),
                 port=int(env.get("ENGRAM_PORT", "8000")),
                 admin_key=env.get("ENGRAM_ADMIN_KEY") or None,
@@ -273,6 +279,15 @@ def _address(value: str | None) -> tuple[str, int] | None:
         return None
     host, _, port = value.rpartition(":")
     return host or "127.0.0.1", int(port)
+
+
+def _memory_size(name: str, value: str | None) -> str | None:
+    """A PostgreSQL memory size such as ``512MB`` or ``6GB`` (None when unset)."""
+    if not value:
+        return None
+    if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB|TB)", value):
+        raise ConfigError(f"{name}={value}: expected a size such as 512MB or 6GB")
+    return value
 
 
 def _log_format(value: str) -> str:

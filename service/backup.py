@@ -106,7 +106,7 @@ def _database(settings: Settings, *, exclusive: bool) -> Iterator[str]:
         yield url
         return
     with _home_lock(settings.home) as ours:
-        postgres = EmbeddedPostgres(settings.home)
+        postgres = EmbeddedPostgres(settings.home, shared_buffers=settings.embedded_shared_buffers)
         if not ours:  # `engram run` holds the home: its server is up
             if exclusive:
                 raise BackupFailed(

@@ -92,7 +92,9 @@ def _servers(settings: Settings) -> Iterator[tuple[str, str, str]]:
         database_url = settings.database_url
         admin_url = settings.admin_database_url or database_url
         if database_url is None:
-            postgres = EmbeddedPostgres(settings.home)
+            postgres = EmbeddedPostgres(
+                settings.home, shared_buffers=settings.embedded_shared_buffers
+            )
             started.append(postgres)
             admin_url = postgres.start()
             database_url = postgres.url_for(schema.APP_ROLE)
