@@ -9,12 +9,14 @@ the order they were said.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
 from models import sessions
 from models.chunking import TokenCounter
+from models.db import on_connection
 from models.search import SearchQuery, search
 from models.sessions import Message
 from models.spaces import Space
@@ -94,13 +96,15 @@ async def build_context(
     ef_search: int,
 ) -> Context:
     """Search the user's memories and read the session's latest messages, then pack them."""
-    hits = await search(
-        conn, space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search
-    )
     latest = (
         await sessions.latest_messages(conn, user_id, session_id, limit=LATEST_MESSAGES)
         if session_id
         else []
+    )
+    # last: the search's HNSW settings last to the end of the transaction
+    read = functools.partial(on_connection, conn)
+    hits = await search(
+        read, space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search
     )
     return pack(hits, latest, max_tokens=max_tokens, count=count)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import Concatenate, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from pgvector.psycopg import register_vector_async
+from psycopg.rows import RowFactory, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("engram.db")
@@ -81,7 +83,9 @@ async def run_scoped(
     of the SQL itself (constraints, syntax) are never retried. Back-off 0.1 s, 0.4 s; at
     most 3 attempts, then the error goes up (the HTTP edge answers 503).
     """
-    return await _retrying(pool, scope, False, work, *args, **kwargs)
+    return await _retrying(
+        pool, lambda conn: _in_transaction(conn, scope, False, work, *args, **kwargs)
+    )
 
 
 async def run_pipelined(
@@ -96,25 +100,89 @@ async def run_pipelined(
     whose results are not read share the ``COMMIT``'s. For the hot paths (authentication,
     search); their work must not use server-side cursors or COPY, and sees an error only
     when it reads a result or commits."""
-    return await _retrying(pool, scope, True, work, *args, **kwargs)
+    return await _retrying(
+        pool, lambda conn: _in_transaction(conn, scope, True, work, *args, **kwargs)
+    )
 
 
-async def _retrying(
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a ``read_batch``; ``rows`` makes its rows (None: not read)."""
+
+    query: str
+    params: dict[str, Any] | Sequence[Any] | None = None
+    rows: RowFactory[Any] | None = tuple_row
+
+
+async def read_batch(
     pool: AsyncConnectionPool,
+    scope: str,
+    statements: Sequence[Statement],
+    settings: Mapping[str, str] | None = None,
+) -> list[list[Any]]:
+    """Run read-only ``statements`` scoped to a user in one round trip; each one's rows.
+
+    The scope (with any ``settings``, set in the same statement) and the statements go out
+    in pipeline mode, then one Sync: the server runs everything before a Sync as one
+    implicit transaction, so the scope and settings (``set_config(..., true)``) cover
+    exactly these statements and end with them, like ``run_scoped``'s. Only for statements
+    that read; lost connections are retried.
+    """
+
+    async def batch(conn: psycopg.AsyncConnection) -> list[list[Any]]:
+        cursors = []
+        async with conn.pipeline():
+            await set_scope(conn, scope, settings)
+            for statement in statements:
+                cursor = conn.cursor(row_factory=statement.rows or tuple_row)
+                await cursor.execute(statement.query, statement.params)
+                cursors.append(cursor if statement.rows else None)
+        # leaving the pipeline sent the Sync and received every answer
+        return [await c.fetchall() if c else [] for c in cursors]
+
+    return await _retrying(pool, batch)
+
+
+async def on_connection(
+    conn: psycopg.AsyncConnection,
+    statements: Sequence[Statement],
+    settings: Mapping[str, str] | None = None,
+) -> list[list[Any]]:
+    """``read_batch`` in the caller's transaction, for work that reads more around it (the
+    settings last to the end of that transaction)."""
+    if settings:
+        await conn.execute(*set_configs(settings))
+    results: list[list[Any]] = []
+    for statement in statements:
+        cursor = conn.cursor(row_factory=statement.rows or tuple_row)
+        await cursor.execute(statement.query, statement.params)
+        results.append(await cursor.fetchall() if statement.rows else [])
+    return results
+
+
+async def _in_transaction(
+    conn: psycopg.AsyncConnection,
     scope: str,
     pipelined: bool,
     work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
+    async with AsyncExitStack() as stack:
+        if pipelined:
+            await stack.enter_async_context(conn.pipeline())
+        await stack.enter_async_context(conn.transaction())
+        await set_scope(conn, scope)
+        return await work(conn, *args, **kwargs)
+
+
+async def _retrying(
+    pool: AsyncConnectionPool, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]
+) -> T:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
-            async with pool.connection() as conn, AsyncExitStack() as stack:
-                if pipelined:
-                    await stack.enter_async_context(conn.pipeline())
-                await stack.enter_async_context(conn.transaction())
-                await set_scope(conn, scope)
-                return await work(conn, *args, **kwargs)
+            async with pool.connection() as conn:
+                return await work(conn)
         except CONNECTION_ERRORS as exc:
             if attempt == RETRY_ATTEMPTS:
                 raise
@@ -126,13 +194,23 @@ async def _retrying(
     raise AssertionError("unreachable")
 
 
-async def set_scope(conn: psycopg.AsyncConnection, scope: str) -> None:
-    """Admit rows of ``scope`` for the rest of the current transaction."""
+async def set_scope(
+    conn: psycopg.AsyncConnection, scope: str, settings: Mapping[str, str] | None = None
+) -> None:
+    """Admit rows of ``scope`` for the rest of the current transaction; ``settings``
+    (configuration parameters) last as long."""
     all_users = scope == ALL_USERS
-    await conn.execute(
-        "SELECT set_config('engram.user_id', %s, true), set_config('engram.all_users', %s, true)",
-        ["" if all_users else scope, "on" if all_users else "off"],
-    )
+    scoped = {
+        "engram.user_id": "" if all_users else scope,
+        "engram.all_users": "on" if all_users else "off",
+    }
+    await conn.execute(*set_configs({**scoped, **(settings or {})}))
+
+
+def set_configs(settings: Mapping[str, str]) -> tuple[str, list[str]]:
+    """One statement setting each parameter for the rest of the transaction."""
+    calls = ", ".join("set_config(%s, %s, true)" for _ in settings)
+    return f"SELECT {calls}", [part for item in settings.items() for part in item]
 
 
 async def bypasses_row_security(conn: psycopg.AsyncConnection) -> bool:

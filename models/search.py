@@ -2,9 +2,13 @@
 
 pgvector filters rows *after* an HNSW scan, so a user who owns a small share of the table
 would get short answers from the index. We therefore search a user's vectors exactly when
-they are few (a scan through the ``(user_id, item_id)`` primary key), and through HNSW with
-an iterative scan otherwise; an HNSW answer shorter than asked is re-checked exactly, so a
+they are few (a scan through the ``(user_id, kind)`` index), and through HNSW with an
+iterative scan otherwise; an HNSW answer shorter than asked is re-checked exactly, so a
 user with at least ``k`` matching items always gets ``k`` results.
+
+A search is usually one round trip: the statement that counts a user's vectors also
+searches them exactly when they are few, and users lately seen large (or medium) skip the
+count (``SizeHints``).
 
 Hybrid mode fuses the vector ranking with a full-text ranking (reciprocal rank fusion);
 ``diversity`` re-ranks by maximal marginal relevance; ``weights`` blend in recency and
@@ -16,19 +20,24 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import numpy as np
 from pgvector import Vector
-from psycopg import AsyncConnection, sql
+from psycopg import sql
 from psycopg.rows import class_row
 
+from models.db import Statement, set_configs
 from models.filters import FilterCompiler
 from models.spaces import Space
 from models.types import ItemType, SearchHit
+
+# Runs statements in one transaction with some settings, answering each one's rows
+# (models.db.read_batch).
+Reader = Callable[[Sequence[Statement], Mapping[str, str]], Awaitable[list[list[Any]]]]
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion
 CANDIDATES_PER_RESULT = 4  # re-ranking modes look this many times deeper than k
@@ -73,16 +82,17 @@ _SOURCES = {
 }
 _KINDS: tuple[ItemType, ...] = ("memory", "chunk")
 _MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
-_APPROXIMATE = "WITH matches AS ({matches}) {ranked}"
+_APPROXIMATE = "WITH {counting} matches AS ({matches} {gate}), ranked AS ({ranked}) {answer}"
 # The exact scan measures the user's vectors alone first (MATERIALIZED keeps the planner
 # from reaching for the HNSW index), keeps the nearest ``window`` of them, and only then
 # joins their items: at 20k vectors that is about half the time of joining every item.
 # ``window`` is NULL (no limit) when filters on the items could reject many of them.
 _EXACT = (
     """
-    WITH scored AS MATERIALIZED (
+    WITH {counting}
+    scored AS MATERIALIZED (
         SELECT v.item_id, v.content_hash, v.embedding <=> {query} AS distance
-        FROM {table} v WHERE v.user_id = %(user_id)s AND v.kind = {kind}),
+        FROM {table} v WHERE v.user_id = %(user_id)s AND v.kind = {kind} {gate}),
     nearest AS (SELECT * FROM scored ORDER BY distance, item_id LIMIT %(window)s),
     matches AS (
         SELECT """
@@ -95,9 +105,28 @@ _EXACT = (
           AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
           AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
           AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
-          AND {filter})
-    {ranked}"""
+          AND {filter}),
+    ranked AS ({ranked})
+    {answer}"""
 )
+# The first batch's exact and HNSW statements both read the user's number of vectors
+# (kept by triggers, migration 0011): the exact one scans only when there are at most
+# ``cap``, the HNSW one only when there are more. The gates are one-time filters, so the
+# statement not taken costs its count alone. Their rows carry the count, and there is one
+# even when nothing is found.
+_COUNTING = """counted AS MATERIALIZED (
+        SELECT coalesce((SELECT vectors FROM vector_counts
+                         WHERE user_id = %(user_id)s AND space = %(space)s AND kind = {kind}),
+                        0) AS n),"""
+_GATES = {
+    "exact": "AND (SELECT n FROM counted) <= %(cap)s",
+    "approximate": "AND (SELECT n FROM counted) > %(cap)s",
+}
+_COUNTED_ANSWER = (
+    "SELECT c.n AS counted, r.* FROM counted c LEFT JOIN ranked r ON true "
+    "ORDER BY r.score DESC, r.id"
+)
+_ANSWER = "SELECT * FROM ranked ORDER BY score DESC, id"
 # Nearest vectors looked at per result wanted, before their items are checked (stale,
 # expired); an answer that comes back short is searched again without a window.
 WINDOW_PER_RESULT = 2
@@ -140,11 +169,10 @@ _TEXT = (
 
 
 class LargeUsers:
-    """Users who lately had more vectors of a type than the exact-search cap, so a search
-    can skip counting them (counting 20k rows costs milliseconds on every query). Only a
-    hint for speed: the HNSW path searches exactly whenever it comes back short, so a user
-    who has shrunk since still gets complete answers. One per process; entries last
-    ``ttl_seconds``."""
+    """Users lately found to have more vectors of a type than the exact-search cap, so that
+    their searches send the HNSW statement first. Only a hint: each statement reads the
+    user's count and runs only when it is the right path, so a wrong hint costs a second
+    round trip, never an answer. One per process; entries last ``ttl_seconds``."""
 
     def __init__(self, ttl_seconds: float = 60.0, size: int = 10_000) -> None:
         self.ttl_seconds = ttl_seconds
@@ -155,9 +183,13 @@ class LargeUsers:
         until = self._until.get((space, user_id, kind))
         return until is not None and until > time.monotonic()
 
-    def remember(self, space: str, user_id: str, kind: str) -> None:
-        self._until[(space, user_id, kind)] = time.monotonic() + self.ttl_seconds
-        self._until.move_to_end((space, user_id, kind))
+    def remember(self, space: str, user_id: str, kind: str, *, large: bool) -> None:
+        key = (space, user_id, kind)
+        if not large:
+            self._until.pop(key, None)
+            return
+        self._until[key] = time.monotonic() + self.ttl_seconds
+        self._until.move_to_end(key)
         if len(self._until) > self.size:
             self._until.popitem(last=False)
 
@@ -188,7 +220,7 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def search(
-    conn: AsyncConnection,
+    read: Reader,
     space: Space,
     user_id: str,
     query: SearchQuery,
@@ -197,122 +229,104 @@ async def search(
     ef_search: int = 800,
     large: LargeUsers | None = None,
 ) -> list[SearchHit]:
-    """The ``query.k`` best items of ``user_id``, best first."""
+    """The ``query.k`` best items of ``user_id``, best first.
+
+    ``read`` runs a batch of statements in one transaction (``models.db.read_batch``: one
+    round trip). One batch usually answers: per type of item, the exact search or, for a
+    user known to be large, the HNSW one (each reads the user's count, ``vector_counts``,
+    and scans only when it is the right path), plus the all-words text search in hybrid
+    mode. A second batch follows only when the first could not answer: the other path
+    was the right one, a window or an index scan came back short (stale or expired
+    items), or a text search needs its looser form. MMR reads the candidates' vectors last.
+    """
     reranks = query.hybrid or query.diversity > 0 or query.weights is not None
     depth = max(query.k * CANDIDATES_PER_RESULT, MIN_CANDIDATES) if reranks else query.k
     params, conditions = _params(space, user_id, query, depth)
-    known = {k for k in _KINDS if large and large.known(space.name, user_id, k)}
-    counts = await _vector_counts(conn, space, user_id, cap=exact_max_rows, known_large=known)
-    for kind in _KINDS:  # only what was counted: a hint expires, then is measured again
-        if large and kind not in known and counts[kind] > exact_max_rows:
-            large.remember(space.name, user_id, kind)
-    kinds = [kind for kind in query.types if counts[kind]]
-    hits: list[SearchHit] = []
-    text_hits: list[SearchHit] = []
-    for kind in kinds:
-        hits += await _nearest(
-            conn,
-            space,
-            kind,
-            params,
-            conditions,
-            exact=counts[kind] <= exact_max_rows,
-            ef_search=ef_search,
-        )
-        if query.hybrid:
-            text_hits += await _text_matches(conn, space, kind, params, conditions)
-    hits = sorted(hits, key=lambda h: (-h.similarity, str(h.id)))[:depth]
+    window = None if params["filtered"] else depth * WINDOW_PER_RESULT + WINDOW_SLACK
+    params |= {"cap": exact_max_rows, "window": window, "space": space.name}
+    shapes = _Shapes(space, conditions, cacheable=not query.metadata)
+    hinted = {k for k in query.types if large and large.known(space.name, user_id, k)}
+    pending = {kind: "approximate" if kind in hinted else "exact" for kind in query.types}
+    glues = dict.fromkeys(query.types if query.hybrid else (), " & ")
+    found: dict[ItemType, list[SearchHit]] = {}
+    text_found: dict[ItemType, list[SearchHit]] = {}
+    for round_ in range(3):
+        if not pending and not glues:
+            break
+        asked, statements, settings = _batch(shapes, params, pending, glues, ef_search)
+        results = await read(statements, settings)
+        pending, glues = {}, {}
+        for answers, rows in zip(asked, results, strict=True):
+            if answers is None:  # a statement of settings
+                continue
+            kind, shape = answers
+            if shape in (" & ", " | "):
+                if rows or shape == " | ":
+                    text_found[kind] = rows
+                else:  # no item holds every word: any of them will do
+                    glues[kind] = " | "
+                continue
+            if shape == "all":
+                found[kind] = rows
+                continue
+            vectors = rows[0][0]
+            if large:
+                large.remember(space.name, user_id, kind, large=vectors > exact_max_rows)
+            right = "exact" if vectors <= exact_max_rows else "approximate"
+            hits = [hit for _, hit in rows if hit is not None]
+            complete = len(hits) >= depth or (
+                shape == "exact" and (window is None or vectors <= window)
+            )
+            if shape == right and complete:
+                found[kind] = hits
+            else:  # the other path, or a short window or index scan; at last, everything
+                pending[kind] = right if shape != right and round_ == 0 else "all"
+    hits = sorted((h for kind in query.types for h in found.get(kind, ())),
+                  key=lambda h: (-h.similarity, str(h.id)))[:depth]  # fmt: skip
     if query.hybrid:
-        text_hits = sorted(text_hits, key=lambda h: -h.score)[:depth]
+        text_hits = sorted((h for rows in text_found.values() for h in rows),
+                           key=lambda h: -h.score)[:depth]  # fmt: skip
         hits = fuse(hits, text_hits)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))
     if query.diversity > 0:
-        embeddings = await _embeddings(conn, space, user_id, [h.id for h in hits])
+        embeddings = await _embeddings(read, space, user_id, [h.id for h in hits])
         hits = diversify(hits, embeddings, query.vector, diversity=query.diversity, k=query.k)
     return hits[: query.k]
 
 
-def _params(
-    space: Space, user_id: str, query: SearchQuery, limit: int
-) -> tuple[dict[str, Any], sql.Composable]:
-    compiler = FilterCompiler()
-    conditions = compiler.compile(query.metadata or {})
-    params = {
-        "query": Vector(query.vector),
-        "user_id": user_id,
-        "session_id": query.session_id,
-        "after": query.created_after,
-        "before": query.created_before,
-        "max_distance": None if query.threshold is None else 1 - query.threshold,
-        "text": query.text,
-        "limit": limit,
-        # whether conditions on the items themselves can reject some of the nearest vectors
-        "filtered": bool(query.metadata)
-        or query.session_id is not None
-        or query.created_after is not None
-        or query.created_before is not None,
-        **compiler.params,
-    }
-    return params, conditions
-
-
-async def _nearest(
-    conn: AsyncConnection,
-    space: Space,
-    kind: ItemType,
+def _batch(
+    shapes: _Shapes,
     params: dict[str, Any],
-    conditions: sql.Composable,
-    *,
-    exact: bool,
+    pending: dict[ItemType, str],
+    glues: dict[ItemType, str],
     ef_search: int,
-) -> list[SearchHit]:
-    if exact:
-        return await _exact(conn, space, kind, params, conditions)
-    async with conn.transaction():
-        # Per transaction only: a pooled connection never carries these to another query.
-        # Without sorts and sequential scans, the HNSW index is the plan that gives order.
-        await conn.execute(
-            "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), "
-            "set_config('hnsw.ef_search', %s, true), "
-            "set_config('hnsw.max_scan_tuples', '1000000', true), "
-            "set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)",
-            [str(min(1000, max(ef_search, 2 * params["limit"])))],
-        )
-        hits = await _run(conn, space, kind, _APPROXIMATE, params, conditions)
-    if len(hits) < params["limit"]:
-        hits = await _exact(conn, space, kind, params, conditions)
-    return hits
-
-
-async def _exact(
-    conn: AsyncConnection,
-    space: Space,
-    kind: ItemType,
-    params: dict[str, Any],
-    conditions: sql.Composable,
-) -> list[SearchHit]:
-    """Brute force over the user's vectors: windowed when only stale or expired items can
-    be rejected, else (filters) over all of them."""
-    filtered = params["filtered"]
-    window = None if filtered else params["limit"] * WINDOW_PER_RESULT + WINDOW_SLACK
-    hits = await _run(conn, space, kind, _EXACT, params | {"window": window}, conditions)
-    if window is not None and len(hits) < params["limit"]:
-        hits = await _run(conn, space, kind, _EXACT, params | {"window": None}, conditions)
-    return hits
-
-
-async def _text_matches(
-    conn: AsyncConnection,
-    space: Space,
-    kind: ItemType,
-    params: dict[str, Any],
-    conditions: sql.Composable,
-) -> list[SearchHit]:
-    every_word = await _run(conn, space, kind, _TEXT, params | {"glue": " & "}, conditions)
-    if every_word:
-        return every_word
-    return await _run(conn, space, kind, _TEXT, params | {"glue": " | "}, conditions)
+) -> tuple[list[tuple[ItemType, str] | None], list[Statement], dict[str, str]]:
+    """One round: what each statement answers (None: settings), the statements, and the
+    settings for the whole batch. The HNSW settings (no sorts, no sequential scans) must
+    not reach the other statements' plans: they go with the scope when only HNSW
+    statements follow, else in a statement of their own after the others."""
+    asked: list[tuple[ItemType, str] | None] = []
+    statements: list[Statement] = []
+    for kind, shape in pending.items():
+        if shape != "approximate":
+            asked.append((kind, shape))
+            statements.append(shapes.statement(kind, shape, params))
+    for kind, glue in glues.items():
+        asked.append((kind, glue))
+        statements.append(shapes.text(kind, params | {"glue": glue}))
+    settings = dict(NO_PARALLEL_WORKERS)
+    hnsw = _hnsw_settings(ef_search, params["limit"])
+    approximate = [kind for kind, shape in pending.items() if shape == "approximate"]
+    if approximate and not statements:
+        settings |= hnsw
+    elif approximate:
+        asked.append(None)
+        statements.append(Statement(*set_configs(hnsw), rows=None))
+    for kind in approximate:
+        asked.append((kind, "approximate"))
+        statements.append(shapes.statement(kind, "approximate", params))
+    return asked, statements, settings
 
 
 def fuse(vector_hits: list[SearchHit], text_hits: list[SearchHit]) -> list[SearchHit]:
@@ -374,52 +388,106 @@ def diversify(
 
 
 async def _embeddings(
-    conn: AsyncConnection, space: Space, user_id: str, ids: list[Any]
+    read: Reader, space: Space, user_id: str, ids: list[Any]
 ) -> dict[Any, np.ndarray]:
-    cur = await conn.execute(
-        sql.SQL(
-            "SELECT item_id, embedding FROM {} WHERE user_id = %s AND item_id = ANY(%s)"
-        ).format(sql.Identifier(space.table)),
-        [user_id, ids],
-    )
-    return {row[0]: np.asarray(row[1].to_numpy(), dtype=np.float32) for row in await cur.fetchall()}
+    query = sql.SQL(
+        "SELECT item_id, embedding FROM {} WHERE user_id = %(user_id)s AND item_id = ANY(%(ids)s)"
+    ).format(sql.Identifier(space.table))
+    statement = Statement(query.as_string(), {"user_id": user_id, "ids": ids})
+    (rows,) = await read([statement], {})
+    return {row[0]: np.asarray(row[1].to_numpy(), dtype=np.float32) for row in rows}
 
 
-async def _vector_counts(
-    conn: AsyncConnection,
-    space: Space,
-    user_id: str,
-    *,
-    cap: int,
-    known_large: Collection[str] = (),
-) -> dict[ItemType, int]:
-    """How many vectors of each type the user has, each counted no further than ``cap + 1``
-    (types in ``known_large`` are not counted: they are taken to be over the cap)."""
-    counted = {
-        kind: sql.SQL(
-            "(SELECT count(*) FROM (SELECT 1 FROM {table} "
-            "WHERE user_id = %(user)s AND kind = {kind} LIMIT %(cap)s) c)"
-        ).format(table=sql.Identifier(space.table), kind=sql.Literal(kind))
-        if kind not in known_large
-        else sql.SQL("%(cap)s::bigint")
-        for kind in _KINDS
+def _params(
+    space: Space, user_id: str, query: SearchQuery, limit: int
+) -> tuple[dict[str, Any], sql.Composable]:
+    compiler = FilterCompiler()
+    conditions = compiler.compile(query.metadata or {})
+    params = {
+        "query": Vector(query.vector),
+        "user_id": user_id,
+        "session_id": query.session_id,
+        "after": query.created_after,
+        "before": query.created_before,
+        "max_distance": None if query.threshold is None else 1 - query.threshold,
+        "text": query.text,
+        "limit": limit,
+        # whether conditions on the items themselves can reject some of the nearest vectors
+        "filtered": bool(query.metadata)
+        or query.session_id is not None
+        or query.created_after is not None
+        or query.created_before is not None,
+        **compiler.params,
     }
-    cur = await conn.execute(
-        sql.SQL("SELECT {}, {}").format(counted["memory"], counted["chunk"]),
-        {"user": user_id, "cap": cap + 1},
-    )
-    row = await cur.fetchone()
-    return {"memory": int(row[0]), "chunk": int(row[1])} if row else {"memory": 0, "chunk": 0}
+    return params, conditions
 
 
-async def _run(
-    conn: AsyncConnection,
-    space: Space,
-    kind: ItemType,
-    shape: str,
-    params: dict[str, Any],
-    conditions: sql.Composable,
-) -> list[SearchHit]:
+# For the rest of the search's transaction: the exact statement that a large user does not
+# take would still start its parallel workers (10 ms here) before its gate says no, and
+# exact scans of up to the cap run no faster in parallel on a small machine.
+NO_PARALLEL_WORKERS = {"max_parallel_workers_per_gather": "0"}
+
+
+def _hnsw_settings(ef_search: int, limit: int) -> dict[str, str]:
+    """The HNSW path's settings, for the rest of its transaction only (a pooled connection
+    never carries them on). Without sorts and sequential scans, the HNSW index is the
+    plan that gives order."""
+    return {
+        "hnsw.iterative_scan": "strict_order",
+        "hnsw.ef_search": str(min(1000, max(ef_search, 2 * limit))),
+        "hnsw.max_scan_tuples": "1000000",
+        "enable_sort": "off",
+        "enable_seqscan": "off",
+    }
+
+
+def _counted_hit(cursor: Any) -> Callable[[Sequence[Any]], tuple[int, SearchHit | None]]:
+    """Rows of a counted search: (vectors counted, a hit or None when there is none)."""
+    names = [column.name for column in cursor.description or ()][1:]
+
+    def make(values: Sequence[Any]) -> tuple[int, SearchHit | None]:
+        if values[2] is None:  # the id: no hit on this row
+            return int(values[0]), None
+        return int(values[0]), SearchHit(**dict(zip(names, values[1:], strict=True)))
+
+    return make
+
+
+# Composed statements without a metadata filter, by (table, storage, type, shape):
+# composing costs about as much as searching a small user, and these few repeat.
+_COMPOSED: dict[tuple[str, ...], str] = {}
+
+
+class _Shapes:
+    """The search statements of one query, composed for its space and filter."""
+
+    def __init__(self, space: Space, conditions: sql.Composable, *, cacheable: bool) -> None:
+        self.space = space
+        self.conditions = conditions
+        self.cacheable = cacheable
+
+    def statement(self, kind: ItemType, shape: str, params: dict[str, Any]) -> Statement:
+        """ "exact" (through the window) or "approximate" (HNSW), each counted and gated by
+        the user's number of vectors, its rows (count, hit); or "all": an exact search of
+        every vector, ungated, its rows hits."""
+        if shape == "all":
+            params = params | {"window": None}
+        rows = class_row(SearchHit) if shape == "all" else _counted_hit
+        return Statement(self._compose(kind, shape), params, rows=rows)
+
+    def text(self, kind: ItemType, params: dict[str, Any]) -> Statement:
+        return Statement(self._compose(kind, "text"), params, rows=class_row(SearchHit))
+
+    def _compose(self, kind: ItemType, shape: str) -> str:
+        if not self.cacheable:  # a metadata filter: composed for this query alone
+            return _compose(self.space, kind, shape, self.conditions).as_string()
+        key = (self.space.table, self.space.storage, kind, shape)
+        if key not in _COMPOSED:
+            _COMPOSED[key] = _compose(self.space, kind, shape, self.conditions).as_string()
+        return _COMPOSED[key]
+
+
+def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composable) -> sql.Composed:
     source = _SOURCES[kind]
     parts = {
         "table": sql.Identifier(space.table),
@@ -428,18 +496,21 @@ async def _run(
         "document_id": sql.SQL(source["document_id"]),
         "chunk_index": sql.SQL(source["chunk_index"]),
         "filter": conditions,
-        "user_match": _USER_MATCH["approximate" if shape is _APPROXIMATE else "exact"],
+        "user_match": _USER_MATCH["approximate" if shape == "approximate" else "exact"],
         # the query vector in the column's type (halfvec spaces compare in halfvec)
         "query": sql.SQL("%(query)s::{}").format(sql.SQL(space.storage)),
+        "ranked": sql.SQL(_RANKED),
     }
-    if shape is _TEXT:
-        query = sql.SQL(_TEXT).format(**parts)
-    elif shape is _EXACT:
-        query = sql.SQL(_EXACT).format(**parts, ranked=sql.SQL(_RANKED))
-    else:
-        query = sql.SQL(shape).format(
-            matches=sql.SQL(_MATCHES).format(**parts), ranked=sql.SQL(_RANKED)
-        )
-    async with conn.cursor(row_factory=class_row(SearchHit)) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
+    if shape == "text":
+        return sql.SQL(_TEXT).format(**parts)
+    counted = {
+        "counting": sql.SQL(_COUNTING).format(kind=parts["kind"]),
+        "gate": sql.SQL(_GATES.get(shape, "")),
+        "answer": sql.SQL(_COUNTED_ANSWER),
+    }
+    if shape == "all":
+        counted = {"counting": sql.SQL(""), "gate": sql.SQL(""), "answer": sql.SQL(_ANSWER)}
+    if shape == "approximate":
+        matches = sql.SQL(_MATCHES).format(**parts)
+        return sql.SQL(_APPROXIMATE).format(matches=matches, **counted, ranked=parts["ranked"])
+    return sql.SQL(_EXACT).format(**parts, **counted)

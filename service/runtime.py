@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,9 +13,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from models.chunking import TokenCounter
-from models.db import ALL_USERS, run_pipelined, run_scoped
+from models.db import ALL_USERS, read_batch, run_pipelined, run_scoped
 from models.embedding import Embedder, token_counter
-from models.search import LargeUsers
+from models.search import LargeUsers, Reader
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
 from service.ratelimit import RateLimiter
@@ -38,7 +39,7 @@ class Runtime:
     limiter: RateLimiter
     schema_head: str
     query_cache: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
-    # users with more vectors than the exact-search cap: their searches skip the count
+    # users with more vectors than the exact-search cap: their searches try HNSW first
     large_users: LargeUsers = field(default_factory=LargeUsers)
     counters: dict[str, TokenCounter] = field(default_factory=dict)
     # /metrics' gauges of state and when they were read (service/routes/metrics.py)
@@ -79,6 +80,10 @@ class Runtime:
         """``as_user`` (a user id) or ``across_users`` (``ALL_USERS``) in pipeline mode: fewer
         round trips, for the hot paths that read (``models.db.run_pipelined``)."""
         return await run_pipelined(self.pool, scope, work, *args, **kwargs)
+
+    def reader(self, user_id: str) -> Reader:
+        """Read batches of statements as ``user_id``, each in one round trip (a search)."""
+        return functools.partial(read_batch, self.pool, user_id)
 
     async def embed_query(self, space: Space, text: str) -> np.ndarray:
         """Embed query text off the event loop, once: recent query vectors are cached."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import add_memories, search
+from conftest import ADMIN, add_memories, search, wait_until
 
-from models.db import create_pool, run_scoped
+from models.db import create_pool, read_batch
 from models.search import LargeUsers, SearchQuery
 from models.search import search as search_items
 from models.spaces import MINILM_384
@@ -168,10 +169,9 @@ def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
         pool = create_pool(servers.app_url, min_size=1, max_size=1)
         await pool.open(wait=True)
         try:
-            exact = await run_scoped(pool, user, search_items, MINILM_384, user, query,
-                                     exact_max_rows=1000)  # fmt: skip
-            hnsw = await run_scoped(pool, user, search_items, MINILM_384, user, query,
-                                    exact_max_rows=5)  # fmt: skip
+            read = functools.partial(read_batch, pool, user)
+            exact = await search_items(read, MINILM_384, user, query, exact_max_rows=1000)
+            hnsw = await search_items(read, MINILM_384, user, query, exact_max_rows=5)
             return exact, hnsw
         finally:
             await pool.close()
@@ -182,29 +182,99 @@ def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
     assert all("jazz" in h.content for h in hnsw[:3])
 
 
-def test_a_stale_large_user_hint_still_gives_complete_answers(client, new_user, servers, embedder):
-    """A user remembered as large skips the count and takes the HNSW path; after most of
-    their memories are deleted, the answers are still complete and exact."""
+def test_vector_counts_follow_every_write(client, new_user, db):
+    """The counts a search chooses its path by (kept by triggers) match the vectors through
+    writes, updates, deletes and erasure."""
+    user, headers = new_user()
+
+    def counted() -> tuple[int, int]:
+        kept = db.execute(
+            "SELECT coalesce(sum(vectors), 0) FROM vector_counts "
+            "WHERE user_id = %s AND space = %s AND kind = 'memory'",
+            [user, MINILM_384.name],
+        ).fetchone()
+        real = db.execute(
+            "SELECT count(*) FROM vec_minilm_384 WHERE user_id = %s AND kind = 'memory'", [user]
+        ).fetchone()
+        return int(kept[0]), int(real[0])
+
+    stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(12)])
+    assert counted() == (12, 12)
+    for memory in stored[:5]:
+        answer = client.delete(f"/v1/users/{user}/memories/{memory['id']}", headers=headers)
+        assert answer.status_code in (200, 204), answer.text
+    assert counted() == (7, 7)
+    changed = client.patch(
+        f"/v1/users/{user}/memories/{stored[6]['id']}",
+        json={"content": "a new note about the garden"},
+        headers=headers,
+    )
+    assert changed.status_code == 200, changed.text
+    url = f"/v1/users/{user}/memories/{stored[6]['id']}"
+    wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready")
+    assert counted() == (7, 7)
+    assert client.delete(f"/v1/users/{user}", headers=ADMIN).status_code == 200
+    assert counted() == (0, 0)
+
+
+def test_the_path_follows_the_count_as_a_user_shrinks(client, new_user, servers, embedder):
+    """Over the exact-search cap a user takes the HNSW path (and is remembered as large);
+    after deletes, the exact one, hint or not, with the same answers as an exact search."""
     user, headers = new_user()
     stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(12)])
     query = SearchQuery(vector=embedder.encode(["garden"])[0], k=10)
-    large = LargeUsers()
 
     async def run(**options: Any) -> list[Any]:
         pool = create_pool(servers.app_url, min_size=1, max_size=1)
         await pool.open(wait=True)
         try:
-            return await run_scoped(pool, user, search_items, MINILM_384, user, query, **options)
+            read = functools.partial(read_batch, pool, user)
+            return await search_items(read, MINILM_384, user, query, **options)
         finally:
             await pool.close()
 
-    assert len(asyncio.run(run(exact_max_rows=5, large=large))) == 10
+    large = LargeUsers()
+    assert len(asyncio.run(run(exact_max_rows=5, large=large))) == 10  # 12 vectors: HNSW
     assert large.known(MINILM_384.name, user, "memory")
     assert not large.known(MINILM_384.name, user, "chunk")
     for memory in stored[:7]:
         answer = client.delete(f"/v1/users/{user}/memories/{memory['id']}", headers=headers)
         assert answer.status_code in (200, 204), answer.text
-    hinted = asyncio.run(run(exact_max_rows=100, large=large))  # the hint says "large"
+    small = asyncio.run(run(exact_max_rows=5, large=large))  # 5 vectors: exact, hint or not
     exact = asyncio.run(run(exact_max_rows=100))
-    assert len(hinted) == len(exact) == 5
-    assert [h.id for h in hinted] == [h.id for h in exact]
+    assert len(small) == len(exact) == 5
+    assert [h.id for h in small] == [h.id for h in exact]
+    assert not large.known(MINILM_384.name, user, "memory")
+
+
+def test_a_window_of_expired_items_still_gives_complete_answers(
+    client, new_user, servers, embedder, db
+):
+    """The exact path looks at the nearest 40 vectors first; when most of their items have
+    expired, the answer is still complete and exact."""
+    user, headers = new_user()
+    stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(45)])
+    query = SearchQuery(vector=embedder.encode(["garden"])[0], k=10)
+
+    async def run(**options: Any) -> list[Any]:
+        pool = create_pool(servers.app_url, min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            read = functools.partial(read_batch, pool, user)
+            options = {"exact_max_rows": 1000, **options}
+            return await search_items(read, MINILM_384, user, query, **options)
+        finally:
+            await pool.close()
+
+    assert len(asyncio.run(run())) == 10
+    expired = [m["id"] for m in stored[:40]]
+    db.execute(
+        "UPDATE memories SET expires_at = now() - interval '1 second' "
+        "WHERE user_id = %s AND id = ANY(%s::uuid[])",
+        [user, expired],
+    )
+    windowed = asyncio.run(run())  # the window holds expired items, mostly
+    everything = asyncio.run(run(exact_max_rows=0))  # HNSW, then exact when short
+    assert len(windowed) == len(everything) == 5
+    assert [h.id for h in windowed] == [h.id for h in everything]
+    assert not {str(h.id) for h in windowed} & set(expired)

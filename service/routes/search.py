@@ -90,9 +90,8 @@ class SearchController(Controller):
             if data.weights
             else None,
         )
-        hits = await runtime.pipelined(
-            owner,
-            search,
+        hits = await search(
+            runtime.reader(owner),
             space,
             owner,
             query,
