@@ -100,7 +100,9 @@ async def store_vectors(conn: AsyncConnection, space: Space, results: list[Embed
             "hash": r.content_hash,
             "embedding": r.embedding,
         }
-        for r in results
+        # in (user, type) order: the count triggers (migration 0011) take each user's count
+        # row in that order, so two workers never wait for each other in a cycle
+        for r in sorted(results, key=lambda r: (r.user_id, r.kind, r.id))
     ]
     if not params:
         return 0

@@ -184,7 +184,7 @@ def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
 
 def test_vector_counts_follow_every_write(client, new_user, db):
     """The counts a search chooses its path by (kept by triggers) match the vectors through
-    writes, updates, deletes and erasure."""
+    writes, updates, deletes, a change of type and erasure."""
     user, headers = new_user()
 
     def counted() -> tuple[int, int]:
@@ -213,6 +213,17 @@ def test_vector_counts_follow_every_write(client, new_user, db):
     url = f"/v1/users/{user}/memories/{stored[6]['id']}"
     wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready")
     assert counted() == (7, 7)
+    # a vector whose type changes (an import replacing an old item's vector) moves its count
+    db.execute(
+        "UPDATE vec_minilm_384 SET kind = 'chunk' WHERE user_id = %s AND item_id = %s",
+        [user, stored[5]["id"]],
+    )
+    assert counted() == (6, 6)
+    chunks = db.execute(
+        "SELECT vectors FROM vector_counts WHERE user_id = %s AND space = %s AND kind = 'chunk'",
+        [user, MINILM_384.name],
+    ).fetchone()
+    assert chunks == (1,)
     assert client.delete(f"/v1/users/{user}", headers=ADMIN).status_code == 200
     assert counted() == (0, 0)
 

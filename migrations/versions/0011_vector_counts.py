@@ -8,8 +8,11 @@ A search chooses its path by the user's number of vectors: an exact scan when th
 few, HNSW otherwise. Counting them at search time cost up to 4 ms (20k index entries);
 reading this row costs microseconds, so every search knows its path in the same round
 trip. Statement-level triggers on each vector table keep the counts, one update per user
-and type per statement (a bulk delete of a million vectors updates each user's row once).
-Rows are updated in user order, so two writers never wait for each other in a cycle.
+and type per statement (a bulk delete of a million vectors updates each user's row once);
+a row trigger moves a vector whose type or user changes (rare: an import replacing a
+vector left by an old item). Inserts take the count rows in (user, type) order, and the
+worker stores its batches in that order, so two writers do not wait for each other in a
+cycle. A new vector table needs these triggers too.
 """
 
 from alembic import op
@@ -70,7 +73,26 @@ def upgrade() -> None:
         END $$
         """
     )
+    op.execute(
+        """
+        CREATE FUNCTION count_moved_vector() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE vector_counts SET vectors = vectors - 1
+            WHERE user_id = OLD.user_id AND space = TG_ARGV[0] AND kind = OLD.kind;
+            INSERT INTO vector_counts AS c (user_id, space, kind, vectors)
+            VALUES (NEW.user_id, TG_ARGV[0], NEW.kind, 1)
+            ON CONFLICT (user_id, space, kind) DO UPDATE SET vectors = c.vectors + 1;
+            RETURN NULL;
+        END $$
+        """
+    )
     for space, table in SPACES.items():
+        op.execute(
+            f"CREATE TRIGGER {table}_counted_moves AFTER UPDATE ON {table} FOR EACH ROW "
+            "WHEN (OLD.kind IS DISTINCT FROM NEW.kind "
+            "OR OLD.user_id IS DISTINCT FROM NEW.user_id) "
+            f"EXECUTE FUNCTION count_moved_vector('{space}')"
+        )
         op.execute(
             f"CREATE TRIGGER {table}_counted_in AFTER INSERT ON {table} "
             f"REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
@@ -91,6 +113,8 @@ def downgrade() -> None:
     for table in SPACES.values():
         op.execute(f"DROP TRIGGER IF EXISTS {table}_counted_in ON {table}")
         op.execute(f"DROP TRIGGER IF EXISTS {table}_counted_out ON {table}")
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_counted_moves ON {table}")
     op.execute("DROP FUNCTION IF EXISTS count_inserted_vectors()")
     op.execute("DROP FUNCTION IF EXISTS count_deleted_vectors()")
+    op.execute("DROP FUNCTION IF EXISTS count_moved_vector()")
     op.execute("DROP TABLE IF EXISTS vector_counts")
