@@ -130,15 +130,11 @@ async def read_batch(
     """
 
     async def batch(conn: psycopg.AsyncConnection) -> list[list[Any]]:
-        cursors = []
         async with conn.pipeline():
             await set_scope(conn, scope, settings)
-            for statement in statements:
-                cursor = conn.cursor(row_factory=statement.rows or tuple_row)
-                await cursor.execute(statement.query, statement.params)
-                cursors.append(cursor if statement.rows else None)
+            cursors = await _send(conn, statements)
         # leaving the pipeline sent the Sync and received every answer
-        return [await c.fetchall() if c else [] for c in cursors]
+        return await _rows(cursors)
 
     return await _retrying(pool, batch)
 
@@ -152,12 +148,23 @@ async def on_connection(
     settings last to the end of that transaction)."""
     if settings:
         await conn.execute(*set_configs(settings))
-    results: list[list[Any]] = []
+    return await _rows(await _send(conn, statements))
+
+
+async def _send(
+    conn: psycopg.AsyncConnection, statements: Sequence[Statement]
+) -> list[psycopg.AsyncCursor[Any] | None]:
+    """Execute each statement; the cursor of each one whose rows are read."""
+    cursors: list[psycopg.AsyncCursor[Any] | None] = []
     for statement in statements:
         cursor = conn.cursor(row_factory=statement.rows or tuple_row)
         await cursor.execute(statement.query, statement.params)
-        results.append(await cursor.fetchall() if statement.rows else [])
-    return results
+        cursors.append(cursor if statement.rows else None)
+    return cursors
+
+
+async def _rows(cursors: list[psycopg.AsyncCursor[Any] | None]) -> list[list[Any]]:
+    return [await cursor.fetchall() if cursor else [] for cursor in cursors]
 
 
 async def _in_transaction(

@@ -503,13 +503,15 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
     }
     if shape == "text":
         return sql.SQL(_TEXT).format(**parts)
-    counted = {
-        "counting": sql.SQL(_COUNTING).format(kind=parts["kind"]),
-        "gate": sql.SQL(_GATES.get(shape, "")),
-        "answer": sql.SQL(_COUNTED_ANSWER),
-    }
+    counted: dict[str, sql.Composable]
     if shape == "all":
         counted = {"counting": sql.SQL(""), "gate": sql.SQL(""), "answer": sql.SQL(_ANSWER)}
+    else:
+        counted = {
+            "counting": sql.SQL(_COUNTING).format(kind=parts["kind"]),
+            "gate": sql.SQL(_GATES[shape]),
+            "answer": sql.SQL(_COUNTED_ANSWER),
+        }
     if shape == "approximate":
         matches = sql.SQL(_MATCHES).format(**parts)
         return sql.SQL(_APPROXIMATE).format(matches=matches, **counted, ranked=parts["ranked"])

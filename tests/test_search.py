@@ -26,6 +26,21 @@ BOOKS = [
 ]
 
 
+def search_directly(servers: Any, user: str, query: SearchQuery, **options: Any) -> list[Any]:
+    """``models.search.search`` as the API runs it (``read_batch``), on a pool of its own."""
+
+    async def run() -> list[Any]:
+        pool = create_pool(servers.app_url, min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            read = functools.partial(read_batch, pool, user)
+            return await search_items(read, MINILM_384, user, query, **options)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
 @pytest.fixture
 def library(client, new_user):
     user, headers = new_user()
@@ -165,18 +180,8 @@ def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
     add_memories(client, user, headers, notes, metadata={"kind": "note"})
     query = SearchQuery(vector=embedder.encode(["jazz music"])[0], k=7, metadata={"kind": "note"})
 
-    async def both() -> tuple[list, list]:
-        pool = create_pool(servers.app_url, min_size=1, max_size=1)
-        await pool.open(wait=True)
-        try:
-            read = functools.partial(read_batch, pool, user)
-            exact = await search_items(read, MINILM_384, user, query, exact_max_rows=1000)
-            hnsw = await search_items(read, MINILM_384, user, query, exact_max_rows=5)
-            return exact, hnsw
-        finally:
-            await pool.close()
-
-    exact, hnsw = asyncio.run(both())
+    exact = search_directly(servers, user, query, exact_max_rows=1000)
+    hnsw = search_directly(servers, user, query, exact_max_rows=5)
     assert len(exact) == len(hnsw) == 7
     assert [h.id for h in hnsw] == [h.id for h in exact]
     assert all("jazz" in h.content for h in hnsw[:3])
@@ -235,24 +240,18 @@ def test_the_path_follows_the_count_as_a_user_shrinks(client, new_user, servers,
     stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(12)])
     query = SearchQuery(vector=embedder.encode(["garden"])[0], k=10)
 
-    async def run(**options: Any) -> list[Any]:
-        pool = create_pool(servers.app_url, min_size=1, max_size=1)
-        await pool.open(wait=True)
-        try:
-            read = functools.partial(read_batch, pool, user)
-            return await search_items(read, MINILM_384, user, query, **options)
-        finally:
-            await pool.close()
+    def run(**options: Any) -> list[Any]:
+        return search_directly(servers, user, query, **options)
 
     large = LargeUsers()
-    assert len(asyncio.run(run(exact_max_rows=5, large=large))) == 10  # 12 vectors: HNSW
+    assert len(run(exact_max_rows=5, large=large)) == 10  # 12 vectors: HNSW
     assert large.known(MINILM_384.name, user, "memory")
     assert not large.known(MINILM_384.name, user, "chunk")
     for memory in stored[:7]:
         answer = client.delete(f"/v1/users/{user}/memories/{memory['id']}", headers=headers)
         assert answer.status_code in (200, 204), answer.text
-    small = asyncio.run(run(exact_max_rows=5, large=large))  # 5 vectors: exact, hint or not
-    exact = asyncio.run(run(exact_max_rows=100))
+    small = run(exact_max_rows=5, large=large)  # 5 vectors: exact, hint or not
+    exact = run(exact_max_rows=100)
     assert len(small) == len(exact) == 5
     assert [h.id for h in small] == [h.id for h in exact]
     assert not large.known(MINILM_384.name, user, "memory")
@@ -267,25 +266,18 @@ def test_a_window_of_expired_items_still_gives_complete_answers(
     stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(45)])
     query = SearchQuery(vector=embedder.encode(["garden"])[0], k=10)
 
-    async def run(**options: Any) -> list[Any]:
-        pool = create_pool(servers.app_url, min_size=1, max_size=1)
-        await pool.open(wait=True)
-        try:
-            read = functools.partial(read_batch, pool, user)
-            options = {"exact_max_rows": 1000, **options}
-            return await search_items(read, MINILM_384, user, query, **options)
-        finally:
-            await pool.close()
+    def run(**options: Any) -> list[Any]:
+        return search_directly(servers, user, query, **{"exact_max_rows": 1000, **options})
 
-    assert len(asyncio.run(run())) == 10
+    assert len(run()) == 10
     expired = [m["id"] for m in stored[:40]]
     db.execute(
         "UPDATE memories SET expires_at = now() - interval '1 second' "
         "WHERE user_id = %s AND id = ANY(%s::uuid[])",
         [user, expired],
     )
-    windowed = asyncio.run(run())  # the window holds expired items, mostly
-    everything = asyncio.run(run(exact_max_rows=0))  # HNSW, then exact when short
+    windowed = run()  # the window holds expired items, mostly
+    everything = run(exact_max_rows=0)  # HNSW, then exact when short
     assert len(windowed) == len(everything) == 5
     assert [h.id for h in windowed] == [h.id for h in everything]
     assert not {str(h.id) for h in windowed} & set(expired)
