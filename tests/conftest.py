@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from models import schema
+from models import keys, schema
 from models.embedding import Embedder, LocalEmbedder
 from models.settings import Settings
 from models.spaces import MINILM_384
@@ -215,6 +215,13 @@ def db(servers: Servers) -> Iterator[psycopg.Connection[Any]]:
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def parts_of(token: str) -> tuple[str, str]:
+    """(lookup, secret) of a key: a secret may hold underscores, so the key format parses it."""
+    parsed = keys.parse_token(token)
+    assert parsed, token
+    return parsed
 
 
 @pytest.fixture
