@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from litestar import Request
 from litestar.datastructures import State
@@ -14,7 +16,11 @@ from models.types import Principal
 from models.validation import check_user_id
 from service.runtime import Runtime
 
+T = TypeVar("T")
+
 _BOOTSTRAP = Principal(key_id=keys.BOOTSTRAP_KEY_ID, user_id=None)
+# A route's opt: it charges the rate limit itself (``charged``), not before it runs.
+CHARGES_ITSELF = "charges_itself"
 
 
 def provide_runtime(state: State) -> Runtime:
@@ -34,7 +40,8 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -
         principal = await runtime.pipelined(ALL_USERS, keys.authenticate, token)
     if principal is None:
         raise Unauthenticated("missing or invalid API key")
-    await runtime.limiter.charge(principal.key_id)
+    if not request.route_handler.opt.get(CHARGES_ITSELF):
+        await runtime.limiter.charge(principal.key_id)
     return principal
 
 
@@ -50,3 +57,17 @@ def provide_admin(principal: Principal) -> Principal:
     if not principal.is_admin:
         raise Forbidden("this route needs an admin key")
     return principal
+
+
+async def charged(runtime: Runtime, principal: Principal, cost: int, work: Awaitable[T]) -> T:
+    """``work``'s result, with ``cost`` charged to the key meanwhile: a route that only reads
+    (a search) need not wait for Redis before it starts. Past the limit the answer is
+    dropped for a 429; the request is counted whether or not ``work`` succeeds."""
+    charge = asyncio.ensure_future(runtime.limiter.charge(principal.key_id, cost))
+    try:
+        result = await work
+    except BaseException:
+        await asyncio.gather(charge, return_exceptions=True)
+        raise
+    await charge
+    return result

@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from models.chunking import TokenCounter
 from models.db import ALL_USERS, read_batch, run_pipelined, run_scoped
 from models.embedding import Embedder, token_counter
-from models.search import LargeUsers, Reader
+from models.search import Reader, SizeHints
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
 from service.ratelimit import RateLimiter
@@ -39,8 +39,8 @@ class Runtime:
     limiter: RateLimiter
     schema_head: str
     query_cache: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
-    # users with more vectors than the exact-search cap: their searches try HNSW first
-    large_users: LargeUsers = field(default_factory=LargeUsers)
+    # which path each user's searches take, and which types they have no vectors of
+    size_hints: SizeHints = field(default_factory=SizeHints)
     counters: dict[str, TokenCounter] = field(default_factory=dict)
     # /metrics' gauges of state and when they were read (service/routes/metrics.py)
     scraped: tuple[float, list[Any]] | None = None

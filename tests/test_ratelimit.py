@@ -35,6 +35,21 @@ def test_the_limit_is_shared_across_processes_and_answers_429(two_api_processes,
     assert second.get("/v1/spaces", headers=other).status_code == 200
 
 
+def test_a_vector_search_is_charged_while_it_runs(two_api_processes, new_user, embedder):
+    """A search writes nothing, so it charges the limit alongside its statements rather than
+    before them: still 1 a request, an invalid one included, and past the limit a 429."""
+    first, _ = two_api_processes
+    user, headers = new_user()
+    url = f"/v1/users/{user}/search"
+    vector = embedder.encode(["tea"])[0].tolist()
+    assert first.post(url, json={"vector": [1.0], "k": 1}, headers=headers).status_code == 422
+    for _ in range(LIMIT - 1):
+        assert first.post(url, json={"vector": vector, "k": 1}, headers=headers).status_code == 200
+    refused = first.post(url, json={"vector": vector, "k": 1}, headers=headers)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limited"
+
+
 def test_model_work_costs_more_and_a_refused_write_changes_nothing(two_api_processes, new_user, db):
     first, _ = two_api_processes
     user, headers = new_user()

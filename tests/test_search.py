@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from conftest import ADMIN, add_memories, search, wait_until
+from pgvector.psycopg import register_vector
 
 from models.db import create_pool, read_batch
-from models.search import LargeUsers, SearchQuery
+from models.search import SearchQuery, SizeHints
 from models.search import search as search_items
 from models.spaces import MINILM_384
 
@@ -26,14 +26,21 @@ BOOKS = [
 ]
 
 
-def search_directly(servers: Any, user: str, query: SearchQuery, **options: Any) -> list[Any]:
-    """``models.search.search`` as the API runs it (``read_batch``), on a pool of its own."""
+def search_directly(
+    servers: Any, user: str, query: SearchQuery, sent: list[Any] | None = None, **options: Any
+) -> list[Any]:
+    """``models.search.search`` as the API runs it (``read_batch``), on a pool of its own;
+    the statements it sends are added to ``sent``."""
 
     async def run() -> list[Any]:
         pool = create_pool(servers.app_url, min_size=1, max_size=1)
         await pool.open(wait=True)
+
+        async def read(statements: Any, settings: Any) -> Any:
+            (sent if sent is not None else []).extend(statements)
+            return await read_batch(pool, user, statements, settings)
+
         try:
-            read = functools.partial(read_batch, pool, user)
             return await search_items(read, MINILM_384, user, query, **options)
         finally:
             await pool.close()
@@ -187,6 +194,28 @@ def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
     assert all("jazz" in h.content for h in hnsw[:3])
 
 
+def test_the_exact_path_never_takes_the_hnsw_index(client, new_user, servers, embedder, db):
+    """pgvector filters by user only after an HNSW scan, so the exact statement must not use
+    the index even where the planner would like to: here, with sorts disabled. The same
+    statement ordered by the bare distance does take it, so the check can fail."""
+    user, headers = new_user()
+    add_memories(client, user, headers, [f"note {i} about tea" for i in range(12)])
+    sent: list[Any] = []
+    query = SearchQuery(vector=embedder.encode(["tea"])[0], k=5, types=("memory",))
+    assert len(search_directly(servers, user, query, sent, exact_max_rows=1000)) == 5
+    (exact,) = sent
+
+    register_vector(db)
+
+    def plan(sql: str) -> str:
+        with db.transaction():
+            db.execute("SET LOCAL enable_sort = off")
+            return "\n".join(row[0] for row in db.execute("EXPLAIN " + sql, exact.params))
+
+    assert "hnsw" not in plan(exact.query)
+    assert "hnsw" in plan(exact.query.replace(") + 0 AS distance", ") AS distance"))
+
+
 def test_vector_counts_follow_every_write(client, new_user, db):
     """The counts a search chooses its path by (kept by triggers) match the vectors through
     writes, updates, deletes, a change of type and erasure."""
@@ -243,18 +272,55 @@ def test_the_path_follows_the_count_as_a_user_shrinks(client, new_user, servers,
     def run(**options: Any) -> list[Any]:
         return search_directly(servers, user, query, **options)
 
-    large = LargeUsers()
-    assert len(run(exact_max_rows=5, large=large)) == 10  # 12 vectors: HNSW
-    assert large.known(MINILM_384.name, user, "memory")
-    assert not large.known(MINILM_384.name, user, "chunk")
+    hints = SizeHints()
+    assert len(run(exact_max_rows=5, hints=hints)) == 10  # 12 vectors: HNSW
+    assert hints.path(MINILM_384.name, user, "memory") == "approximate"
+    assert hints.path(MINILM_384.name, user, "chunk") == "none"
     for memory in stored[:7]:
         answer = client.delete(f"/v1/users/{user}/memories/{memory['id']}", headers=headers)
         assert answer.status_code in (200, 204), answer.text
-    small = run(exact_max_rows=5, large=large)  # 5 vectors: exact, hint or not
+    small = run(exact_max_rows=5, hints=hints)  # 5 vectors: exact, hint or not
     exact = run(exact_max_rows=100)
     assert len(small) == len(exact) == 5
     assert [h.id for h in small] == [h.id for h in exact]
-    assert not large.known(MINILM_384.name, user, "memory")
+    assert hints.path(MINILM_384.name, user, "memory") == "exact"
+
+
+def test_a_type_without_vectors_is_left_out_until_it_has_some(
+    client, new_user, servers, embedder, db
+):
+    """A user without documents needs no chunk statement: the hint leaves it out while the
+    memory statement reports the chunk count, and a first document brings it back."""
+    user, headers = new_user()
+    add_memories(client, user, headers, [f"espresso note {i}" for i in range(3)])
+    query = SearchQuery(vector=embedder.encode(["espresso grind size"])[0], k=5)
+    hints = SizeHints()
+
+    def run(sent: list[Any]) -> list[Any]:
+        return search_directly(servers, user, query, sent, exact_max_rows=1000, hints=hints)
+
+    first: list[Any] = []
+    assert len(run(first)) == 3
+    assert len(first) == 2  # nothing known yet: memories and chunks
+    assert hints.path(MINILM_384.name, user, "chunk") == "none"
+    second: list[Any] = []
+    assert len(run(second)) == 3
+    assert len(second) == 1  # memories alone; their statement reports the chunk count
+
+    document = {"content": "Espresso grind size: fine, like table salt."}
+    answer = client.post(
+        f"/v1/users/{user}/documents", json={"documents": [document]}, headers=headers
+    )
+    assert answer.status_code == 202, answer.text
+    chunks = "SELECT 1 FROM vector_counts WHERE user_id = %s AND kind = 'chunk' AND vectors > 0"
+    wait_until(lambda: bool(db.execute(chunks, (user,)).fetchall()), what="the chunk's vector")
+    third: list[Any] = []
+    hits = run(third)
+    assert len(third) == 2  # memories, then chunks in a second round trip
+    assert len(hits) == 4
+    assert "chunk" in {h.type for h in hits}
+    assert hits == search_directly(servers, user, query, exact_max_rows=1000)  # no hints
+    assert hints.path(MINILM_384.name, user, "chunk") == "exact"
 
 
 def test_a_window_of_expired_items_still_gives_complete_answers(

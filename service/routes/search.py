@@ -13,6 +13,7 @@ from models.errors import InvalidInput
 from models.search import SearchQuery, Weights, search
 from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
+from service.auth import CHARGES_ITSELF, charged
 from service.errors import ERRORS
 from service.runtime import Runtime
 
@@ -52,52 +53,55 @@ class SearchController(Controller):
     path = "/v1/users/{user_id:str}/search"
     tags = ["search"]
 
-    @post("/", status_code=200, responses=ERRORS)
+    @post("/", status_code=200, responses=ERRORS, opt={CHARGES_ITSELF: True})
     async def search(
         self, owner: str, principal: Principal, data: SearchIn, runtime: Runtime
     ) -> SearchOut:
         """The ``k`` best ready items of this user, best first."""
-        started = time.perf_counter()
-        limits = runtime.settings.limits
-        if (data.query is None) == (data.vector is None):
-            raise InvalidInput("give exactly one of query and vector")
-        if data.mode == "hybrid" and data.query is None:
-            raise InvalidInput("mode 'hybrid' needs query text")
-        if data.weights and data.weights.recency + data.weights.importance > 1:
-            raise InvalidInput("weights: recency + importance must be at most 1")
-        space = (
-            runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
-        )
-        text = None if data.query is None else check_content(data.query, limits, field="query")
-        if data.vector is not None:
-            vector = check_vector(data.vector, space.dims, space.name)
-        else:
-            await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
-            vector = await runtime.embed_query(space, text or "")
-        query = SearchQuery(
-            vector=vector,
-            k=data.k,
-            text=text,
-            hybrid=data.mode == "hybrid",
-            threshold=data.threshold,
-            metadata=check_filter(data.filter, limits),
-            session_id=check_session_id(data.session_id),
-            created_after=data.created_after,
-            created_before=data.created_before,
-            diversity=data.diversity,
-            types=tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk"),
-            weights=msgspec.convert(msgspec.to_builtins(data.weights), Weights)
-            if data.weights
-            else None,
-        )
-        hits = await search(
-            runtime.reader(owner),
-            space,
-            owner,
-            query,
-            exact_max_rows=runtime.settings.exact_search_max_rows,
-            ef_search=runtime.settings.hnsw_ef_search,
-            large=runtime.large_users,
-        )
-        took_ms = round((time.perf_counter() - started) * 1000, 3)
-        return SearchOut(results=hits, space=space.name, took_ms=took_ms)
+        # a search writes nothing: the rate limit is charged while it runs
+        return await charged(runtime, principal, 1, _search(owner, principal, data, runtime))
+
+
+async def _search(owner: str, principal: Principal, data: SearchIn, runtime: Runtime) -> SearchOut:
+    started = time.perf_counter()
+    limits = runtime.settings.limits
+    if (data.query is None) == (data.vector is None):
+        raise InvalidInput("give exactly one of query and vector")
+    if data.mode == "hybrid" and data.query is None:
+        raise InvalidInput("mode 'hybrid' needs query text")
+    if data.weights and data.weights.recency + data.weights.importance > 1:
+        raise InvalidInput("weights: recency + importance must be at most 1")
+    space = runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
+    text = None if data.query is None else check_content(data.query, limits, field="query")
+    if data.vector is not None:
+        vector = check_vector(data.vector, space.dims, space.name)
+    else:  # model time is dear: charged before it is spent
+        await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
+        vector = await runtime.embed_query(space, text or "")
+    query = SearchQuery(
+        vector=vector,
+        k=data.k,
+        text=text,
+        hybrid=data.mode == "hybrid",
+        threshold=data.threshold,
+        metadata=check_filter(data.filter, limits),
+        session_id=check_session_id(data.session_id),
+        created_after=data.created_after,
+        created_before=data.created_before,
+        diversity=data.diversity,
+        types=tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk"),
+        weights=msgspec.convert(msgspec.to_builtins(data.weights), Weights)
+        if data.weights
+        else None,
+    )
+    hits = await search(
+        runtime.reader(owner),
+        space,
+        owner,
+        query,
+        exact_max_rows=runtime.settings.exact_search_max_rows,
+        ef_search=runtime.settings.hnsw_ef_search,
+        hints=runtime.size_hints,
+    )
+    took_ms = round((time.perf_counter() - started) * 1000, 3)
+    return SearchOut(results=hits, space=space.name, took_ms=took_ms)
