@@ -87,6 +87,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     prepare_threshold: int | None = 5
     # cost units a key may spend a minute: 1 a request, +1 a written item, +4 a text query
     rate_limit_per_minute: int = 6000
+    # how long an API process trusts a key it verified (0: ask Postgres on every request)
+    key_cache_seconds: float = 60.0
     worker_threads: int = 2
     broker_heartbeat_ms: int = 60_000
     # search: users with at most this many vectors are searched exactly
@@ -146,6 +148,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 ),
                 prepare_threshold=_threshold(env.get("ENGRAM_PREPARE_THRESHOLD", "5")),
                 rate_limit_per_minute=int(env.get("ENGRAM_RATE_LIMIT_PER_MINUTE", "6000")),
+                key_cache_seconds=float(env.get("ENGRAM_KEY_CACHE_SECONDS", "60")),
                 worker_threads=int(env.get("ENGRAM_WORKER_THREADS", "2")),
                 broker_heartbeat_ms=int(env.get("ENGRAM_BROKER_HEARTBEAT_MS", "60000")),
                 exact_search_max_rows=int(env.get("ENGRAM_EXACT_SEARCH_MAX_ROWS", "20000")),

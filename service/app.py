@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from models.embedding import Embedder, start_embedders, verify_spaces
 from models.settings import Settings
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.errors import EXCEPTION_HANDLERS
+from service.keycache import KeyCache
 from service.observe import ObserveRequests, observe_unmatched
 from service.ratelimit import RateLimiter
 from service.routes.audit import AuditController
@@ -73,6 +75,12 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         await _warn_if_row_security_is_bypassed(pool)
         wakeups = WakeUps(redis_url)
         limiter = RateLimiter(redis_url, per_minute=settings.rate_limit_per_minute)
+        key_cache = KeyCache(settings.key_cache_seconds)
+        listener = (
+            asyncio.create_task(key_cache.listen(database_url))
+            if settings.key_cache_seconds > 0
+            else None
+        )
         app.state.runtime = Runtime(
             settings=settings,
             pool=pool,
@@ -80,11 +88,15 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             embedders=loaded,
             wakeups=wakeups,
             limiter=limiter,
+            keys=key_cache,
             schema_head=schema.head_revision(),
         )
         try:
             yield
         finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
             await pool.close()
             wakeups.close()
             await limiter.close()

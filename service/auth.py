@@ -37,7 +37,9 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -
     if keys.matches_bootstrap(token, runtime.settings.admin_key):
         principal: Principal | None = _BOOTSTRAP
     else:
-        principal = await runtime.pipelined(ALL_USERS, keys.authenticate, token)
+        principal = await runtime.keys.verify(
+            token, lambda token: runtime.pipelined(ALL_USERS, keys.authenticate, token)
+        )
     if principal is None:
         raise Unauthenticated("missing or invalid API key")
     if not request.route_handler.opt.get(CHARGES_ITSELF):

@@ -18,6 +18,7 @@ from models.embedding import Embedder, token_counter
 from models.search import Reader, SizeHints
 from models.settings import Settings
 from models.spaces import Space, SpaceRegistry
+from service.keycache import KeyCache
 from service.ratelimit import RateLimiter
 from service.wakeups import WakeUps
 
@@ -37,6 +38,7 @@ class Runtime:
     embedders: dict[str, Embedder]
     wakeups: WakeUps
     limiter: RateLimiter
+    keys: KeyCache
     schema_head: str
     query_cache: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
     # which path each user's searches take, and which types they have no vectors of

@@ -54,3 +54,5 @@ class KeyController(Controller):
         """Revoke a key; it stops working at once."""
         if not await runtime.across_users(keys.revoke_key, key_id, actor=admin.key_id):
             raise NotFound(f"key {key_id} not found")
+        # other processes forget it when the notice of its revocation arrives
+        runtime.keys.forget_all()

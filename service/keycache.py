@@ -1,0 +1,123 @@
+"""The API keys this process verified lately, so that most requests need not ask Postgres.
+
+Verifying a key in Postgres costs two round trips (read the key, touch ``last_used_at``
+and commit): more than a small user's whole search. Each API process therefore remembers
+the keys it verified for ``ENGRAM_KEY_CACHE_SECONDS`` (60: the resolution of
+``last_used_at``, which the next verification touches) and asks again after that.
+
+A revoked key still stops working at once. Migration 0013 sends a notice on channel
+``engram_keys``, carrying the key's lookup part, whenever a key is revoked, changed or
+deleted, by any process or tool; every API process listens and forgets that key when the
+notice arrives (moments after the revocation commits). The rules that keep this safe:
+
+- a process remembers keys only while its listener is connected; when the connection is
+  lost it forgets every key, and it starts afresh once it listens again, so a notice lost
+  in between cannot leave a revoked key usable;
+- a verification that was under way when any notice arrived is not remembered: it may
+  have read the key before the change;
+- a remembered key matches only its own secret (its digest, compared in constant time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import psycopg
+
+from models import keys
+from models.types import Principal
+
+log = logging.getLogger("engram.keys")
+
+CHANNEL = "engram_keys"  # migrations/versions/0013_key_change_notices.py
+MAX_KEYS = 10_000  # remembered at most; past that, everything is forgotten and relearned
+RECONNECT_SECONDS = 1.0
+LISTENER_NAME = "engram-key-notices"  # the listener's application_name in pg_stat_activity
+
+
+class KeyCache:
+    """Keys verified lately, by lookup part: (digest of the secret, principal, expiry)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._keys: dict[str, tuple[bytes, Principal, float]] = {}
+        self._notices = 0  # notices seen (and reconnections): a verification's "before"
+        self.listening = False
+
+    async def verify(
+        self, token: str, fetch: Callable[[str], Awaitable[Principal | None]]
+    ) -> Principal | None:
+        """The principal of ``token``: remembered, else ``fetch``ed (and then remembered)."""
+        parsed = keys.parse_token(token)
+        if parsed is None:
+            return None
+        lookup, secret = parsed
+        secret_digest = keys.digest(secret)
+        known = self._keys.get(lookup)
+        fresh = known is not None and self._clock() < known[2]
+        if known is not None and fresh and hmac.compare_digest(known[0], secret_digest):
+            return known[1]
+        notices = self._notices
+        principal = await fetch(token)
+        remember = self.seconds > 0 and self.listening and self._notices == notices
+        if principal is not None and remember:
+            if len(self._keys) >= MAX_KEYS:
+                self._keys.clear()
+            self._keys[lookup] = (secret_digest, principal, self._clock() + self.seconds)
+        return principal
+
+    def remembers(self, lookup: str) -> bool:
+        """Whether a key (by its lookup part) is remembered and fresh."""
+        known = self._keys.get(lookup)
+        return known is not None and self._clock() < known[2]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def forget(self, lookup: str) -> None:
+        """Forget one key (by its lookup part); an empty lookup forgets every key."""
+        self._notices += 1
+        if lookup:
+            self._keys.pop(lookup, None)
+        else:
+            self._keys.clear()
+
+    def forget_all(self) -> None:
+        self.forget("")
+
+    async def listen(self, database_url: str) -> None:
+        """Forget keys as their notices arrive, until cancelled; reconnects when the
+        connection is lost, remembering nothing meanwhile."""
+        warn = True  # once per outage, not once per attempt
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    database_url,
+                    autocommit=True,
+                    application_name=LISTENER_NAME,
+                    connect_timeout=5,
+                    # a peer that vanished without closing the connection is noticed
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.forget_all()  # what was learned before listening may be stale
+                    self.listening, warn = True, True
+                    log.debug("listening for key changes")
+                    async for notice in conn.notifies():
+                        self.forget(notice.payload)
+            except Exception as exc:  # any failure: stop remembering, then reconnect
+                if warn:
+                    log.warning("no key change notices (%s): keys are checked in Postgres", exc)
+                    warn = False
+            finally:
+                self.listening = False
+                self.forget_all()
+            await asyncio.sleep(RECONNECT_SECONDS)
