@@ -68,19 +68,44 @@ EXACT_SQL = """
 class Api:
     """One kept-alive HTTP/1.1 connection to the API, JSON through msgspec: the leanest
     Python client, so that the timings are the service's, not a client library's (httpx
-    adds 1-3 ms per request of its own on this machine: docs/benchmarks.md)."""
+    adds 1-3 ms per request of its own on this machine: docs/benchmarks.md).
 
-    def __init__(self, port: int) -> None:
+    Searches go out as a client app sends them, with the key of the user they search (made
+    once per user, outside any timing), so authentication is part of what is measured."""
+
+    def __init__(self, port: int, tokens: dict[str, str] | None = None) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        self.headers = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
+        self.tokens = {} if tokens is None else tokens  # user -> key, shared by clients
 
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        self.connection.request("POST", path, msgspec.json.encode(body), self.headers)
+    def post(self, path: str, body: dict[str, Any], *, token: str = ADMIN) -> Any:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.connection.request("POST", path, msgspec.json.encode(body), headers)
         answer = self.connection.getresponse()
         data = answer.read()
-        if answer.status != 200:
+        if answer.status not in (200, 201):
             raise RuntimeError(f"{path}: {answer.status} {data[:300]!r}")
         return msgspec.json.decode(data)
+
+    def search(self, user: str, body: dict[str, Any]) -> Any:
+        """``user``'s search, with ``user``'s key (``key_for`` it first to time it alone)."""
+        return self.post(f"/v1/users/{user}/search", body, token=self.key_for(user))
+
+    def key_for(self, user: str) -> str:
+        """``user``'s key, made and used once: a client app's key is known to the API (and
+        remembered, service/keycache.py) by the time it searches."""
+        if user not in self.tokens:
+            token = self.post("/v1/keys", {"user_id": user})["key"]
+            self.connection.request(
+                "GET",
+                f"/v1/users/{user}/memories?limit=1",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            answer = self.connection.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"{user}'s key: {answer.status}")
+            self.tokens[user] = token
+        return self.tokens[user]
 
     def ready(self) -> bool:
         try:
@@ -220,7 +245,7 @@ def recall_by_bucket(
                 body = search_body(query)
                 if filtered:
                     body["filter"] = flt
-                got = client.post(f"/v1/users/{user}/search", body)["results"]
+                got = client.search(user, body)["results"]
                 ids = {uuid.UUID(r["id"]) for r in got}
                 recalls.append(len(ids & set(truth)) / max(1, len(truth)))
                 complete += len(got) == len(truth)
@@ -335,8 +360,9 @@ def raw_sql(conn: psycopg.Connection[Any], user: str, query: np.ndarray, *, big:
 
 def through_service(client: Api, user: str, query: np.ndarray) -> float:
     """Seconds for the same search through the HTTP API, JSON both ways included."""
+    client.key_for(user)
     started = time.perf_counter()
-    client.post(f"/v1/users/{user}/search", search_body(query))
+    client.search(user, search_body(query))
     return time.perf_counter() - started
 
 
@@ -370,21 +396,31 @@ RAW_SQL = {
 
 def throughput(port: int, sizes: list[int], centers: np.ndarray, *, seconds: float) -> float:
     """Searches per second with 4 clients at once, each on its own connection."""
-    users = random.Random(6).choices(range(len(sizes)), weights=sizes, k=10_000)
+    users = random.Random(6).choices(range(len(sizes)), weights=sizes, k=1_000)
+    tokens = tokens_for(port, [f"u{user}" for user in users])
     deadline = time.monotonic() + seconds
 
     def loop(offset: int) -> int:
-        client, done = Api(port), 0
+        client, done = Api(port, tokens), 0
         rng = np.random.default_rng(5 + offset)
         while time.monotonic() < deadline:
             user = users[(offset + 4 * done) % len(users)]
-            client.post(f"/v1/users/u{user}/search", search_body(clustered(rng, centers, 1)[0]))
+            client.search(f"u{user}", search_body(clustered(rng, centers, 1)[0]))
             done += 1
         client.close()
         return done
 
     with ThreadPoolExecutor(4) as pool:
         return sum(pool.map(loop, range(4))) / seconds
+
+
+def tokens_for(port: int, users: list[str]) -> dict[str, str]:
+    """A key for each of ``users``, made before any timing."""
+    client = Api(port)
+    for user in users:
+        client.key_for(user)
+    client.close()
+    return client.tokens
 
 
 def text_latency(client: Api, sizes: list[int], *, queries: int) -> dict[str, float]:
@@ -405,8 +441,9 @@ def text_latency(client: Api, sizes: list[int], *, queries: int) -> dict[str, fl
     timings = []
     for n, user_index in enumerate(users):
         text = " ".join(rng.choice(words) for _ in range(6)) + f" {n}"  # never cached
+        client.key_for(f"u{user_index}")
         started = time.perf_counter()
-        client.post(f"/v1/users/u{user_index}/search", {"query": text, "k": 10})
+        client.search(f"u{user_index}", {"query": text, "k": 10})
         timings.append(time.perf_counter() - started)
     return percentiles(timings)
 
@@ -537,7 +574,7 @@ def main() -> int:
                 conn.execute(f"SET {name} = {value}")
             recall = recall_by_bucket(client, conn, sizes, centers, per_bucket=args.per_bucket)
             for _ in range(50):  # warm both paths before timing
-                client.post("/v1/users/u0/search", search_body(centers[0]))
+                client.search("u0", search_body(centers[0]))
             direct = InProcess(postgres.url_for(schema.APP_ROLE), exact_max_rows=20_000)
             try:
                 lat = latency(client, conn, direct, sizes, centers, queries=args.queries,

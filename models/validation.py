@@ -72,16 +72,16 @@ def check_vector(vector: Sequence[float], dims: int, space: str) -> np.ndarray:
     if len(vector) != dims:
         raise InvalidInput(f"vector has {len(vector)} dimensions; space {space} needs {dims}")
     wide = np.asarray(vector, dtype=np.float64)
-    if not np.all(np.isfinite(wide)):
+    peak = float(np.abs(wide).max())  # NaN if any component is NaN
+    if not math.isfinite(peak):
         raise InvalidInput("vector must contain only finite numbers (no NaN or infinity)")
-    if np.any(np.abs(wide) > FLOAT32_MAX):
+    if peak > FLOAT32_MAX:
         raise InvalidInput(f"vector components must be within ±{FLOAT32_MAX:.3e} (float32)")
-    # the largest component first, so squaring can neither overflow nor underflow
-    scaled = wide / np.max(np.abs(wide)) if np.any(wide) else wide
-    norm = float(np.linalg.norm(scaled))
-    if norm == 0:
+    if peak == 0:
         raise InvalidInput("vector must not be all zeros (cosine is undefined)")
-    return (scaled / norm).astype(np.float32)
+    # divided by the largest component first, so squaring can neither overflow nor underflow
+    scaled = wide / peak
+    return (scaled / math.sqrt(float(scaled @ scaled))).astype(np.float32)
 
 
 def check_filter(conditions: dict[str, Any] | None, limits: Limits) -> dict[str, Any]:
