@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+from typing import Any
+
 import msgspec
 import pytest
+import redis
 from litestar.testing import TestClient
 
+from models.errors import RateLimited
 from models.spaces import MINILM_384
 from service.app import create_app
+from service.ratelimit import WINDOW_SECONDS, RateLimiter
 
 LIMIT = 10
 
@@ -65,3 +73,75 @@ def test_model_work_costs_more_and_a_refused_write_changes_nothing(two_api_proce
     assert db.execute("SELECT count(*) FROM memories WHERE user_id = %s", [writer]).fetchone() == (
         0,
     )
+
+
+# Leases: a busy key asks Redis once per lease, and no limit is ever exceeded.
+
+
+def charges(limiters: list[RateLimiter], key: str, count: int, cost: int = 1) -> int:
+    """How many of ``count`` charges (made in turns through ``limiters``) were admitted."""
+
+    async def run() -> int:
+        admitted = 0
+        for n in range(count):
+            try:
+                await limiters[n % len(limiters)].charge(key, cost)
+                admitted += 1
+            except RateLimited:
+                pass
+        return admitted
+
+    return asyncio.run(run())
+
+
+def counted_calls(limiter: RateLimiter) -> list[int]:
+    """Count the limiter's calls to Redis."""
+    calls = [0]
+    script = limiter._charge
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return await script(*args, **kwargs)
+
+    limiter._charge = counting  # type: ignore[assignment]
+    return calls
+
+
+def redis_total(servers, key: str) -> int:
+    client = redis.Redis.from_url(servers.redis_url)
+    window = int(time.time() // WINDOW_SECONDS)
+    total = int(client.get(f"engram:ratelimit:{key}:{window}") or 0)
+    client.close()
+    return total
+
+
+def test_one_process_gets_exactly_its_limit_asking_redis_once_a_lease(servers):
+    limiter, key = RateLimiter(servers.redis_url, per_minute=100), f"k-{uuid.uuid4()}"
+    calls = counted_calls(limiter)
+    if time.time() % WINDOW_SECONDS > WINDOW_SECONDS - 5:
+        time.sleep(6)  # the whole test in one window
+    assert charges([limiter], key, 150) == 100
+    assert calls[0] <= 100 // (1 + limiter.lease_units) + 50 + 1  # leased, then each refusal
+    assert redis_total(servers, key) == 150  # refused charges count too
+
+
+def test_processes_sharing_a_key_never_exceed_its_limit(servers):
+    limiters = [RateLimiter(servers.redis_url, per_minute=100) for _ in range(3)]
+    key = f"k-{uuid.uuid4()}"
+    if time.time() % WINDOW_SECONDS > WINDOW_SECONDS - 5:
+        time.sleep(6)
+    admitted = charges(limiters, key, 200)
+    # what the others leased and did not spend is lost to each, never given twice
+    assert 100 - 3 * limiters[0].lease_units <= admitted <= 100
+
+
+def test_a_costly_charge_spends_what_is_left_of_a_lease(servers):
+    limiter, key = RateLimiter(servers.redis_url, per_minute=500), f"k-{uuid.uuid4()}"
+    if time.time() % WINDOW_SECONDS > WINDOW_SECONDS - 5:
+        time.sleep(6)
+    assert limiter.lease_units == 10
+    # 4 from Redis (+10 leased), 4 and 4 from the lease, then its last 2 and 2 from Redis
+    # (+10 leased again)
+    assert charges([limiter], key, 4, cost=4) == 4
+    assert limiter._leases[key].units == 10
+    assert redis_total(servers, key) == 16 + 10
