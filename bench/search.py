@@ -95,24 +95,23 @@ class Api:
         remembered, service/keycache.py) by the time it searches."""
         if user not in self.tokens:
             token = self.post("/v1/keys", {"user_id": user})["key"]
-            self.connection.request(
-                "GET",
-                f"/v1/users/{user}/memories?limit=1",
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            answer = self.connection.getresponse()
-            answer.read()
-            if answer.status != 200:
-                raise RuntimeError(f"{user}'s key: {answer.status}")
+            status = self.get(f"/v1/users/{user}/memories?limit=1", token=token)
+            if status != 200:
+                raise RuntimeError(f"{user}'s key: {status}")
             self.tokens[user] = token
         return self.tokens[user]
 
+    def get(self, path: str, *, token: str | None = None) -> int:
+        """The status of a GET, its body read and dropped."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.connection.request("GET", path, headers=headers)
+        answer = self.connection.getresponse()
+        answer.read()
+        return answer.status
+
     def ready(self) -> bool:
         try:
-            self.connection.request("GET", "/readyz")
-            answer = self.connection.getresponse()
-            answer.read()
-            return answer.status == 200
+            return self.get("/readyz") == 200
         except OSError:
             self.connection.close()  # reconnects on the next request
             return False

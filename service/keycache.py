@@ -58,9 +58,8 @@ class KeyCache:
             return None
         lookup, secret = parsed
         secret_digest = keys.digest(secret)
-        known = self._keys.get(lookup)
-        fresh = known is not None and self._clock() < known[2]
-        if known is not None and fresh and hmac.compare_digest(known[0], secret_digest):
+        known = self._fresh(lookup)
+        if known is not None and hmac.compare_digest(known[0], secret_digest):
             return known[1]
         notices = self._notices
         principal = await fetch(token)
@@ -73,8 +72,11 @@ class KeyCache:
 
     def remembers(self, lookup: str) -> bool:
         """Whether a key (by its lookup part) is remembered and fresh."""
+        return self._fresh(lookup) is not None
+
+    def _fresh(self, lookup: str) -> tuple[bytes, Principal, float] | None:
         known = self._keys.get(lookup)
-        return known is not None and self._clock() < known[2]
+        return known if known is not None and self._clock() < known[2] else None
 
     def __len__(self) -> int:
         return len(self._keys)

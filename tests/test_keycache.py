@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import ADMIN, parts_of
+from conftest import ADMIN, parts_of, wait_until
 from litestar.testing import TestClient
 
 from models import keys
@@ -27,18 +27,11 @@ def runtime_of(client: TestClient[Any]) -> Runtime:
     return runtime
 
 
-def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def other_process(settings, embedder) -> Iterator[TestClient[Any]]:
     """A second API process on the same database, listening for key changes."""
     with TestClient(create_app(settings, embedders={MINILM_384.name: embedder})) as other:
-        eventually(lambda: runtime_of(other).keys.listening)
+        wait_until(lambda: runtime_of(other).keys.listening, timeout=10)
         yield other
 
 
@@ -70,7 +63,7 @@ def test_a_key_revoked_in_one_process_stops_in_the_others(client, other_process,
     assert lists(client, user, headers) == 200
     assert client.delete(f"/v1/keys/{key_id}", headers=ADMIN).status_code == 204
     assert lists(client, user, headers) == 401  # the revoking process: at once
-    eventually(lambda: not remembered(other_process, headers), seconds=5)
+    wait_until(lambda: not remembered(other_process, headers), timeout=5)
     assert lists(other_process, user, headers) == 401
 
 
@@ -80,7 +73,7 @@ def test_a_key_revoked_in_sql_stops_in_every_process(client, other_process, user
         assert lists(process, user, headers) == 200
     db.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", [key_id])
     for process in (client, other_process):
-        eventually(lambda process=process: lists(process, user, headers) == 401, seconds=5)
+        wait_until(lambda process=process: lists(process, user, headers) == 401, timeout=5)
 
 
 def test_touching_last_used_at_forgets_nothing(other_process, user_key, db):
@@ -93,7 +86,7 @@ def test_touching_last_used_at_forgets_nothing(other_process, user_key, db):
     )
     # notices arrive in order: once the later revocation's has, the touch's would have too
     db.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", [other_id])
-    eventually(lambda: not remembered(other_process, other_headers), seconds=5)
+    wait_until(lambda: not remembered(other_process, other_headers), timeout=5)
     assert remembered(other_process, headers)
 
 
@@ -106,9 +99,9 @@ def test_losing_the_listener_forgets_every_key_until_it_listens_again(other_proc
     )
     # a revocation whose notice nobody may hear: the key must not outlive it anywhere
     db.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", [key_id])
-    eventually(lambda: not remembered(other_process, headers), seconds=5)
+    wait_until(lambda: not remembered(other_process, headers), timeout=5)
     assert lists(other_process, user, headers) == 401
-    eventually(lambda: runtime_of(other_process).keys.listening)
+    wait_until(lambda: runtime_of(other_process).keys.listening, timeout=10)
     other_user, _, other_headers = user_key()
     assert lists(other_process, other_user, other_headers) == 200
     assert remembered(other_process, other_headers)
