@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import msgspec
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg.rows import RowFactory, tuple_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("engram.db")
@@ -57,11 +60,22 @@ def create_pool(
 
 async def _configure(conn: psycopg.AsyncConnection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
+    set_json_loads(load_json, conn)
     try:
         await register_vector_async(conn)
     except psycopg.ProgrammingError:
         # The schema is not migrated yet (no vector type): /readyz says so.
         log.warning("pgvector type not found: run `engram migrate`")
+
+
+def load_json(data: bytes) -> Any:
+    """json and jsonb values as ``json.loads`` reads them, in a third of its time (msgspec).
+    The one case msgspec refuses, a number beyond a float's range, goes to ``json.loads``
+    (which reads it as infinity)."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
 
 
 async def run_scoped(

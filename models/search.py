@@ -479,19 +479,30 @@ def _counted_hit(
     cursor: Any,
 ) -> Callable[[Sequence[Any]], tuple[int, int, SearchHit | None]]:
     """Rows of a counted search: (vectors of its type, vectors of the other type, a hit or
-    None when there is none)."""
-    names = [column.name for column in cursor.description or ()][2:]
+    None when there is none). The hit's columns are taken by their place in ``_RANKED``'s
+    list, not by name: reading the names from the cursor cost more than the rest of the
+    row (tests/test_search.py checks the places)."""
+    return _make_counted_hit
 
-    def make(values: Sequence[Any]) -> tuple[int, int, SearchHit | None]:
-        if values[3] is None:  # the id: no hit on this row
-            return int(values[0]), int(values[1]), None
-        return (
-            int(values[0]),
-            int(values[1]),
-            SearchHit(**dict(zip(names, values[2:], strict=True))),
-        )
 
-    return make
+def _make_counted_hit(values: Sequence[Any]) -> tuple[int, int, SearchHit | None]:
+    counted, other = int(values[0]), int(values[1])
+    if values[3] is None:  # the id: no hit on this row
+        return counted, other, None
+    hit = SearchHit(
+        type=values[2],
+        id=values[3],
+        score=values[4],
+        similarity=values[5],
+        content=values[6],
+        metadata=values[7],
+        session_id=values[8],
+        importance=values[9],
+        document_id=values[10],
+        chunk_index=values[11],
+        created_at=values[12],
+    )
+    return counted, other, hit
 
 
 # Composed statements without a metadata filter, by (table, storage, type, shape):

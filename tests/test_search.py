@@ -11,9 +11,10 @@ from conftest import ADMIN, add_memories, search, wait_until
 from pgvector.psycopg import register_vector
 
 from models.db import create_pool, read_batch
-from models.search import SearchQuery, SizeHints
+from models.search import SearchQuery, SizeHints, _params, _Shapes
 from models.search import search as search_items
 from models.spaces import MINILM_384
+from models.types import SearchHit
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -347,3 +348,18 @@ def test_a_window_of_expired_items_still_gives_complete_answers(
     assert len(windowed) == len(everything) == 5
     assert [h.id for h in windowed] == [h.id for h in everything]
     assert not {str(h.id) for h in windowed} & set(expired)
+
+
+@pytest.mark.parametrize("kind", ["memory", "chunk"])
+@pytest.mark.parametrize("shape", ["exact", "approximate"])
+def test_counted_rows_carry_a_hits_columns_in_its_field_order(db, embedder, kind, shape):
+    """A counted statement's hits are read by place (``_make_counted_hit``), so its columns
+    must come in SearchHit's field order after the two counts."""
+    query = SearchQuery(vector=embedder.encode(["anything"])[0], k=3)
+    params, conditions = _params(MINILM_384, "nobody", query, 3)
+    params |= {"cap": 20_000, "window": 26, "space": MINILM_384.name}
+    statement = _Shapes(MINILM_384, conditions, cacheable=False).statement(kind, shape, params)
+    register_vector(db)
+    cursor = db.execute(statement.query, statement.params)
+    names = [column.name for column in cursor.description or ()]
+    assert names == ["counted", "other_n", *SearchHit.__struct_fields__]
