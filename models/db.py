@@ -68,7 +68,7 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
         log.warning("pgvector type not found: run `engram migrate`")
 
 
-def load_json(data: bytes) -> Any:
+def load_json(data: str | bytes) -> Any:
     """json and jsonb values as ``json.loads`` reads them, in a third of its time (msgspec).
     The one case msgspec refuses, a number beyond a float's range, goes to ``json.loads``
     (which reads it as infinity)."""
