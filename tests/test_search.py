@@ -324,6 +324,39 @@ def test_a_type_without_vectors_is_left_out_until_it_has_some(
     assert hints.path(MINILM_384.name, user, "chunk") == "exact"
 
 
+def test_a_new_user_leaves_out_a_type_no_user_of_the_space_lately_had(
+    client, new_user, servers, embedder, db
+):
+    """Users never searched before send no chunk statement while the users lately seen had
+    no chunks; a user with chunks is still searched completely (a second round trip), and
+    brings the chunk statement back for the next new user."""
+    query = SearchQuery(vector=embedder.encode(["espresso grind size"])[0], k=5)
+    hints = SizeHints()
+
+    def user_with(notes: int, *, document: bool = False) -> str:
+        user, headers = new_user()
+        add_memories(client, user, headers, [f"espresso note {i}" for i in range(notes)])
+        if document:
+            body = {"documents": [{"content": "Espresso grind size: fine, like table salt."}]}
+            answer = client.post(f"/v1/users/{user}/documents", json=body, headers=headers)
+            assert answer.status_code == 202, answer.text
+            chunks = "SELECT 1 FROM vector_counts WHERE user_id = %s AND kind = 'chunk'"
+            wait_until(lambda: bool(db.execute(chunks, (user,)).fetchall()), what="chunks")
+        return user
+
+    def statements_for(user: str, found: int) -> int:
+        sent: list[Any] = []
+        hits = search_directly(servers, user, query, sent, exact_max_rows=1000, hints=hints)
+        assert len(hits) == found
+        assert hits == search_directly(servers, user, query, exact_max_rows=1000)  # no hints
+        return len(sent)
+
+    assert statements_for(user_with(2), found=2) == 2  # nothing known yet
+    assert statements_for(user_with(3), found=3) == 1  # lately, nobody had chunks
+    assert statements_for(user_with(1, document=True), found=2) == 2  # in two round trips
+    assert statements_for(user_with(2), found=2) == 2  # somebody had chunks lately
+
+
 def test_a_window_of_expired_items_still_gives_complete_answers(
     client, new_user, servers, embedder, db
 ):
