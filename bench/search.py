@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import functools
 import hashlib
-import http.client
 import json
 import os
 import random
@@ -66,24 +65,58 @@ EXACT_SQL = """
 
 
 class Api:
-    """One kept-alive HTTP/1.1 connection to the API, JSON through msgspec: the leanest
-    Python client, so that the timings are the service's, not a client library's (httpx
-    adds 1-3 ms per request of its own on this machine: docs/benchmarks.md).
+    """One kept-alive HTTP/1.1 connection to the API on a bare socket, JSON through
+    msgspec: the timings are the service's, not a client library's. httpx adds 1-3 ms per
+    request of its own on this machine (docs/benchmarks.md); http.client parses each
+    response's headers with the email package.
 
     Searches go out as a client app sends them, with the key of the user they search (made
     once per user, outside any timing), so authentication is part of what is measured."""
 
     def __init__(self, port: int, tokens: dict[str, str] | None = None) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.port = port
+        self.sock: socket.socket | None = None
+        self.unread = b""
         self.tokens = {} if tokens is None else tokens  # user -> key, shared by clients
 
+    def request(
+        self, method: str, path: str, body: bytes = b"", token: str | None = None
+    ) -> tuple[int, bytes]:
+        """Status and body of one request; the answer must carry a Content-Length."""
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=120)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.unread = b""
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+        if body:
+            lines.append("Content-Type: application/json")
+        if token:
+            lines.append(f"Authorization: Bearer {token}")
+        self.sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
+        while b"\r\n\r\n" not in self.unread:
+            self.unread += self._receive()
+        head, _, rest = self.unread.partition(b"\r\n\r\n")
+        status_line, *fields = head.decode("latin-1").split("\r\n")
+        named = {k.strip().lower(): v for k, _, v in (f.partition(":") for f in fields)}
+        if "content-length" not in named:
+            raise RuntimeError(f"{path}: no Content-Length in {head[:300]!r}")
+        length = int(named["content-length"])
+        while len(rest) < length:
+            rest += self._receive()
+        self.unread = rest[length:]
+        return int(status_line.split()[1]), rest[:length]
+
+    def _receive(self) -> bytes:
+        assert self.sock is not None
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("the API closed the connection")
+        return data
+
     def post(self, path: str, body: dict[str, Any], *, token: str = ADMIN) -> Any:
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self.connection.request("POST", path, msgspec.json.encode(body), headers)
-        answer = self.connection.getresponse()
-        data = answer.read()
-        if answer.status not in (200, 201):
-            raise RuntimeError(f"{path}: {answer.status} {data[:300]!r}")
+        status, data = self.request("POST", path, msgspec.json.encode(body), token)
+        if status not in (200, 201):
+            raise RuntimeError(f"{path}: {status} {data[:300]!r}")
         return msgspec.json.decode(data)
 
     def search(self, user: str, body: dict[str, Any]) -> Any:
@@ -103,21 +136,19 @@ class Api:
 
     def get(self, path: str, *, token: str | None = None) -> int:
         """The status of a GET, its body read and dropped."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.connection.request("GET", path, headers=headers)
-        answer = self.connection.getresponse()
-        answer.read()
-        return answer.status
+        return self.request("GET", path, token=token)[0]
 
     def ready(self) -> bool:
         try:
             return self.get("/readyz") == 200
         except OSError:
-            self.connection.close()  # reconnects on the next request
+            self.close()  # reconnects on the next request
             return False
 
     def close(self) -> None:
-        self.connection.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 def search_body(query: np.ndarray) -> dict[str, Any]:
