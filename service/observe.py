@@ -24,11 +24,15 @@ from models.logs import REQUEST_ID, request_context, request_id_from
 log = logging.getLogger("engram.access")
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 UNMATCHED = "(unmatched)"
 # Probes and scrapes come every few seconds: their lines are DEBUG unless they fail.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 _TYPED_PARAMETER = re.compile(r"\{(\w+):[^}]*\}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_TEMPLATES: dict[str, str] = {}  # Litestar's path template -> route_template's answer
+# The histogram's series by (method, route, status): ``labels()`` costs more than observing.
+_SERIES: dict[tuple[str, str, int], Any] = {}
 
 
 def route_template(scope: Scope) -> str:
@@ -37,7 +41,10 @@ def route_template(scope: Scope) -> str:
     template = scope.get("path_template")
     if not template:
         return UNMATCHED
-    return _TYPED_PARAMETER.sub(r"{\1}", template.rstrip("/") or "/")
+    named = _TEMPLATES.get(template)
+    if named is None:  # once per route
+        named = _TEMPLATES[template] = _TYPED_PARAMETER.sub(r"{\1}", template.rstrip("/") or "/")
+    return named
 
 
 def current_request_id() -> str | None:
@@ -52,6 +59,7 @@ class ObserveRequests(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         request_id = request_id_from(_header(scope, REQUEST_ID_HEADER))
+        echoed = (_REQUEST_ID_BYTES, request_id.encode("latin-1"))
         started = time.perf_counter()
         status = 500  # what the client gets if nothing was sent
 
@@ -59,7 +67,7 @@ class ObserveRequests(ASGIMiddleware):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         with request_context(request_id):
@@ -82,10 +90,13 @@ async def observe_unmatched(message: Message, scope: Scope) -> None:
 
 
 def _finish(scope: Scope, status: int, seconds: float) -> None:
-    route = route_template(scope)
-    metrics.HTTP_REQUEST_DURATION.labels(
-        method=_method(scope), route=route, status=str(status)
-    ).observe(seconds)
+    route, method = route_template(scope), _method(scope)
+    series = _SERIES.get((method, route, status))
+    if series is None:  # once per method, route and status
+        series = _SERIES[(method, route, status)] = metrics.HTTP_REQUEST_DURATION.labels(
+            method=method, route=route, status=str(status)
+        )
+    series.observe(seconds)
     _access_line(scope, route, status, seconds)
 
 
