@@ -64,8 +64,12 @@ def provide_admin(principal: Principal) -> Principal:
 async def charged(runtime: Runtime, principal: Principal, cost: int, work: Awaitable[T]) -> T:
     """``work``'s result, with ``cost`` charged to the key meanwhile: a route that only reads
     (a search) need not wait for Redis before it starts. Past the limit the answer is
-    dropped for a 429; the request is counted whether or not ``work`` succeeds."""
-    charge = asyncio.ensure_future(runtime.limiter.charge(principal.key_id, cost))
+    dropped for a 429; the request is counted whether or not ``work`` succeeds. What this
+    process holds leased is spent at once, without a task."""
+    rest = runtime.limiter.spend_lease(principal.key_id, cost)
+    if not rest:
+        return await work
+    charge = asyncio.ensure_future(runtime.limiter.charge_redis(principal.key_id, rest))
     try:
         result = await work
     except BaseException:

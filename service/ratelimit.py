@@ -60,17 +60,26 @@ class RateLimiter:
         self._leases: dict[str, _Lease] = {}
 
     async def charge(self, key_id: str, cost: int = 1) -> None:
+        await self.charge_redis(key_id, self.spend_lease(key_id, cost))
+
+    def spend_lease(self, key_id: str, cost: int = 1) -> int:
+        """Spends what this process holds leased for the key; answers the rest of ``cost``,
+        which ``charge_redis`` must charge (0: nothing left to charge, no need to wait)."""
         if self.per_minute <= 0 or cost <= 0:
+            return 0
+        lease = self._leases.get(key_id)
+        if lease is not None and lease.window == int(time.time() // WINDOW_SECONDS):
+            covered = min(cost, lease.units)  # already counted in Redis
+            lease.units -= covered
+            cost -= covered
+        return cost
+
+    async def charge_redis(self, key_id: str, cost: int) -> None:
+        """Charges ``cost`` in Redis (leasing more when it fits); past the limit, raises."""
+        if cost <= 0:
             return
         now = time.time()
         window = int(now // WINDOW_SECONDS)
-        lease = self._leases.get(key_id)
-        if lease is not None and lease.window == window:
-            covered = min(cost, lease.units)  # already counted in Redis
-            lease.units -= covered
-            if covered == cost:
-                return
-            cost -= covered
         counter = f"engram:ratelimit:{key_id}:{window}"
         try:
             used, leased = await self._charge(
