@@ -323,8 +323,9 @@ async def search(
                 found[kind] = hits
             else:  # the other path, or a short window or index scan; at last, everything
                 pending[kind] = right if shape != right and round_ == 0 else "all"
+    # ties go by id: UUIDs compare as Postgres compares them (and as their text sorts)
     hits = sorted((h for kind in query.types for h in found.get(kind, ())),
-                  key=lambda h: (-h.similarity, str(h.id)))[:depth]  # fmt: skip
+                  key=lambda h: (-h.similarity, h.id))[:depth]  # fmt: skip
     if query.hybrid:
         text_hits = sorted((h for rows in text_found.values() for h in rows),
                            key=lambda h: -h.score)[:depth]  # fmt: skip
@@ -382,7 +383,7 @@ def fuse(vector_hits: list[SearchHit], text_hits: list[SearchHit]) -> list[Searc
         for rank, hit in enumerate(ranking, start=1):
             fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
             found.setdefault(hit.id, hit)
-    ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, str(i)))
+    ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
     return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
 
 
@@ -397,7 +398,7 @@ def blend(hits: list[SearchHit], weights: Weights, *, now: datetime) -> list[Sea
         return float(keep * hit.score + weights.recency * recency + weights.importance * importance)
 
     rescored = [msgspec.structs.replace(h, score=blended(h)) for h in hits]
-    return sorted(rescored, key=lambda h: (-h.score, str(h.id)))
+    return sorted(rescored, key=lambda h: (-h.score, h.id))
 
 
 def diversify(
