@@ -13,10 +13,9 @@ import re
 import time
 from typing import Any
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from models import metrics
 from models.logs import REQUEST_ID, request_context, request_id_from
@@ -59,7 +58,6 @@ class ObserveRequests(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         request_id = request_id_from(_header(scope, REQUEST_ID_HEADER))
-        echoed = (_REQUEST_ID_BYTES, request_id.encode("latin-1"))
         started = time.perf_counter()
         status = 500  # what the client gets if nothing was sent
 
@@ -67,7 +65,7 @@ class ObserveRequests(ASGIMiddleware):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), echoed]
+                _echo(message, request_id)
             await send(message)
 
         with request_context(request_id):
@@ -82,11 +80,16 @@ async def observe_unmatched(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start" or "route_handler" in scope:
         return
     request_id = request_id_from(_header(scope, REQUEST_ID_HEADER))
-    MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+    _echo(message, request_id)
     status = message["status"]
     metrics.HTTP_UNMATCHED.labels(status=str(status)).inc()
     with request_context(request_id):
         _access_line(scope, UNMATCHED, status, None)
+
+
+def _echo(start: HTTPResponseStartEvent, request_id: str) -> None:
+    """Adds the request id to a response's headers (a ``http.response.start`` message)."""
+    start["headers"] = [*start.get("headers", ()), (_REQUEST_ID_BYTES, request_id.encode())]
 
 
 def _finish(scope: Scope, status: int, seconds: float) -> None:
