@@ -7,15 +7,15 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 import psycopg
 from pgvector.psycopg import register_vector_async
-from psycopg.rows import RowFactory, tuple_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
+
+from models.pipeline import Statement, forget_prepared, run_batch
 
 log = logging.getLogger("engram.db")
 
@@ -119,15 +119,6 @@ async def run_pipelined(
     )
 
 
-@dataclass(frozen=True)
-class Statement:
-    """One statement of a ``read_batch``; ``rows`` makes its rows (None: not read)."""
-
-    query: str
-    params: dict[str, Any] | Sequence[Any] | None = None
-    rows: RowFactory[Any] | None = tuple_row
-
-
 async def read_batch(
     pool: AsyncConnectionPool,
     scope: str,
@@ -137,18 +128,19 @@ async def read_batch(
     """Run read-only ``statements`` scoped to a user in one round trip; each one's rows.
 
     The scope (with any ``settings``, set in the same statement) and the statements go out
-    in pipeline mode, then one Sync: the server runs everything before a Sync as one
-    implicit transaction, so the scope and settings (``set_config(..., true)``) cover
-    exactly these statements and end with them, like ``run_scoped``'s. Only for statements
-    that read; lost connections are retried.
+    in one write, then one Sync (``models.pipeline``): the server runs everything before a
+    Sync as one implicit transaction, so the scope and settings (``set_config(..., true)``)
+    cover exactly these statements and end with them, like ``run_scoped``'s. Only for
+    statements that read; lost connections are retried, and so is a batch that found its
+    prepared statements deallocated (by psycopg, after a rollback on that connection).
     """
+    scoped = Statement(*set_configs({**_scope(scope), **(settings or {})}), rows=None)
 
     async def batch(conn: psycopg.AsyncConnection) -> list[list[Any]]:
-        async with conn.pipeline():
-            await set_scope(conn, scope, settings)
-            cursors = await _send(conn, statements)
-        # leaving the pipeline sent the Sync and received every answer
-        return await _rows(cursors)
+        try:
+            return (await run_batch(conn, [scoped, *statements]))[1:]
+        except psycopg.errors.InvalidSqlStatementName:  # forgotten by now: prepared anew
+            return (await run_batch(conn, [scoped, *statements]))[1:]
 
     return await _retrying(pool, batch)
 
@@ -159,26 +151,10 @@ async def on_connection(
     settings: Mapping[str, str] | None = None,
 ) -> list[list[Any]]:
     """``read_batch`` in the caller's transaction, for work that reads more around it (the
-    settings last to the end of that transaction)."""
-    if settings:
-        await conn.execute(*set_configs(settings))
-    return await _rows(await _send(conn, statements))
-
-
-async def _send(
-    conn: psycopg.AsyncConnection, statements: Sequence[Statement]
-) -> list[psycopg.AsyncCursor[Any] | None]:
-    """Execute each statement; the cursor of each one whose rows are read."""
-    cursors: list[psycopg.AsyncCursor[Any] | None] = []
-    for statement in statements:
-        cursor = conn.cursor(row_factory=statement.rows or tuple_row)
-        await cursor.execute(statement.query, statement.params)
-        cursors.append(cursor if statement.rows else None)
-    return cursors
-
-
-async def _rows(cursors: list[psycopg.AsyncCursor[Any] | None]) -> list[list[Any]]:
-    return [await cursor.fetchall() if cursor else [] for cursor in cursors]
+    settings last to the end of that transaction). Nothing is prepared: a prepared
+    statement found deallocated would abort the caller's transaction."""
+    first = [Statement(*set_configs(settings), rows=None)] if settings else []
+    return (await run_batch(conn, [*first, *statements], prepare=False))[len(first) :]
 
 
 async def _in_transaction(
@@ -189,12 +165,16 @@ async def _in_transaction(
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
-    async with AsyncExitStack() as stack:
-        if pipelined:
-            await stack.enter_async_context(conn.pipeline())
-        await stack.enter_async_context(conn.transaction())
-        await set_scope(conn, scope)
-        return await work(conn, *args, **kwargs)
+    try:
+        async with AsyncExitStack() as stack:
+            if pipelined:
+                await stack.enter_async_context(conn.pipeline())
+            await stack.enter_async_context(conn.transaction())
+            await set_scope(conn, scope)
+            return await work(conn, *args, **kwargs)
+    except BaseException:
+        forget_prepared(conn)  # rolled back: psycopg may have deallocated them
+        raise
 
 
 async def _retrying(
@@ -202,8 +182,14 @@ async def _retrying(
 ) -> T:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
-            async with pool.connection() as conn:
+            # not ``pool.connection()``: its commit on the way out would cost a wait, and
+            # ``work`` ends its own transaction (a connection returned inside one is rolled
+            # back by the pool)
+            conn = await pool.getconn()
+            try:
                 return await work(conn)
+            finally:
+                await pool.putconn(conn)
         except CONNECTION_ERRORS as exc:
             if attempt == RETRY_ATTEMPTS:
                 raise
@@ -220,12 +206,15 @@ async def set_scope(
 ) -> None:
     """Admit rows of ``scope`` for the rest of the current transaction; ``settings``
     (configuration parameters) last as long."""
+    await conn.execute(*set_configs({**_scope(scope), **(settings or {})}))
+
+
+def _scope(scope: str) -> dict[str, str]:
     all_users = scope == ALL_USERS
-    scoped = {
+    return {
         "engram.user_id": "" if all_users else scope,
         "engram.all_users": "on" if all_users else "off",
     }
-    await conn.execute(*set_configs({**scoped, **(settings or {})}))
 
 
 def set_configs(settings: Mapping[str, str]) -> tuple[str, list[str]]:

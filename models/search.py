@@ -29,10 +29,10 @@ import msgspec
 import numpy as np
 from pgvector import Vector
 from psycopg import sql
-from psycopg.rows import class_row
 
-from models.db import Statement, set_configs
+from models.db import set_configs
 from models.filters import FilterCompiler
+from models.pipeline import Statement
 from models.spaces import Space
 from models.types import ItemType, SearchHit
 
@@ -159,10 +159,11 @@ _RANKED = """
 # holding every word of the query come first and alone (an exact code or name); only when
 # there are none are the words OR-ed, so a question's filler words cannot veto a match.
 _TEXT = (
-    "SELECT "
-    + _COLUMNS
-    + ", ts_rank_cd(m.content_tsv, q.query) AS score,"
-    + " 1 - (v.embedding <=> {query}) AS similarity"
+    """
+    SELECT {kind} AS type, m.id, ts_rank_cd(m.content_tsv, q.query) AS score,
+           1 - (v.embedding <=> {query}) AS similarity, m.content, m.metadata, m.session_id,
+           m.importance, {document_id} AS document_id, {chunk_index} AS chunk_index,
+           m.created_at"""
     + _FROM
     + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(word), %(glue)s), '')::tsquery"
     + "   FROM unnest(tsvector_to_array(to_tsvector('simple', %(text)s))) AS word) AS q(query)"
@@ -493,34 +494,30 @@ def hnsw_settings(ef_search: int, limit: int) -> dict[str, str]:
     }
 
 
-def _counted_hit(
-    cursor: Any,
-) -> Callable[[Sequence[Any]], tuple[int, int, SearchHit | None]]:
-    """Rows of a counted search: (vectors of its type, vectors of the other type, a hit or
-    None when there is none). The hit's columns are taken by their place in ``_RANKED``'s
-    list, not by name: reading the names from the cursor cost more than the rest of the
-    row (tests/test_search.py checks the places)."""
-    return _make_counted_hit
-
-
 def _make_counted_hit(values: Sequence[Any]) -> tuple[int, int, SearchHit | None]:
+    """A row of a counted search: (vectors of its type, vectors of the other type, a hit
+    or None when there is none)."""
     counted, other = int(values[0]), int(values[1])
-    if values[3] is None:  # the id: no hit on this row
-        return counted, other, None
-    hit = SearchHit(
-        type=values[2],
-        id=values[3],
-        score=values[4],
-        similarity=values[5],
-        content=values[6],
-        metadata=values[7],
-        session_id=values[8],
-        importance=values[9],
-        document_id=values[10],
-        chunk_index=values[11],
-        created_at=values[12],
+    return counted, other, None if values[3] is None else _make_hit(values[2:])
+
+
+def _make_hit(values: Sequence[Any]) -> SearchHit:
+    """A hit from its columns, taken by their place in ``_RANKED``'s list (and
+    ``_TEXT``'s), not by name: reading the names cost more than the rest of the row
+    (tests/test_search.py checks the places)."""
+    return SearchHit(
+        type=values[0],
+        id=values[1],
+        score=values[2],
+        similarity=values[3],
+        content=values[4],
+        metadata=values[5],
+        session_id=values[6],
+        importance=values[7],
+        document_id=values[8],
+        chunk_index=values[9],
+        created_at=values[10],
     )
-    return counted, other, hit
 
 
 # Composed statements without a metadata filter, by (table, storage, type, shape):
@@ -542,11 +539,12 @@ class _Shapes:
         an exact search of every vector, ungated, its rows hits."""
         if shape == "all":
             params = params | {"window": None}
-        rows = class_row(SearchHit) if shape == "all" else _counted_hit
-        return Statement(self._compose(kind, shape), params, rows=rows)
+        rows = _make_hit if shape == "all" else _make_counted_hit
+        return Statement(self._compose(kind, shape), params, rows=rows, prepare=self.cacheable)
 
     def text(self, kind: ItemType, params: dict[str, Any]) -> Statement:
-        return Statement(self._compose(kind, "text"), params, rows=class_row(SearchHit))
+        query = self._compose(kind, "text")
+        return Statement(query, params, rows=_make_hit, prepare=self.cacheable)
 
     def _compose(self, kind: ItemType, shape: str) -> str:
         if not self.cacheable:  # a metadata filter: composed for this query alone

@@ -384,15 +384,20 @@ def test_a_window_of_expired_items_still_gives_complete_answers(
 
 
 @pytest.mark.parametrize("kind", ["memory", "chunk"])
-@pytest.mark.parametrize("shape", ["exact", "approximate"])
-def test_counted_rows_carry_a_hits_columns_in_its_field_order(db, embedder, kind, shape):
-    """A counted statement's hits are read by place (``_make_counted_hit``), so its columns
-    must come in SearchHit's field order after the two counts."""
-    query = SearchQuery(vector=embedder.encode(["anything"])[0], k=3)
+@pytest.mark.parametrize("shape", ["exact", "approximate", "all", "text"])
+def test_search_rows_carry_a_hits_columns_in_its_field_order(db, embedder, kind, shape):
+    """Hits are read by place (``_make_hit``), so a statement's columns must come in
+    SearchHit's field order, after the two counts in a counted statement."""
+    query = SearchQuery(vector=embedder.encode(["anything"])[0], k=3, text="anything")
     params, conditions = _params(MINILM_384, "nobody", query, 3)
-    params |= {"cap": 20_000, "window": 26, "space": MINILM_384.name}
-    statement = _Shapes(MINILM_384, conditions, cacheable=False).statement(kind, shape, params)
+    params |= {"cap": 20_000, "window": 26, "space": MINILM_384.name, "glue": " & "}
+    shapes = _Shapes(MINILM_384, conditions, cacheable=False)
+    if shape == "text":
+        statement = shapes.text(kind, params)
+    else:
+        statement = shapes.statement(kind, shape, params)
     register_vector(db)
     cursor = db.execute(statement.query, statement.params)
     names = [column.name for column in cursor.description or ()]
-    assert names == ["counted", "other_n", *SearchHit.__struct_fields__]
+    counts = ["counted", "other_n"] if shape in ("exact", "approximate") else []
+    assert names == [*counts, *SearchHit.__struct_fields__]
