@@ -30,7 +30,14 @@ def provide_runtime(state: State) -> Runtime:
 
 async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
     """The caller, from ``Authorization: Bearer <key>``; the same 401 for any bad key."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    charge = not request.route_handler.opt.get(CHARGES_ITSELF)
+    return await authenticate(runtime, request.headers.get("authorization", ""), charge=charge)
+
+
+async def authenticate(runtime: Runtime, authorization: str, *, charge: bool) -> Principal:
+    """The key in an ``Authorization`` header's value, charged one request unless the route
+    ``charges`` itself; the same 401 for any bad key."""
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("missing or invalid API key")
@@ -42,7 +49,7 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -
         )
     if principal is None:
         raise Unauthenticated("missing or invalid API key")
-    if not request.route_handler.opt.get(CHARGES_ITSELF):
+    if charge:
         await runtime.limiter.charge(principal.key_id)
     return principal
 
