@@ -43,3 +43,11 @@ def test_cors_is_closed_unless_configured(client, settings, embedder):
         assert ok.headers["access-control-allow-origin"] == "https://app.example"
         other = allowed.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        # the search route's hot path answers inside the CORS layer too
+        found = allowed.post(
+            "/v1/users/cors-user/search",
+            json={"vector": [0.1] * MINILM_384.dims},
+            headers={**ADMIN, "Origin": "https://app.example"},
+        )
+        assert found.status_code == 200, found.text
+        assert found.headers["access-control-allow-origin"] == "https://app.example"
