@@ -61,10 +61,10 @@ class SearchOut(msgspec.Struct, kw_only=True):
 
 class HotPath(ASGIMiddleware):
     """The search route without Litestar's work per request (dependency injection, the
-    body decoded twice, response objects): 0.3-0.5 ms of a search's 2-3 ms at a million
-    vectors (docs/benchmarks.md). It answers as the handler below does, through the same
-    functions, its errors through the same exception handlers. A request it
-    cannot be sure to answer alike (another content type, a length unknown or over the
+    body decoded twice, response objects): 0.25-0.34 ms less a search at a million
+    vectors, side by side (docs/benchmarks.md). It answers as the handler below does,
+    through the same functions, its errors through the same exception handlers. A request
+    it cannot be sure to answer alike (another content type, a length unknown or over the
     limit, a body that does not decode as ``SearchIn``) goes on to the handler, with what
     it read of the body given back."""
 
