@@ -72,6 +72,33 @@ def test_every_table_holding_user_rows_has_row_security(db):
     assert unprotected == []
 
 
+def test_every_user_policy_tests_the_row_user_first(db):
+    """The user comparison first: for a user's own rows it alone decides (migration 0014,
+    half the per-row cost of the old order). A policy written another way is a regression."""
+    policies = db.execute(
+        "SELECT tablename, qual, with_check FROM pg_policies WHERE schemaname = 'public'"
+    ).fetchall()
+    assert {table for table, _, _ in policies} >= {"memories", "vec_minilm_384", "vector_counts"}
+    for table, qual, with_check in policies:
+        assert qual == with_check, table
+        assert qual.startswith("((user_id = ( SELECT current_setting('engram.user_id'"), qual
+        assert "current_setting('engram.all_users'::text, true) = 'on'" in qual, qual
+
+
+def test_the_all_users_scope_sees_every_user_and_an_empty_scope_none(app_db, two_users):
+    alice, bob = two_users
+    with app_db.transaction():
+        app_db.execute("SELECT set_config('engram.all_users', 'on', true)")
+        users = {row[0] for row in app_db.execute("SELECT user_id FROM memories")}
+    assert {alice, bob} <= users
+    with app_db.transaction():
+        app_db.execute(
+            "SELECT set_config('engram.user_id', '', true), "
+            "set_config('engram.all_users', 'off', true)"
+        )
+        assert app_db.execute("SELECT count(*) FROM memories").fetchone() == (0,)
+
+
 def test_rows_of_another_user_cannot_be_written_or_changed(app_db, two_users):
     alice, bob = two_users
     with pytest.raises(psycopg.errors.InsufficientPrivilege), app_db.transaction():
