@@ -37,8 +37,8 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
-from models import schema
-from models.db import create_pool, read_batch, set_configs
+from models.db import schema
+from models.db.scope import create_pool, read_batch, set_configs
 from models.search import (
     GENERIC_PLANS,
     NO_PARALLEL_WORKERS,

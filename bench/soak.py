@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from models import schema
+from models.db import schema
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
 
 WORDS = [

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 
 from models import sessions
 from models.chunking import TokenCounter
-from models.db import on_connection
+from models.db.scope import on_connection
 from models.search import SearchQuery, search
 from models.sessions import Message
 from models.spaces import Space

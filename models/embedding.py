@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from models.chunking import TokenCounter, estimate_tokens, hf_token_counter
-from models.db import ALL_USERS, run_scoped
+from models.db.scope import ALL_USERS, run_scoped
 from models.errors import ConfigError, EmbeddingError, WrongDimensions
 from models.settings import EncoderOptions
 from models.spaces import Space

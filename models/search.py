@@ -30,9 +30,9 @@ import numpy as np
 from pgvector import Vector
 from psycopg import sql
 
-from models.db import set_configs
+from models.db.batch import Statement
+from models.db.scope import set_configs
 from models.filters import FilterCompiler
-from models.pipeline import Statement
 from models.spaces import Space
 from models.types import ItemType, SearchHit
 

@@ -10,7 +10,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from models import keys
-from models.db import ALL_USERS
+from models.db.scope import ALL_USERS
 from models.errors import Forbidden, Unauthenticated
 from models.types import Principal
 from models.validation import check_user_id

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from models import schema
+from models.db import schema
 from models.errors import BackupFailed, ConfigError
 from models.settings import Settings
 from service.embedded import EmbeddedPostgres, postgres_bin

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import msgspec
 
-from models import keys, metrics, schema
+from models import keys, metrics
+from models.db import schema
 from models.errors import BackupFailed, ConfigError
 from models.logs import configure_logging
 from models.settings import Settings

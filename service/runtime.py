@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from models.chunking import TokenCounter
-from models.db import ALL_USERS, read_batch, run_pipelined, run_scoped
+from models.db.scope import ALL_USERS, read_batch, run_pipelined, run_scoped
 from models.embedding import Embedder, token_counter
 from models.search import Reader, SizeHints
 from models.settings import Settings

@@ -23,7 +23,8 @@ from typing import IO
 
 import httpx
 
-from models import keys, metrics, schema
+from models import keys, metrics
+from models.db import schema
 from models.errors import ConfigError
 from models.settings import Settings
 from service.embedded import EmbeddedPostgres, EmbeddedRedis

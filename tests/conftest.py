@@ -20,7 +20,8 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from models import keys, schema
+from models import keys
+from models.db import schema
 from models.embedding import Embedder, LocalEmbedder
 from models.settings import Settings
 from models.spaces import MINILM_384

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from models.db import ALL_USERS, create_pool, run_pipelined, run_scoped
+from models.db.scope import ALL_USERS, create_pool, run_pipelined, run_scoped
 from models.errors import ConfigError
 from models.settings import Settings
 

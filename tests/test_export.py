@@ -37,7 +37,7 @@ from fake_openai import FakeOpenAI
 from litestar.testing import TestClient
 from psycopg import sql
 
-from models import schema
+from models.db import schema
 from models.settings import Settings
 from models.spaces import MINILM_384, OPENAI_1536
 from service.app import create_app

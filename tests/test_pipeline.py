@@ -1,4 +1,4 @@
-"""A batch of statements in one write (models/pipeline.py), through read_batch and alone."""
+"""A batch of statements in one write (models/db/batch.py), through read_batch and alone."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
-from models.db import create_pool, on_connection, read_batch, run_scoped
-from models.pipeline import Statement, run_batch
+from models.db.batch import Statement, run_batch
+from models.db.scope import create_pool, on_connection, read_batch, run_scoped
 
 T = TypeVar("T")
 

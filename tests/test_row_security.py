@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from conftest import add_memories
 
-from models.db import create_pool, run_scoped, set_scope
+from models.db.scope import create_pool, run_scoped, set_scope
 
 USER_TABLES = ("memories", "embed_state", "vec_minilm_384")
 

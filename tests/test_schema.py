@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from models import schema
+from models.db import schema
 
 # Indexes that serve cross-user sweeps by nature (docs/architecture.md)
 CROSS_USER_INDEXES = {"memories_expiring"}

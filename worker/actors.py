@@ -11,7 +11,7 @@ import numpy as np
 from psycopg import AsyncConnection
 
 from models import documents, jobs, metrics
-from models.db import ALL_USERS, run_scoped
+from models.db.scope import ALL_USERS, run_scoped
 from models.embedding import Embedder
 from models.errors import EmbeddingError
 from models.logs import request_context

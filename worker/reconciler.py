@@ -12,7 +12,7 @@ import threading
 from collections import defaultdict
 
 from models import jobs, memories
-from models.db import ALL_USERS, run_scoped
+from models.db.scope import ALL_USERS, run_scoped
 from worker.actors import MESSAGE_SIZE, fill_some
 from worker.resources import Resources
 

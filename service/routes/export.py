@@ -13,7 +13,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.response import Stream
 
 from models import export, import_reader, importer
-from models.db import set_scope
+from models.db.scope import set_scope
 from models.types import Principal
 from service.errors import ERRORS
 from service.observe import current_request_id

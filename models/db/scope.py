@@ -15,7 +15,7 @@ from pgvector.psycopg import register_vector_async
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from models.pipeline import Statement, forget_prepared, run_batch
+from models.db.batch import Statement, forget_prepared, run_batch
 
 log = logging.getLogger("engram.db")
 
@@ -128,7 +128,7 @@ async def read_batch(
     """Run read-only ``statements`` scoped to a user in one round trip; each one's rows.
 
     The scope (with any ``settings``, set in the same statement) and the statements go out
-    in one write, then one Sync (``models.pipeline``): the server runs everything before a
+    in one write, then one Sync (``models.db.batch``): the server runs everything before a
     Sync as one implicit transaction, so the scope and settings (``set_config(..., true)``)
     cover exactly these statements and end with them, like ``run_scoped``'s. Only for
     statements that read; lost connections are retried, and so is a batch that found its

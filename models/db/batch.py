@@ -10,7 +10,7 @@ Each connection prepares the statements that repeat (``Statement.prepare``) the 
 time it runs them, unless its pool never prepares (``prepare_threshold`` None, for
 PgBouncer before 1.21): the prepare goes out in the same write. psycopg deallocates every
 prepared statement of a connection after a rollback (``DEALLOCATE ALL``, lest a plan
-outlive what it refers to), so ``models.db`` forgets them when it rolls back
+outlive what it refers to), so ``models.db.scope`` forgets them when it rolls back
 (``forget_prepared``); a batch that still finds one of its statements gone (anyone's
 ``DEALLOCATE``) raises ``InvalidSqlStatementName`` and the connection's statements are
 forgotten, to be prepared again by the next batch (``models.db.read_batch`` sends it once
