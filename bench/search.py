@@ -38,7 +38,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from models.db import schema
-from models.db.scope import create_pool, read_batch, set_configs
+from models.db.pool import create_pool
+from models.db.scope import read_batch, set_configs
 from models.search import (
     GENERIC_PLANS,
     NO_PARALLEL_WORKERS,

@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
 from models.db import schema
-from models.db.scope import CONNECTION_ERRORS, bypasses_row_security, create_pool
+from models.db.pool import CONNECTION_ERRORS, bypasses_row_security, create_pool
 from models.embedding import Embedder, start_embedders, verify_spaces
 from models.settings import Settings
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime

@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from models.db.scope import ALL_USERS, create_pool, run_pipelined, run_scoped
+from models.db.pool import create_pool
+from models.db.scope import ALL_USERS, run_pipelined, run_scoped
 from models.errors import ConfigError
 from models.settings import Settings
 

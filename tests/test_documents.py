@@ -11,7 +11,8 @@ from conftest import ADMIN, search, wait_until
 
 from models import documents
 from models.chunking import ChunkSpec, hf_token_counter, split_text
-from models.db.scope import create_pool, run_scoped
+from models.db.pool import create_pool
+from models.db.scope import run_scoped
 from models.documents import NewDocument
 from models.memories import content_hash
 from models.spaces import MINILM_384

@@ -12,7 +12,8 @@ from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
 from models.db.batch import Statement, run_batch
-from models.db.scope import create_pool, on_connection, read_batch, run_scoped
+from models.db.pool import create_pool
+from models.db.scope import on_connection, read_batch, run_scoped
 
 T = TypeVar("T")
 

@@ -9,7 +9,8 @@ import psycopg
 import pytest
 from conftest import add_memories
 
-from models.db.scope import create_pool, run_scoped, set_scope
+from models.db.pool import create_pool
+from models.db.scope import run_scoped, set_scope
 
 USER_TABLES = ("memories", "embed_state", "vec_minilm_384")
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import ADMIN, add_memories, search, wait_until
 from pgvector.psycopg import register_vector
 
-from models.db.scope import create_pool, read_batch
+from models.db.pool import create_pool
+from models.db.scope import read_batch
 from models.search import SearchQuery, SizeHints, _params, _Shapes
 from models.search import search as search_items
 from models.spaces import MINILM_384

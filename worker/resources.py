@@ -12,7 +12,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 from psycopg_pool import AsyncConnectionPool
 
-from models.db.scope import create_pool
+from models.db.pool import create_pool
 from models.embedding import Embedder, start_embedders, verify_spaces
 from models.settings import Settings
 from models.spaces import SpaceRegistry

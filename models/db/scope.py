@@ -1,26 +1,22 @@
-"""Database access: the pool factory and connection set-up (psycopg 3, pgvector)."""
+"""Transactions as one user: every query runs scoped, so row-level security admits only
+that user's rows; lost connections are retried."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import msgspec
 import psycopg
-from pgvector.psycopg import register_vector_async
-from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from models.db.batch import Statement, forget_prepared, run_batch
+from models.db.pool import CONNECTION_ERRORS
 
 log = logging.getLogger("engram.db")
 
-# Errors that mean "the server is unreachable right now", never "your SQL is wrong".
-CONNECTION_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 RETRY_ATTEMPTS = 3
 RETRY_BASE_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
@@ -29,53 +25,6 @@ ALL_USERS = "*"
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def create_pool(
-    url: str,
-    *,
-    min_size: int = 1,
-    max_size: int = 10,
-    name: str = "engram",
-    timeout: float = 10,
-    prepare_threshold: int | None = 5,
-) -> AsyncConnectionPool:
-    """A closed pool: open it with ``await pool.open()`` where its lifetime begins.
-
-    ``prepare_threshold`` None never prepares statements on the server (PgBouncer < 1.21).
-    """
-    return AsyncConnectionPool(
-        url,
-        min_size=min_size,
-        max_size=max_size,
-        name=name,
-        timeout=timeout,
-        open=False,
-        configure=_configure,
-        # No check on every checkout (a round trip per transaction): a connection found
-        # broken makes ``run_scoped`` check the whole pool, then retry.
-        kwargs={"autocommit": True, "connect_timeout": 5, "prepare_threshold": prepare_threshold},
-    )
-
-
-async def _configure(conn: psycopg.AsyncConnection) -> None:
-    await conn.execute("SET TIME ZONE 'UTC'")
-    set_json_loads(load_json, conn)
-    try:
-        await register_vector_async(conn)
-    except psycopg.ProgrammingError:
-        # The schema is not migrated yet (no vector type): /readyz says so.
-        log.warning("pgvector type not found: run `engram migrate`")
-
-
-def load_json(data: str | bytes) -> Any:
-    """json and jsonb values as ``json.loads`` reads them, in a third of its time (msgspec).
-    The one case msgspec refuses, a number beyond a float's range, goes to ``json.loads``
-    (which reads it as infinity)."""
-    try:
-        return msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return json.loads(data)
 
 
 async def run_scoped(
@@ -221,16 +170,3 @@ def set_configs(settings: Mapping[str, str]) -> tuple[str, list[str]]:
     """One statement setting each parameter for the rest of the transaction."""
     calls = ", ".join("set_config(%s, %s, true)" for _ in settings)
     return f"SELECT {calls}", [part for item in settings.items() for part in item]
-
-
-async def bypasses_row_security(conn: psycopg.AsyncConnection) -> bool:
-    """True if this connection's role escapes row-level security (superuser, BYPASSRLS, owner)."""
-    cur = await conn.execute(
-        """
-        SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(current_user, t.tableowner, 'USAGE')
-        FROM pg_roles r, pg_tables t
-        WHERE r.rolname = current_user AND t.schemaname = 'public' AND t.tablename = 'memories'
-        """
-    )
-    row = await cur.fetchone()
-    return bool(row and row[0])
