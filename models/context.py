@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from models import sessions
 from models.chunking import TokenCounter
 from models.db.scope import on_connection
 from models.search import SearchQuery, search
-from models.sessions import Message
 from models.spaces import Space
+from models.store import sessions
+from models.store.sessions import Message
 from models.types import Context as Context
 from models.types import ContextMemory as ContextMemory
 from models.types import SearchHit

@@ -32,9 +32,9 @@ from models.export import (
     VectorLine,
     line_type,
 )
-from models.memories import content_hash
 from models.settings import Limits
 from models.spaces import Space, SpaceRegistry
+from models.store.memories import content_hash
 from models.types import ItemType
 from models.validation import FLOAT32_MAX, check_content, check_metadata
 

@@ -26,8 +26,8 @@ from models.errors import Conflict
 from models.export import LINE_TYPES
 from models.import_reader import Plan
 from models.jobs import Job
-from models.memories import content_hash
 from models.spaces import Space, SpaceRegistry
+from models.store.memories import content_hash
 from models.types import Imported as Imported
 from models.types import ItemType
 

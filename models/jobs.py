@@ -14,8 +14,8 @@ from uuid import UUID
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
-from models import audit
 from models.spaces import Space
+from models.store import audit
 from models.types import Claim, Embedded, FailedJob, SpaceCounts
 
 # What the HTTP edge sends and the worker runs: names only, so neither imports the other.

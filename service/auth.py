@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 from litestar import Request
 from litestar.datastructures import State
 
-from models import keys
 from models.db.scope import ALL_USERS
 from models.errors import Forbidden, Unauthenticated
+from models.store import keys
 from models.types import Principal
 from models.validation import check_user_id
 from service.runtime import Runtime

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import msgspec
 
-from models import keys, metrics
+from models import metrics
 from models.db import schema
 from models.errors import BackupFailed, ConfigError
 from models.logs import configure_logging
 from models.settings import Settings
+from models.store import keys
 
 
 def main(argv: list[str] | None = None) -> int:

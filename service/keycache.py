@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from models import keys
+from models.store import keys
 from models.types import Principal
 
 log = logging.getLogger("engram.keys")

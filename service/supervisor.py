@@ -23,10 +23,11 @@ from typing import IO
 
 import httpx
 
-from models import keys, metrics
+from models import metrics
 from models.db import schema
 from models.errors import ConfigError
 from models.settings import Settings
+from models.store import keys
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
 
 log = logging.getLogger("engram.run")

@@ -20,11 +20,11 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from models import keys
 from models.db import schema
 from models.embedding import Embedder, LocalEmbedder
 from models.settings import Settings
 from models.spaces import MINILM_384
+from models.store import keys
 from service.app import create_app
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from conftest import ADMIN, search, wait_until
 
-from models import documents
 from models.chunking import ChunkSpec, hf_token_counter, split_text
 from models.db.pool import create_pool
 from models.db.scope import run_scoped
-from models.documents import NewDocument
-from models.memories import content_hash
 from models.spaces import MINILM_384
+from models.store import documents
+from models.store.documents import NewDocument
+from models.store.memories import content_hash
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import ADMIN, parts_of, wait_until
 from litestar.testing import TestClient
 
-from models import keys
 from models.spaces import MINILM_384
+from models.store import keys
 from models.types import Principal
 from service.app import create_app
 from service.keycache import LISTENER_NAME, MAX_KEYS, KeyCache

@@ -10,12 +10,13 @@ from uuid import UUID
 import numpy as np
 from psycopg import AsyncConnection
 
-from models import documents, jobs, metrics
+from models import jobs, metrics
 from models.db.scope import ALL_USERS, run_scoped
 from models.embedding import Embedder
 from models.errors import EmbeddingError
 from models.logs import request_context
 from models.spaces import Space
+from models.store import documents
 from models.types import Claim, Embedded
 from worker.resources import Resources, current
 

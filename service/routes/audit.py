@@ -8,8 +8,8 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from models import audit
-from models.audit import AuditEntry
+from models.store import audit
+from models.store.audit import AuditEntry
 from models.types import Principal
 from service.errors import ERRORS
 from service.runtime import Runtime

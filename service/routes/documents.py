@@ -13,13 +13,13 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
 
-from models import documents
 from models.chunking import ChunkSpec, split_text
-from models.documents import Batch, ChunkOut, Document, NewDocument
 from models.errors import InvalidInput
 from models.extract import file_text
-from models.memories import content_hash
 from models.settings import Limits
+from models.store import documents
+from models.store.documents import Batch, ChunkOut, Document, NewDocument
+from models.store.memories import content_hash
 from models.types import Principal, Status
 from models.validation import USER_ID_RE, check_metadata
 from service.errors import ERRORS

@@ -10,8 +10,8 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from models import jobs
-from models.cursors import decode_cursor, encode_cursor
 from models.errors import InvalidInput, NotFound
+from models.store.cursors import decode_cursor, encode_cursor
 from models.types import FailedJob, Principal
 from service.errors import ERRORS
 from service.observe import current_request_id

@@ -8,8 +8,8 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, delete, get, post
 
-from models import keys
 from models.errors import NotFound
+from models.store import keys
 from models.types import ApiKey, Principal
 from models.validation import check_user_id
 from service.errors import ERRORS

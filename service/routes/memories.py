@@ -13,9 +13,9 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
-from models import memories
 from models.errors import InvalidInput
 from models.settings import Limits
+from models.store import memories
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import check_content, check_metadata, check_session_id
 from service.errors import ERRORS

@@ -9,9 +9,9 @@ import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import Parameter
 
-from models import sessions
 from models.errors import InvalidInput
-from models.sessions import Message, NewMessage, NewSession, Role, Session
+from models.store import sessions
+from models.store.sessions import Message, NewMessage, NewSession, Role, Session
 from models.types import Principal
 from models.validation import check_content, check_metadata, check_session_id
 from service.errors import ERRORS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, delete
 
-from models import users
+from models.store import users
 from models.types import Principal
 from service.errors import ERRORS
 from service.runtime import Runtime

@@ -17,11 +17,11 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from models import memories
-from models.cursors import decode_cursor, encode_cursor
 from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs import Job
 from models.spaces import Space
+from models.store import memories
+from models.store.cursors import decode_cursor, encode_cursor
 from models.types import Message as Message
 from models.types import NewMemory
 from models.types import Role as Role

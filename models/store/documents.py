@@ -19,11 +19,11 @@ from psycopg.types.json import Jsonb
 
 from models import jobs
 from models.chunking import Chunk
-from models.cursors import decode_newest_first, newest_first_page
 from models.errors import NotFound
 from models.jobs import Job, Key
-from models.memories import content_hash
 from models.spaces import Space, vector_table
+from models.store.cursors import decode_newest_first, newest_first_page
+from models.store.memories import content_hash
 from models.types import Batch as Batch
 from models.types import BatchCounts as BatchCounts
 from models.types import ChunkOut as ChunkOut

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection, sql
 
-from models import audit
 from models.spaces import vector_table
+from models.store import audit
 from models.types import Erased as Erased
 
 

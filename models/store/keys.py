@@ -18,7 +18,7 @@ from pathlib import Path
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from models import audit
+from models.store import audit
 from models.types import ApiKey, Principal
 
 KEY_PREFIX = "egm"

@@ -12,10 +12,10 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from models import jobs
-from models.cursors import decode_newest_first, newest_first_page
 from models.errors import Conflict, NotFound
 from models.jobs import Job
 from models.spaces import Space, vector_table
+from models.store.cursors import decode_newest_first, newest_first_page
 from models.types import Memory, MemoryPatch, NewMemory, Status
 
 # A memory's status is its embedding state in its own space (``memories.space``).
