@@ -21,11 +21,11 @@ from uuid import UUID
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
-from models import jobs
 from models.errors import Conflict
 from models.export import LINE_TYPES
 from models.import_reader import Plan
-from models.jobs import Job
+from models.jobs import outbox as jobs
+from models.jobs.outbox import Job
 from models.spaces import Space, SpaceRegistry
 from models.store.memories import content_hash
 from models.types import Imported as Imported

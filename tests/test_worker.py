@@ -14,7 +14,7 @@ import pytest
 from conftest import add_memories, wait_until
 from pgvector.psycopg import register_vector, register_vector_async
 
-from models import jobs
+from models.jobs import outbox as jobs
 from models.spaces import MINILM_384
 from models.types import Embedded
 from service.wakeups import WakeUps

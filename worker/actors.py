@@ -10,10 +10,11 @@ from uuid import UUID
 import numpy as np
 from psycopg import AsyncConnection
 
-from models import jobs, metrics
+from models import metrics
 from models.db.scope import ALL_USERS, run_scoped
 from models.embedding import Embedder
 from models.errors import EmbeddingError
+from models.jobs import outbox as jobs
 from models.logs import request_context
 from models.spaces import Space
 from models.store import documents

@@ -11,8 +11,8 @@ import logging
 import threading
 from collections import defaultdict
 
-from models import jobs
 from models.db.scope import ALL_USERS, run_scoped
+from models.jobs import outbox as jobs
 from models.store import memories
 from worker.actors import MESSAGE_SIZE, fill_some
 from worker.resources import Resources

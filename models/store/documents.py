@@ -17,10 +17,10 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from models import jobs
 from models.chunking import Chunk
 from models.errors import NotFound
-from models.jobs import Job, Key
+from models.jobs import outbox as jobs
+from models.jobs.outbox import Job, Key
 from models.spaces import Space, vector_table
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.store.memories import content_hash

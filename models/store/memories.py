@@ -11,9 +11,9 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from models import jobs
 from models.errors import Conflict, NotFound
-from models.jobs import Job
+from models.jobs import outbox as jobs
+from models.jobs.outbox import Job
 from models.spaces import Space, vector_table
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.types import Memory, MemoryPatch, NewMemory, Status

@@ -9,8 +9,8 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import Parameter
 
-from models import jobs
 from models.errors import InvalidInput, NotFound
+from models.jobs import outbox as jobs
 from models.store.cursors import decode_cursor, encode_cursor
 from models.types import FailedJob, Principal
 from service.errors import ERRORS

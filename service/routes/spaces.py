@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 from litestar import Controller, delete, get, post
 
-from models import jobs
 from models.errors import Conflict, NotFound
+from models.jobs import outbox as jobs
 from models.spaces import Space
 from models.types import Fill, Principal, SpaceCounts, SpaceInfo
 from service.errors import ERRORS

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from models import status
+from models.jobs import status
 from models.types import Principal
 from service.errors import ERRORS
 from service.runtime import Runtime
