@@ -24,8 +24,8 @@ from psycopg.types.json import Jsonb
 from models.errors import Conflict
 from models.export import LINE_TYPES
 from models.import_reader import Plan
-from models.jobs import outbox as jobs
-from models.jobs.outbox import Job
+from models.jobs import fills
+from models.jobs.messages import Job
 from models.spaces import Space, SpaceRegistry
 from models.store.memories import content_hash
 from models.types import Imported as Imported
@@ -48,7 +48,7 @@ async def write_import(
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s || %s, 0))", [lock, user_id]
             )
-        writer = _Writer(conn, user_id, plan, spaces, await jobs.fill_spaces(conn), request_id)
+        writer = _Writer(conn, user_id, plan, spaces, await fills.fill_spaces(conn), request_id)
         await writer.write()
     return writer.answer(), writer.jobs
 

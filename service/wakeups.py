@@ -13,7 +13,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from models.jobs.outbox import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR, Job
+from models.jobs.messages import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR, Job
 from models.jobs.status import QueueDepth
 
 log = logging.getLogger("engram.wakeups")

@@ -14,6 +14,7 @@ from models import metrics
 from models.db.scope import ALL_USERS, run_scoped
 from models.embedding import Embedder
 from models.errors import EmbeddingError
+from models.jobs import fills, messages
 from models.jobs import outbox as jobs
 from models.logs import request_context
 from models.spaces import Space
@@ -41,7 +42,7 @@ async def embed_items(space_name: str, keys: list[list[str]]) -> None:
         await embed_batch(resources, space, wanted[start : start + step])
 
 
-async def embed_batch(resources: Resources, space: Space, keys: list[jobs.Key]) -> None:
+async def embed_batch(resources: Resources, space: Space, keys: list[messages.Key]) -> None:
     """Claim, encode outside any transaction, then store what is still current."""
     settings, pool = resources.settings, resources.pool
     claims = await run_scoped(
@@ -183,7 +184,7 @@ async def fill_some(resources: Resources, space_name: str, *, batches: int | Non
     made = 0
     while batches is None or batches > 0:
         created = await run_scoped(
-            resources.pool, ALL_USERS, jobs.fill_step, space_name, limit=FILL_BATCH
+            resources.pool, ALL_USERS, fills.fill_step, space_name, limit=FILL_BATCH
         )
         if created is None:
             break

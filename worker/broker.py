@@ -6,7 +6,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
-from models.jobs.outbox import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR
+from models.jobs.messages import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR
 from models.settings import Settings
 from worker import actors
 from worker.exporter import MetricsEndpoint

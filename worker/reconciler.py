@@ -12,6 +12,7 @@ import threading
 from collections import defaultdict
 
 from models.db.scope import ALL_USERS, run_scoped
+from models.jobs import fills
 from models.jobs import outbox as jobs
 from models.store import memories
 from worker.actors import MESSAGE_SIZE, fill_some
@@ -44,7 +45,7 @@ async def sweep_once(resources: Resources) -> int:
 
     known = resources.spaces.names()
     resumed = 0
-    for space in await run_scoped(resources.pool, ALL_USERS, jobs.unfinished_fills, known):
+    for space in await run_scoped(resources.pool, ALL_USERS, fills.unfinished_fills, known):
         # a fill whose worker died carries on from its saved position, a step a sweep
         resumed += await fill_some(resources, space, batches=1)
     due = await run_scoped(

@@ -7,6 +7,7 @@ from psycopg.rows import class_row
 
 from models.types import FailureReason as FailureReason
 from models.types import QueueDepth as QueueDepth
+from models.types import SpaceCounts
 from models.types import SpaceStatus as SpaceStatus
 
 
@@ -54,3 +55,22 @@ async def failure_reasons(conn: AsyncConnection, *, limit: int) -> list[FailureR
             {"limit": limit},
         )
         return await cur.fetchall()
+
+
+async def space_counts(conn: AsyncConnection) -> dict[str, SpaceCounts]:
+    """Items by embedding state in each space (as far as the transaction's scope sees)."""
+    cur = await conn.execute(
+        "SELECT space, status, count(*) FROM embed_state GROUP BY space, status"
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for space, status, n in await cur.fetchall():
+        counts.setdefault(space, {})[status] = n
+    return {
+        space: SpaceCounts(
+            pending=c.get("pending", 0),
+            ready=c.get("ready", 0),
+            failed=c.get("failed", 0),
+            total=sum(c.values()),
+        )
+        for space, c in counts.items()
+    }

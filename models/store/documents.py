@@ -19,8 +19,8 @@ from psycopg.types.json import Jsonb
 
 from models.chunking import Chunk
 from models.errors import NotFound
-from models.jobs import outbox as jobs
-from models.jobs.outbox import Job, Key
+from models.jobs import fills
+from models.jobs.messages import Job, Key
 from models.spaces import Space, vector_table
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.store.memories import content_hash
@@ -93,7 +93,7 @@ async def write_documents(
             "INSERT INTO document_batches (user_id, id) VALUES (%s, %s)", [user_id, batch_id]
         )
         known = await _known(conn, user_id, collection, items)
-        spaces = [space.name, *(s for s in await jobs.fill_spaces(conn) if s != space.name)]
+        spaces = [space.name, *(s for s in await fills.fill_spaces(conn) if s != space.name)]
         answer: list[UUID] = []
         created: list[Job] = []
         for item in items:

@@ -12,8 +12,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from models.errors import Conflict, NotFound
-from models.jobs import outbox as jobs
-from models.jobs.outbox import Job
+from models.jobs import fills
+from models.jobs.messages import Job
 from models.spaces import Space, vector_table
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.types import Memory, MemoryPatch, NewMemory, Status
@@ -129,7 +129,7 @@ async def _insert(
     fresh: list[tuple[NewMemory, bytes]],
     request_id: str | None,
 ) -> list[Job]:
-    spaces = [space.name, *(s for s in await jobs.fill_spaces(conn) if s != space.name)]
+    spaces = [space.name, *(s for s in await fills.fill_spaces(conn) if s != space.name)]
     cur = await conn.execute(
         """
         WITH created AS (

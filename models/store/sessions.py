@@ -18,7 +18,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from models.errors import Conflict, InvalidInput, NotFound
-from models.jobs.outbox import Job
+from models.jobs.messages import Job
 from models.spaces import Space
 from models.store import memories
 from models.store.cursors import decode_cursor, encode_cursor

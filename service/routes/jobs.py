@@ -10,6 +10,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from models.errors import InvalidInput, NotFound
+from models.jobs import messages
 from models.jobs import outbox as jobs
 from models.store.cursors import decode_cursor, encode_cursor
 from models.types import FailedJob, Principal
@@ -62,7 +63,7 @@ class JobController(Controller):
         return Retried(id=item_id, retried=len(retried))
 
 
-def _decode(cursor: str) -> jobs.Job:
+def _decode(cursor: str) -> messages.Job:
     space, user_id, item_id = decode_cursor(cursor, parts=3)
     try:
         return space, user_id, UUID(item_id)

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, delete, get, post
 
 from models.errors import Conflict, NotFound
-from models.jobs import outbox as jobs
+from models.jobs import fills, status
 from models.spaces import Space
 from models.types import Fill, Principal, SpaceCounts, SpaceInfo
 from service.errors import ERRORS
@@ -49,7 +49,7 @@ class SpaceController(Controller):
         ``fill`` here and in ``GET /v1/spaces``.
         """
         space = _named(runtime, name)
-        await runtime.across_users(jobs.request_fill, space.name, actor=admin.key_id)
+        await runtime.across_users(fills.request_fill, space.name, actor=admin.key_id)
         await runtime.wakeups.fill(space.name)
         return (await _describe(runtime, admin, [space]))[0]
 
@@ -63,7 +63,7 @@ class SpaceController(Controller):
                 "switch the default (ENGRAM_MEMORY_SPACE / ENGRAM_DOCUMENT_SPACE) first"
             )
         vectors = await runtime.across_users(
-            jobs.drop_space, space.name, space.table, actor=admin.key_id
+            fills.drop_space, space.name, space.table, actor=admin.key_id
         )
         return Dropped(name=name, vectors=vectors)
 
@@ -71,11 +71,11 @@ class SpaceController(Controller):
 async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space]) -> list[SpaceInfo]:
     """The spaces with their counts and fills, each read once for all of them."""
     if principal.user_id is None:
-        counts = await runtime.across_users(jobs.space_counts)
+        counts = await runtime.across_users(status.space_counts)
     else:
-        counts = await runtime.as_user(principal.user_id, jobs.space_counts)
-    fills = await runtime.across_users(jobs.fill_progress)
-    return [_space_out(space, counts.get(space.name, SpaceCounts()), fills.get(space.name))
+        counts = await runtime.as_user(principal.user_id, status.space_counts)
+    progress = await runtime.across_users(fills.fill_progress)
+    return [_space_out(space, counts.get(space.name, SpaceCounts()), progress.get(space.name))
             for space in spaces]  # fmt: skip
 
 
