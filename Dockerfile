@@ -22,8 +22,8 @@ COPY models/ models/
 COPY migrations/ migrations/
 RUN pip install . && rm -rf /src
 # Export the model to ONNX once, at build time: containers start without exporting.
-RUN python -c "from models.embedding import LocalEmbedder; from models.settings import Settings; \
-from models.spaces import MINILM_384; LocalEmbedder(MINILM_384, Settings.from_env().encoder).load()"
+RUN python -c "from models.embedding.provider import LocalEmbedder; from models.settings import Settings; \
+from models.embedding.spaces import MINILM_384; LocalEmbedder(MINILM_384, Settings.from_env().encoder).load()"
 
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/engram engram
 USER engram

@@ -44,10 +44,10 @@ import numpy as np
 from ingest import corpus
 from sections import write_section
 
-from models.embedding import LocalEmbedder, bundled_model_path
-from models.onnx_encoder import OnnxEncoder, exported_model
+from models.embedding.onnx_backend import OnnxEncoder, exported_model
+from models.embedding.provider import LocalEmbedder, bundled_model_path
+from models.embedding.spaces import MINILM_384
 from models.settings import EncoderOptions
-from models.spaces import MINILM_384
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BATCH = 64
@@ -76,7 +76,7 @@ def quantize(model_file: Path) -> Path:
 
 
 def onnx_encoder(model_file: Path, model_path: str) -> Encode:
-    """The service's ONNX backend (``models/onnx_encoder.py``) on ``model_file``."""
+    """The service's ONNX backend (``models/embedding/onnx_backend.py``) on ``model_file``."""
     encoder = OnnxEncoder(model_file, model_path)
     return functools.partial(encoder.encode, batch_size=BATCH)
 
@@ -322,8 +322,8 @@ def conclusion(results: dict[str, dict[str, dict[str, float]]]) -> str:
         "all made by it, never one whose vectors torch made. Caveats: sentence-transformers' "
         '`backend="onnx"` cannot be installed here (it needs optimum-onnx, whose only release '
         "requires transformers < 4.58, while sentence-transformers 6 requires transformers >= 5),"
-        " so the backend (`models/onnx_encoder.py`, which this benchmark runs) calls ONNX "
-        "Runtime directly (tokenizers, mean pooling and normalising) and exports through "
+        " so the backend (`models/embedding/onnx_backend.py`, which this benchmark runs) calls"
+        " ONNX Runtime directly (tokenizers, mean pooling and normalising) and exports through "
         "torch's TorchScript exporter (`dynamo=False`, deprecated upstream); it adds "
         "onnxruntime (a 24 MB wheel) and onnx; export and fusion happen once, into "
         "ENGRAM_MODEL_CACHE, not at every boot. Generated paragraphs are not retrievable by "

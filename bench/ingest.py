@@ -34,9 +34,9 @@ import psycopg
 from sections import write_section
 from soak import WORDS, free_port, start_stack, stop_stack
 
-from models.embedding import LocalEmbedder
+from models.embedding.provider import LocalEmbedder
+from models.embedding.spaces import MINILM_384
 from models.settings import Settings
-from models.spaces import MINILM_384
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BATCH = 100

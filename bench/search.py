@@ -40,6 +40,7 @@ from pgvector.psycopg import register_vector
 from models.db import schema
 from models.db.pool import create_pool
 from models.db.scope import read_batch, set_configs
+from models.embedding.spaces import MINILM_384
 from models.search import (
     GENERIC_PLANS,
     NO_PARALLEL_WORKERS,
@@ -48,7 +49,6 @@ from models.search import (
     hnsw_settings,
 )
 from models.search import search as search_items
-from models.spaces import MINILM_384
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
 
 DIMS = 384

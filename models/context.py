@@ -16,8 +16,8 @@ from psycopg import AsyncConnection
 
 from models.chunking import TokenCounter
 from models.db.scope import on_connection
+from models.embedding.spaces import Space
 from models.search import SearchQuery, search
-from models.spaces import Space
 from models.store import sessions
 from models.store.sessions import Message
 from models.types import Context as Context

@@ -22,7 +22,7 @@ from uuid import UUID
 import msgspec
 from psycopg import AsyncConnection, sql
 
-from models.spaces import Space, Storage
+from models.embedding.spaces import Space, Storage
 from models.types import ItemType, Status
 
 FORMAT: Literal["engram.export"] = "engram.export"

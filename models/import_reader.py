@@ -15,6 +15,7 @@ from uuid import UUID
 
 import msgspec
 
+from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput
 from models.export import (
     LINE_TYPES,
@@ -33,7 +34,6 @@ from models.export import (
     line_type,
 )
 from models.settings import Limits
-from models.spaces import Space, SpaceRegistry
 from models.store.memories import content_hash
 from models.types import ItemType
 from models.validation import FLOAT32_MAX, check_content, check_metadata

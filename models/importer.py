@@ -21,12 +21,12 @@ from uuid import UUID
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
+from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import Conflict
 from models.export import LINE_TYPES
 from models.import_reader import Plan
 from models.jobs import fills
 from models.jobs.messages import Job
-from models.spaces import Space, SpaceRegistry
 from models.store.memories import content_hash
 from models.types import Imported as Imported
 from models.types import ItemType

@@ -32,8 +32,8 @@ from psycopg import sql
 
 from models.db.batch import Statement
 from models.db.scope import set_configs
+from models.embedding.spaces import Space
 from models.filters import FilterCompiler
-from models.spaces import Space
 from models.types import ItemType, SearchHit
 
 # Runs statements in one transaction with some settings, answering each one's rows

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import msgspec
 
+from models.embedding.spaces import MINILM_384, OpenAIOptions, Space, SpaceRegistry, openai_space
 from models.errors import ConfigError
-from models.spaces import MINILM_384, OpenAIOptions, Space, SpaceRegistry, openai_space
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,7 +98,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # the openai-1536 space, when ENGRAM_OPENAI_BASE_URL is set
     openai: OpenAIOptions | None = None
     openai_model: str = "text-embedding-3-small"
-    # where new items go, by kind (None: the built-in defaults, see models/spaces.py)
+    # where new items go, by kind (None: the built-in defaults, see models/embedding/spaces.py)
     memory_space: str | None = None
     document_space: str | None = None
     # ENGRAM_{MINILM,OPENAI}_CHUNK_{TOKENS,OVERLAP}, where set

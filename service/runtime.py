@@ -14,10 +14,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from models.chunking import TokenCounter
 from models.db.scope import ALL_USERS, read_batch, run_pipelined, run_scoped
-from models.embedding import Embedder, token_counter
+from models.embedding.provider import Embedder, token_counter
+from models.embedding.spaces import Space, SpaceRegistry
 from models.search import Reader, SizeHints
 from models.settings import Settings
-from models.spaces import Space, SpaceRegistry
 from service.keycache import KeyCache
 from service.ratelimit import RateLimiter
 from service.wakeups import WakeUps

@@ -21,9 +21,9 @@ import pytest
 from litestar.testing import TestClient
 
 from models.db import schema
-from models.embedding import Embedder, LocalEmbedder
+from models.embedding.provider import Embedder, LocalEmbedder
+from models.embedding.spaces import MINILM_384
 from models.settings import Settings
-from models.spaces import MINILM_384
 from models.store import keys
 from service.app import create_app
 from service.embedded import EmbeddedPostgres, EmbeddedRedis

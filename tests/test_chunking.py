@@ -24,9 +24,9 @@ from models.chunking import (
     hf_token_counter,
     split_text,
 )
-from models.embedding import LocalEmbedder
+from models.embedding.provider import LocalEmbedder
+from models.embedding.spaces import MINILM_384
 from models.settings import EncoderOptions
-from models.spaces import MINILM_384
 
 LIMIT = MINILM_384.max_input_tokens  # 256 word pieces, [CLS] and [SEP] included
 WORDS = [

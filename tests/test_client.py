@@ -42,7 +42,7 @@ from service.client.types import Weights
 pytestmark = pytest.mark.usefixtures("worker")
 
 HEAVY = ["torch", "sentence_transformers", "transformers", "litestar", "psycopg", "psycopg_pool",
-         "dramatiq", "numpy", "redis", "models.db.scope", "models.embedding"]  # fmt: skip
+         "dramatiq", "numpy", "redis", "models.db.scope", "models.embedding.provider"]  # fmt: skip
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from conftest import ADMIN, search, wait_until
 from models.chunking import ChunkSpec, hf_token_counter, split_text
 from models.db.pool import create_pool
 from models.db.scope import run_scoped
-from models.spaces import MINILM_384
+from models.embedding.spaces import MINILM_384
 from models.store import documents
 from models.store.documents import NewDocument
 from models.store.memories import content_hash

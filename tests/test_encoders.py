@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.embedding import LocalEmbedder
+from models.embedding.provider import LocalEmbedder
+from models.embedding.spaces import MINILM_384
 from models.errors import ConfigError, EmbeddingError
 from models.settings import EncoderOptions, Settings
-from models.spaces import MINILM_384
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = [
@@ -46,8 +46,8 @@ def test_the_default_backend_is_onnx_and_needs_no_torch(tmp_path: Path):
     assert Settings.from_env({"ENGRAM_HOME": str(tmp_path)}).encoder.backend == "onnx"
     probe = (
         "import sys\n"
-        "from models.embedding import LocalEmbedder\n"
-        "from models.spaces import MINILM_384\n"
+        "from models.embedding.provider import LocalEmbedder\n"
+        "from models.embedding.spaces import MINILM_384\n"
         "model = LocalEmbedder(MINILM_384)\n"
         "model.load()\n"
         "assert model.encode(['hello']).shape == (1, 384)\n"
@@ -98,9 +98,9 @@ def test_concurrent_starts_export_once(tmp_path: Path):
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from models.embedding import LocalEmbedder\n"
+        "from models.embedding.provider import LocalEmbedder\n"
         "from models.settings import EncoderOptions\n"
-        "from models.spaces import MINILM_384\n"
+        "from models.embedding.spaces import MINILM_384\n"
         "model = LocalEmbedder(MINILM_384, EncoderOptions(cache_dir=Path(sys.argv[1])))\n"
         "model.load()\n"
         "print(model.encode(['the same text']).tobytes().hex())\n"

@@ -38,8 +38,8 @@ from litestar.testing import TestClient
 from psycopg import sql
 
 from models.db import schema
+from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.settings import Settings
-from models.spaces import MINILM_384, OPENAI_1536
 from service.app import create_app
 from service.embedded import EmbeddedPostgres
 

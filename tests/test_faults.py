@@ -35,8 +35,8 @@ from conftest import (
 )
 from litestar.testing import TestClient
 
+from models.embedding.spaces import MINILM_384
 from models.settings import Settings
-from models.spaces import MINILM_384
 from service.app import create_app
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
 

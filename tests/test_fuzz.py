@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from models.spaces import MINILM_384
+from models.embedding.spaces import MINILM_384
 from service.app import create_app
 
 # POST memories with "wait": true needs a worker to answer before the server-side timeout.

@@ -8,7 +8,7 @@ import msgspec
 from conftest import ADMIN, ADMIN_KEY, parts_of
 from litestar.testing import TestClient
 
-from models.spaces import MINILM_384
+from models.embedding.spaces import MINILM_384
 from service.app import create_app
 
 

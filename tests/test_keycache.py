@@ -12,7 +12,7 @@ import pytest
 from conftest import ADMIN, parts_of, wait_until
 from litestar.testing import TestClient
 
-from models.spaces import MINILM_384
+from models.embedding.spaces import MINILM_384
 from models.store import keys
 from models.types import Principal
 from service.app import create_app

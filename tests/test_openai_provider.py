@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from fake_openai import FakeOpenAI
 
-from models.embedding import LocalEmbedder
-from models.errors import EmbeddingError
-from models.openai_embedder import (
+from models.embedding.openai_compatible import (
     OpenAIEmbedder,
     estimate_tokens,
     plan_batches,
     retry_after_seconds,
 )
-from models.spaces import MINILM_384, OpenAIOptions, Space, openai_space
+from models.embedding.provider import LocalEmbedder
+from models.embedding.spaces import MINILM_384, OpenAIOptions, Space, openai_space
+from models.errors import EmbeddingError
 
 KEY = "sk-test-engram-0123456789abcdef"
 TEXTS = [

@@ -12,8 +12,8 @@ import pytest
 import redis
 from litestar.testing import TestClient
 
+from models.embedding.spaces import MINILM_384
 from models.errors import RateLimited
-from models.spaces import MINILM_384
 from service.app import create_app
 from service.ratelimit import WINDOW_SECONDS, RateLimiter
 

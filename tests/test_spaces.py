@@ -28,9 +28,9 @@ from conftest import (
 from fake_openai import FakeOpenAI
 from litestar.testing import TestClient
 
+from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.errors import ConfigError
 from models.settings import Settings
-from models.spaces import MINILM_384, OPENAI_1536
 from service.app import create_app
 
 OPENAI_KEY = "sk-test-" + uuid.uuid4().hex

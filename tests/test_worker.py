@@ -14,8 +14,8 @@ import pytest
 from conftest import add_memories, wait_until
 from pgvector.psycopg import register_vector, register_vector_async
 
+from models.embedding.spaces import MINILM_384
 from models.jobs import outbox as jobs
-from models.spaces import MINILM_384
 from models.types import Embedded
 from service.wakeups import WakeUps
 

@@ -12,12 +12,12 @@ from psycopg import AsyncConnection
 
 from models import metrics
 from models.db.scope import ALL_USERS, run_scoped
-from models.embedding import Embedder
+from models.embedding.provider import Embedder
+from models.embedding.spaces import Space
 from models.errors import EmbeddingError
 from models.jobs import fills, messages
 from models.jobs import outbox as jobs
 from models.logs import request_context
-from models.spaces import Space
 from models.store import documents
 from models.types import Claim, Embedded
 from worker.resources import Resources, current

@@ -13,9 +13,9 @@ from dramatiq.middleware import Middleware
 from psycopg_pool import AsyncConnectionPool
 
 from models.db.pool import create_pool
-from models.embedding import Embedder, start_embedders, verify_spaces
+from models.embedding.provider import Embedder, start_embedders, verify_spaces
+from models.embedding.spaces import SpaceRegistry
 from models.settings import Settings
-from models.spaces import SpaceRegistry
 
 log = logging.getLogger("engram.worker")
 

@@ -13,8 +13,8 @@ from uuid import UUID
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
+from models.embedding.spaces import Space
 from models.jobs.messages import Job, Key
-from models.spaces import Space
 from models.store import audit
 from models.types import Claim, Embedded, FailedJob
 

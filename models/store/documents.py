@@ -18,10 +18,10 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from models.chunking import Chunk
+from models.embedding.spaces import Space, vector_table
 from models.errors import NotFound
 from models.jobs import fills
 from models.jobs.messages import Job, Key
-from models.spaces import Space, vector_table
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.store.memories import content_hash
 from models.types import Batch as Batch

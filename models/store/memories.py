@@ -11,10 +11,10 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from models.embedding.spaces import Space, vector_table
 from models.errors import Conflict, NotFound
 from models.jobs import fills
 from models.jobs.messages import Job
-from models.spaces import Space, vector_table
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.types import Memory, MemoryPatch, NewMemory, Status
 

@@ -17,9 +17,9 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from models.embedding.spaces import Space
 from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs.messages import Job
-from models.spaces import Space
 from models.store import memories
 from models.store.cursors import decode_cursor, encode_cursor
 from models.types import Message as Message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection, sql
 
-from models.spaces import vector_table
+from models.embedding.spaces import vector_table
 from models.store import audit
 from models.types import Erased as Erased
 

@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 from litestar import Controller, delete, get, post
 
+from models.embedding.spaces import Space
 from models.errors import Conflict, NotFound
 from models.jobs import fills, status
-from models.spaces import Space
 from models.types import Fill, Principal, SpaceCounts, SpaceInfo
 from service.errors import ERRORS
 from service.runtime import Runtime

@@ -20,8 +20,8 @@ import numpy as np
 from prometheus_client import Counter
 
 from models import metrics
+from models.embedding.spaces import OpenAIOptions, Space
 from models.errors import EmbeddingError, WrongDimensions
-from models.spaces import OpenAIOptions, Space
 
 log = logging.getLogger("engram.openai")
 

@@ -2,8 +2,8 @@
 
 The HTTP edge embeds query text and the worker embeds content, so both use this module.
 Embedders are async: the local model runs in a thread (off the event loop), the
-OpenAI-compatible provider (``models/openai_embedder.py``) over async HTTP. Heavy imports
-(torch, sentence-transformers, httpx) happen in ``start()``, never at import.
+OpenAI-compatible provider (``models/embedding/openai_compatible.py``) over async HTTP.
+Heavy imports (torch, sentence-transformers, httpx) happen in ``start()``, never at import.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from models.chunking import TokenCounter, estimate_tokens, hf_token_counter
 from models.db.scope import ALL_USERS, run_scoped
+from models.embedding.spaces import Space
 from models.errors import ConfigError, EmbeddingError, WrongDimensions
 from models.settings import EncoderOptions
-from models.spaces import Space
 
 PROBE_TEXT = "engram dimension probe"
 
@@ -76,7 +76,7 @@ class LocalEmbedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         path = self.options.model_path or bundled_model_path()
         if self.options.backend == "onnx":
-            from models.onnx_encoder import OnnxEncoder, exported_model
+            from models.embedding.onnx_backend import OnnxEncoder, exported_model
 
             onnx = OnnxEncoder(exported_model(path, self.options.cache_dir), path)
             self._tokenizer = onnx.tokenizer
@@ -137,7 +137,7 @@ def token_counter(embedder: Embedder) -> TokenCounter:
 def make_embedder(space: Space, local: EncoderOptions | None = None) -> Embedder:
     """The embedder of a space's provider (not started)."""
     if space.provider == "openai":
-        from models.openai_embedder import OpenAIEmbedder
+        from models.embedding.openai_compatible import OpenAIEmbedder
 
         return OpenAIEmbedder(space)
     return LocalEmbedder(space, local)
