@@ -44,8 +44,8 @@ import numpy as np
 from ingest import corpus
 from sections import write_section
 
+from models.embedding.local import LocalEmbedder, bundled_model_path
 from models.embedding.onnx_backend import OnnxEncoder, exported_model
-from models.embedding.provider import LocalEmbedder, bundled_model_path
 from models.embedding.spaces import MINILM_384
 from models.settings import EncoderOptions
 

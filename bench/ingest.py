@@ -34,7 +34,7 @@ import psycopg
 from sections import write_section
 from soak import WORDS, free_port, start_stack, stop_stack
 
-from models.embedding.provider import LocalEmbedder
+from models.embedding.local import LocalEmbedder
 from models.embedding.spaces import MINILM_384
 from models.settings import Settings
 

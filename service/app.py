@@ -17,7 +17,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from models.db import schema
 from models.db.pool import CONNECTION_ERRORS, bypasses_row_security, create_pool
-from models.embedding.provider import Embedder, start_embedders, verify_spaces
+from models.embedding.dimensions import verify_spaces
+from models.embedding.provider import Embedder, start_embedders
 from models.settings import Settings
 from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.errors import EXCEPTION_HANDLERS

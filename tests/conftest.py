@@ -21,7 +21,8 @@ import pytest
 from litestar.testing import TestClient
 
 from models.db import schema
-from models.embedding.provider import Embedder, LocalEmbedder
+from models.embedding.local import LocalEmbedder
+from models.embedding.provider import Embedder
 from models.embedding.spaces import MINILM_384
 from models.settings import Settings
 from models.store import keys

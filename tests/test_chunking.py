@@ -24,7 +24,7 @@ from models.chunking import (
     hf_token_counter,
     split_text,
 )
-from models.embedding.provider import LocalEmbedder
+from models.embedding.local import LocalEmbedder
 from models.embedding.spaces import MINILM_384
 from models.settings import EncoderOptions
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.embedding.provider import LocalEmbedder
+from models.embedding.local import LocalEmbedder
 from models.embedding.spaces import MINILM_384
 from models.errors import ConfigError, EmbeddingError
 from models.settings import EncoderOptions, Settings
@@ -46,7 +46,7 @@ def test_the_default_backend_is_onnx_and_needs_no_torch(tmp_path: Path):
     assert Settings.from_env({"ENGRAM_HOME": str(tmp_path)}).encoder.backend == "onnx"
     probe = (
         "import sys\n"
-        "from models.embedding.provider import LocalEmbedder\n"
+        "from models.embedding.local import LocalEmbedder\n"
         "from models.embedding.spaces import MINILM_384\n"
         "model = LocalEmbedder(MINILM_384)\n"
         "model.load()\n"
@@ -98,7 +98,7 @@ def test_concurrent_starts_export_once(tmp_path: Path):
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from models.embedding.provider import LocalEmbedder\n"
+        "from models.embedding.local import LocalEmbedder\n"
         "from models.settings import EncoderOptions\n"
         "from models.embedding.spaces import MINILM_384\n"
         "model = LocalEmbedder(MINILM_384, EncoderOptions(cache_dir=Path(sys.argv[1])))\n"

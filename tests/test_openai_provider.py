@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from fake_openai import FakeOpenAI
 
+from models.embedding.local import LocalEmbedder
 from models.embedding.openai_compatible import (
     OpenAIEmbedder,
     estimate_tokens,
     plan_batches,
     retry_after_seconds,
 )
-from models.embedding.provider import LocalEmbedder
 from models.embedding.spaces import MINILM_384, OpenAIOptions, Space, openai_space
 from models.errors import EmbeddingError
 

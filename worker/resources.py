@@ -13,7 +13,8 @@ from dramatiq.middleware import Middleware
 from psycopg_pool import AsyncConnectionPool
 
 from models.db.pool import create_pool
-from models.embedding.provider import Embedder, start_embedders, verify_spaces
+from models.embedding.dimensions import verify_spaces
+from models.embedding.provider import Embedder, start_embedders
 from models.embedding.spaces import SpaceRegistry
 from models.settings import Settings
 
