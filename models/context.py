@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from models.chunking import TokenCounter
 from models.db.scope import on_connection
 from models.embedding.spaces import Space
+from models.ingest.chunking import TokenCounter
 from models.search import SearchQuery, search
 from models.store import sessions
 from models.store.sessions import Message

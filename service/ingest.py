@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from models.errors import InvalidInput
-from models.extract import HTML, MARKDOWN, file_text
+from models.ingest.extract import HTML, MARKDOWN, file_text
 from models.types import BatchCounts
 from service.client import DocumentIn, Engram
 

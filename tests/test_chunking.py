@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.chunking import (
+from models.embedding.local import LocalEmbedder
+from models.embedding.spaces import MINILM_384
+from models.ingest.chunking import (
     Chunk,
     ChunkSpec,
     TokenCounter,
@@ -24,8 +26,6 @@ from models.chunking import (
     hf_token_counter,
     split_text,
 )
-from models.embedding.local import LocalEmbedder
-from models.embedding.spaces import MINILM_384
 from models.settings import EncoderOptions
 
 LIMIT = MINILM_384.max_input_tokens  # 256 word pieces, [CLS] and [SEP] included

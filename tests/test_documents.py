@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from conftest import ADMIN, search, wait_until
 
-from models.chunking import ChunkSpec, hf_token_counter, split_text
 from models.db.pool import create_pool
 from models.db.scope import run_scoped
 from models.embedding.spaces import MINILM_384
+from models.ingest.chunking import ChunkSpec, hf_token_counter, split_text
 from models.store import documents
 from models.store.documents import NewDocument
 from models.store.memories import content_hash

@@ -13,10 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from models.chunking import TokenCounter, estimate_tokens, hf_token_counter
 from models.embedding.local import LocalEmbedder
 from models.embedding.openai_compatible import OpenAIEmbedder
 from models.embedding.spaces import Space
+from models.ingest.chunking import TokenCounter, estimate_tokens, hf_token_counter
 from models.settings import EncoderOptions
 
 

@@ -1,6 +1,6 @@
 """The documents repository: batches of documents, their chunks, and atomic replacement.
 
-A document is split into chunks (``models/chunking.py``) before it reaches here; each chunk
+A document is split into chunks (``models/ingest/chunking.py``) before it reaches here; each chunk
 is an item with an embedding job, like a memory. A document's live chunks are those of its
 ``generation``. New content makes a ``pending_generation`` of chunks, embedded while the old
 ones stay searchable; ``promote`` swaps them in one transaction once every new chunk is
@@ -17,9 +17,9 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from models.chunking import Chunk
 from models.embedding.spaces import Space, vector_table
 from models.errors import NotFound
+from models.ingest.chunking import Chunk
 from models.jobs import fills
 from models.jobs.messages import Job, Key
 from models.store.cursors import decode_newest_first, newest_first_page

@@ -13,9 +13,9 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
 
-from models.chunking import ChunkSpec, split_text
 from models.errors import InvalidInput
-from models.extract import file_text
+from models.ingest.chunking import ChunkSpec, split_text
+from models.ingest.extract import file_text
 from models.settings import Limits
 from models.store import documents
 from models.store.documents import Batch, ChunkOut, Document, NewDocument
