@@ -18,14 +18,8 @@ from hypothesis import strategies as st
 
 from models.embedding.local import LocalEmbedder
 from models.embedding.spaces import MINILM_384
-from models.ingest.chunking import (
-    Chunk,
-    ChunkSpec,
-    TokenCounter,
-    estimate_tokens,
-    hf_token_counter,
-    split_text,
-)
+from models.ingest.chunking import Chunk, ChunkSpec, split_text
+from models.ingest.tokens import TokenCounter, estimate_tokens, hf_token_counter
 from models.settings import EncoderOptions
 
 LIMIT = MINILM_384.max_input_tokens  # 256 word pieces, [CLS] and [SEP] included

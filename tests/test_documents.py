@@ -12,7 +12,8 @@ from conftest import ADMIN, search, wait_until
 from models.db.pool import create_pool
 from models.db.scope import run_scoped
 from models.embedding.spaces import MINILM_384
-from models.ingest.chunking import ChunkSpec, hf_token_counter, split_text
+from models.ingest.chunking import ChunkSpec, split_text
+from models.ingest.tokens import hf_token_counter
 from models.store import documents
 from models.store.documents import NewDocument
 from models.store.memories import content_hash

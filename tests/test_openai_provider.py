@@ -20,12 +20,12 @@ from fake_openai import FakeOpenAI
 from models.embedding.local import LocalEmbedder
 from models.embedding.openai_compatible import (
     OpenAIEmbedder,
-    estimate_tokens,
     plan_batches,
     retry_after_seconds,
 )
 from models.embedding.spaces import MINILM_384, OpenAIOptions, Space, openai_space
 from models.errors import EmbeddingError
+from models.ingest.tokens import estimate_tokens
 
 KEY = "sk-test-engram-0123456789abcdef"
 TEXTS = [

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import search, wait_until
 
-from models.ingest.chunking import hf_token_counter
+from models.ingest.tokens import hf_token_counter
 
 pytestmark = pytest.mark.usefixtures("worker")
 

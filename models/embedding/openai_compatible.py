@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from prometheus_client import Counter
 from models import metrics
 from models.embedding.spaces import OpenAIOptions, Space
 from models.errors import EmbeddingError, WrongDimensions
+from models.ingest.tokens import estimate_tokens
 
 log = logging.getLogger("engram.openai")
 
@@ -29,11 +29,6 @@ MAX_BACKOFF_SECONDS = 30.0
 # A longer Retry-After is better spent by the worker on other items: give the batch back.
 MAX_RETRY_AFTER_SECONDS = 60.0
 MAX_MESSAGE_CHARS = 500
-# No tokenizer file can be fetched at run time, so tokens are estimated from UTF-8 bytes.
-# OpenAI's cl100k/o200k tokenizers average ~4 bytes a token on English and ~3 on code; CJK
-# text runs 1-2 tokens a 3-byte character. Counting 2.5 bytes a token overestimates all but
-# the most unusual text, and an overestimate only costs an extra request.
-BYTES_PER_TOKEN = 2.5
 # Request timeout and conflict, rate limits and server trouble: retrying can help.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
@@ -50,11 +45,6 @@ class _Retryable(Exception):
         self.reason = reason
         self.kind = kind
         self.after = after
-
-
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free, deliberately high estimate of the tokens in ``text``."""
-    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN) + 1
 
 
 def plan_batches(texts: Sequence[str], *, max_inputs: int, max_tokens: int) -> list[range]:

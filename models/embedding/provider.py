@@ -16,7 +16,7 @@ import numpy as np
 from models.embedding.local import LocalEmbedder
 from models.embedding.openai_compatible import OpenAIEmbedder
 from models.embedding.spaces import Space
-from models.ingest.chunking import TokenCounter, estimate_tokens, hf_token_counter
+from models.ingest.tokens import TokenCounter, estimate_tokens, hf_token_counter
 from models.settings import EncoderOptions
 
 

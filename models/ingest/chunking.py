@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from itertools import pairwise
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
-TokenCounter = Callable[[str], int]
+from models.ingest.tokens import TokenCounter
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 _LINES = re.compile(r"\n")
@@ -81,31 +80,6 @@ def split_text(
         Chunk(index=i, content=text[p.start : p.end], tokens=p.tokens, start=p.start, end=p.end)
         for i, p in enumerate(pieces)
     ]
-
-
-def hf_token_counter(tokenizer: Any) -> TokenCounter:
-    """Count with a HuggingFace tokenizer, special tokens ([CLS], [SEP]) included, untruncated."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    # A private copy: the embedder's tokenizer has its truncation and padding set per call.
-    private = type(backend).from_str(backend.to_str())
-    private.no_truncation()
-    private.no_padding()
-
-    def count_tokens(text: str) -> int:
-        try:
-            return len(private.encode(text, add_special_tokens=True))
-        except TypeError:  # lone surrogates cannot be handed to Rust; count them as "?"
-            clean = text.encode("utf-8", "replace").decode("utf-8")
-            if clean == text:
-                raise
-            return len(private.encode(clean, add_special_tokens=True))
-
-    return count_tokens
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token count for OpenAI-style tokenizers: UTF-8 bytes / 2.5, up, + 1."""
-    return (2 * len(text.encode("utf-8", "surrogatepass")) + 4) // 5 + 1
 
 
 class _Piece(NamedTuple):
