@@ -12,8 +12,9 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.response import Stream
 
-from models import export, import_reader, importer
 from models.db.scope import set_scope
+from models.transfer import export, importer
+from models.transfer import reader as import_reader
 from models.types import Principal
 from service.errors import ERRORS
 from service.observe import current_request_id

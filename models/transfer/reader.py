@@ -1,4 +1,4 @@
-"""Reading an export (``models/export.py``) for import: every line is checked before
+"""Reading an export (``models/transfer/export.py``) for import: every line is checked before
 anything is written, so a bad line is a 422 naming its number and nothing changes.
 
 Lines are checked one by one as the body streams in (their type, fields, sizes, and the
@@ -17,7 +17,9 @@ import msgspec
 
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput
-from models.export import (
+from models.settings import Limits
+from models.store.memories import content_hash
+from models.transfer.export import (
     LINE_TYPES,
     VERSION,
     BatchLine,
@@ -33,8 +35,6 @@ from models.export import (
     VectorLine,
     line_type,
 )
-from models.settings import Limits
-from models.store.memories import content_hash
 from models.types import ItemType
 from models.validation import FLOAT32_MAX, check_content, check_metadata
 

@@ -8,7 +8,7 @@ line with the count of each type, so a truncated file is never taken for a whole
 Lines carry no user id: the header names the user they were exported from.
 
 The export reads one snapshot (a ``REPEATABLE READ`` transaction) through server-side
-cursors, so a user of any size streams in constant memory. ``models/importer.py`` reads it.
+cursors, so a user of any size streams in constant memory. ``models/transfer/importer.py`` reads it.
 """
 
 from __future__ import annotations
