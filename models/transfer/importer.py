@@ -1,4 +1,4 @@
-"""Importing an export (``models/transfer/export.py``), once ``models/transfer/reader.py`` has
+"""Importing an export (``format.py``), once ``reader.py`` has
 checked every line: one transaction, so an import is all or nothing.
 
 - Ids are kept, and a row whose id the user already has is left as it is (counted as
@@ -26,7 +26,7 @@ from models.errors import Conflict
 from models.jobs import fills
 from models.jobs.messages import Job
 from models.store.memories import content_hash
-from models.transfer.export import LINE_TYPES
+from models.transfer.format import LINE_TYPES
 from models.transfer.reader import Plan
 from models.types import Imported as Imported
 from models.types import ItemType

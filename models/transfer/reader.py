@@ -1,4 +1,4 @@
-"""Reading an export (``models/transfer/export.py``) for import: every line is checked before
+"""Reading an export (``format.py``) for import: every line is checked before
 anything is written, so a bad line is a 422 naming its number and nothing changes.
 
 Lines are checked one by one as the body streams in (their type, fields, sizes, and the
@@ -19,7 +19,7 @@ from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput
 from models.settings import Limits
 from models.store.memories import content_hash
-from models.transfer.export import (
+from models.transfer.format import (
     LINE_TYPES,
     VERSION,
     BatchLine,

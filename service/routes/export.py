@@ -14,7 +14,8 @@ from litestar.response import Stream
 
 from models.db.scope import set_scope
 from models.transfer import export, importer
-from models.transfer import reader as import_reader
+from models.transfer.format import MEDIA_TYPE
+from models.transfer.reader import Reader, numbered_lines
 from models.types import Principal
 from service.errors import ERRORS
 from service.observe import current_request_id
@@ -30,7 +31,7 @@ class _TakesNdjson(Operation):
 
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
-            content={export.MEDIA_TYPE: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
+            content={MEDIA_TYPE: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
             description="an export of GET /v1/users/{user_id}/export, one JSON object a line",
             required=True,
         )
@@ -40,7 +41,7 @@ class ExportController(Controller):
     path = "/v1/users/{user_id:str}"
     tags = ["users"]
 
-    @get("/export", media_type=export.MEDIA_TYPE, responses=ERRORS)
+    @get("/export", media_type=MEDIA_TYPE, responses=ERRORS)
     async def export_user(self, owner: str, runtime: Runtime) -> Stream:
         """Everything of this user as NDJSON, vectors included (docs/api.md, "Export").
 
@@ -51,7 +52,7 @@ class ExportController(Controller):
         header = await anext(lines)
         return Stream(
             _pieces(header, lines),
-            media_type=export.MEDIA_TYPE,
+            media_type=MEDIA_TYPE,
             headers={"Content-Disposition": f'attachment; filename="engram-{owner}.ndjson"'},
         )
 
@@ -59,7 +60,7 @@ class ExportController(Controller):
         "/import",
         status_code=200,
         responses=ERRORS,
-        opt={"body": export.MEDIA_TYPE},
+        opt={"body": MEDIA_TYPE},
         operation_class=_TakesNdjson,
         # an export outgrows the body limit of other routes: ENGRAM_MAX_IMPORT_BYTES applies
         # (counted in ``_limited``); this only lifts Litestar's own limit out of its way
@@ -73,10 +74,10 @@ class ExportController(Controller):
         Every line is checked before anything is written (a bad one is a 422 naming it);
         usable vectors are stored as they are, other items are queued for embedding.
         """
-        reader = import_reader.Reader(limits=runtime.settings.limits, spaces=runtime.spaces)
+        reader = Reader(limits=runtime.settings.limits, spaces=runtime.spaces)
         limit = runtime.settings.limits.max_import_bytes
         body = _limited(request, limit)
-        async for number, line in import_reader.numbered_lines(body):
+        async for number, line in numbered_lines(body):
             reader.feed(number, line)
         plan = reader.finish()
         await runtime.limiter.charge(principal.key_id, plan.unembedded)
