@@ -41,14 +41,14 @@ from models.db import schema
 from models.db.pool import create_pool
 from models.db.scope import read_batch, set_configs
 from models.embedding.spaces import MINILM_384
-from models.search import (
+from models.search.planner import (
     GENERIC_PLANS,
     NO_PARALLEL_WORKERS,
     SearchQuery,
     SizeHints,
     hnsw_settings,
 )
-from models.search import search as search_items
+from models.search.planner import search as search_items
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
 
 DIMS = 384
@@ -334,7 +334,7 @@ def latency(
 
 
 class InProcess:
-    """The service's search code (``models.search``) called as the API's handler calls it,
+    """The service's search code (``models.search.planner``) called as the API's handler calls it,
     on a pool of its own as the service's role, with no HTTP in between: the difference to
     the service is what the HTTP stack and its processes add."""
 
@@ -407,7 +407,7 @@ def through_service(client: Api, user: str, query: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
-# The service's statements (models/search.py) for a plain k=10 query, with its columns.
+# The service's statements (models/search/planner.py) for a plain k=10 query, with its columns.
 RAW_SQL = {
     False: """
         WITH nearest AS (

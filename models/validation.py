@@ -85,7 +85,7 @@ def check_vector(vector: Sequence[float], dims: int, space: str) -> np.ndarray:
 
 
 def check_filter(conditions: dict[str, Any] | None, limits: Limits) -> dict[str, Any]:
-    """A filter within the metadata limits; models/filters.py checks its grammar."""
+    """A filter within the metadata limits; models/search/filters.py checks its grammar."""
     if not conditions:
         return {}
     return check_metadata(conditions, limits)

@@ -16,7 +16,7 @@ from models.db.scope import ALL_USERS, read_batch, run_pipelined, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
 from models.ingest.tokens import TokenCounter
-from models.search import Reader, SizeHints
+from models.search.planner import Reader, SizeHints
 from models.settings import Settings
 from service.keycache import KeyCache
 from service.ratelimit import RateLimiter

@@ -13,8 +13,8 @@ from pgvector.psycopg import register_vector
 from models.db.pool import create_pool
 from models.db.scope import read_batch
 from models.embedding.spaces import MINILM_384
-from models.search import SearchQuery, SizeHints, _params, _Shapes
-from models.search import search as search_items
+from models.search.planner import SearchQuery, SizeHints, _params, _Shapes
+from models.search.planner import search as search_items
 from models.types import SearchHit
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -20,7 +20,7 @@ from litestar.types import (
 )
 
 from models.errors import InvalidInput
-from models.search import SearchQuery, Weights, search
+from models.search.planner import SearchQuery, Weights, search
 from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
 from service.auth import CHARGES_ITSELF, authenticate, charged, provide_owner

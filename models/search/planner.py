@@ -33,7 +33,7 @@ from psycopg import sql
 from models.db.batch import Statement
 from models.db.scope import set_configs
 from models.embedding.spaces import Space
-from models.filters import FilterCompiler
+from models.search.filters import FilterCompiler
 from models.types import ItemType, SearchHit
 
 # Runs statements in one transaction with some settings, answering each one's rows
