@@ -64,7 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_key: str | None = None
     model_path: str | None = None
     log_level: str = "INFO"
-    log_format: str = "text"  # or "json": one object a line (models/logs.py)
+    log_format: str = "text"  # or "json": one object a line (models/observe/logs.py)
     # "host:port" where each worker process serves its own /metrics (None: it does not)
     worker_metrics_address: tuple[str, int] | None = None
     cors_origins: tuple[str, ...] = ()

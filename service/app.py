@@ -131,7 +131,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         },
         middleware=[ObserveRequests()],
         before_send=[observe_unmatched],
-        logging_config=None,  # `engram` configures logging (models/logs.py)
+        logging_config=None,  # `engram` configures logging (models/observe/logs.py)
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=_require_json,
         request_max_body_size=settings.limits.max_body_bytes,

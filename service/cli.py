@@ -10,10 +10,10 @@ from pathlib import Path
 
 import msgspec
 
-from models import metrics
 from models.db import schema
 from models.errors import BackupFailed, ConfigError
-from models.logs import configure_logging
+from models.observe import metrics
+from models.observe.logs import configure_logging
 from models.settings import Settings
 from models.store import keys
 

@@ -17,8 +17,8 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-from models import metrics
-from models.logs import REQUEST_ID, request_context, request_id_from
+from models.observe import metrics
+from models.observe.logs import REQUEST_ID, request_context, request_id_from
 
 log = logging.getLogger("engram.access")
 

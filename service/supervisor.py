@@ -23,9 +23,9 @@ from typing import IO
 
 import httpx
 
-from models import metrics
 from models.db import schema
 from models.errors import ConfigError
+from models.observe import metrics
 from models.settings import Settings
 from models.store import keys
 from service.embedded import EmbeddedPostgres, EmbeddedRedis

@@ -10,14 +10,14 @@ from uuid import UUID
 import numpy as np
 from psycopg import AsyncConnection
 
-from models import metrics
 from models.db.scope import ALL_USERS, run_scoped
 from models.embedding.provider import Embedder
 from models.embedding.spaces import Space
 from models.errors import EmbeddingError
 from models.jobs import fills, messages
 from models.jobs import outbox as jobs
-from models.logs import request_context
+from models.observe import metrics
+from models.observe.logs import request_context
 from models.store import documents
 from models.types import Claim, Embedded
 from worker.resources import Resources, current

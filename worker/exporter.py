@@ -9,7 +9,7 @@ from dramatiq.middleware import Middleware
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from models import metrics
+from models.observe import metrics
 
 log = logging.getLogger("engram.worker")
 

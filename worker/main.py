@@ -1,6 +1,6 @@
 """Entry point for ``dramatiq worker.main``: logging and the broker from the environment."""
 
-from models.logs import configure_logging
+from models.observe.logs import configure_logging
 from models.settings import Settings
 from worker.broker import build_broker
 

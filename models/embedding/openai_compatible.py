@@ -18,10 +18,10 @@ import httpx
 import numpy as np
 from prometheus_client import Counter
 
-from models import metrics
 from models.embedding.spaces import OpenAIOptions, Space
 from models.errors import EmbeddingError, WrongDimensions
 from models.ingest.tokens import estimate_tokens
+from models.observe import metrics
 
 log = logging.getLogger("engram.openai")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from litestar import Controller, Response, get
 
-from models import metrics
 from models.jobs import status
+from models.observe import metrics
 from service.runtime import Runtime
 
 log = logging.getLogger("engram.metrics")
