@@ -136,7 +136,7 @@ class Api:
 
     def key_for(self, user: str) -> str:
         """``user``'s key, made and used once: a client app's key is known to the API (and
-        remembered, service/keycache.py) by the time it searches."""
+        remembered, service/http/keycache.py) by the time it searches."""
         if user not in self.tokens:
             token = self.post("/v1/keys", {"user_id": user})["key"]
             status = self.get(f"/v1/users/{user}/memories?limit=1", token=token)

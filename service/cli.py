@@ -73,7 +73,7 @@ def _run(settings: Settings, _: argparse.Namespace) -> int:
 def _api(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.app import create_app
+    from service.http.app import create_app
 
     admin_key = keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
     metrics.ensure_multiprocess_dir()
@@ -85,7 +85,7 @@ def _api(settings: Settings, _: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's lines go through ours (configure_logging)
         timeout_graceful_shutdown=30,
-        access_log=False,  # service/observe.py logs each request with its id
+        access_log=False,  # service/http/observe.py logs each request with its id
     )
     return 0
 

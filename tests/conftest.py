@@ -26,8 +26,8 @@ from models.embedding.provider import Embedder
 from models.embedding.spaces import MINILM_384
 from models.settings import Settings
 from models.store import keys
-from service.app import create_app
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
+from service.http.app import create_app
 
 ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
 REPO = Path(__file__).resolve().parent.parent

@@ -40,8 +40,8 @@ from psycopg import sql
 from models.db import schema
 from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.settings import Settings
-from service.app import create_app
 from service.embedded import EmbeddedPostgres
+from service.http.app import create_app
 
 OPENAI_KEY = "sk-export-" + uuid.uuid4().hex
 NDJSON = {"Content-Type": "application/x-ndjson"}

@@ -37,8 +37,8 @@ from litestar.testing import TestClient
 
 from models.embedding.spaces import MINILM_384
 from models.settings import Settings
-from service.app import create_app
 from service.embedded import EmbeddedPostgres, EmbeddedRedis
+from service.http.app import create_app
 
 FAST = {**WORKER_ENV, "ENGRAM_CLAIM_SECONDS": "3", "ENGRAM_DB_TIMEOUT_SECONDS": "2"}
 

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from models.embedding.spaces import MINILM_384
-from service.app import create_app
+from service.http.app import create_app
 
 # POST memories with "wait": true needs a worker to answer before the server-side timeout.
 pytestmark = pytest.mark.usefixtures("worker")

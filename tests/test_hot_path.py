@@ -1,4 +1,4 @@
-"""The search route's hot path (``HotPath`` in service/routes/search.py) answers exactly as
+"""The search route's hot path (``HotPath`` in service/http/routes/search.py) answers exactly as
 the route's handler does: the same status, headers and body, errors included; what it may
 not answer alike goes on to the handler."""
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import ADMIN, add_memories
 
-from service.routes.search import HotPath
+from service.http.routes.search import HotPath
 
 pytestmark = pytest.mark.usefixtures("worker")
 

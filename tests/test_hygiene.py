@@ -9,7 +9,7 @@ from conftest import ADMIN, ADMIN_KEY, parts_of
 from litestar.testing import TestClient
 
 from models.embedding.spaces import MINILM_384
-from service.app import create_app
+from service.http.app import create_app
 
 
 def test_keys_never_reach_logs_or_error_bodies(client, new_user, caplog):

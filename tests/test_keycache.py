@@ -15,9 +15,9 @@ from litestar.testing import TestClient
 from models.embedding.spaces import MINILM_384
 from models.store import keys
 from models.types import Principal
-from service.app import create_app
-from service.keycache import LISTENER_NAME, MAX_KEYS, KeyCache
-from service.runtime import Runtime
+from service.http.app import create_app
+from service.http.keycache import LISTENER_NAME, MAX_KEYS, KeyCache
+from service.http.runtime import Runtime
 
 ALICE = Principal(key_id="k-alice", user_id="alice")
 

@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.errors import ConfigError
 from models.settings import Settings
-from service.app import create_app
+from service.http.app import create_app
 
 OPENAI_KEY = "sk-test-" + uuid.uuid4().hex
 PROVIDER_ENV = {

@@ -14,8 +14,8 @@ from litestar.testing import TestClient
 
 from models.embedding.spaces import MINILM_384
 from models.errors import RateLimited
-from service.app import create_app
-from service.ratelimit import WINDOW_SECONDS, RateLimiter
+from service.http.app import create_app
+from service.http.ratelimit import WINDOW_SECONDS, RateLimiter
 
 LIMIT = 10
 

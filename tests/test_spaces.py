@@ -31,7 +31,7 @@ from litestar.testing import TestClient
 from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.errors import ConfigError
 from models.settings import Settings
-from service.app import create_app
+from service.http.app import create_app
 
 OPENAI_KEY = "sk-test-" + uuid.uuid4().hex
 # small numbers so every fault class shows within seconds

@@ -4,7 +4,7 @@ Revision ID: 0013
 Revises: 0012
 Create Date: 2026-11-22
 
-Each API process remembers the keys it verified for a minute (service/keycache.py), so a
+Each API process remembers the keys it verified for a minute (service/http/keycache.py), so a
 request need not ask Postgres who its key belongs to. Every process listens on
 ``engram_keys`` and forgets a key when its lookup arrives: a revocation reaches them all
 when it commits, whichever process or tool made it. The notice carries the key's lookup

@@ -17,9 +17,9 @@ from models.transfer import export, importer
 from models.transfer.format import MEDIA_TYPE
 from models.transfer.reader import Reader, numbered_lines
 from models.types import Principal
-from service.errors import ERRORS
-from service.observe import current_request_id
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.observe import current_request_id
+from service.http.runtime import Runtime
 
 STREAM_CHUNK_BYTES = 64 * 1024  # lines are sent in pieces of about this size
 WAKE_UP_ITEMS = 256  # ids per wake-up message

@@ -14,9 +14,9 @@ from models.store import sessions
 from models.store.sessions import Message, NewMessage, NewSession, Role, Session
 from models.types import Principal
 from models.validation import check_content, check_metadata, check_session_id
-from service.errors import ERRORS
-from service.observe import current_request_id
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.observe import current_request_id
+from service.http.runtime import Runtime
 
 
 class SessionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

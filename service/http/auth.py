@@ -14,7 +14,7 @@ from models.errors import Forbidden, Unauthenticated
 from models.store import keys
 from models.types import Principal
 from models.validation import check_user_id
-from service.runtime import Runtime
+from service.http.runtime import Runtime
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from models.errors import NotFound
 from models.store import keys
 from models.types import ApiKey, Principal
 from models.validation import check_user_id
-from service.errors import ERRORS
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.runtime import Runtime
 
 
 class KeyIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

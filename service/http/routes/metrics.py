@@ -10,7 +10,7 @@ from litestar import Controller, Response, get
 
 from models.jobs import status
 from models.observe import metrics
-from service.runtime import Runtime
+from service.http.runtime import Runtime
 
 log = logging.getLogger("engram.metrics")
 

@@ -18,9 +18,9 @@ from models.embedding.spaces import Space, SpaceRegistry
 from models.ingest.tokens import TokenCounter
 from models.search.planner import Reader, SizeHints
 from models.settings import Settings
-from service.keycache import KeyCache
-from service.ratelimit import RateLimiter
-from service.wakeups import WakeUps
+from service.http.keycache import KeyCache
+from service.http.ratelimit import RateLimiter
+from service.http.wakeups import WakeUps
 
 QUERY_CACHE_SIZE = 1024  # recent query texts whose vectors are kept (1.5 KiB each)
 
@@ -44,7 +44,7 @@ class Runtime:
     # which path each user's searches take, and which types they have no vectors of
     size_hints: SizeHints = field(default_factory=SizeHints)
     counters: dict[str, TokenCounter] = field(default_factory=dict)
-    # /metrics' gauges of state and when they were read (service/routes/metrics.py)
+    # /metrics' gauges of state and when they were read (service/http/routes/metrics.py)
     scraped: tuple[float, list[Any]] | None = None
 
     def token_counter(self, space: Space) -> TokenCounter:

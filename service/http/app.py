@@ -20,27 +20,27 @@ from models.db.pool import CONNECTION_ERRORS, bypasses_row_security, create_pool
 from models.embedding.dimensions import verify_spaces
 from models.embedding.provider import Embedder, start_embedders
 from models.settings import Settings
-from service.auth import provide_admin, provide_owner, provide_principal, provide_runtime
-from service.errors import EXCEPTION_HANDLERS
-from service.keycache import KeyCache
-from service.observe import ObserveRequests, observe_unmatched
-from service.ratelimit import RateLimiter
-from service.routes.audit import AuditController
-from service.routes.context import ContextController
-from service.routes.documents import BatchController, DocumentController
-from service.routes.export import ExportController
-from service.routes.jobs import JobController
-from service.routes.keys import KeyController
-from service.routes.memories import MemoryController
-from service.routes.meta import HealthController
-from service.routes.metrics import MetricsController
-from service.routes.search import SearchController
-from service.routes.sessions import SessionController
-from service.routes.spaces import SpaceController
-from service.routes.status import StatusController
-from service.routes.users import UserController
-from service.runtime import Runtime
-from service.wakeups import WakeUps
+from service.http.auth import provide_admin, provide_owner, provide_principal, provide_runtime
+from service.http.errors import EXCEPTION_HANDLERS
+from service.http.keycache import KeyCache
+from service.http.observe import ObserveRequests, observe_unmatched
+from service.http.ratelimit import RateLimiter
+from service.http.routes.audit import AuditController
+from service.http.routes.context import ContextController
+from service.http.routes.documents import BatchController, DocumentController
+from service.http.routes.export import ExportController
+from service.http.routes.jobs import JobController
+from service.http.routes.keys import KeyController
+from service.http.routes.memories import MemoryController
+from service.http.routes.meta import HealthController
+from service.http.routes.metrics import MetricsController
+from service.http.routes.search import SearchController
+from service.http.routes.sessions import SessionController
+from service.http.routes.spaces import SpaceController
+from service.http.routes.status import StatusController
+from service.http.routes.users import UserController
+from service.http.runtime import Runtime
+from service.http.wakeups import WakeUps
 
 log = logging.getLogger("engram.api")
 

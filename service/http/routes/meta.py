@@ -6,7 +6,7 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 
-from service.runtime import Runtime
+from service.http.runtime import Runtime
 
 
 class Readiness(msgspec.Struct, kw_only=True):

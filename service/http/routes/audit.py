@@ -11,8 +11,8 @@ from litestar.params import Parameter
 from models.store import audit
 from models.store.audit import AuditEntry
 from models.types import Principal
-from service.errors import ERRORS
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.runtime import Runtime
 
 
 class AuditPage(msgspec.Struct, kw_only=True):

@@ -11,9 +11,9 @@ from models.search.context import Context, build_context
 from models.search.planner import SearchQuery
 from models.types import Principal
 from models.validation import check_content, check_session_id
-from service.errors import ERRORS
-from service.routes.search import TEXT_QUERY_COST
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.routes.search import TEXT_QUERY_COST
+from service.http.runtime import Runtime
 
 
 class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -6,8 +6,8 @@ from litestar import Controller, delete
 
 from models.store import users
 from models.types import Principal
-from service.errors import ERRORS
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.runtime import Runtime
 
 
 class UserController(Controller):

@@ -18,9 +18,9 @@ from models.settings import Limits
 from models.store import memories
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import check_content, check_metadata, check_session_id
-from service.errors import ERRORS
-from service.observe import current_request_id
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.observe import current_request_id
+from service.http.runtime import Runtime
 
 Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Content = Annotated[str, msgspec.Meta(min_length=1)]

@@ -11,8 +11,8 @@ from models.embedding.spaces import Space
 from models.errors import Conflict, NotFound
 from models.jobs import fills, status
 from models.types import Fill, Principal, SpaceCounts, SpaceInfo
-from service.errors import ERRORS
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.runtime import Runtime
 
 
 class Dropped(msgspec.Struct, kw_only=True):

@@ -14,9 +14,9 @@ from models.jobs import messages
 from models.jobs import outbox as jobs
 from models.store.cursors import decode_cursor, encode_cursor
 from models.types import FailedJob, Principal
-from service.errors import ERRORS
-from service.observe import current_request_id
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.observe import current_request_id
+from service.http.runtime import Runtime
 
 
 class FailedJobs(msgspec.Struct, kw_only=True):

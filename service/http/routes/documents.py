@@ -22,9 +22,9 @@ from models.store.documents import Batch, ChunkOut, Document, NewDocument
 from models.store.memories import content_hash
 from models.types import Principal, Status
 from models.validation import USER_ID_RE, check_metadata
-from service.errors import ERRORS
-from service.observe import current_request_id
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.observe import current_request_id
+from service.http.runtime import Runtime
 
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 Label = Annotated[str, msgspec.Meta(max_length=1000)]

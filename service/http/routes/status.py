@@ -11,8 +11,8 @@ from litestar.params import Parameter
 
 from models.jobs import status
 from models.types import Principal
-from service.errors import ERRORS
-from service.runtime import Runtime
+from service.http.errors import ERRORS
+from service.http.runtime import Runtime
 
 
 class Status(msgspec.Struct, kw_only=True):

@@ -23,9 +23,9 @@ from models.errors import InvalidInput
 from models.search.planner import SearchQuery, Weights, search
 from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
-from service.auth import CHARGES_ITSELF, authenticate, charged, provide_owner
-from service.errors import ERRORS, send_error
-from service.runtime import Runtime
+from service.http.auth import CHARGES_ITSELF, authenticate, charged, provide_owner
+from service.http.errors import ERRORS, send_error
+from service.http.runtime import Runtime
 
 TEXT_QUERY_COST = 4  # on top of the request's 1: embedding the query takes model time
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
