@@ -70,7 +70,7 @@ def write_folder(docs: list[dict[str, str]], folder: Path) -> None:
 
 def run_cli(url: str, key: str, folder: Path) -> tuple[float, dict[str, int]]:
     """Seconds ``engram ingest`` takes over ``folder``, and the counts it prints last."""
-    command = [sys.executable, "-m", "service.cli", "ingest", str(folder), "--user", "bench",
+    command = [sys.executable, "-m", "service.ops.cli", "ingest", str(folder), "--user", "bench",
                "--collection", "bench", "--url", url, "--key", key]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)

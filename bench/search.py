@@ -49,7 +49,7 @@ from models.search.planner import (
     hnsw_settings,
 )
 from models.search.planner import search as search_items
-from service.embedded import EmbeddedPostgres, EmbeddedRedis
+from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 DIMS = 384
 BUCKETS = [(1, 10), (10, 100), (100, 1_000), (1_000, 10_000), (10_000, 10**9)]
@@ -608,7 +608,7 @@ def main() -> int:
     env = {**shipped, "ENGRAM_HOME": str(home), "ENGRAM_PORT": str(port),
            "ENGRAM_DATABASE_URL": postgres.url_for(schema.APP_ROLE), "ENGRAM_REDIS_URL": redis_url,
            "ENGRAM_ADMIN_KEY": ADMIN, "ENGRAM_LOG_LEVEL": "WARNING"}  # fmt: skip
-    api = subprocess.Popen([sys.executable, "-m", "service.cli", "api"], env=env)
+    api = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "api"], env=env)
     client = Api(port)
     try:
         while not client.ready():

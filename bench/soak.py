@@ -27,7 +27,7 @@ import httpx
 import psycopg
 
 from models.db import schema
-from service.embedded import EmbeddedPostgres, EmbeddedRedis
+from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 WORDS = [
     "coffee",
@@ -177,7 +177,7 @@ def start_stack(
     log = open(home / "stack.log", "wb")  # noqa: SIM115
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "service.cli", part],
+            [sys.executable, "-m", "service.ops.cli", part],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -33,7 +33,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from sections import write_section
 
-from service.embedded import EmbeddedPostgres
+from service.ops.embedded import EmbeddedPostgres
 
 DIMS = 1536
 K = 10

@@ -26,8 +26,8 @@ from models.embedding.provider import Embedder
 from models.embedding.spaces import MINILM_384
 from models.settings import Settings
 from models.store import keys
-from service.embedded import EmbeddedPostgres, EmbeddedRedis
 from service.http.app import create_app
+from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
 REPO = Path(__file__).resolve().parent.parent
@@ -137,7 +137,7 @@ def start_worker(servers: Servers, **extra_env: str) -> subprocess.Popen[bytes]:
     }
     log = open(servers.home / f"worker-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker"],
+        [sys.executable, "-m", "service.ops.cli", "worker"],
         env=env,
         cwd=REPO,
         stdout=log,
@@ -170,7 +170,7 @@ def start_api(servers: Servers, **extra_env: str) -> tuple[subprocess.Popen[byte
     port = free_port()
     env = {**os.environ, **api_env(servers), "ENGRAM_PORT": str(port), **extra_env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "api"],
+        [sys.executable, "-m", "service.ops.cli", "api"],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,

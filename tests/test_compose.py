@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.cli import _COMMANDS
+from service.ops.cli import _COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_TEXT = (ROOT / "compose.yaml").read_text()

@@ -40,8 +40,8 @@ from psycopg import sql
 from models.db import schema
 from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.settings import Settings
-from service.embedded import EmbeddedPostgres
 from service.http.app import create_app
+from service.ops.embedded import EmbeddedPostgres
 
 OPENAI_KEY = "sk-export-" + uuid.uuid4().hex
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -575,7 +575,7 @@ def engram(servers: Servers, *args: str, **env: str) -> subprocess.CompletedProc
 def engram_in(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "service.ops.cli", *args],
         env={**base, "ENGRAM_HOME": str(home), **env},
         cwd=REPO,
         capture_output=True,

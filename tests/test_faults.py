@@ -37,8 +37,8 @@ from litestar.testing import TestClient
 
 from models.embedding.spaces import MINILM_384
 from models.settings import Settings
-from service.embedded import EmbeddedPostgres, EmbeddedRedis
 from service.http.app import create_app
+from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 FAST = {**WORKER_ENV, "ENGRAM_CLAIM_SECONDS": "3", "ENGRAM_DB_TIMEOUT_SECONDS": "2"}
 
@@ -248,7 +248,7 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(stack):
         "ENGRAM_WAIT_TIMEOUT_SECONDS": "4",  # no worker runs: the request waits this long
     }
     api = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "api"],
+        [sys.executable, "-m", "service.ops.cli", "api"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -30,7 +30,7 @@ def ingest(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ENGRAM_URL": api_url, "ENGRAM_API_KEY": key}
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "ingest", str(root / "notes"), "--user", user,
+        [sys.executable, "-m", "service.ops.cli", "ingest", str(root / "notes"), "--user", user,
          "--collection", "home"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

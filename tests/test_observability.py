@@ -65,7 +65,7 @@ class Stack(msgspec.Struct):
 def launch(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "service.cli", command],
+            [sys.executable, "-m", "service.ops.cli", command],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=out,
@@ -399,7 +399,7 @@ def test_a_worker_serves_its_own_metrics_when_it_shares_no_directory(
 
 def run_status(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "status", *args],
+        [sys.executable, "-m", "service.ops.cli", "status", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -447,7 +447,7 @@ def test_engram_run_shares_the_workers_metrics_with_the_api(tmp_path):
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
         run = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "run"],
+            [sys.executable, "-m", "service.ops.cli", "run"],
             env=env,
             cwd=REPO,
             stdout=out,

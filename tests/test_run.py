@@ -37,7 +37,7 @@ class EngramRun:
         }
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "run"],
+                [sys.executable, "-m", "service.ops.cli", "run"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

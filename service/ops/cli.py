@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(settings: Settings, _: argparse.Namespace) -> int:
-    from service.supervisor import run_everything
+    from service.ops.supervisor import run_everything
 
     return run_everything(settings)
 
@@ -115,7 +115,7 @@ def _worker(settings: Settings, _: argparse.Namespace) -> int:
 
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     from service.client import ClientError, Engram
-    from service.ingest import ingest
+    from service.ops.ingest import ingest
 
     url, key = _api_url(settings, args), _api_key(settings, args)
     if key is None:
@@ -129,7 +129,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from service.report import print_status
+    from service.ops.report import print_status
 
     key = _api_key(settings, args)
     if key is None:
@@ -167,13 +167,13 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _backup(settings: Settings, args: argparse.Namespace) -> int:
-    from service.backup import backup
+    from service.ops.backup import backup
 
     return _say_done(lambda: backup(settings, args.path))
 
 
 def _restore(settings: Settings, args: argparse.Namespace) -> int:
-    from service.backup import restore
+    from service.ops.backup import restore
 
     return _say_done(lambda: restore(settings, args.path, clean=args.clean))
 

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from models.db import schema
 from models.errors import BackupFailed, ConfigError
 from models.settings import Settings
-from service.embedded import EmbeddedPostgres, postgres_bin
+from service.ops.embedded import EmbeddedPostgres, postgres_bin
 
 
 def backup(settings: Settings, path: Path) -> str:

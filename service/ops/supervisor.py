@@ -28,7 +28,7 @@ from models.errors import ConfigError
 from models.observe import metrics
 from models.settings import Settings
 from models.store import keys
-from service.embedded import EmbeddedPostgres, EmbeddedRedis
+from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 log = logging.getLogger("engram.run")
 
@@ -59,8 +59,8 @@ def run_everything(settings: Settings) -> int:
             metrics.MULTIPROC_ENV: str(metrics_dir),
         }
         children = [
-            _spawn([sys.executable, "-m", "service.cli", "api"], env),
-            _spawn([sys.executable, "-m", "service.cli", "worker"], env),
+            _spawn([sys.executable, "-m", "service.ops.cli", "api"], env),
+            _spawn([sys.executable, "-m", "service.ops.cli", "worker"], env),
         ]
         try:
             _announce(settings, children, stop)
