@@ -16,8 +16,8 @@ from pgvector.psycopg import register_vector, register_vector_async
 
 from models.embedding.spaces import MINILM_384
 from models.jobs import outbox as jobs
+from models.jobs.wakeups import WakeUps
 from models.types import Embedded
-from service.http.wakeups import WakeUps
 
 T = TypeVar("T")
 

@@ -11,6 +11,7 @@ from uuid import UUID
 EMBED_QUEUE = "embeddings"
 EMBED_ACTOR = "embed_items"
 FILL_ACTOR = "fill_space"
+MESSAGE_SIZE = 256  # ids a wake-up message carries, at most
 
 Key = tuple[str, UUID]  # (user_id, item id)
 Job = tuple[str, str, UUID]  # (space, user_id, item id)

@@ -19,6 +19,7 @@ from models.db import schema
 from models.db.pool import CONNECTION_ERRORS, bypasses_row_security, create_pool
 from models.embedding.dimensions import verify_spaces
 from models.embedding.provider import Embedder, start_embedders
+from models.jobs.wakeups import WakeUps
 from models.settings import Settings
 from service.http.auth import provide_admin, provide_owner, provide_principal, provide_runtime
 from service.http.errors import EXCEPTION_HANDLERS
@@ -40,7 +41,6 @@ from service.http.routes.spaces import SpaceController
 from service.http.routes.status import StatusController
 from service.http.routes.users import UserController
 from service.http.runtime import Runtime
-from service.http.wakeups import WakeUps
 
 log = logging.getLogger("engram.api")
 

@@ -16,11 +16,11 @@ from models.db.scope import ALL_USERS, read_batch, run_pipelined, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
 from models.ingest.tokens import TokenCounter
+from models.jobs.wakeups import WakeUps
 from models.search.planner import Reader, SizeHints
 from models.settings import Settings
 from service.http.keycache import KeyCache
 from service.http.ratelimit import RateLimiter
-from service.http.wakeups import WakeUps
 
 QUERY_CACHE_SIZE = 1024  # recent query texts whose vectors are kept (1.5 KiB each)
 

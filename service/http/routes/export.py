@@ -22,7 +22,6 @@ from service.http.observe import current_request_id
 from service.http.runtime import Runtime
 
 STREAM_CHUNK_BYTES = 64 * 1024  # lines are sent in pieces of about this size
-WAKE_UP_ITEMS = 256  # ids per wake-up message
 
 
 @dataclass
@@ -89,8 +88,7 @@ class ExportController(Controller):
             spaces=runtime.spaces,
             request_id=current_request_id(),
         )
-        for start in range(0, len(jobs), WAKE_UP_ITEMS):
-            await runtime.wakeups.embed(jobs[start : start + WAKE_UP_ITEMS])
+        await runtime.wakeups.embed(jobs)
         return answer
 
 

@@ -1,4 +1,5 @@
-"""Wake-up messages to the worker, sent by actor name: the service never imports the worker.
+"""Wake-up messages to workers, sent by actor name: by the HTTP edge for new work, by the
+worker's sweep and fills for overdue work. Neither edge imports the other's code.
 
 A message is only a hint. The item is already committed as ``pending`` in Postgres, so a
 message that cannot be sent (Redis down) is logged and the worker's sweep finds the item.
@@ -13,7 +14,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from models.jobs.messages import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR, Job
+from models.jobs.messages import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR, MESSAGE_SIZE, Job
 from models.jobs.status import QueueDepth
 
 log = logging.getLogger("engram.wakeups")
@@ -40,7 +41,8 @@ class WakeUps:
         return True
 
     async def embed(self, jobs: list[Job]) -> None:
-        """Ask workers to embed ``jobs`` (space, user_id, id): a message per space.
+        """Ask workers to embed ``jobs`` (space, user_id, id): a message per space and
+        ``MESSAGE_SIZE`` ids.
 
         A message that cannot be sent (broker unreachable) is logged and left to the sweep.
         """
@@ -48,7 +50,8 @@ class WakeUps:
         for space, user_id, item_id in jobs:
             by_space.setdefault(space, []).append([user_id, str(item_id)])
         for space, keys in by_space.items():
-            await self._send(EMBED_ACTOR, (space, keys))
+            for start in range(0, len(keys), MESSAGE_SIZE):
+                await self._send(EMBED_ACTOR, (space, keys[start : start + MESSAGE_SIZE]))
 
     async def fill(self, space: str) -> bool:
         """Ask a worker to fill ``space`` with every item (the sweep resumes it anyway)."""
