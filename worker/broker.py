@@ -9,15 +9,12 @@ from dramatiq.middleware import AsyncIO
 from models.jobs.messages import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR
 from models.settings import Settings
 from worker import actors
-from worker.exporter import MetricsEndpoint
-from worker.resources import ResourcesMiddleware
-
-_embed: dramatiq.Actor | None = None  # type: ignore[type-arg]
+from worker.middleware.metrics import MetricsEndpoint
+from worker.middleware.resources import ResourcesMiddleware
 
 
 def build_broker(settings: Settings) -> RedisBroker:
     """A Redis broker with our actors declared on it, set as dramatiq's global broker."""
-    global _embed
     _, redis_url = settings.require_urls()
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=redis_url,
@@ -31,7 +28,7 @@ def build_broker(settings: Settings) -> RedisBroker:
         broker.add_middleware(MetricsEndpoint(*settings.worker_metrics_address))
     dramatiq.set_broker(broker)
     # Attempts are counted in Postgres; dramatiq retries only cover a database outage.
-    _embed = dramatiq.actor(
+    dramatiq.actor(
         broker=broker,
         actor_name=EMBED_ACTOR,
         queue_name=EMBED_QUEUE,
@@ -44,10 +41,3 @@ def build_broker(settings: Settings) -> RedisBroker:
         actors.fill_space
     )
     return broker
-
-
-def send_embed(space: str, keys: list[list[str]]) -> None:
-    """Send a wake-up for ``keys`` from inside the worker (the sweep)."""
-    if _embed is None:
-        raise RuntimeError("build_broker() was not called")
-    _embed.send(space, keys)

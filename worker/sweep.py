@@ -3,19 +3,20 @@
 Redis may lose every message; Postgres still knows what is pending. Each worker process
 sweeps periodically; ``FOR UPDATE SKIP LOCKED`` keeps concurrent sweeps from re-sending
 the same items, and a per-item ``queued_at`` keeps one sweep from re-sending too often.
+The sweep also resumes fills whose worker died, and deletes expired memories.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
+
+from dramatiq.asyncio import EventLoopThread
 
 from models.db.scope import ALL_USERS, run_scoped
-from models.jobs import fills
-from models.jobs import outbox as jobs
+from models.jobs import fills, outbox
 from models.store import memories
-from worker.actors import MESSAGE_SIZE, fill_some
+from worker.fill import fill_some
 from worker.resources import Resources
 
 log = logging.getLogger("engram.sweeper")
@@ -23,12 +24,8 @@ log = logging.getLogger("engram.sweeper")
 EXPIRE_BATCH = 1000  # expired memories deleted a sweep
 
 
-def sweep_forever(resources: Resources, stop: threading.Event) -> None:
-    """Sweep now, then every ``sweep_interval_seconds`` until ``stop`` is set."""
-    from dramatiq.asyncio import get_event_loop_thread
-
-    loop = get_event_loop_thread()
-    assert loop is not None
+def sweep_forever(resources: Resources, loop: EventLoopThread, stop: threading.Event) -> None:
+    """Sweep on ``loop`` now, then every ``sweep_interval_seconds`` until ``stop`` is set."""
     while not stop.is_set():
         try:
             sent = loop.run_coroutine(sweep_once(resources))
@@ -41,29 +38,20 @@ def sweep_forever(resources: Resources, stop: threading.Event) -> None:
 
 async def sweep_once(resources: Resources) -> int:
     """Send wake-ups for overdue pending jobs, and resume unfinished fills; return how many."""
-    from worker.broker import send_embed  # the actor is declared there
-
-    known = resources.spaces.names()
+    pool, known = resources.pool, resources.spaces.names()
     resumed = 0
-    for space in await run_scoped(resources.pool, ALL_USERS, fills.unfinished_fills, known):
+    for space in await run_scoped(pool, ALL_USERS, fills.unfinished_fills, known):
         # a fill whose worker died carries on from its saved position, a step a sweep
         resumed += await fill_some(resources, space, batches=1)
     due = await run_scoped(
-        resources.pool,
+        pool,
         ALL_USERS,
-        jobs.due_for_requeue,
+        outbox.due_for_requeue,
         known,
         older_than_seconds=resources.settings.requeue_after_seconds,
     )
-    by_space: dict[str, list[list[str]]] = defaultdict(list)
-    for space, user_id, item_id in due:
-        by_space[space].append([user_id, str(item_id)])
-    for space, keys in by_space.items():
-        for start in range(0, len(keys), MESSAGE_SIZE):
-            send_embed(space, keys[start : start + MESSAGE_SIZE])
-    expired = await run_scoped(
-        resources.pool, ALL_USERS, memories.delete_expired, limit=EXPIRE_BATCH
-    )
+    await resources.wakeups.embed(due)
+    expired = await run_scoped(pool, ALL_USERS, memories.delete_expired, limit=EXPIRE_BATCH)
     if expired:
         log.info("deleted %d expired memories", expired)
     return len(due) + resumed

@@ -1,0 +1,1 @@
+"""dramatiq middleware of the worker: one file each."""
