@@ -15,6 +15,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 WORKDIR /src
+# the client first: the server's CLI (engram ingest, engram status) speaks through it
+COPY clients/python/ clients/python/
+RUN pip install ./clients/python
 COPY pyproject.toml README.md ./
 COPY service/ service/
 COPY worker/ worker/
@@ -22,7 +25,7 @@ COPY models/ models/
 COPY migrations/ migrations/
 RUN pip install . && rm -rf /src
 # Export the model to ONNX once, at build time: containers start without exporting.
-RUN python -c "from models.embedding.provider import LocalEmbedder; from models.settings import Settings; \
+RUN python -c "from models.embedding.local import LocalEmbedder; from models.settings import Settings; \
 from models.embedding.spaces import MINILM_384; LocalEmbedder(MINILM_384, Settings.from_env().encoder).load()"
 
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/engram engram

@@ -12,9 +12,11 @@ help: ## list the targets
 
 # torch is installed first and pinned: the CPU build lies on this machine's disk, and an
 # unpinned resolver would pull a CUDA build of several GB through sentence-transformers.
-$(STAMP): pyproject.toml
+# The client (clients/python) is its own distribution; the server's CLI and tests use it.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e clients/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -45,7 +47,7 @@ bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agree
 	$(BIN)/python bench/encoders.py --texts $(or $(TEXTS),2000)
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check service worker models migrations tests bench
+	$(BIN)/ruff check service worker models migrations tests bench clients
 
 typecheck: $(STAMP) ## mypy (strict) on our packages
 	$(BIN)/mypy

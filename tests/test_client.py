@@ -1,28 +1,25 @@
-"""The Python client (service/client) against a real `engram api` process and a real worker:
+"""The Python client (clients/python) against a real `engram api` process and a real worker:
 every route group through ``Engram`` and ``AsyncEngram``, pagination, error mapping, the
 chat-app story, and the README's and docs/client.md's examples as written."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
-from conftest import ADMIN_KEY, REPO, free_port
-from test_jobs import fail
-
-from service.client import (
+from conftest import ADMIN_KEY, REPO, served_openapi
+from engram_client import (
     ApiError,
     AsyncEngram,
     AuthenticationError,
@@ -33,16 +30,14 @@ from service.client import (
     MemoryIn,
     NotFoundError,
     PermissionDeniedError,
-    RateLimitError,
-    ServerError,
-    TransportError,
+    types,
 )
-from service.client.types import Weights
+from engram_client.types import Weights
+from test_jobs import fail
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-HEAVY = ["torch", "sentence_transformers", "transformers", "litestar", "psycopg", "psycopg_pool",
-         "dramatiq", "numpy", "redis", "models.db.scope", "models.embedding.provider"]  # fmt: skip
+SENT = ["MemoryIn", "DocumentIn", "MessageIn", "Weights"]
 
 
 @pytest.fixture
@@ -62,21 +57,6 @@ def user(admin: Engram, api_url: str) -> Iterator[tuple[str, Engram]]:
     user_id, key = make_user(admin)
     with Engram(api_url, key) as engram:
         yield user_id, engram
-
-
-def test_importing_the_client_loads_none_of_the_servers_dependencies():
-    probe = (
-        "import sys, json\n"
-        "from service.client import Engram, AsyncEngram, ApiError\n"
-        "from service.client.types import Memory, Document, Session, Context\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    loaded = set(json.loads(done.stdout))
-    assert "service.client" in loaded and "httpx" in loaded
-    assert [m for m in HEAVY if m in loaded or any(n.startswith(m + ".") for n in loaded)] == []
 
 
 def test_url_and_key_come_from_the_environment_unless_given(api_url, monkeypatch):
@@ -387,30 +367,6 @@ def test_odd_user_ids_stay_one_path_segment(admin):
     assert len(admin.list_keys()) == keys
 
 
-def test_unreachable_api_and_foreign_error_pages():
-    nobody = f"http://127.0.0.1:{free_port()}"
-    with Engram(nobody, "key", timeout=5) as engram, pytest.raises(TransportError, match="GET"):
-        engram.healthz()
-
-    def proxy(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/healthz":
-            return httpx.Response(502, text="<html>Bad Gateway</html>")
-        return httpx.Response(
-            429,
-            json={"error": {"code": "rate_limited", "message": "slow down"}},
-            headers={"Retry-After": "7"},
-        )
-
-    with Engram("http://engram.invalid", "key", transport=httpx.MockTransport(proxy)) as engram:
-        with pytest.raises(ServerError) as bad_gateway:
-            engram.healthz()
-        assert (bad_gateway.value.status, bad_gateway.value.code) == (502, "http_502")
-        assert "Bad Gateway" in bad_gateway.value.message
-        with pytest.raises(RateLimitError) as limited:
-            engram.list_keys()
-        assert limited.value.retry_after == 7 and limited.value.message == "slow down"
-
-
 def test_async_client_over_every_route_group(api_url, admin, db, tmp_path):
     user_id, key = make_user(admin, "async")
     notes = tmp_path / "notes.txt"
@@ -597,3 +553,34 @@ def test_the_readme_curl_tour_runs(api_url, tmp_path):
     assert {m["status"] for m in added["memories"]} == {"ready"}
     assert found["results"][0]["content"] == "Alice drinks her coffee black, no sugar."
     assert documents["batch_id"] and documents["documents"][0]["title"] == "notes.md"
+
+
+_openapi = functools.cache(served_openapi)
+
+
+# The client's types are its own (it installs without the server): each answer must keep the
+# shape the server declares in its OpenAPI document, under the same name.
+ANSWERS = [t for name in types.__all__ if isinstance(t := getattr(types, name), type)
+           and issubclass(t, msgspec.Struct) and t.__name__ not in [*SENT, "Health"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("answer", ANSWERS, ids=lambda t: t.__name__)
+def test_each_answer_type_has_the_fields_the_server_declares(answer):
+    declared = _openapi()["components"]["schemas"][answer.__name__]
+    fields = {f.encode_name: f for f in msgspec.structs.fields(answer)}
+    assert set(fields) == set(declared["properties"])
+    # what the server may leave out, the client must not require
+    optional = set(declared["properties"]) - set(declared.get("required", []))
+    assert {name for name in optional if fields[name].required} == set()
+
+
+SENT_AS = [("MemoryIn", "MemoryIn"), ("DocumentIn", "DocumentIn"), ("MessageIn", "MessageIn"),
+           ("Weights", "WeightsIn")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sent", "schema"), SENT_AS)
+def test_what_the_client_sends_is_what_the_server_reads(sent, schema):
+    declared = _openapi()["components"]["schemas"][schema]
+    fields = {f.encode_name for f in msgspec.structs.fields(getattr(types, sent))}
+    assert fields <= set(declared["properties"])
+    assert set(declared.get("required", [])) <= fields

@@ -114,7 +114,8 @@ def _worker(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from service.client import ClientError, Engram
+    from engram_client import ClientError, Engram
+
     from service.ops.ingest import ingest
 
     url, key = _api_url(settings, args), _api_key(settings, args)

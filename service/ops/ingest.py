@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from engram_client import BatchCounts, DocumentIn, Engram
+
 from models.errors import InvalidInput
 from models.ingest.extract import HTML, MARKDOWN, file_text
-from models.types import BatchCounts
-from service.client import DocumentIn, Engram
 
 SUFFIXES = (*MARKDOWN, *HTML, ".txt", ".text")
 NAMESPACE = uuid.UUID("6c3d1f9e-7f55-4c43-9a3e-5e1a0e4b8f21")  # ids of ingested files

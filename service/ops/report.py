@@ -7,8 +7,7 @@ import sys
 from typing import IO, Any
 
 import msgspec
-
-from service.client import ApiError, ClientError, Engram
+from engram_client import ApiError, ClientError, Engram
 
 EXIT_UNREACHABLE = 1  # no answer, or not the answer of an Engram API
 EXIT_REFUSED = 2  # the API answered with an error (a key that is not an admin's, say)

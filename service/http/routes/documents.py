@@ -55,7 +55,7 @@ class FilesIn:
     space: str | None = None
 
 
-class Accepted(msgspec.Struct, kw_only=True):
+class AcceptedDocuments(msgspec.Struct, kw_only=True):
     batch_id: UUID
     documents: list[Document]
 
@@ -76,7 +76,7 @@ class DocumentController(Controller):
     @post("/", status_code=202, responses=ERRORS)
     async def add_documents(
         self, owner: str, principal: Principal, data: AddDocuments, runtime: Runtime
-    ) -> Accepted:
+    ) -> AcceptedDocuments:
         """Add documents: each is split into chunks, embedded in the background.
 
         The same content (by id, or without an id in the same collection) embeds nothing
@@ -98,7 +98,7 @@ class DocumentController(Controller):
         principal: Principal,
         data: Annotated[FilesIn, Body(media_type=RequestEncodingType.MULTI_PART)],
         runtime: Runtime,
-    ) -> Accepted:
+    ) -> AcceptedDocuments:
         """Upload files (plain text, Markdown, HTML) as documents of one batch.
 
         Each file becomes a document whose ``source`` is its file name; HTML is reduced to
@@ -176,7 +176,7 @@ async def _ingest(
     docs: list[DocumentIn],
     collection: str,
     space_name: str | None,
-) -> Accepted:
+) -> AcceptedDocuments:
     limits = runtime.settings.limits
     if len(docs) > limits.max_batch:
         raise InvalidInput(f"at most {limits.max_batch} documents a batch")
@@ -199,7 +199,7 @@ async def _ingest(
         request_id=current_request_id(),
     )
     await runtime.wakeups.embed(written.jobs)
-    return Accepted(batch_id=written.batch_id, documents=written.documents)
+    return AcceptedDocuments(batch_id=written.batch_id, documents=written.documents)
 
 
 def _new_document(item: DocumentIn, limits: Limits, spec: ChunkSpec, counter: Any) -> NewDocument:

@@ -24,10 +24,10 @@ class FailedJobs(msgspec.Struct, kw_only=True):
     next_cursor: str | None = None
 
 
-class Retried(msgspec.Struct, kw_only=True):
+class RetriedJob(msgspec.Struct, kw_only=True):
     id: UUID
     retried: int
-    status: str = "pending"
+    status: str  # pending: embedded again soon
 
 
 class JobController(Controller):
@@ -52,7 +52,7 @@ class JobController(Controller):
         return FailedJobs(jobs=found[:limit], next_cursor=next_cursor)
 
     @post("/{item_id:uuid}/retry", status_code=202, responses=ERRORS)
-    async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> Retried:
+    async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> RetriedJob:
         """Embed a failed item again, with a fresh count of attempts."""
         retried = await runtime.across_users(
             jobs.retry_failed, item_id, actor=admin.key_id, request_id=current_request_id()
@@ -60,7 +60,7 @@ class JobController(Controller):
         if not retried:
             raise NotFound(f"no failed job {item_id}")
         await runtime.wakeups.embed(retried)
-        return Retried(id=item_id, retried=len(retried))
+        return RetriedJob(id=item_id, retried=len(retried), status="pending")
 
 
 def _decode(cursor: str) -> messages.Job:

@@ -20,7 +20,7 @@ class KeyIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user_id: str | None = None
 
 
-class NewKey(msgspec.Struct, kw_only=True):
+class CreatedKey(msgspec.Struct, kw_only=True):
     id: UUID
     key: str
     user_id: str | None
@@ -36,13 +36,13 @@ class KeyController(Controller):
     tags = ["keys"]
 
     @post("/", status_code=201, responses=ERRORS)
-    async def create_key(self, admin: Principal, data: KeyIn, runtime: Runtime) -> NewKey:
+    async def create_key(self, admin: Principal, data: KeyIn, runtime: Runtime) -> CreatedKey:
         """A key for one user (``user_id``) or, without it, an admin key. Shown this once."""
         user_id = check_user_id(data.user_id) if data.user_id is not None else None
         key, token = await runtime.across_users(
             keys.create_key, user_id=user_id, actor=admin.key_id
         )
-        return NewKey(id=key.id, key=token, user_id=key.user_id, created_at=key.created_at)
+        return CreatedKey(id=key.id, key=token, user_id=key.user_id, created_at=key.created_at)
 
     @get("/", responses=ERRORS)
     async def list_keys(self, admin: Principal, runtime: Runtime) -> KeyList:

@@ -53,7 +53,7 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     weights: WeightsIn | None = None
 
 
-class SearchOut(msgspec.Struct, kw_only=True):
+class SearchResults(msgspec.Struct, kw_only=True):
     results: list[SearchHit]
     space: str
     took_ms: float
@@ -153,13 +153,15 @@ class SearchController(Controller):
     )
     async def search(
         self, owner: str, principal: Principal, data: SearchIn, runtime: Runtime
-    ) -> SearchOut:
+    ) -> SearchResults:
         """The ``k`` best ready items of this user, best first."""
         # a search writes nothing: the rate limit is charged while it runs
         return await charged(runtime, principal, 1, _search(owner, principal, data, runtime))
 
 
-async def _search(owner: str, principal: Principal, data: SearchIn, runtime: Runtime) -> SearchOut:
+async def _search(
+    owner: str, principal: Principal, data: SearchIn, runtime: Runtime
+) -> SearchResults:
     started = time.perf_counter()
     limits = runtime.settings.limits
     if (data.query is None) == (data.vector is None):
@@ -201,4 +203,4 @@ async def _search(owner: str, principal: Principal, data: SearchIn, runtime: Run
         hints=runtime.size_hints,
     )
     took_ms = round((time.perf_counter() - started) * 1000, 3)
-    return SearchOut(results=hits, space=space.name, took_ms=took_ms)
+    return SearchResults(results=hits, space=space.name, took_ms=took_ms)

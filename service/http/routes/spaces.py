@@ -15,7 +15,7 @@ from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
 
-class Dropped(msgspec.Struct, kw_only=True):
+class DroppedSpace(msgspec.Struct, kw_only=True):
     name: str
     vectors: int
 
@@ -54,7 +54,7 @@ class SpaceController(Controller):
         return (await _describe(runtime, admin, [space]))[0]
 
     @delete("/{name:str}", status_code=200, responses=ERRORS)
-    async def drop(self, admin: Principal, name: str, runtime: Runtime) -> Dropped:
+    async def drop(self, admin: Principal, name: str, runtime: Runtime) -> DroppedSpace:
         """Drop the space's vectors and jobs (not its items); refused for a default space."""
         space = _named(runtime, name)
         if space.default_for:
@@ -65,7 +65,7 @@ class SpaceController(Controller):
         vectors = await runtime.across_users(
             fills.drop_space, space.name, space.table, actor=admin.key_id
         )
-        return Dropped(name=name, vectors=vectors)
+        return DroppedSpace(name=name, vectors=vectors)
 
 
 async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space]) -> list[SpaceInfo]:

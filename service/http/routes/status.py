@@ -15,7 +15,7 @@ from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
 
-class Status(msgspec.Struct, kw_only=True):
+class ServiceStatus(msgspec.Struct, kw_only=True):
     spaces: list[status.SpaceStatus]
     queue: status.QueueDepth | None  # None: the broker did not answer
     failures: list[status.FailureReason]
@@ -32,7 +32,7 @@ class StatusController(Controller):
         admin: Principal,
         runtime: Runtime,
         top: Annotated[int, Parameter(ge=1, le=100)] = 5,
-    ) -> Status:
+    ) -> ServiceStatus:
         """Jobs by space and state, throughput, the oldest pending job, the broker's queue and
         the ``top`` most common errors of failing jobs."""
         found = {s.space: s for s in await runtime.across_users(status.space_status)}
@@ -40,7 +40,7 @@ class StatusController(Controller):
             found.get(name) or status.SpaceStatus(space=name) for name in runtime.spaces.names()
         ]
         spaces += [s for name, s in sorted(found.items()) if name not in runtime.spaces.names()]
-        return Status(
+        return ServiceStatus(
             spaces=spaces,
             queue=await runtime.wakeups.queue_depth(),
             failures=await runtime.across_users(status.failure_reasons, limit=top),

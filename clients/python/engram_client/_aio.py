@@ -8,14 +8,14 @@ from typing import Self, TypeVar
 
 import httpx
 
-from service.client.api import Api
-from service.client.calls import Call, Done, Flow, Page, client_options, flow_of, resume
-from service.client.errors import transport_errors
+from engram_client._api import Api
+from engram_client._calls import Awaiting, Call, Done, Flow, Page, client_options, flow_of, resume
+from engram_client._errors import transport_errors
 
 T = TypeVar("T")
 
 
-class AsyncEngram(Api):
+class AsyncEngram(Api, Awaiting):
     """``Engram`` for asyncio: the same methods, awaited (listings: ``async for``)."""
 
     def __init__(

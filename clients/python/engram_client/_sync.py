@@ -8,20 +8,20 @@ from typing import Self, TypeVar
 
 import httpx
 
-from service.client.api import Api
-from service.client.calls import Call, Done, Flow, Page, client_options, flow_of, resume
-from service.client.errors import transport_errors
+from engram_client._api import Api
+from engram_client._calls import Blocking, Call, Done, Flow, Page, client_options, flow_of, resume
+from engram_client._errors import transport_errors
 
 T = TypeVar("T")
 
 
-class Engram(Api):
+class Engram(Api, Blocking):
     """A client of the Engram HTTP API; ``AsyncEngram`` is the same for asyncio.
 
     ``base_url`` defaults to ``$ENGRAM_URL`` (else ``http://127.0.0.1:8000``), ``api_key`` to
     ``$ENGRAM_API_KEY``. ``timeout`` is in seconds per request: keep it above the server's
     wait for ``add_memories(..., wait=True)`` (30 s by default). Errors raise
-    ``service.client.ApiError`` subclasses; network failures ``TransportError``.
+    ``engram_client.ApiError`` subclasses; network failures ``TransportError``.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Every operation of the Engram HTTP API, declared once for both clients (``calls.py``).
+"""Every operation of the Engram HTTP API, declared once for both clients (``_calls.py``).
 
 docs/api.md describes each route; docs/client.md shows the client at work.
 """
@@ -14,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 
-from service.client.calls import (
+from engram_client._calls import (
     Call,
     Flow,
     Page,
@@ -28,7 +28,7 @@ from service.client.calls import (
     path,
     present,
 )
-from service.client.types import (
+from engram_client.types import (
     AcceptedDocuments,
     AddedMemory,
     ApiKey,

@@ -1,6 +1,6 @@
 """API operations as data, without IO: the sync and the async client send the same calls.
 
-An operation is declared once, on ``service.client.api.Api``, as a method that returns what
+An operation is declared once, on ``engram_client._api.Api``, as a method that returns what
 to send: a ``Call`` (one request and how to read its answer), a ``Flow`` (a generator that
 yields calls and pauses, for waiting), or a ``Call`` of a ``Page`` (a listing that knows the
 call for its next page). The ``operation`` and ``listing`` decorators turn such a method
@@ -20,13 +20,10 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from service.client.errors import UnexpectedAnswerError, error_from
+from engram_client._errors import UnexpectedAnswerError, error_from
 
 if TYPE_CHECKING:
     from typing import Self
-
-    from service.client.aio import AsyncEngram
-    from service.client.sync import Engram
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = "engram-python"
@@ -178,6 +175,14 @@ def given(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not msgspec.UNSET}
 
 
+class Blocking:
+    """Base of a client that does its work blocking (``Engram``)."""
+
+
+class Awaiting:
+    """Base of a client whose work is awaited (``AsyncEngram``)."""
+
+
 class _Method(Generic[P, T]):
     """A method declared once, whose work is handed to the client's ``hand_over`` method."""
 
@@ -205,10 +210,10 @@ class operation(_Method[P, "Call[T] | Flow[T]"]):
     @overload
     def __get__(self, client: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, client: Engram, owner: type[Any]) -> Callable[P, T]: ...
+    def __get__(self, client: Blocking, owner: type[Any]) -> Callable[P, T]: ...
     @overload
     def __get__(
-        self, client: AsyncEngram, owner: type[Any]
+        self, client: Awaiting, owner: type[Any]
     ) -> Callable[P, Coroutine[Any, Any, T]]: ...
     def __get__(self, client: Any, owner: type[Any]) -> Any:
         return self if client is None else self._bind(client)
@@ -222,8 +227,8 @@ class listing(_Method[P, "Call[Page[T]]"]):
     @overload
     def __get__(self, client: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, client: Engram, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
+    def __get__(self, client: Blocking, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
     @overload
-    def __get__(self, client: AsyncEngram, owner: type[Any]) -> Callable[P, AsyncIterator[T]]: ...
+    def __get__(self, client: Awaiting, owner: type[Any]) -> Callable[P, AsyncIterator[T]]: ...
     def __get__(self, client: Any, owner: type[Any]) -> Any:
         return self if client is None else self._bind(client)
