@@ -34,6 +34,7 @@ from models.db.batch import Statement
 from models.db.scope import set_configs
 from models.embedding.spaces import Space
 from models.search.filters import FilterCompiler
+from models.store.items import LIVE_MEMORY
 from models.types import ItemType, SearchHit
 
 # Runs statements in one transaction with some settings, answering each one's rows
@@ -53,14 +54,18 @@ _FROM = """
     JOIN {source} m ON m.user_id = v.user_id AND m.id = v.item_id
                    AND m.content_hash = v.content_hash
 """
-_WHERE = """
+_WHERE = (
+    """
     WHERE {user_match} AND v.kind = {kind}
-      AND (m.expires_at IS NULL OR m.expires_at > now())
+      AND """
+    + LIVE_MEMORY
+    + """
       AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
       AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
       AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
       AND {filter}
 """
+)
 # Where each type of item comes from, with the same columns. A chunk is live while it
 # belongs to its document's current generation; it carries its document's metadata.
 _SOURCES = {
@@ -105,7 +110,9 @@ _EXACT = (
         FROM nearest v
         JOIN {source} m ON m.user_id = %(user_id)s AND m.id = v.item_id
                        AND m.content_hash = v.content_hash
-        WHERE (m.expires_at IS NULL OR m.expires_at > now())
+        WHERE """
+    + LIVE_MEMORY
+    + """
           AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
           AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
           AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)

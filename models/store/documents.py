@@ -17,13 +17,13 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from models.embedding.spaces import Space, vector_table
+from models.embedding.spaces import Space
 from models.errors import NotFound
 from models.ingest.chunking import Chunk
 from models.jobs import fills
 from models.jobs.messages import Job, Key
 from models.store.cursors import decode_newest_first, newest_first_page
-from models.store.memories import content_hash
+from models.store.items import content_hash, delete_vectors, lock_writes
 from models.types import Batch as Batch
 from models.types import BatchCounts as BatchCounts
 from models.types import ChunkOut as ChunkOut
@@ -86,9 +86,7 @@ async def write_documents(
     """
     batch_id = uuid4()
     async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('documents:' || %s, 0))", [user_id]
-        )
+        await lock_writes(conn, user_id, "documents")
         await conn.execute(
             "INSERT INTO document_batches (user_id, id) VALUES (%s, %s)", [user_id, batch_id]
         )
@@ -284,21 +282,12 @@ async def _drop_chunks(
             )
             DELETE FROM embed_state e USING gone
             WHERE e.user_id = gone.user_id AND e.item_id = gone.id
-            RETURNING e.space, e.item_id
+            RETURNING e.space, e.user_id, e.item_id
             """
         ).format(sql.SQL(condition)),
         [user_id, doc_id, *params],
     )
-    by_space: dict[str, list[UUID]] = {}
-    for space, item_id in await cur.fetchall():
-        by_space.setdefault(space, []).append(item_id)
-    for space, ids in by_space.items():
-        await conn.execute(
-            sql.SQL("DELETE FROM {} WHERE user_id = %s AND item_id = ANY(%s)").format(
-                sql.Identifier(vector_table(space))
-            ),
-            [user_id, ids],
-        )
+    await delete_vectors(conn, await cur.fetchall())
 
 
 async def promote(conn: AsyncConnection, space: Space, chunk_keys: list[Key]) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 from uuid import UUID
 
@@ -11,11 +10,12 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from models.embedding.spaces import Space, vector_table
+from models.embedding.spaces import Space
 from models.errors import Conflict, NotFound
 from models.jobs import fills
 from models.jobs.messages import Job
 from models.store.cursors import decode_newest_first, newest_first_page
+from models.store.items import LIVE_MEMORY, content_hash, delete_vectors, lock_writes
 from models.types import Memory, MemoryPatch, NewMemory, Status
 
 # A memory's status is its embedding state in its own space (``memories.space``).
@@ -27,8 +27,6 @@ FROM = """
     FROM memories m
     JOIN embed_state e ON e.user_id = m.user_id AND e.item_id = m.id AND e.space = m.space
 """
-# Expired memories vanish from every read at once; a sweep deletes them later.
-LIVE = "(m.expires_at IS NULL OR m.expires_at > now())"
 
 
 class Written(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,11 +36,6 @@ class Written(msgspec.Struct, frozen=True, kw_only=True):
     jobs: list[Job]
     # per memory: it was already stored (same content), so nothing new was written
     duplicate: list[bool] = msgspec.field(default_factory=list)
-
-
-def content_hash(content: str) -> bytes:
-    """What a vector is made from: the vector is current while this hash matches."""
-    return hashlib.sha256(content.encode()).digest()
 
 
 async def insert_memories(
@@ -68,9 +61,7 @@ async def insert_memories(
     """
     hashes = [content_hash(item.content) for item in items]
     async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('memories:' || %s, 0))", [user_id]
-        )
+        await lock_writes(conn, user_id, "memories")
         known = await _known(conn, user_id, items, hashes)
         answer: list[UUID] = []
         duplicate: list[bool] = []
@@ -113,7 +104,7 @@ async def _known(
     by_id = {row[0]: bytes(row[1]) for row in await cur.fetchall()}
     cur = await conn.execute(
         "SELECT m.session_id, m.content_hash, m.id FROM memories m "
-        f"WHERE m.user_id = %s AND m.content_hash = ANY(%s) AND {LIVE} "
+        f"WHERE m.user_id = %s AND m.content_hash = ANY(%s) AND {LIVE_MEMORY} "
         "ORDER BY m.created_at DESC, m.id DESC",
         [user_id, hashes],
     )
@@ -168,7 +159,7 @@ async def _insert(
 async def get_memories(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Memory]:
     async with conn.cursor(row_factory=class_row(Memory)) as cur:
         await cur.execute(
-            f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %s AND m.id = ANY(%s) AND {LIVE}",
+            f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %s AND m.id = ANY(%s) AND {LIVE_MEMORY}",
             [user_id, ids],
         )
         return await cur.fetchall()
@@ -193,7 +184,7 @@ async def list_memories(
     """A page of memories, newest first, and the cursor of the next page (None at the end)."""
     after = decode_newest_first(cursor)
     query = sql.SQL(
-        f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %(user_id)s AND {LIVE}"
+        f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %(user_id)s AND {LIVE_MEMORY}"
         " AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)"
         " AND (%(status)s::text IS NULL OR e.status = %(status)s)"
         " AND (%(after_at)s::timestamptz IS NULL"
@@ -239,7 +230,7 @@ async def update_memory(
         changes.append(sql.SQL("expires_at = now() + make_interval(secs => %(ttl)s::float8)"))
     query = sql.SQL(
         "UPDATE memories m SET {changes} WHERE user_id = %(user_id)s AND id = %(id)s AND {live}"
-    ).format(changes=sql.SQL(", ").join(changes), live=sql.SQL(LIVE))
+    ).format(changes=sql.SQL(", ").join(changes), live=sql.SQL(LIVE_MEMORY))
     async with conn.transaction():
         cur = await conn.execute(query, params)
         if cur.rowcount == 0:
@@ -272,16 +263,11 @@ async def delete_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) ->
         if cur.rowcount == 0:
             raise NotFound(f"memory {memory_id} not found")
         cur = await conn.execute(
-            "DELETE FROM embed_state WHERE user_id = %s AND item_id = %s RETURNING space",
+            "DELETE FROM embed_state WHERE user_id = %s AND item_id = %s "
+            "RETURNING space, user_id, item_id",
             [user_id, memory_id],
         )
-        for (space,) in await cur.fetchall():
-            await conn.execute(
-                sql.SQL("DELETE FROM {} WHERE user_id = %s AND item_id = %s").format(
-                    sql.Identifier(vector_table(space))
-                ),
-                [user_id, memory_id],
-            )
+        await delete_vectors(conn, await cur.fetchall())
 
 
 async def delete_expired(conn: AsyncConnection, *, limit: int) -> int:
@@ -330,16 +316,5 @@ async def _delete_where(conn: AsyncConnection, chosen: str, params: dict[str, An
         params,
     )
     rows = await cur.fetchall()
-    by_space: dict[str, list[tuple[str, UUID]]] = {}
-    for kind, space, user_id, item_id in rows:
-        if kind == "job":
-            by_space.setdefault(space, []).append((user_id, item_id))
-    for space, keys in by_space.items():
-        await conn.execute(
-            sql.SQL(
-                "DELETE FROM {} v USING unnest(%s::text[], %s::uuid[]) AS k(user_id, item_id) "
-                "WHERE v.user_id = k.user_id AND v.item_id = k.item_id"
-            ).format(sql.Identifier(vector_table(space))),
-            [[k[0] for k in keys], [k[1] for k in keys]],
-        )
+    await delete_vectors(conn, [(row[1], row[2], row[3]) for row in rows if row[0] == "job"])
     return sum(1 for row in rows if row[0] == "memory")

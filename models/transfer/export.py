@@ -15,6 +15,7 @@ import msgspec
 from psycopg import AsyncConnection, sql
 
 from models.embedding.spaces import Space
+from models.store.items import LIVE_MEMORY
 from models.transfer.format import (
     FORMAT,
     LINE_TYPES,
@@ -44,7 +45,6 @@ _STATES = """
               FROM embed_state e WHERE e.user_id = {alias}.user_id AND e.item_id = {alias}.id),
              '{{}}'::jsonb)
 """
-_LIVE_MEMORY = "(m.expires_at IS NULL OR m.expires_at > now())"
 
 
 async def begin_snapshot(conn: AsyncConnection) -> None:
@@ -133,7 +133,7 @@ async def _memories(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]
     query = f"""
         SELECT m.id, m.content, m.metadata, m.session_id, m.importance, m.space, m.created_at,
                m.updated_at, m.expires_at, {_STATES.format(alias="m")}
-        FROM memories m WHERE m.user_id = %s AND {_LIVE_MEMORY} ORDER BY m.id
+        FROM memories m WHERE m.user_id = %s AND {LIVE_MEMORY} ORDER BY m.id
     """
     async for r in _rows(conn, "memories", query, [user_id]):
         yield MemoryLine(
@@ -223,7 +223,7 @@ async def _vectors(
                 (v.kind = 'memory' AND EXISTS (
                     SELECT 1 FROM memories m
                     WHERE m.user_id = v.user_id AND m.id = v.item_id
-                      AND m.content_hash = v.content_hash AND {_LIVE_MEMORY}))
+                      AND m.content_hash = v.content_hash AND {LIVE_MEMORY}))
                 OR (v.kind = 'chunk' AND EXISTS (
                     SELECT 1 FROM chunks k
                     JOIN documents d ON d.user_id = k.user_id AND d.id = k.document_id

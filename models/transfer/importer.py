@@ -25,7 +25,7 @@ from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import Conflict
 from models.jobs import fills
 from models.jobs.messages import Job
-from models.store.memories import content_hash
+from models.store.items import content_hash, lock_writes
 from models.transfer.format import LINE_TYPES
 from models.transfer.reader import Plan
 from models.types import Imported as Imported
@@ -44,10 +44,7 @@ async def write_import(
     the embedding jobs to wake workers for (they remember ``request_id``, for the logs)."""
     async with conn.transaction():
         # the locks of memory and document writes: no concurrent write can interleave
-        for lock in ("memories:", "documents:"):
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s || %s, 0))", [lock, user_id]
-            )
+        await lock_writes(conn, user_id, "memories", "documents")
         writer = _Writer(conn, user_id, plan, spaces, await fills.fill_spaces(conn), request_id)
         await writer.write()
     return writer.answer(), writer.jobs

@@ -18,7 +18,7 @@ import msgspec
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput
 from models.settings import Limits
-from models.store.memories import content_hash
+from models.store.items import content_hash
 from models.transfer.format import (
     LINE_TYPES,
     VERSION,

@@ -19,7 +19,7 @@ from models.ingest.extract import file_text
 from models.settings import Limits
 from models.store import documents
 from models.store.documents import Batch, ChunkOut, Document, NewDocument
-from models.store.memories import content_hash
+from models.store.items import content_hash
 from models.types import Principal, Status
 from models.validation import USER_ID_RE, check_metadata
 from service.http.errors import ERRORS

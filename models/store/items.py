@@ -1,0 +1,49 @@
+"""What every stored item shares: its content hash, when it is live, the per-user write
+locks, and the deletion of its vectors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Literal
+
+from psycopg import AsyncConnection, sql
+
+from models.embedding.spaces import vector_table
+from models.jobs.messages import Job
+
+# A memory (alias ``m``) is live until it expires; expired ones vanish from every read at
+# once, and a sweep deletes them later.
+LIVE_MEMORY = "(m.expires_at IS NULL OR m.expires_at > now())"
+
+Writes = Literal["memories", "documents"]
+
+
+def content_hash(content: str) -> bytes:
+    """What a vector is made from: the vector is current while this hash matches."""
+    return hashlib.sha256(content.encode()).digest()
+
+
+async def lock_writes(conn: AsyncConnection, user_id: str, *kinds: Writes) -> None:
+    """Serialise the user's writes of these kinds until the transaction ends, so that two
+    concurrent writes of the same content cannot both store it. Locks are taken in the order
+    given: take them in the order of ``Writes``."""
+    for kind in kinds:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s || %s, 0))", [f"{kind}:", user_id]
+        )
+
+
+async def delete_vectors(conn: AsyncConnection, jobs: Iterable[Job]) -> None:
+    """Delete the vectors of these (space, user, item) jobs, one statement a space."""
+    by_space: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_space.setdefault(job[0], []).append(job)
+    for space, gone in by_space.items():
+        await conn.execute(
+            sql.SQL(
+                "DELETE FROM {} v USING unnest(%s::text[], %s::uuid[]) AS k(user_id, item_id) "
+                "WHERE v.user_id = k.user_id AND v.item_id = k.item_id"
+            ).format(sql.Identifier(vector_table(space))),
+            [[job[1] for job in gone], [job[2] for job in gone]],
+        )
