@@ -9,7 +9,7 @@ import pytest
 from psycopg import errors
 
 from models.db.pool import create_pool
-from models.db.scope import ALL_USERS, run_pipelined, run_scoped
+from models.db.scope import ALL_USERS, run_scoped
 from models.errors import ConfigError
 from models.settings import Settings
 
@@ -108,38 +108,6 @@ def test_a_restarted_server_costs_one_retry_not_one_per_pooled_connection(server
 
     assert asyncio.run(main()) == 7
     assert calls <= 2
-
-
-def test_pipelined_work_answers_the_same_and_raises_sql_errors_once(servers):
-    async def ok(conn: psycopg.AsyncConnection) -> list[tuple[int, str]]:
-        await conn.execute("SELECT set_config('engram.probe', 'x', true)")
-        cur = await conn.execute(
-            "SELECT n, current_setting('engram.user_id') FROM generate_series(1, 3) n"
-        )
-        return await cur.fetchall()
-
-    calls = 0
-
-    async def bad(conn: psycopg.AsyncConnection) -> None:
-        nonlocal calls
-        calls += 1
-        cur = await conn.execute("SELECT * FROM no_such_table")
-        await cur.fetchall()
-
-    async def main() -> list[tuple[int, str]]:
-        pool = create_pool(servers.database_url, min_size=1, max_size=1)
-        await pool.open(wait=True)
-        try:
-            rows = await run_pipelined(pool, "alice", ok)
-            assert rows == await run_scoped(pool, "alice", ok)
-            with pytest.raises(errors.UndefinedTable):
-                await run_pipelined(pool, "alice", bad)
-            return rows
-        finally:
-            await pool.close()
-
-    assert asyncio.run(main()) == [(1, "alice"), (2, "alice"), (3, "alice")]
-    assert calls == 1
 
 
 def test_statements_are_never_prepared_when_the_threshold_is_off(servers):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
@@ -46,26 +45,7 @@ async def run_scoped(
     of the SQL itself (constraints, syntax) are never retried. Back-off 0.1 s, 0.4 s; at
     most 3 attempts, then the error goes up (the HTTP edge answers 503).
     """
-    return await _retrying(
-        pool, lambda conn: _in_transaction(conn, scope, False, work, *args, **kwargs)
-    )
-
-
-async def run_pipelined(
-    pool: AsyncConnectionPool,
-    scope: str,
-    work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
-    """``run_scoped`` in pipeline mode: statements go out without waiting for the previous
-    answer, so ``BEGIN``, the scope and the first query share one round trip, and writes
-    whose results are not read share the ``COMMIT``'s. For the hot paths (authentication,
-    search); their work must not use server-side cursors or COPY, and sees an error only
-    when it reads a result or commits."""
-    return await _retrying(
-        pool, lambda conn: _in_transaction(conn, scope, True, work, *args, **kwargs)
-    )
+    return await _retrying(pool, lambda conn: _in_transaction(conn, scope, work, *args, **kwargs))
 
 
 async def read_batch(
@@ -109,16 +89,12 @@ async def on_connection(
 async def _in_transaction(
     conn: psycopg.AsyncConnection,
     scope: str,
-    pipelined: bool,
     work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
     try:
-        async with AsyncExitStack() as stack:
-            if pipelined:
-                await stack.enter_async_context(conn.pipeline())
-            await stack.enter_async_context(conn.transaction())
+        async with conn.transaction():
             await set_scope(conn, scope)
             return await work(conn, *args, **kwargs)
     except BaseException:

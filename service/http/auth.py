@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 from litestar import Request
 from litestar.datastructures import State
 
-from models.db.scope import ALL_USERS
 from models.errors import Forbidden, Unauthenticated
 from models.store import keys
 from models.types import Principal
@@ -45,7 +44,7 @@ async def authenticate(runtime: Runtime, authorization: str, *, charge: bool) ->
         principal: Principal | None = _BOOTSTRAP
     else:
         principal = await runtime.keys.verify(
-            token, lambda token: runtime.pipelined(ALL_USERS, keys.authenticate, token)
+            token, lambda token: runtime.across_users(keys.authenticate, token)
         )
     if principal is None:
         raise Unauthenticated("missing or invalid API key")

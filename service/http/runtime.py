@@ -12,7 +12,7 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from models.db.scope import ALL_USERS, read_batch, run_pipelined, run_scoped
+from models.db.scope import ALL_USERS, read_batch, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
 from models.ingest.tokens import TokenCounter
@@ -71,17 +71,6 @@ class Runtime:
     ) -> T:
         """Run a repository function of an admin route, which may see every user's rows."""
         return await run_scoped(self.pool, ALL_USERS, work, *args, **kwargs)
-
-    async def pipelined(
-        self,
-        scope: str,
-        work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """``as_user`` (a user id) or ``across_users`` (``ALL_USERS``) in pipeline mode: fewer
-        round trips, for the hot paths that read (``models.db.run_pipelined``)."""
-        return await run_pipelined(self.pool, scope, work, *args, **kwargs)
 
     def reader(self, user_id: str) -> Reader:
         """Read batches of statements as ``user_id``, each in one round trip (a search)."""
