@@ -16,6 +16,7 @@ from pgvector.psycopg import register_vector, register_vector_async
 
 from models.embedding.spaces import MINILM_384
 from models.jobs import outbox as jobs
+from models.jobs.messages import Key
 from models.jobs.wakeups import WakeUps
 from models.types import Embedded
 
@@ -89,7 +90,8 @@ def test_a_deleted_item_stays_deleted(servers, db):
     user = f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "to be deleted", claimed_for=None)
     claims = run(
-        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+        servers.database_url,
+        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
     )
     assert [c.id for c in claims] == [item]
     db.execute("DELETE FROM memories WHERE user_id = %s AND id = %s", [user, item])
@@ -106,10 +108,12 @@ def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(servers, db
     user = f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "claim me", claimed_for=None)
     first = run(
-        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+        servers.database_url,
+        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
     )
     second = run(
-        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+        servers.database_url,
+        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
     )
     assert len(first) == 1 and first[0].attempts == 1
     assert second == []
@@ -126,7 +130,8 @@ def test_failures_retry_until_attempts_run_out(
     item = insert_pending(db, user, "flaky", claimed_for=None)
     db.execute("UPDATE embed_state SET attempts = %s WHERE item_id = %s", [attempts_before, item])
     claimed = run(
-        servers.database_url, lambda c: jobs.claim(c, MINILM_384, [(user, item)], lease_seconds=60)
+        servers.database_url,
+        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
     )[0]
     run(
         servers.database_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
+from models.jobs.messages import Key
 from worker.embed import embed_batch
 from worker.fill import fill_some
 from worker.resources import current
@@ -20,7 +21,7 @@ async def embed_items(space_name: str, keys: list[list[str]]) -> None:
         log.warning("message for space %s skipped: not configured here", space_name)
         return
     space = resources.spaces.get(space_name)
-    wanted = [(user_id, UUID(item_id)) for user_id, item_id in keys]
+    wanted = [Key(user_id, UUID(item_id)) for user_id, item_id in keys]
     step = resources.settings.encode_batch_size * 4
     for start in range(0, len(wanted), step):
         await embed_batch(resources, space, wanted[start : start + step])

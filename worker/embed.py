@@ -117,7 +117,9 @@ def _log_failure(space: Space, item: Claim, error: str, *, gave_up: bool) -> Non
 async def store(conn: AsyncConnection, space: Space, vectors: list[Embedded]) -> int:
     """Store vectors, and make live the document versions whose last chunk this was."""
     ready = await outbox.store_vectors(conn, space, vectors)
-    await documents.promote(conn, space, [(v.user_id, v.id) for v in vectors if v.kind == "chunk"])
+    await documents.promote(
+        conn, space, [Key(v.user_id, v.id) for v in vectors if v.kind == "chunk"]
+    )
     return ready
 
 

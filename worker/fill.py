@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from models.db.scope import ALL_USERS, run_scoped
 from models.jobs import fills
+from models.jobs.messages import Job
 from worker.resources import Resources
 
 FILL_BATCH = 2000  # items a fill step gives a job, in one transaction
@@ -19,7 +20,7 @@ async def fill_some(resources: Resources, space_name: str, *, batches: int | Non
         if created is None:
             break
         await resources.wakeups.embed(
-            [(space_name, user_id, item_id) for user_id, item_id in created]
+            [Job(space_name, user_id, item_id) for user_id, item_id in created]
         )
         made += len(created)
         batches = None if batches is None else batches - 1

@@ -9,8 +9,11 @@ from typing import Any
 import msgspec
 import psycopg
 from pgvector.psycopg import register_vector_async
+from psycopg.rows import scalar_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
+
+from models.db.rows import fetch_one
 
 log = logging.getLogger("engram.db")
 
@@ -67,12 +70,13 @@ def load_json(data: str | bytes) -> Any:
 
 async def bypasses_row_security(conn: psycopg.AsyncConnection) -> bool:
     """True if this connection's role escapes row-level security (superuser, BYPASSRLS, owner)."""
-    cur = await conn.execute(
+    bypasses = await fetch_one(
+        conn,
+        scalar_row,
         """
         SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(current_user, t.tableowner, 'USAGE')
         FROM pg_roles r, pg_tables t
         WHERE r.rolname = current_user AND t.schemaname = 'public' AND t.tablename = 'memories'
-        """
+        """,
     )
-    row = await cur.fetchone()
-    return bool(row and row[0])
+    return bool(bypasses)

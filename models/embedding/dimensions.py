@@ -7,8 +7,10 @@ with a message naming all three lengths.
 from __future__ import annotations
 
 from psycopg import AsyncConnection
+from psycopg.rows import scalar_row
 from psycopg_pool import AsyncConnectionPool
 
+from models.db.rows import fetch_one
 from models.db.scope import ALL_USERS, run_scoped
 from models.embedding.provider import Embedder
 from models.embedding.spaces import Space
@@ -44,13 +46,14 @@ def check_dimensions(space: Space, *, provider_dims: int, column_dims: int | Non
 
 async def column_dimensions(conn: AsyncConnection, space: Space) -> int | None:
     """The length of the space's vector column in the database (None: no such table)."""
-    cur = await conn.execute(
+    dims = await fetch_one(
+        conn,
+        scalar_row,
         "SELECT atttypmod FROM pg_attribute "
         "WHERE attrelid = to_regclass(%s) AND attname = 'embedding' AND NOT attisdropped",
         [space.table],
     )
-    row = await cur.fetchone()
-    return None if row is None else int(row[0])
+    return None if dims is None else int(dims)
 
 
 async def verify_spaces(pool: AsyncConnectionPool, embedders: dict[str, Embedder]) -> None:

@@ -8,12 +8,35 @@ order and saves its position with each step, so it resumes after a crash.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import NamedTuple
+from uuid import UUID
 
+import msgspec
 from psycopg import AsyncConnection, sql
+from psycopg.rows import class_row, scalar_row
 
+from models.db.rows import fetch_all, fetch_one
 from models.jobs.messages import Key
 from models.store import audit
+from models.types import ItemType
+
+
+class FillProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """A fill: when it was requested and by whom, and when it finished filling."""
+
+    space: str
+    requested_at: datetime
+    requested_by: str
+    filled_at: datetime | None
+
+
+class _Scanned(NamedTuple):
+    """A row of a fill step: a job ``created`` for an item, or an item ``scanned``."""
+
+    what: str
+    user_id: str | None
+    item_id: UUID | None
 
 
 async def fill_spaces(conn: AsyncConnection) -> list[str]:
@@ -22,8 +45,7 @@ async def fill_spaces(conn: AsyncConnection) -> list[str]:
     ``FOR SHARE`` holds off a new fill until this transaction's items are committed, so a
     fill's scan can never miss an item written while it starts (see ``request_fill``).
     """
-    cur = await conn.execute("SELECT space FROM space_fills FOR SHARE")
-    return [row[0] for row in await cur.fetchall()]
+    return await fetch_all(conn, scalar_row, "SELECT space FROM space_fills FOR SHARE")
 
 
 async def request_fill(conn: AsyncConnection, space: str, *, actor: str) -> None:
@@ -45,10 +67,13 @@ async def request_fill(conn: AsyncConnection, space: str, *, actor: str) -> None
 
 
 async def unfinished_fills(conn: AsyncConnection, spaces: list[str]) -> list[str]:
-    cur = await conn.execute(
-        "SELECT space FROM space_fills WHERE filled_at IS NULL AND space = ANY(%s)", [spaces]
+    """Which of ``spaces`` are still being filled."""
+    return await fetch_all(
+        conn,
+        scalar_row,
+        "SELECT space FROM space_fills WHERE filled_at IS NULL AND space = ANY(%s)",
+        [spaces],
     )
-    return [row[0] for row in await cur.fetchall()]
 
 
 async def fill_step(conn: AsyncConnection, space: str, *, limit: int) -> list[Key] | None:
@@ -59,16 +84,19 @@ async def fill_step(conn: AsyncConnection, space: str, *, limit: int) -> list[Ke
     requested). The fill's position is kept in ``space_fills``, so it resumes after a crash.
     """
     async with conn.transaction():
-        cur = await conn.execute(
+        position = await fetch_one(
+            conn,
+            class_row(_Position),
             "SELECT phase, after_user, after_id FROM space_fills "
             "WHERE space = %s AND filled_at IS NULL FOR UPDATE",
             [space],
         )
-        position = await cur.fetchone()
         if position is None:
             return None
-        phase, after_user, after_id = position
-        cur = await conn.execute(
+        phase = position.phase
+        rows = await fetch_all(
+            conn,
+            class_row(_Scanned),
             sql.SQL(
                 """
                 WITH batch AS (
@@ -89,21 +117,20 @@ async def fill_step(conn: AsyncConnection, space: str, *, limit: int) -> list[Ke
                     SET after_user = last.user_id, after_id = last.id
                     FROM last WHERE f.space = %(space)s
                 )
-                SELECT 'created', user_id, item_id FROM created
+                SELECT 'created' AS what, user_id, item_id FROM created
                 UNION ALL SELECT 'scanned', NULL, NULL FROM batch
                 """
             ).format(table=sql.Identifier(_FILL_TABLES[phase])),
             {
                 "space": space,
                 "kind": phase,
-                "after_user": after_user,
-                "after_id": after_id,
+                "after_user": position.after_user,
+                "after_id": position.after_id,
                 "limit": limit,
             },
         )
-        rows = await cur.fetchall()
-        created: list[Key] = [(r[1], r[2]) for r in rows if r[0] == "created"]
-        scanned = sum(1 for r in rows if r[0] == "scanned")
+        created = [Key(r.user_id, r.item_id) for r in rows if r.user_id is not None and r.item_id]
+        scanned = sum(1 for r in rows if r.what == "scanned")
         if scanned < limit:
             # this table is done: on to the next, or the fill is complete
             following = _FILL_PHASES[_FILL_PHASES.index(phase) + 1 :]
@@ -115,18 +142,27 @@ async def fill_step(conn: AsyncConnection, space: str, *, limit: int) -> list[Ke
         return created
 
 
+class _Position(NamedTuple):
+    """Where a fill is: the table it walks (by item type), and the last key it gave a job."""
+
+    phase: ItemType
+    after_user: str | None
+    after_id: UUID | None
+
+
 # A fill walks memories, then chunks (of every generation: a pending one goes live later).
 _FILL_PHASES = ("memory", "chunk")
 _FILL_TABLES = {"memory": "memories", "chunk": "chunks"}
 
 
-async def fill_progress(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
-    """Each fill: when it was requested and by whom, and when it finished filling."""
-    cur = await conn.execute("SELECT space, requested_at, requested_by, filled_at FROM space_fills")
-    return {
-        row[0]: {"requested_at": row[1], "requested_by": row[2], "filled_at": row[3]}
-        for row in await cur.fetchall()
-    }
+async def fill_progress(conn: AsyncConnection) -> dict[str, FillProgress]:
+    """Each fill, by space."""
+    fills = await fetch_all(
+        conn,
+        class_row(FillProgress),
+        "SELECT space, requested_at, requested_by, filled_at FROM space_fills",
+    )
+    return {fill.space: fill for fill in fills}
 
 
 async def drop_space(conn: AsyncConnection, space: str, table: str, *, actor: str) -> int:

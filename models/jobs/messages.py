@@ -6,6 +6,7 @@ imports the other.
 
 from __future__ import annotations
 
+from typing import NamedTuple
 from uuid import UUID
 
 EMBED_QUEUE = "embeddings"
@@ -13,5 +14,17 @@ EMBED_ACTOR = "embed_items"
 FILL_ACTOR = "fill_space"
 MESSAGE_SIZE = 256  # ids a wake-up message carries, at most
 
-Key = tuple[str, UUID]  # (user_id, item id)
-Job = tuple[str, str, UUID]  # (space, user_id, item id)
+
+class Key(NamedTuple):
+    """An item of a user."""
+
+    user_id: str
+    item_id: UUID
+
+
+class Job(NamedTuple):
+    """An item's embedding job in one space (a row of ``embed_state``)."""
+
+    space: str
+    user_id: str
+    item_id: UUID

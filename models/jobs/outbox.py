@@ -13,6 +13,7 @@ from uuid import UUID
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
+from models.db.rows import fetch_all
 from models.embedding.spaces import Space
 from models.jobs.messages import Job, Key
 from models.store import audit
@@ -23,43 +24,43 @@ async def claim(
     conn: AsyncConnection, space: Space, keys: list[Key], *, lease_seconds: float
 ) -> list[Claim]:
     """Claim the pending, unclaimed items among ``keys``; each claim counts an attempt."""
-    async with conn.cursor(row_factory=class_row(Claim)) as cur:
-        await cur.execute(
-            """
-            WITH wanted AS (
-                SELECT * FROM unnest(%(users)s::text[], %(ids)s::uuid[]) AS w(user_id, item_id)
-            ), picked AS (
-                SELECT e.user_id, e.item_id FROM embed_state e JOIN wanted USING (user_id, item_id)
-                WHERE e.space = %(space)s AND e.status = 'pending'
-                  AND (e.claimed_until IS NULL OR e.claimed_until < now())
-                FOR UPDATE OF e SKIP LOCKED
-            ), claimed AS (
-                UPDATE embed_state e
-                SET attempts = e.attempts + 1,
-                    claimed_until = now() + make_interval(secs => %(lease)s)
-                FROM picked
-                WHERE e.user_id = picked.user_id AND e.item_id = picked.item_id
-                  AND e.space = %(space)s
-                RETURNING e.user_id, e.item_id, e.kind, e.content_hash, e.attempts, e.last_error,
-                          e.request_id
-            )
-            SELECT c.user_id, c.item_id AS id, c.kind, coalesce(m.content, k.content) AS content,
-                   c.content_hash, c.attempts, c.last_error, c.request_id
-            FROM claimed c
-            LEFT JOIN memories m ON c.kind = 'memory' AND m.user_id = c.user_id
-                                AND m.id = c.item_id AND m.content_hash = c.content_hash
-            LEFT JOIN chunks k ON c.kind = 'chunk' AND k.user_id = c.user_id
-                              AND k.id = c.item_id AND k.content_hash = c.content_hash
-            WHERE m.id IS NOT NULL OR k.id IS NOT NULL
-            """,
-            {
-                "users": [k[0] for k in keys],
-                "ids": [k[1] for k in keys],
-                "space": space.name,
-                "lease": lease_seconds,
-            },
+    return await fetch_all(
+        conn,
+        class_row(Claim),
+        """
+        WITH wanted AS (
+            SELECT * FROM unnest(%(users)s::text[], %(ids)s::uuid[]) AS w(user_id, item_id)
+        ), picked AS (
+            SELECT e.user_id, e.item_id FROM embed_state e JOIN wanted USING (user_id, item_id)
+            WHERE e.space = %(space)s AND e.status = 'pending'
+              AND (e.claimed_until IS NULL OR e.claimed_until < now())
+            FOR UPDATE OF e SKIP LOCKED
+        ), claimed AS (
+            UPDATE embed_state e
+            SET attempts = e.attempts + 1,
+                claimed_until = now() + make_interval(secs => %(lease)s)
+            FROM picked
+            WHERE e.user_id = picked.user_id AND e.item_id = picked.item_id
+              AND e.space = %(space)s
+            RETURNING e.user_id, e.item_id, e.kind, e.content_hash, e.attempts, e.last_error,
+                      e.request_id
         )
-        return await cur.fetchall()
+        SELECT c.user_id, c.item_id AS id, c.kind, coalesce(m.content, k.content) AS content,
+               c.content_hash, c.attempts, c.last_error, c.request_id
+        FROM claimed c
+        LEFT JOIN memories m ON c.kind = 'memory' AND m.user_id = c.user_id
+                            AND m.id = c.item_id AND m.content_hash = c.content_hash
+        LEFT JOIN chunks k ON c.kind = 'chunk' AND k.user_id = c.user_id
+                          AND k.id = c.item_id AND k.content_hash = c.content_hash
+        WHERE m.id IS NOT NULL OR k.id IS NOT NULL
+        """,
+        {
+            "users": [k.user_id for k in keys],
+            "ids": [k.item_id for k in keys],
+            "space": space.name,
+            "lease": lease_seconds,
+        },
+    )
 
 
 async def store_vectors(conn: AsyncConnection, space: Space, results: list[Embedded]) -> int:
@@ -154,7 +155,9 @@ async def due_for_requeue(
 
     Marks them queued now, so a second sweep (from another worker) skips them.
     """
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
+        class_row(Job),
         """
         WITH due AS (
             SELECT user_id, item_id, space FROM embed_state
@@ -172,33 +175,32 @@ async def due_for_requeue(
         """,
         {"spaces": spaces, "age": older_than_seconds, "limit": limit},
     )
-    return [(row[0], row[1], row[2]) for row in await cur.fetchall()]
 
 
 async def list_failed(
     conn: AsyncConnection, *, limit: int, after: Job | None = None
 ) -> list[FailedJob]:
     """Jobs that failed for good, in (user_id, id, space) order, after the job ``after``."""
-    async with conn.cursor(row_factory=class_row(FailedJob)) as cur:
-        await cur.execute(
-            """
-            SELECT item_id AS id, user_id, kind AS type, space, last_error AS error, attempts,
-                   updated_at
-            FROM embed_state
-            WHERE status = 'failed'
-              AND (%(after_user)s::text IS NULL
-                   OR (user_id, item_id, space) > (%(after_user)s, %(after_id)s, %(after_space)s))
-            ORDER BY user_id, item_id, space
-            LIMIT %(limit)s
-            """,
-            {
-                "after_space": after[0] if after else None,
-                "after_user": after[1] if after else None,
-                "after_id": after[2] if after else None,
-                "limit": limit,
-            },
-        )
-        return await cur.fetchall()
+    return await fetch_all(
+        conn,
+        class_row(FailedJob),
+        """
+        SELECT item_id AS id, user_id, kind AS type, space, last_error AS error, attempts,
+               updated_at
+        FROM embed_state
+        WHERE status = 'failed'
+          AND (%(after_user)s::text IS NULL
+               OR (user_id, item_id, space) > (%(after_user)s, %(after_id)s, %(after_space)s))
+        ORDER BY user_id, item_id, space
+        LIMIT %(limit)s
+        """,
+        {
+            "after_space": after.space if after else None,
+            "after_user": after.user_id if after else None,
+            "after_id": after.item_id if after else None,
+            "limit": limit,
+        },
+    )
 
 
 async def retry_failed(
@@ -206,7 +208,9 @@ async def retry_failed(
 ) -> list[Job]:
     """Send failed jobs of this item id back to ``pending`` with fresh attempts."""
     async with conn.transaction():
-        cur = await conn.execute(
+        retried = await fetch_all(
+            conn,
+            class_row(Job),
             """
             UPDATE embed_state
             SET status = 'pending', attempts = 0, last_error = NULL, claimed_until = NULL,
@@ -217,14 +221,13 @@ async def retry_failed(
             """,
             [request_id, item_id],
         )
-        retried: list[Job] = [(row[0], row[1], row[2]) for row in await cur.fetchall()]
-        for space, user_id, _ in retried:
+        for job in retried:
             await audit.record(
                 conn,
                 actor=actor,
                 action="job.retry",
                 target=str(item_id),
-                user_id=user_id,
-                space=space,
+                user_id=job.user_id,
+                space=job.space,
             )
     return retried

@@ -8,6 +8,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from models.db.rows import fetch_all
 from models.types import AuditEntry as AuditEntry
 
 
@@ -24,10 +25,10 @@ async def list_entries(
     conn: AsyncConnection, *, limit: int, before: int | None = None
 ) -> list[AuditEntry]:
     """Entries newest first, older than the entry ``before``."""
-    async with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
-        await cur.execute(
-            "SELECT id, at, actor, action, target, details FROM audit_log "
-            "WHERE %(before)s::bigint IS NULL OR id < %(before)s ORDER BY id DESC LIMIT %(limit)s",
-            {"before": before, "limit": limit},
-        )
-        return await cur.fetchall()
+    return await fetch_all(
+        conn,
+        class_row(AuditEntry),
+        "SELECT id, at, actor, action, target, details FROM audit_log "
+        "WHERE %(before)s::bigint IS NULL OR id < %(before)s ORDER BY id DESC LIMIT %(limit)s",
+        {"before": before, "limit": limit},
+    )

@@ -9,14 +9,15 @@ ready. A document's status derives from the chunks of the generation being worke
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 import msgspec
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, scalar_row
 from psycopg.types.json import Jsonb
 
+from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import Space
 from models.errors import NotFound
 from models.ingest.chunking import Chunk
@@ -102,12 +103,16 @@ async def write_documents(
                 created += await _add_chunks(
                     conn, user_id, doc_id, 1, item.chunks, spaces, request_id
                 )
-                known[doc_id] = known[item.content_hash] = {
-                    "id": doc_id, "content_hash": item.content_hash, "pending_hash": None,
-                    "generation": 1, "pending_generation": None,
-                }  # fmt: skip
+                known[doc_id] = known[item.content_hash] = _Stored(
+                    id=doc_id,
+                    collection=collection,
+                    content_hash=item.content_hash,
+                    pending_hash=None,
+                    generation=1,
+                    pending_generation=None,
+                )
             else:
-                doc_id = existing["id"]
+                doc_id = existing.id
                 created += await _update(
                     conn, user_id, existing, collection, batch_id, item, spaces, request_id
                 )
@@ -116,11 +121,24 @@ async def write_documents(
     return WrittenDocuments(batch_id=batch_id, documents=[found[i] for i in answer], jobs=created)
 
 
+class _Stored(msgspec.Struct, kw_only=True):
+    """A document as a batch finds it, changed as the batch writes it."""
+
+    id: UUID
+    collection: str
+    content_hash: bytes
+    pending_hash: bytes | None
+    generation: int
+    pending_generation: int | None
+
+
 async def _known(
     conn: AsyncConnection, user_id: str, collection: str, items: list[NewDocument]
-) -> dict[Any, dict[str, Any]]:
-    """Existing documents by id, and (in this collection) by current or pending content."""
-    cur = await conn.execute(
+) -> dict[UUID | bytes, _Stored]:
+    """Existing documents by id, and (in this collection) by current content."""
+    rows = await fetch_all(
+        conn,
+        class_row(_Stored),
         """
         SELECT id, collection, content_hash, pending_hash, generation, pending_generation
         FROM documents
@@ -135,20 +153,11 @@ async def _known(
             "hashes": [i.content_hash for i in items],
         },
     )
-    known: dict[Any, dict[str, Any]] = {}
-    for row in await cur.fetchall():
-        doc = dict(
-            zip(
-                ("id", "collection", "content_hash", "pending_hash", "generation",
-                 "pending_generation"),
-                row,
-                strict=True,
-            )
-        )  # fmt: skip
-        doc["content_hash"] = bytes(doc["content_hash"])
-        known[doc["id"]] = doc
-        if doc["collection"] == collection:
-            known.setdefault(doc["content_hash"], doc)
+    known: dict[UUID | bytes, _Stored] = {}
+    for doc in rows:
+        known[doc.id] = doc
+        if doc.collection == collection:
+            known.setdefault(doc.content_hash, doc)
     return known
 
 
@@ -184,7 +193,7 @@ async def _insert(
 async def _update(
     conn: AsyncConnection,
     user_id: str,
-    existing: dict[str, Any],
+    existing: _Stored,
     collection: str,
     batch_id: UUID,
     item: NewDocument,
@@ -192,17 +201,17 @@ async def _update(
     request_id: str | None,
 ) -> list[Job]:
     """Same content: only the descriptive fields change. New content: a new generation."""
-    doc_id = existing["id"]
-    pending = existing["pending_generation"]
-    same_as_live = item.content_hash == existing["content_hash"]
-    same_as_pending = pending is not None and item.content_hash == bytes(existing["pending_hash"])
+    doc_id = existing.id
+    pending = existing.pending_generation
+    same_as_live = item.content_hash == existing.content_hash
+    same_as_pending = pending is not None and item.content_hash == existing.pending_hash
     created: list[Job] = []
     if pending is not None and not same_as_pending:
         # a replacement in flight is superseded (or cancelled, back to the live content)
         await _drop_chunks(conn, user_id, doc_id, "generation = %s", [pending])
         pending = None
     if not same_as_live and not same_as_pending:
-        pending = max(existing["generation"], existing["pending_generation"] or 0) + 1
+        pending = max(existing.generation, existing.pending_generation or 0) + 1
         created = await _add_chunks(conn, user_id, doc_id, pending, item.chunks, spaces, request_id)
     await conn.execute(
         """
@@ -225,7 +234,8 @@ async def _update(
             "id": doc_id,
         },
     )
-    existing |= {"pending_generation": pending, "pending_hash": item.content_hash}
+    existing.pending_generation = pending
+    existing.pending_hash = None if pending is None else item.content_hash
     return created
 
 
@@ -238,7 +248,9 @@ async def _add_chunks(
     spaces: list[str],
     request_id: str | None,
 ) -> list[Job]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
+        class_row(Job),
         """
         WITH created AS (
             INSERT INTO chunks (user_id, id, document_id, generation, chunk_index, content,
@@ -266,14 +278,15 @@ async def _add_chunks(
             "request_id": request_id,
         },
     )
-    return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
 
 async def _drop_chunks(
     conn: AsyncConnection, user_id: str, doc_id: UUID, condition: str, params: list[Any]
 ) -> None:
     """Delete chunks of a document (those matching ``condition``), their jobs and vectors."""
-    cur = await conn.execute(
+    jobs = await fetch_all(
+        conn,
+        class_row(Job),
         sql.SQL(
             """
             WITH gone AS (
@@ -287,7 +300,7 @@ async def _drop_chunks(
         ).format(sql.SQL(condition)),
         [user_id, doc_id, *params],
     )
-    await delete_vectors(conn, await cur.fetchall())
+    await delete_vectors(conn, jobs)
 
 
 async def promote(conn: AsyncConnection, space: Space, chunk_keys: list[Key]) -> int:
@@ -299,9 +312,11 @@ async def promote(conn: AsyncConnection, space: Space, chunk_keys: list[Key]) ->
     """
     if not chunk_keys:
         return 0
-    cur = await conn.execute(
+    candidates = await fetch_all(
+        conn,
+        class_row(Key),
         """
-        SELECT d.user_id, d.id FROM documents d
+        SELECT d.user_id, d.id AS item_id FROM documents d
         WHERE (d.user_id, d.id) IN (
             SELECT k.user_id, k.document_id
             FROM chunks k JOIN unnest(%s::text[], %s::uuid[]) AS w(user_id, id)
@@ -311,12 +326,13 @@ async def promote(conn: AsyncConnection, space: Space, chunk_keys: list[Key]) ->
         ORDER BY d.user_id, d.id
         FOR UPDATE
         """,
-        [[k[0] for k in chunk_keys], [k[1] for k in chunk_keys], space.name],
+        [[k.user_id for k in chunk_keys], [k.item_id for k in chunk_keys], space.name],
     )
-    candidates = await cur.fetchall()
     promoted = 0
     for user_id, doc_id in candidates:
-        cur = await conn.execute(
+        generation = await fetch_one(
+            conn,
+            scalar_row,
             """
             UPDATE documents d
             SET generation = d.pending_generation, content_hash = d.pending_hash,
@@ -332,17 +348,19 @@ async def promote(conn: AsyncConnection, space: Space, chunk_keys: list[Key]) ->
             """,
             {"user": user_id, "id": doc_id},
         )
-        row = await cur.fetchone()
-        if row is not None:
-            await _drop_chunks(conn, user_id, doc_id, "generation < %s", [row[0]])
+        if generation is not None:
+            await _drop_chunks(conn, user_id, doc_id, "generation < %s", [generation])
             promoted += 1
     return promoted
 
 
 async def get_documents(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Document]:
-    async with conn.cursor(row_factory=class_row(Document)) as cur:
-        await cur.execute(f"{_DOCUMENT} WHERE d.user_id = %s AND d.id = ANY(%s)", [user_id, ids])
-        return await cur.fetchall()
+    return await fetch_all(
+        conn,
+        class_row(Document),
+        f"{_DOCUMENT} WHERE d.user_id = %s AND d.id = ANY(%s)",
+        [user_id, ids],
+    )
 
 
 async def get_document(conn: AsyncConnection, user_id: str, doc_id: UUID) -> Document:
@@ -382,31 +400,29 @@ async def list_documents(
         "after_id": after[1] if after else None,
         "limit": limit + 1,
     }
-    async with conn.cursor(row_factory=class_row(Document)) as cur:
-        await cur.execute(query, params)
-        rows = await cur.fetchall()
+    rows = await fetch_all(conn, class_row(Document), query, params)
     return newest_first_page(rows, limit)
 
 
 async def list_chunks(conn: AsyncConnection, user_id: str, doc_id: UUID) -> list[ChunkOut]:
     """The chunks of the generation being worked on, in order."""
     await get_document(conn, user_id, doc_id)
-    async with conn.cursor(row_factory=class_row(ChunkOut)) as cur:
-        await cur.execute(
-            f"""
-            SELECT k.id, k.document_id, k.chunk_index, k.content, k.tokens, e.status,
-                   e.last_error AS error
-            FROM documents d
-            JOIN chunks k ON k.user_id = d.user_id AND k.document_id = d.id
-                         AND k.generation = {_WORKING}
-            JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id
-                              AND e.space = d.space
-            WHERE d.user_id = %s AND d.id = %s
-            ORDER BY k.chunk_index
-            """,
-            [user_id, doc_id],
-        )
-        return await cur.fetchall()
+    return await fetch_all(
+        conn,
+        class_row(ChunkOut),
+        f"""
+        SELECT k.id, k.document_id, k.chunk_index, k.content, k.tokens, e.status,
+               e.last_error AS error
+        FROM documents d
+        JOIN chunks k ON k.user_id = d.user_id AND k.document_id = d.id
+                     AND k.generation = {_WORKING}
+        JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id
+                          AND e.space = d.space
+        WHERE d.user_id = %s AND d.id = %s
+        ORDER BY k.chunk_index
+        """,
+        [user_id, doc_id],
+    )
 
 
 async def delete_document(conn: AsyncConnection, user_id: str, doc_id: UUID) -> None:
@@ -422,19 +438,22 @@ async def delete_document(conn: AsyncConnection, user_id: str, doc_id: UUID) -> 
 
 async def get_batch(conn: AsyncConnection, user_id: str, batch_id: UUID) -> Batch:
     """A batch's documents counted by status (a document re-sent later counts there)."""
-    cur = await conn.execute(
+    created_at = await fetch_one(
+        conn,
+        scalar_row,
         "SELECT created_at FROM document_batches WHERE user_id = %s AND id = %s",
         [user_id, batch_id],
     )
-    row = await cur.fetchone()
-    if row is None:
+    if created_at is None:
         raise NotFound(f"batch {batch_id} not found")
-    cur = await conn.execute(
-        f"SELECT status, count(*) FROM ({_DOCUMENT} WHERE d.user_id = %s AND d.batch_id = %s) b "
-        "GROUP BY status",
+    rows = await fetch_all(
+        conn,
+        class_row(_ByStatus),
+        f"SELECT status, count(*) AS n "
+        f"FROM ({_DOCUMENT} WHERE d.user_id = %s AND d.batch_id = %s) b GROUP BY status",
         [user_id, batch_id],
     )
-    by_status = {status: n for status, n in await cur.fetchall()}
+    by_status = {row.status: row.n for row in rows}
     counts = BatchCounts(
         pending=by_status.get("pending", 0),
         ready=by_status.get("ready", 0),
@@ -442,4 +461,9 @@ async def get_batch(conn: AsyncConnection, user_id: str, batch_id: UUID) -> Batc
         total=sum(by_status.values()),
     )
     status = "in_progress" if counts.pending else "failed" if counts.failed else "completed"
-    return Batch(id=batch_id, status=status, counts=counts, created_at=row[0])
+    return Batch(id=batch_id, status=status, counts=counts, created_at=created_at)
+
+
+class _ByStatus(NamedTuple):
+    status: str
+    n: int

@@ -14,10 +14,12 @@ import re
 import secrets
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from models.db.rows import fetch_all, fetch_one
 from models.store import audit
 from models.types import ApiKey, Principal
 
@@ -71,13 +73,14 @@ async def create_key(
     """Store a new key for ``user_id`` (None: admin); return it with its token, shown once."""
     token = new_token()
     lookup, secret = _KEY_RE.match(token).groups()  # type: ignore[union-attr]
-    async with conn.transaction(), conn.cursor(row_factory=class_row(ApiKey)) as cur:
-        await cur.execute(
+    async with conn.transaction():
+        key = await fetch_one(
+            conn,
+            class_row(ApiKey),
             f"INSERT INTO api_keys (id, lookup, digest, user_id) "
             f"VALUES (%(id)s, %(lookup)s, %(digest)s, %(user_id)s) RETURNING {_COLUMNS}",
             {"id": uuid.uuid4(), "lookup": lookup, "digest": digest(secret), "user_id": user_id},
         )
-        key = await cur.fetchone()
         assert key is not None
         await audit.record(
             conn, actor=actor, action="key.create", target=str(key.id), user_id=user_id
@@ -86,24 +89,25 @@ async def create_key(
 
 
 async def list_keys(conn: AsyncConnection) -> list[ApiKey]:
-    async with conn.cursor(row_factory=class_row(ApiKey)) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id")
-        return await cur.fetchall()
+    return await fetch_all(
+        conn, class_row(ApiKey), f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id"
+    )
 
 
 async def revoke_key(conn: AsyncConnection, key_id: uuid.UUID, *, actor: str) -> bool:
     """Revoke a key at once; False if there is no such key."""
     async with conn.transaction():
-        cur = await conn.execute(
+        revoked = await fetch_one(
+            conn,
+            class_row(_Revoked),
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) "
             "WHERE id = %s RETURNING user_id",
             [key_id],
         )
-        row = await cur.fetchone()
-        if row is None:
+        if revoked is None:
             return False
         await audit.record(
-            conn, actor=actor, action="key.revoke", target=str(key_id), user_id=row[0]
+            conn, actor=actor, action="key.revoke", target=str(key_id), user_id=revoked.user_id
         )
     return True
 
@@ -114,17 +118,28 @@ async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
     if parsed is None:
         return None
     lookup, secret = parsed
-    cur = await conn.execute(
+    key = await fetch_one(
+        conn,
+        class_row(_Stored),
         "SELECT id, user_id, digest FROM api_keys WHERE lookup = %s AND revoked_at IS NULL",
         [lookup],
     )
-    row = await cur.fetchone()
-    if row is None or not hmac.compare_digest(bytes(row[2]), digest(secret)):
+    if key is None or not hmac.compare_digest(key.digest, digest(secret)):
         return None
     # Touch last_used_at at most once a minute: no write per request.
     await conn.execute(
         "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
         "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        [row[0]],
+        [key.id],
     )
-    return Principal(key_id=str(row[0]), user_id=row[1])
+    return Principal(key_id=str(key.id), user_id=key.user_id)
+
+
+class _Stored(NamedTuple):
+    id: uuid.UUID
+    user_id: str | None
+    digest: bytes
+
+
+class _Revoked(NamedTuple):
+    user_id: str | None

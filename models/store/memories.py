@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -10,10 +10,11 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from models.db.rows import fetch_all
 from models.embedding.spaces import Space
 from models.errors import Conflict, NotFound
 from models.jobs import fills
-from models.jobs.messages import Job
+from models.jobs.messages import Job, Key
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.store.items import LIVE_MEMORY, content_hash, delete_vectors, lock_writes
 from models.types import Memory, MemoryPatch, NewMemory, Status
@@ -94,23 +95,34 @@ class _Known(msgspec.Struct):
     by_content: dict[tuple[str | None, bytes], UUID]  # (session, hash) of live memories
 
 
+class _Stored(NamedTuple):
+    id: UUID
+    session_id: str | None
+    content_hash: bytes
+
+
 async def _known(
     conn: AsyncConnection, user_id: str, items: list[NewMemory], hashes: list[bytes]
 ) -> _Known:
-    cur = await conn.execute(
-        "SELECT id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
+    by_id = await fetch_all(
+        conn,
+        class_row(_Stored),
+        "SELECT id, session_id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
         [user_id, [item.id for item in items]],
     )
-    by_id = {row[0]: bytes(row[1]) for row in await cur.fetchall()}
-    cur = await conn.execute(
-        "SELECT m.session_id, m.content_hash, m.id FROM memories m "
+    by_content = await fetch_all(
+        conn,
+        class_row(_Stored),
+        "SELECT m.id, m.session_id, m.content_hash FROM memories m "
         f"WHERE m.user_id = %s AND m.content_hash = ANY(%s) AND {LIVE_MEMORY} "
         "ORDER BY m.created_at DESC, m.id DESC",
         [user_id, hashes],
     )
-    # the oldest wins: later rows overwrite earlier ones in this newest-first order
-    by_content = {(row[0], bytes(row[1])): row[2] for row in await cur.fetchall()}
-    return _Known(by_id=by_id, by_content=by_content)
+    return _Known(
+        by_id={row.id: row.content_hash for row in by_id},
+        # the oldest wins: later rows overwrite earlier ones in this newest-first order
+        by_content={(row.session_id, row.content_hash): row.id for row in by_content},
+    )
 
 
 async def _insert(
@@ -121,7 +133,9 @@ async def _insert(
     request_id: str | None,
 ) -> list[Job]:
     spaces = [space.name, *(s for s in await fills.fill_spaces(conn) if s != space.name)]
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
+        class_row(Job),
         """
         WITH created AS (
             INSERT INTO memories (user_id, id, content, metadata, session_id, importance,
@@ -153,16 +167,15 @@ async def _insert(
             "ttls": [item.ttl_seconds for item, _ in fresh],
         },
     )
-    return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
 
 async def get_memories(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Memory]:
-    async with conn.cursor(row_factory=class_row(Memory)) as cur:
-        await cur.execute(
-            f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %s AND m.id = ANY(%s) AND {LIVE_MEMORY}",
-            [user_id, ids],
-        )
-        return await cur.fetchall()
+    return await fetch_all(
+        conn,
+        class_row(Memory),
+        f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %s AND m.id = ANY(%s) AND {LIVE_MEMORY}",
+        [user_id, ids],
+    )
 
 
 async def get_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) -> Memory:
@@ -199,9 +212,7 @@ async def list_memories(
         "after_id": after[1] if after else None,
         "limit": limit + 1,
     }
-    async with conn.cursor(row_factory=class_row(Memory)) as cur:
-        await cur.execute(query, params)
-        rows = await cur.fetchall()
+    rows = await fetch_all(conn, class_row(Memory), query, params)
     return newest_first_page(rows, limit)
 
 
@@ -238,7 +249,9 @@ async def update_memory(
         repended: list[Job] = []
         if "hash" in params:
             # Only a real change of content re-embeds; the same text keeps its vectors.
-            cur = await conn.execute(
+            repended = await fetch_all(
+                conn,
+                class_row(Job),
                 """
                 UPDATE embed_state
                 SET content_hash = %(hash)s, status = 'pending', attempts = 0,
@@ -249,7 +262,6 @@ async def update_memory(
                 """,
                 params,
             )
-            repended = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
         memory = await get_memory(conn, user_id, memory_id)
     return Written(memories=[memory], jobs=repended)
 
@@ -262,12 +274,14 @@ async def delete_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) ->
         )
         if cur.rowcount == 0:
             raise NotFound(f"memory {memory_id} not found")
-        cur = await conn.execute(
+        jobs = await fetch_all(
+            conn,
+            class_row(Job),
             "DELETE FROM embed_state WHERE user_id = %s AND item_id = %s "
             "RETURNING space, user_id, item_id",
             [user_id, memory_id],
         )
-        await delete_vectors(conn, await cur.fetchall())
+        await delete_vectors(conn, jobs)
 
 
 async def delete_expired(conn: AsyncConnection, *, limit: int) -> int:
@@ -299,22 +313,26 @@ async def delete_session_memories(conn: AsyncConnection, user_id: str, session_i
 
 async def _delete_where(conn: AsyncConnection, chosen: str, params: dict[str, Any]) -> int:
     """Delete the memories ``chosen`` selects (user_id, id), their jobs and their vectors."""
-    cur = await conn.execute(
+    gone = await fetch_all(
+        conn,
+        class_row(Key),
         f"""
-        WITH chosen AS ({chosen}), gone AS (
-            DELETE FROM memories m USING chosen
-            WHERE m.user_id = chosen.user_id AND m.id = chosen.id
-            RETURNING m.user_id, m.id
-        ), jobs AS (
-            DELETE FROM embed_state e USING gone
-            WHERE e.user_id = gone.user_id AND e.item_id = gone.id
-            RETURNING e.space, e.user_id, e.item_id
-        )
-        SELECT 'memory', NULL, user_id, id FROM gone
-        UNION ALL SELECT 'job', space, user_id, item_id FROM jobs
+        WITH chosen AS ({chosen})
+        DELETE FROM memories m USING chosen
+        WHERE m.user_id = chosen.user_id AND m.id = chosen.id
+        RETURNING m.user_id, m.id AS item_id
         """,
         params,
     )
-    rows = await cur.fetchall()
-    await delete_vectors(conn, [(row[1], row[2], row[3]) for row in rows if row[0] == "job"])
-    return sum(1 for row in rows if row[0] == "memory")
+    jobs = await fetch_all(
+        conn,
+        class_row(Job),
+        """
+        DELETE FROM embed_state e USING unnest(%s::text[], %s::uuid[]) AS g(user_id, item_id)
+        WHERE e.user_id = g.user_id AND e.item_id = g.item_id
+        RETURNING e.space, e.user_id, e.item_id
+        """,
+        [[key.user_id for key in gone], [key.item_id for key in gone]],
+    )
+    await delete_vectors(conn, jobs)
+    return len(gone)

@@ -14,9 +14,10 @@ from uuid import uuid4
 
 import msgspec
 from psycopg import AsyncConnection
-from psycopg.rows import class_row
+from psycopg.rows import class_row, scalar_row
 from psycopg.types.json import Jsonb
 
+from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import Space
 from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs.messages import Job
@@ -63,9 +64,12 @@ async def create_session(conn: AsyncConnection, user_id: str, new: NewSession) -
 
 
 async def get_session(conn: AsyncConnection, user_id: str, session_id: str) -> Session:
-    async with conn.cursor(row_factory=class_row(Session)) as cur:
-        await cur.execute(f"{_SESSION} WHERE s.user_id = %s AND s.id = %s", [user_id, session_id])
-        found = await cur.fetchone()
+    found = await fetch_one(
+        conn,
+        class_row(Session),
+        f"{_SESSION} WHERE s.user_id = %s AND s.id = %s",
+        [user_id, session_id],
+    )
     if found is None:
         raise NotFound(f"session {session_id} not found")
     return found
@@ -82,15 +86,15 @@ async def list_sessions(
             after_at = datetime.fromisoformat(at)
         except ValueError:
             raise InvalidInput("invalid cursor") from None
-    async with conn.cursor(row_factory=class_row(Session)) as cur:
-        await cur.execute(
-            f"""{_SESSION}
-            WHERE s.user_id = %(user)s
-              AND (%(at)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(at)s, %(id)s))
-            ORDER BY s.created_at DESC, s.id DESC LIMIT %(limit)s""",
-            {"user": user_id, "at": after_at, "id": after_id, "limit": limit + 1},
-        )
-        rows = await cur.fetchall()
+    rows = await fetch_all(
+        conn,
+        class_row(Session),
+        f"""{_SESSION}
+        WHERE s.user_id = %(user)s
+          AND (%(at)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(at)s, %(id)s))
+        ORDER BY s.created_at DESC, s.id DESC LIMIT %(limit)s""",
+        {"user": user_id, "at": after_at, "id": after_id, "limit": limit + 1},
+    )
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
@@ -108,11 +112,13 @@ async def add_messages(
 ) -> tuple[list[Message], list[Job]]:
     """Append messages in order and remember each as a memory of the session."""
     async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT 1 FROM sessions WHERE user_id = %s AND id = %s FOR UPDATE",
+        locked = await fetch_one(
+            conn,
+            scalar_row,
+            "SELECT id FROM sessions WHERE user_id = %s AND id = %s FOR UPDATE",
             [user_id, session_id],
         )
-        if await cur.fetchone() is None:  # the lock also keeps concurrent appends in order
+        if locked is None:  # the lock also keeps concurrent appends in order
             raise NotFound(f"session {session_id} not found")
         written = await memories.insert_memories(
             conn,
@@ -131,7 +137,9 @@ async def add_messages(
             ],
             request_id=request_id,
         )
-        cur = await conn.execute(
+        added = await fetch_all(
+            conn,
+            class_row(Message),
             """
             INSERT INTO messages (user_id, session_id, seq, id, role, content, memory_id)
             SELECT %(user)s, %(session)s,
@@ -140,7 +148,7 @@ async def add_messages(
                    gen_random_uuid(), n.role, n.content, n.memory_id
             FROM unnest(%(roles)s::text[], %(contents)s::text[], %(memories)s::uuid[])
                  WITH ORDINALITY AS n(role, content, memory_id, ord)
-            RETURNING seq
+            RETURNING id, session_id, seq, role, content, memory_id, created_at
             """,
             {
                 "user": user_id,
@@ -150,18 +158,11 @@ async def add_messages(
                 "memories": [m.id for m in written.memories],
             },
         )
-        seqs = [row[0] for row in await cur.fetchall()]
         await conn.execute(
             "UPDATE sessions SET updated_at = now() WHERE user_id = %s AND id = %s",
             [user_id, session_id],
         )
-        async with conn.cursor(row_factory=class_row(Message)) as rows:
-            await rows.execute(
-                f"{_MESSAGE} WHERE user_id = %s AND session_id = %s AND seq = ANY(%s) ORDER BY seq",
-                [user_id, session_id, seqs],
-            )
-            messages = await rows.fetchall()
-    return messages, written.jobs
+    return sorted(added, key=lambda message: message.seq), written.jobs
 
 
 async def list_messages(
@@ -169,12 +170,12 @@ async def list_messages(
 ) -> list[Message]:
     """The session's messages in order, from after the message numbered ``after``."""
     await get_session(conn, user_id, session_id)
-    async with conn.cursor(row_factory=class_row(Message)) as cur:
-        await cur.execute(
-            f"{_MESSAGE} WHERE user_id = %s AND session_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-            [user_id, session_id, after, limit],
-        )
-        return await cur.fetchall()
+    return await fetch_all(
+        conn,
+        class_row(Message),
+        f"{_MESSAGE} WHERE user_id = %s AND session_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+        [user_id, session_id, after, limit],
+    )
 
 
 async def latest_messages(
@@ -182,12 +183,12 @@ async def latest_messages(
 ) -> list[Message]:
     """The session's last ``limit`` messages, newest first."""
     await get_session(conn, user_id, session_id)
-    async with conn.cursor(row_factory=class_row(Message)) as cur:
-        await cur.execute(
-            f"{_MESSAGE} WHERE user_id = %s AND session_id = %s ORDER BY seq DESC LIMIT %s",
-            [user_id, session_id, limit],
-        )
-        return await cur.fetchall()
+    return await fetch_all(
+        conn,
+        class_row(Message),
+        f"{_MESSAGE} WHERE user_id = %s AND session_id = %s ORDER BY seq DESC LIMIT %s",
+        [user_id, session_id, limit],
+    )
 
 
 async def delete_session(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import scalar_row
 
+from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import vector_table
 from models.store import audit
 from models.types import Erased as Erased
@@ -28,17 +30,17 @@ async def erase_user(
         await conn.execute("DELETE FROM document_batches WHERE user_id = %s", [user_id])
         await conn.execute("DELETE FROM messages WHERE user_id = %s", [user_id])
         await conn.execute("DELETE FROM sessions WHERE user_id = %s", [user_id])
-        cur = await conn.execute(
+        with_jobs = await fetch_all(
+            conn,
+            scalar_row,
             "WITH gone AS (DELETE FROM embed_state WHERE user_id = %s RETURNING space) "
             "SELECT DISTINCT space FROM gone",
             [user_id],
         )
         vectors = 0
-        for space in sorted({*spaces, *(row[0] for row in await cur.fetchall())}):
+        for space in sorted({*spaces, *with_jobs}):
             table = vector_table(space)
-            cur = await conn.execute("SELECT to_regclass(%s)", [table])
-            row = await cur.fetchone()
-            if row is None or row[0] is None:
+            if await fetch_one(conn, scalar_row, "SELECT to_regclass(%s)", [table]) is None:
                 continue
             cur = await conn.execute(
                 sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)),

@@ -6,14 +6,18 @@ cursors, so a user of any size streams in constant memory. ``importer.py`` reads
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 import msgspec
 from psycopg import AsyncConnection, sql
+from psycopg.rows import AsyncRowFactory, class_row, kwargs_row, scalar_row
 
+from models.db.rows import fetch_one
 from models.embedding.spaces import Space
 from models.store.items import LIVE_MEMORY
 from models.transfer.format import (
@@ -36,6 +40,7 @@ from models.transfer.format import (
     space_info,
 )
 
+R = TypeVar("R")
 FETCH_ROWS = 500  # rows a server-side cursor fetches at a time
 
 # An item's state in every space it has a job in, as {space: {status, error}}.
@@ -61,15 +66,14 @@ async def export_lines(
     chunks of their live generation (a replacement still being embedded is left out), and
     the vectors that are current for that content in each configured space.
     """
-    cur = await conn.execute("SELECT now()")
-    row = await cur.fetchone()
-    assert row is not None
+    exported_at = await fetch_one(conn, scalar_row, "SELECT now()")
+    assert exported_at is not None
     yield encode(
         Header(
             format=FORMAT,
             version=VERSION,
             user_id=user_id,
-            exported_at=row[0],
+            exported_at=exported_at,
             spaces=[space_info(s) for s in spaces],
         )
     )
@@ -89,84 +93,62 @@ async def export_lines(
 
 
 async def _rows(
-    conn: AsyncConnection, name: str, query: str | sql.Composed, params: list[Any]
-) -> AsyncIterator[tuple[Any, ...]]:
+    conn: AsyncConnection,
+    name: str,
+    row: AsyncRowFactory[R],
+    query: str | sql.Composed,
+    params: list[Any],
+) -> AsyncIterator[R]:
     """Rows of ``query`` through a server-side cursor, ``FETCH_ROWS`` at a time."""
-    async with conn.cursor(name=f"export_{name}") as cur:
+    async with conn.cursor(name=f"export_{name}", row_factory=row) as cur:
         cur.itersize = FETCH_ROWS
         await cur.execute(query, params)
-        async for row in cur:
-            yield row
+        async for found in cur:
+            yield found
 
 
 async def _sessions(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
-    async for r in _rows(
-        conn,
-        "sessions",
+    query = (
         "SELECT id, title, metadata, created_at, updated_at FROM sessions "
-        "WHERE user_id = %s ORDER BY id",
-        [user_id],
-    ):
-        yield SessionLine(id=r[0], title=r[1], metadata=r[2], created_at=r[3], updated_at=r[4])
+        "WHERE user_id = %s ORDER BY id"
+    )
+    async for line in _rows(conn, "sessions", class_row(SessionLine), query, [user_id]):
+        yield line
 
 
 async def _messages(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
-    async for r in _rows(
-        conn,
-        "messages",
+    query = (
         "SELECT id, session_id, seq, role, content, memory_id, created_at FROM messages "
-        "WHERE user_id = %s ORDER BY session_id, seq",
-        [user_id],
-    ):
-        yield MessageLine(
-            id=r[0],
-            session_id=r[1],
-            seq=r[2],
-            role=r[3],
-            content=r[4],
-            memory_id=r[5],
-            created_at=r[6],
-        )
+        "WHERE user_id = %s ORDER BY session_id, seq"
+    )
+    async for line in _rows(conn, "messages", class_row(MessageLine), query, [user_id]):
+        yield line
 
 
 async def _memories(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
     query = f"""
         SELECT m.id, m.content, m.metadata, m.session_id, m.importance, m.space, m.created_at,
-               m.updated_at, m.expires_at, {_STATES.format(alias="m")}
+               m.updated_at, m.expires_at, {_STATES.format(alias="m")} AS embeddings
         FROM memories m WHERE m.user_id = %s AND {LIVE_MEMORY} ORDER BY m.id
     """
-    async for r in _rows(conn, "memories", query, [user_id]):
-        yield MemoryLine(
-            id=r[0],
-            content=r[1],
-            metadata=r[2],
-            session_id=r[3],
-            importance=r[4],
-            space=r[5],
-            created_at=r[6],
-            updated_at=r[7],
-            expires_at=r[8],
-            embeddings=_states(r[9]),
-        )
+    async for line in _rows(conn, "memories", kwargs_row(_memory_line), query, [user_id]):
+        yield line
 
 
 async def _batches(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
-    async for r in _rows(
-        conn,
-        "batches",
-        "SELECT id, created_at FROM document_batches WHERE user_id = %s ORDER BY id",
-        [user_id],
-    ):
-        yield BatchLine(id=r[0], created_at=r[1])
+    query = "SELECT id, created_at FROM document_batches WHERE user_id = %s ORDER BY id"
+    async for line in _rows(conn, "batches", class_row(BatchLine), query, [user_id]):
+        yield line
 
 
 async def _documents(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
     """Each document, then the chunks of its live generation in order."""
     query = f"""
         SELECT d.id, d.collection, d.title, d.source, d.metadata, d.space,
-               encode(d.content_hash, 'hex'), d.generation, d.batch_id, d.created_at,
-               d.updated_at,
-               k.id, k.chunk_index, k.content, k.tokens, k.created_at, {_STATES.format(alias="k")}
+               encode(d.content_hash, 'hex') AS content_sha256, d.generation, d.batch_id,
+               d.created_at, d.updated_at,
+               k.id AS chunk_id, k.chunk_index, k.content, k.tokens,
+               k.created_at AS chunk_created_at, {_STATES.format(alias="k")} AS embeddings
         FROM documents d
         LEFT JOIN chunks k ON k.user_id = d.user_id AND k.document_id = d.id
                           AND k.generation = d.generation
@@ -174,32 +156,14 @@ async def _documents(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line
         ORDER BY d.id, k.chunk_index
     """
     current: UUID | None = None
-    async for r in _rows(conn, "documents", query, [user_id]):
-        if r[0] != current:
-            current = r[0]
-            yield DocumentLine(
-                id=r[0],
-                collection=r[1],
-                title=r[2],
-                source=r[3],
-                metadata=r[4],
-                space=r[5],
-                content_sha256=r[6],
-                generation=r[7],
-                batch_id=r[8],
-                created_at=r[9],
-                updated_at=r[10],
-            )
-        if r[11] is not None:
-            yield ChunkLine(
-                id=r[11],
-                document_id=r[0],
-                chunk_index=r[12],
-                content=r[13],
-                tokens=r[14],
-                created_at=r[15],
-                embeddings=_states(r[16]),
-            )
+    async for document, chunk in _rows(
+        conn, "documents", kwargs_row(_document_and_chunk), query, [user_id]
+    ):
+        if document.id != current:
+            current = document.id
+            yield document
+        if chunk is not None:
+            yield chunk
 
 
 async def _vectors(
@@ -211,13 +175,12 @@ async def _vectors(
     so the numbers round-trip exactly (``halfvec`` ones too, at their own precision).
     """
     for space in spaces:
-        cur = await conn.execute("SELECT to_regclass(%s)", [space.table])
-        found = await cur.fetchone()
-        if found is None or found[0] is None:
+        if await fetch_one(conn, scalar_row, "SELECT to_regclass(%s)", [space.table]) is None:
             continue
         query = sql.SQL(
             f"""
-            SELECT v.item_id, v.kind, encode(v.content_hash, 'hex'), v.embedding::text
+            SELECT v.item_id, v.kind, encode(v.content_hash, 'hex') AS content_sha256,
+                   v.embedding::text AS embedding
             FROM {{table}} v
             WHERE v.user_id = %s AND (
                 (v.kind = 'memory' AND EXISTS (
@@ -233,14 +196,44 @@ async def _vectors(
             ORDER BY v.kind DESC, v.item_id
             """
         ).format(table=sql.Identifier(space.table))
-        async for r in _rows(conn, f"vectors_{space.table}", query, [user_id]):
-            yield VectorLine(
-                item_id=r[0],
-                kind=r[1],
-                space=space.name,
-                content_sha256=r[2],
-                embedding=msgspec.Raw(r[3].encode()),
-            )
+        rows = kwargs_row(functools.partial(_vector_line, space=space.name))
+        async for line in _rows(conn, f"vectors_{space.table}", rows, query, [user_id]):
+            yield line
+
+
+def _memory_line(*, embeddings: dict[str, dict[str, Any]], **fields: Any) -> MemoryLine:
+    return MemoryLine(embeddings=_states(embeddings), **fields)
+
+
+def _document_and_chunk(
+    *,
+    chunk_id: UUID | None,
+    # the chunk's columns are NULL together, when the document has no chunks
+    chunk_index: Any,
+    content: Any,
+    tokens: Any,
+    chunk_created_at: datetime | None,
+    embeddings: dict[str, dict[str, Any]],
+    **document: Any,
+) -> tuple[DocumentLine, ChunkLine | None]:
+    """A row of a document and one of its chunks (None: a document without chunks)."""
+    line = DocumentLine(**document)
+    if chunk_id is None:
+        return line, None
+    chunk = ChunkLine(
+        id=chunk_id,
+        document_id=line.id,
+        chunk_index=chunk_index,
+        content=content,
+        tokens=tokens,
+        created_at=chunk_created_at,
+        embeddings=_states(embeddings),
+    )
+    return line, chunk
+
+
+def _vector_line(*, space: str, embedding: str, **fields: Any) -> VectorLine:
+    return VectorLine(space=space, embedding=msgspec.Raw(embedding.encode()), **fields)
 
 
 def _states(states: dict[str, dict[str, Any]]) -> dict[str, EmbeddingState]:

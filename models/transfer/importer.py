@@ -19,8 +19,10 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import scalar_row
 from psycopg.types.json import Jsonb
 
+from models.db.rows import fetch_all
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import Conflict
 from models.jobs import fills
@@ -96,8 +98,9 @@ class _Writer:
 
     async def _insert(self, kind: str, query: str, params: dict[str, Any], total: int) -> set[Any]:
         """Run an ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; count what it wrote."""
-        cur = await self.conn.execute(query, {"user": self.user_id, **params})
-        written = {row[0] for row in await cur.fetchall()}
+        written = set(
+            await fetch_all(self.conn, scalar_row, query, {"user": self.user_id, **params})
+        )
         self.imported[kind] += len(written)
         self.existing[kind] += total - len(written)
         return written
@@ -308,7 +311,7 @@ class _Writer:
                 if ready:
                     vectors.setdefault(space, []).append((item_id, digest, usable[space]))
                 else:
-                    self.jobs.append((space, self.user_id, item_id))
+                    self.jobs.append(Job(space, self.user_id, item_id))
         await self.conn.execute(
             """
             INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, status,

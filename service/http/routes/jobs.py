@@ -66,6 +66,6 @@ class JobController(Controller):
 def _decode(cursor: str) -> messages.Job:
     space, user_id, item_id = decode_cursor(cursor, parts=3)
     try:
-        return space, user_id, UUID(item_id)
+        return messages.Job(space, user_id, UUID(item_id))
     except ValueError:
         raise InvalidInput("invalid cursor") from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from litestar import Controller, delete, get, post
 
@@ -79,7 +77,7 @@ async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space])
             for space in spaces]  # fmt: skip
 
 
-def _space_out(space: Space, counts: SpaceCounts, fill: dict[str, Any] | None) -> SpaceInfo:
+def _space_out(space: Space, counts: SpaceCounts, fill: fills.FillProgress | None) -> SpaceInfo:
     return SpaceInfo(
         name=space.name,
         dims=space.dims,
@@ -92,8 +90,8 @@ def _space_out(space: Space, counts: SpaceCounts, fill: dict[str, Any] | None) -
         fill=None
         if fill is None
         else Fill(
-            requested_at=fill["requested_at"],
-            filled_at=fill["filled_at"],
-            complete=fill["filled_at"] is not None and counts.pending == 0,
+            requested_at=fill.requested_at,
+            filled_at=fill.filled_at,
+            complete=fill.filled_at is not None and counts.pending == 0,
         ),
     )
