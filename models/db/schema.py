@@ -8,7 +8,10 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from psycopg import sql
+from psycopg import AsyncConnection, sql
+from psycopg.rows import scalar_row
+
+from models.db.rows import fetch_one
 
 
 def alembic_config(database_url: str) -> Config:
@@ -35,6 +38,16 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 def downgrade(database_url: str, revision: str = "base") -> None:
     """Migrate the database down to ``revision``."""
     command.downgrade(alembic_config(database_url), revision)
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    return await fetch_one(
+        conn,
+        scalar_row,
+        "SELECT (SELECT version_num FROM alembic_version) "
+        "WHERE to_regclass('alembic_version') IS NOT NULL",
+    )
 
 
 def head_revision() -> str:

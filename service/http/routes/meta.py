@@ -6,6 +6,7 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 
+from models.db import schema
 from service.http.runtime import Runtime
 
 
@@ -36,12 +37,7 @@ class HealthController(Controller):
         head = runtime.schema_head
         try:
             async with runtime.pool.connection(timeout=2) as conn:
-                cur = await conn.execute(
-                    "SELECT (SELECT version_num FROM alembic_version) "
-                    "WHERE to_regclass('alembic_version') IS NOT NULL"
-                )
-                row = await cur.fetchone()
-            current = row[0] if row else None
+                current = await schema.current_revision(conn)
             if current != head:
                 checks["schema"] = f"at {current or 'nothing'}, want {head}: run `engram migrate`"
         except Exception as exc:
