@@ -41,14 +41,10 @@ from models.db import schema
 from models.db.pool import create_pool
 from models.db.scope import read_batch, set_configs
 from models.embedding.spaces import MINILM_384
-from models.search.planner import (
-    GENERIC_PLANS,
-    NO_PARALLEL_WORKERS,
-    SearchQuery,
-    SizeHints,
-    hnsw_settings,
-)
+from models.search.hints import SizeHints
 from models.search.planner import search as search_items
+from models.search.query import SearchQuery
+from models.search.statements import GENERIC_PLANS, NO_PARALLEL_WORKERS, hnsw_settings
 from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 DIMS = 384
@@ -407,7 +403,7 @@ def through_service(client: Api, user: str, query: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
-# The service's statements (models/search/planner.py) for a plain k=10 query, with its columns.
+# The service's statements (models/search/statements.py) for a plain k=10 query, with its columns.
 RAW_SQL = {
     False: """
         WITH nearest AS (

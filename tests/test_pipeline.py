@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 import pytest
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
-from models.db.batch import Statement, run_batch
+from models.db.batch import Statement, named, run_batch
 from models.db.pool import create_pool
 from models.db.scope import on_connection, read_batch, run_scoped
 
@@ -32,12 +32,16 @@ def with_pool(url: str, work: Callable[[AsyncConnectionPool], Awaitable[T]], **o
     return asyncio.run(main())
 
 
+class Probe(NamedTuple):
+    probe: str
+
+
 def test_a_batch_answers_each_statement_with_its_rows(servers):
     statements = [
         Statement("SELECT %(n)s::int + %(n)s::int, %(s)s::text", {"n": 2, "s": "50%"}),
         Statement("SELECT 'a %%', %s::int * 10 FROM generate_series(1, %s)", [4, 2]),
         Statement("SELECT set_config('engram.probe', 'x', true)", rows=None),
-        Statement("SELECT current_setting('engram.probe')", rows=lambda values: values[0]),
+        Statement("SELECT current_setting('engram.probe') AS probe", rows=named(Probe)),
         Statement("SELECT 1 WHERE false"),
     ]
 
@@ -48,7 +52,7 @@ def test_a_batch_answers_each_statement_with_its_rows(servers):
         [(4, "50%")],
         [("a %", 40), ("a %", 40)],
         [],
-        ["x"],  # a setting of the batch lasts to its end
+        [Probe(probe="x")],  # a setting of the batch lasts to its end
         [],
     ]
 

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import abc, errors, pq
@@ -34,21 +34,43 @@ from psycopg.adapt import PyFormat, Transformer
 
 # Makes a row from its values, in the statement's column order.
 RowMaker = Callable[[Sequence[Any]], Any]
+# Given a result's column names (once per result), what makes each of its rows.
+RowFactory = Callable[[Sequence[str]], RowMaker]
 
+T = TypeVar("T")
 MAX_PREPARED = 200  # per connection; statements beyond it are parsed each time
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
 
+def tuples(names: Sequence[str]) -> RowMaker:
+    """Rows as tuples of their values."""
+    return tuple
+
+
+def named(cls: Callable[..., T]) -> Callable[[Sequence[str]], Callable[[Sequence[Any]], T]]:
+    """Rows as ``cls(**columns)``, as psycopg's ``class_row`` makes them: the column names
+    are read once per result."""
+
+    def factory(names: Sequence[str]) -> Callable[[Sequence[Any]], T]:
+        def make(values: Sequence[Any]) -> T:
+            return cls(**dict(zip(names, values, strict=True)))
+
+        return make
+
+    return factory
+
+
 @dataclass(frozen=True)
 class Statement:
     """One statement of a batch, with psycopg's placeholders (``%(name)s`` with a dict,
-    ``%s`` with a sequence); ``rows`` makes each of its rows (None: its rows are not
-    read); ``prepare`` False for a statement unlikely to repeat."""
+    ``%s`` with a sequence); ``rows`` makes its rows from their column names (tuples by
+    default; None: its rows are not read); ``prepare`` False for a statement unlikely to
+    repeat."""
 
     query: str
     params: dict[str, Any] | Sequence[Any] | None = None
-    rows: RowMaker | None = tuple
+    rows: RowFactory | None = tuples
     prepare: bool = True
 
 
@@ -110,7 +132,8 @@ async def run_batch(
                 answers.append([])
                 continue
             transformer.set_pgresult(result)
-            answers.append(transformer.load_rows(0, result.ntuples, statement.rows))
+            make = statement.rows(_names(conn, result))
+            answers.append(transformer.load_rows(0, result.ntuples, make))
         sync = await _next_result(pgconn)
         if sync.status != pq.ExecStatus.PIPELINE_SYNC:
             raise psycopg.InternalError(f"pipeline out of step: {sync.status!r}")
@@ -123,6 +146,12 @@ async def run_batch(
             prepared.clear()
         raise error
     return answers
+
+
+def _names(conn: psycopg.AsyncConnection, result: pq.abc.PGresult) -> list[str]:
+    """The result's column names."""
+    encoding = conn.info.encoding
+    return [(result.fname(i) or b"").decode(encoding) for i in range(result.nfields)]
 
 
 def forget_prepared(conn: psycopg.AsyncConnection) -> None:

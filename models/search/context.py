@@ -17,7 +17,8 @@ from psycopg import AsyncConnection
 from models.db.scope import on_connection
 from models.embedding.spaces import Space
 from models.ingest.tokens import TokenCounter
-from models.search.planner import SearchQuery, search
+from models.search.planner import search
+from models.search.query import SearchQuery
 from models.store import sessions
 from models.store.sessions import Message
 from models.types import Context as Context

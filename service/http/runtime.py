@@ -17,7 +17,8 @@ from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
 from models.ingest.tokens import TokenCounter
 from models.jobs.wakeups import WakeUps
-from models.search.planner import Reader, SizeHints
+from models.search.hints import SizeHints
+from models.search.planner import Reader
 from models.settings import Settings
 from service.http.keycache import KeyCache
 from service.http.ratelimit import RateLimiter

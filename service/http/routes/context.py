@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, post
 
 from models.search.context import Context, build_context
-from models.search.planner import SearchQuery
+from models.search.query import SearchQuery
 from models.types import Principal
 from models.validation import check_content, check_session_id
 from service.http.errors import ERRORS

@@ -20,7 +20,8 @@ from litestar.types import (
 )
 
 from models.errors import InvalidInput
-from models.search.planner import SearchQuery, Weights, search
+from models.search.planner import search
+from models.search.query import SearchQuery, Weights
 from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
 from service.http.auth import CHARGES_ITSELF, authenticate, charged, provide_owner

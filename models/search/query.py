@@ -1,0 +1,61 @@
+"""A search as the core receives it: validated, with its query vector."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from models.types import ItemType
+
+CANDIDATES_PER_RESULT = 4  # re-ranking modes look this many times deeper than k
+MIN_CANDIDATES = 40
+
+
+class Weights(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Opt-in blend of recency and importance into the score (memories)."""
+
+    recency: float = 0.0
+    importance: float = 0.0
+    half_life_days: float = 30.0
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated search."""
+
+    vector: np.ndarray
+    k: int
+    text: str | None = None
+    hybrid: bool = False
+    threshold: float | None = None
+    metadata: dict[str, Any] | None = None
+    session_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    diversity: float = 0.0
+    weights: Weights | None = None
+    types: tuple[ItemType, ...] = ("memory", "chunk")
+
+    @property
+    def reranks(self) -> bool:
+        """Whether the answer is re-ranked (hybrid fusion, weights, diversity)."""
+        return self.hybrid or self.diversity > 0 or self.weights is not None
+
+    @property
+    def depth(self) -> int:
+        """How many candidates each ranking gathers: ``k``, or deeper when re-ranked."""
+        if not self.reranks:
+            return self.k
+        return max(self.k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
+
+    @property
+    def filters_items(self) -> bool:
+        """Whether conditions on the items themselves may reject some nearest vectors."""
+        return (
+            bool(self.metadata)
+            or self.session_id is not None
+            or self.created_after is not None
+            or self.created_before is not None
+        )

@@ -1,0 +1,85 @@
+"""Re-ranking a search's candidates, as pure functions: fusion of two rankings, a blend of
+recency and importance, and diversity. Formulas are in docs/api.md."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from models.search.query import Weights
+from models.types import SearchHit
+
+RRF_K = 60  # the usual constant of reciprocal rank fusion
+
+
+def by_similarity(hits: list[SearchHit], depth: int) -> list[SearchHit]:
+    """The ``depth`` most similar hits; ties go by id (UUIDs compare as Postgres compares
+    them, and as their text sorts)."""
+    return sorted(hits, key=lambda h: (-h.similarity, h.id))[:depth]
+
+
+def by_score(hits: list[SearchHit], depth: int) -> list[SearchHit]:
+    """The ``depth`` best-scored hits, in the order given where scores tie."""
+    return sorted(hits, key=lambda h: -h.score)[:depth]
+
+
+def fuse(vector_hits: list[SearchHit], text_hits: list[SearchHit]) -> list[SearchHit]:
+    """Reciprocal rank fusion: score = sum over rankings of 1 / (60 + rank)."""
+    fused: dict[Any, float] = {}
+    found: dict[Any, SearchHit] = {}
+    for ranking in (vector_hits, text_hits):
+        for rank, hit in enumerate(ranking, start=1):
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+            found.setdefault(hit.id, hit)
+    ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
+    return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
+
+
+def blend(hits: list[SearchHit], weights: Weights, *, now: datetime) -> list[SearchHit]:
+    """score = (1 - r - i) * score + r * 0.5 ** (age_days / half_life) + i * importance."""
+    keep = 1 - weights.recency - weights.importance
+
+    def blended(hit: SearchHit) -> float:
+        age_days = max(0.0, (now - hit.created_at).total_seconds() / 86400)
+        recency = 0.5 ** (age_days / weights.half_life_days)
+        importance = 0.5 if hit.importance is None else hit.importance
+        return float(keep * hit.score + weights.recency * recency + weights.importance * importance)
+
+    rescored = [msgspec.structs.replace(h, score=blended(h)) for h in hits]
+    return sorted(rescored, key=lambda h: (-h.score, h.id))
+
+
+def diversify(
+    hits: list[SearchHit],
+    embeddings: dict[Any, np.ndarray],
+    *,
+    diversity: float,
+    k: int,
+) -> list[SearchHit]:
+    """Maximal marginal relevance with lambda = 1 - diversity, over the hits' unit
+    ``embeddings`` (by id; a hit without one is left out).
+
+    Each pick maximises lambda * score - (1 - lambda) * (max cosine to the picks so far).
+    The reported score is that value, made non-increasing so results stay sorted by score.
+    """
+    lam = 1 - diversity
+    remaining = [h for h in hits if h.id in embeddings]
+    picked: list[SearchHit] = []
+    picked_vectors: list[np.ndarray] = []
+    ceiling = math.inf
+    while remaining and len(picked) < k:
+        best, best_value = remaining[0], -math.inf
+        for hit in remaining:
+            redundancy = max((float(embeddings[hit.id] @ p) for p in picked_vectors), default=0.0)
+            value = lam * hit.score - (1 - lam) * redundancy
+            if value > best_value:
+                best, best_value = hit, value
+        ceiling = min(ceiling, best_value)
+        picked.append(msgspec.structs.replace(best, score=ceiling))
+        picked_vectors.append(embeddings[best.id])
+        remaining.remove(best)
+    return picked

@@ -1,0 +1,312 @@
+"""The SQL of a search: each statement a planner may send, composed for one space and query.
+
+A vector statement searches one type of item (memories, or chunks of documents) on one scan:
+``exact`` (the user's vectors measured one by one, through a window of the nearest),
+``approximate`` (the HNSW index with pgvector's iterative scan), both counted and gated by
+the user's number of vectors; or ``all`` (exact, every vector, ungated), when a window or an
+index scan came back short. A text statement ranks the user's items by full text for hybrid
+mode. Why each statement is written as it is, with its measurements: docs/benchmarks.md,
+"Why search is written as it is".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+from pgvector import Vector
+from psycopg import sql
+
+from models.db.batch import RowMaker, Statement, named
+from models.db.scope import set_configs
+from models.embedding.spaces import Space
+from models.search.filters import FilterCompiler
+from models.search.query import SearchQuery
+from models.store.items import LIVE_MEMORY
+from models.types import ItemType, SearchHit
+
+Scan = Literal["exact", "approximate", "all"]
+# Items holding every word of the query come first and alone (an exact code or name); only
+# when there are none are the words OR-ed, so a question's filler words cannot veto a match.
+TextMatch = Literal["all_words", "any_word"]
+_GLUE: dict[TextMatch, str] = {"all_words": " & ", "any_word": " | "}
+
+# Nearest vectors looked at per result wanted, before their items are checked (stale,
+# expired); an answer that comes back short is searched again without a window.
+WINDOW_PER_RESULT = 2
+WINDOW_SLACK = 20
+# Each counted statement also reports the count of the other type of item.
+OTHER: dict[ItemType, ItemType] = {"memory": "chunk", "chunk": "memory"}
+
+_COLUMNS = """
+    {kind} AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
+    {document_id} AS document_id, {chunk_index} AS chunk_index, m.created_at
+"""
+_FROM = """
+    FROM {table} v
+    JOIN {source} m ON m.user_id = v.user_id AND m.id = v.item_id
+                   AND m.content_hash = v.content_hash
+"""
+# What every statement asks of the items themselves, beside the filter on their metadata.
+_ITEM_CONDITIONS = f"""{LIVE_MEMORY}
+      AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
+      AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
+      AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
+      AND {{filter}}"""
+_WHERE = f"""
+    WHERE {{user_match}} AND v.kind = {{kind}}
+      AND {_ITEM_CONDITIONS}
+"""
+# Where each type of item comes from, with the same columns. A chunk is live while it
+# belongs to its document's current generation; it carries its document's metadata.
+_SOURCES = {
+    "memory": {
+        "source": "memories",
+        "document_id": "NULL::uuid",
+        "chunk_index": "NULL::int",
+    },
+    "chunk": {
+        "source": """(
+            SELECT k.user_id, k.id, k.content, k.content_hash, d.metadata,
+                   NULL::text AS session_id, NULL::float8 AS importance, k.document_id,
+                   k.chunk_index, k.created_at, NULL::timestamptz AS expires_at, k.content_tsv
+            FROM chunks k
+            JOIN documents d ON d.user_id = k.user_id AND d.id = k.document_id
+                            AND d.generation = k.generation)""",
+        "document_id": "m.document_id",
+        "chunk_index": "m.chunk_index",
+    },
+}
+_MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
+_APPROXIMATE = "WITH {counting} matches AS ({matches} {gate}), ranked AS ({ranked}) {answer}"
+# The exact scan measures the user's vectors alone first, keeps the nearest ``window`` of
+# them, and only then joins their items. Its order, ``distance + 0``, is one that no index
+# offers, so the planner cannot reach for the HNSW index (which would filter by user after
+# the fact). ``window`` is NULL (no limit) when filters on the items could reject many.
+_EXACT = f"""
+    WITH {{counting}}
+    nearest AS (
+        SELECT v.item_id, v.content_hash, (v.embedding <=> {{query}}) + 0 AS distance
+        FROM {{table}} v WHERE v.user_id = %(user_id)s AND v.kind = {{kind}} {{gate}}
+        ORDER BY distance, v.item_id LIMIT %(window)s),
+    matches AS (
+        SELECT {_COLUMNS}, v.distance
+        FROM nearest v
+        JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id
+                         AND m.content_hash = v.content_hash
+        WHERE {_ITEM_CONDITIONS}),
+    ranked AS ({{ranked}})
+    {{answer}}"""
+# The exact and HNSW statements both read the user's number of vectors (kept by triggers,
+# migration 0011): the exact one scans only when there are at most ``cap``, the HNSW one
+# only when there are more. The gates are one-time filters, so the statement not taken
+# costs its count alone. Their rows carry the count of their own type and of the other one
+# (which vouches for a type not searched), and there is a row even when nothing is found.
+_COUNTING = """counted AS MATERIALIZED (
+        SELECT coalesce(sum(vectors) FILTER (WHERE kind = {kind}), 0) AS n,
+               coalesce(sum(vectors) FILTER (WHERE kind = {other}), 0) AS other_n
+        FROM vector_counts WHERE user_id = %(user_id)s AND space = %(space)s),"""
+_GATES = {
+    "exact": "AND (SELECT n FROM counted) <= %(cap)s",
+    "approximate": "AND (SELECT n FROM counted) > %(cap)s",
+}
+_COUNTED_ANSWER = (
+    "SELECT c.n AS counted, c.other_n, r.* FROM counted c LEFT JOIN ranked r ON true "
+    "ORDER BY r.score DESC, r.id"
+)
+_ANSWER = "SELECT * FROM ranked ORDER BY score DESC, id"
+# How the HNSW path and hybrid mode find the user's vectors. For the HNSW path the
+# condition is written so that no user_id index can serve it: otherwise the planner prefers
+# sorting every distance of a large user to the index scan it should take.
+_USER_MATCH = {
+    "exact": sql.SQL("v.user_id = %(user_id)s"),
+    "approximate": sql.SQL("(v.user_id || '') = %(user_id)s"),
+}
+# The HNSW path orders by distance alone, the order its index scan gives: breaking ties by
+# id as well would sort, and so fetch one row more than the limit from the scan. Its answer
+# is still sorted by (score, id) in the end.
+_RANKED = """
+    SELECT type, id, 1 - distance AS score, 1 - distance AS similarity, content, metadata,
+           session_id, importance, document_id, chunk_index, created_at
+    FROM matches
+    WHERE %(max_distance)s::float8 IS NULL OR distance <= %(max_distance)s
+    ORDER BY {order}
+    LIMIT %(limit)s
+"""
+# Full-text candidates for hybrid mode, with their cosine similarity for the answer.
+_TEXT = (
+    """
+    SELECT {kind} AS type, m.id, ts_rank_cd(m.content_tsv, q.query) AS score,
+           1 - (v.embedding <=> {query}) AS similarity, m.content, m.metadata, m.session_id,
+           m.importance, {document_id} AS document_id, {chunk_index} AS chunk_index,
+           m.created_at"""
+    + _FROM
+    + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(word), %(glue)s), '')::tsquery"
+    + "   FROM unnest(tsvector_to_array(to_tsvector('simple', %(text)s))) AS word) AS q(query)"
+    + _WHERE
+    + """
+      AND m.content_tsv @@ q.query
+      AND (%(max_distance)s::float8 IS NULL OR (v.embedding <=> {query}) <= %(max_distance)s)
+    ORDER BY score DESC, m.id
+    LIMIT %(limit)s
+"""
+)
+_VECTORS = (
+    "SELECT item_id, embedding FROM {} WHERE user_id = %(user_id)s AND item_id = ANY(%(ids)s)"
+)
+
+# For the rest of the search's transaction: the exact statement that a large user does not
+# take would still start its parallel workers before its gate says no, and exact scans of
+# up to the cap run no faster in parallel on a small machine.
+NO_PARALLEL_WORKERS = {"max_parallel_workers_per_gather": "0"}
+# Planning the counted statements anew for every search (PostgreSQL's choice for them) costs
+# more than running them for small users; their generic plans, made once per connection,
+# are as fast as custom ones. Statements whose plans depend on their values (filters on the
+# items, which search every vector of the user; the text search; the unwindowed "all") keep
+# custom plans.
+GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+
+
+class Counted(NamedTuple):
+    """A row of a counted statement: the user's vectors of its type and of the other type,
+    and a hit (None in the one row of a statement that found nothing)."""
+
+    vectors: int
+    other_vectors: int
+    hit: SearchHit | None
+
+
+class ItemVector(NamedTuple):
+    """A candidate's vector, for diversity."""
+
+    item_id: Any
+    embedding: Any
+
+
+def hnsw_settings(ef_search: int, limit: int) -> dict[str, str]:
+    """The HNSW path's settings, for the rest of its transaction only (a pooled connection
+    never carries them on). Without sorts and sequential scans, the HNSW index is the plan
+    that gives order."""
+    return {
+        "hnsw.iterative_scan": "strict_order",
+        "hnsw.ef_search": str(min(1000, max(ef_search, 2 * limit))),
+        "hnsw.max_scan_tuples": "1000000",
+        "enable_sort": "off",
+        "enable_seqscan": "off",
+    }
+
+
+def counted_rows(names: Sequence[str]) -> RowMaker:
+    """Rows of a counted statement as ``Counted``, the names read once per result."""
+    vectors, other, first = names.index("counted"), names.index("other_n"), names.index("id")
+    hit_fields = [(name, i) for i, name in enumerate(names) if name not in ("counted", "other_n")]
+
+    def make(values: Sequence[Any]) -> Counted:
+        hit = None if values[first] is None else SearchHit(**{n: values[i] for n, i in hit_fields})
+        return Counted(int(values[vectors]), int(values[other]), hit)
+
+    return make
+
+
+# Composed statements without a metadata filter, by (table, storage, type, scan): composing
+# costs about as much as searching a small user, and these few repeat.
+_COMPOSED: dict[tuple[str, ...], str] = {}
+
+
+class Statements:
+    """The statements of one search: composed for its space, filter and parameters."""
+
+    def __init__(self, space: Space, user_id: str, query: SearchQuery, *, cap: int) -> None:
+        compiler = FilterCompiler()
+        self.space = space
+        self.conditions = compiler.compile(query.metadata or {})
+        self.cacheable = not query.metadata  # a metadata filter is composed for its query
+        depth = query.depth
+        # None: filters on the items could reject many of the nearest vectors
+        self.window = None if query.filters_items else depth * WINDOW_PER_RESULT + WINDOW_SLACK
+        self.params: dict[str, Any] = {
+            "query": Vector(query.vector),
+            "user_id": user_id,
+            "session_id": query.session_id,
+            "after": query.created_after,
+            "before": query.created_before,
+            "max_distance": None if query.threshold is None else 1 - query.threshold,
+            "text": query.text,
+            "limit": depth,
+            "cap": cap,
+            "window": self.window,
+            "space": space.name,
+            **compiler.params,
+        }
+
+    def vector(self, kind: ItemType, scan: Scan) -> Statement:
+        """A vector search of ``kind``: counted and gated ("exact", "approximate"), its rows
+        ``Counted``; or "all", ungated, its rows hits."""
+        if scan == "all":
+            params = self.params | {"window": None}
+            return self._statement(kind, scan, params, named(SearchHit))
+        return self._statement(kind, scan, self.params, counted_rows)
+
+    def text(self, kind: ItemType, match: TextMatch) -> Statement:
+        """A full-text search of ``kind``, its rows hits scored by text rank."""
+        params = self.params | {"glue": _GLUE[match]}
+        return self._statement(kind, "text", params, named(SearchHit))
+
+    def vectors(self, ids: list[Any]) -> Statement:
+        """The vectors of these items, as ``ItemVector`` rows."""
+        query = sql.SQL(_VECTORS).format(sql.Identifier(self.space.table)).as_string()
+        params = {"user_id": self.params["user_id"], "ids": ids}
+        return Statement(query, params, rows=named(ItemVector))
+
+    def _statement(
+        self, kind: ItemType, shape: str, params: dict[str, Any], rows: Any
+    ) -> Statement:
+        return Statement(self._compose(kind, shape), params, rows=rows, prepare=self.cacheable)
+
+    def _compose(self, kind: ItemType, shape: str) -> str:
+        if not self.cacheable:
+            return _compose(self.space, kind, shape, self.conditions).as_string()
+        key = (self.space.table, self.space.storage, kind, shape)
+        if key not in _COMPOSED:
+            _COMPOSED[key] = _compose(self.space, kind, shape, self.conditions).as_string()
+        return _COMPOSED[key]
+
+
+def settings_statement(settings: dict[str, str]) -> Statement:
+    """A statement that only sets ``settings`` for the rest of the transaction."""
+    return Statement(*set_configs(settings), rows=None)
+
+
+def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composable) -> sql.Composed:
+    source = _SOURCES[kind]
+    parts = {
+        "table": sql.Identifier(space.table),
+        "source": sql.SQL(source["source"]),
+        "kind": sql.Literal(kind),
+        "document_id": sql.SQL(source["document_id"]),
+        "chunk_index": sql.SQL(source["chunk_index"]),
+        "filter": conditions,
+        "user_match": _USER_MATCH["approximate" if shape == "approximate" else "exact"],
+        # the query vector in the column's type (halfvec spaces compare in halfvec)
+        "query": sql.SQL("%(query)s::{}").format(sql.SQL(space.storage)),
+        "ranked": sql.SQL(_RANKED).format(
+            order=sql.SQL("distance" if shape == "approximate" else "distance, id")
+        ),
+    }
+    if shape == "text":
+        return sql.SQL(_TEXT).format(**parts)
+    counted: dict[str, sql.Composable]
+    if shape == "all":
+        counted = {"counting": sql.SQL(""), "gate": sql.SQL(""), "answer": sql.SQL(_ANSWER)}
+    else:
+        counted = {
+            "counting": sql.SQL(_COUNTING).format(
+                kind=parts["kind"], other=sql.Literal(OTHER[kind])
+            ),
+            "gate": sql.SQL(_GATES[shape]),
+            "answer": sql.SQL(_COUNTED_ANSWER),
+        }
+    if shape == "approximate":
+        matches = sql.SQL(_MATCHES).format(**parts)
+        return sql.SQL(_APPROXIMATE).format(matches=matches, **counted, ranked=parts["ranked"])
+    return sql.SQL(_EXACT).format(**parts, **counted)
