@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz soak bench-search bench-spaces bench-ingest bench-encoders lint typecheck clean
+.PHONY: help install run test fuzz soak bench-search bench-spaces bench-ingest bench-encoders lint typecheck docs-settings clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agree
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench clients
+
+docs-settings: $(STAMP) ## render the README's configuration tables from models/settings.py
+	$(BIN)/python -c "import re, pathlib; from models.settings import settings_table; \
+	readme = pathlib.Path('README.md'); text = readme.read_text(); \
+	start, end = '<!-- settings: rendered by \`make docs-settings\` from models/settings.py -->\n', '<!-- /settings -->'; \
+	head, rest = text.split(start); readme.write_text(head + start + settings_table() + end + rest.split(end, 1)[1])"
 
 typecheck: $(STAMP) ## mypy (strict) on our packages
 	$(BIN)/mypy

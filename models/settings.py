@@ -1,235 +1,410 @@
-"""Settings: one frozen object built from the environment and passed down explicitly."""
+"""Settings: one frozen object built from the environment and passed down explicitly.
+
+Each setting is declared once, as a field of the group it belongs to: its type (with its
+bounds), its default, and in ``Env`` its variable and one line of doc. ``Settings.from_env``
+reads every group; the README's configuration table is rendered from the same declarations
+(``settings_table``), and a test holds the two together. The file is long because it
+is the one place where every setting is declared.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
+from msgspec import Meta
 
-from models.embedding.spaces import MINILM_384, OpenAIOptions, Space, SpaceRegistry, openai_space
+from models.environment import Env, declared, read_field, read_group, shown
 from models.errors import ConfigError
 
-
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    """Input limits of the HTTP API (each one documented in docs/api.md)."""
-
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_import_bytes: int = 100 * 1024 * 1024  # an import's body (an export, vectors included)
-    max_batch: int = 1000
-    max_content_chars: int = 32_000
-    max_document_bytes: int = 5 * 1024 * 1024
-    max_metadata_bytes: int = 16 * 1024
-    max_metadata_depth: int = 5
-    max_k: int = 100
-    max_page: int = 100
+G = TypeVar("G", bound=msgspec.Struct)
 
 
-class EncoderOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How the local model (the minilm-384 space) runs: its weights, backend and batches."""
-
-    model_path: str | None = None  # None: the bundled all-MiniLM-L6-v2
-    batch_size: int = 64
-    # "onnx": ONNX Runtime on a graph exported once into ``cache_dir``; "torch": PyTorch
-    backend: str = "onnx"
-    cache_dir: Path = msgspec.field(default_factory=lambda: default_model_cache(os.environ))
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-ENCODER_BACKENDS = ("onnx", "torch")
+def _address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _threshold(value: str) -> int | None:
+    return None if value.strip().lower() in ("off", "none") else int(value)
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("ENGRAM_HOME") or Path.home() / ".engram").expanduser().resolve()
+
+
+def _model_cache(env: Mapping[str, str]) -> Path:
+    """The cache the environment names, else the default one."""
+    return read_field(EncoderOptions, "cache_dir", env)  # type: ignore[no-any-return]
 
 
 def default_model_cache(env: Mapping[str, str]) -> Path:
     """Where derived model files go: shared by every Engram home of this OS user."""
-    if env.get("ENGRAM_MODEL_CACHE"):
-        return Path(env["ENGRAM_MODEL_CACHE"]).expanduser().resolve()
     base = env.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser().resolve() / "engram"
+
+
+Positive = Meta(ge=1)
+Seconds = Meta(gt=0)
+PositiveInt = Annotated[int, Positive]
+Count = Annotated[int, Meta(ge=0)]
+
+
+class Server(msgspec.Struct, frozen=True, kw_only=True):
+    """The HTTP API"""
+
+    host: Annotated[str, Env("ENGRAM_HOST", "where the API listens")] = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535), Env("ENGRAM_PORT", "its port")] = 8000
+    admin_key: Annotated[
+        str | None, Env("ENGRAM_ADMIN_KEY", "the bootstrap admin key", shown="generated")
+    ] = None
+    cors_origins: Annotated[
+        tuple[str, ...],
+        Env(
+            "ENGRAM_CORS_ORIGINS",
+            "comma-separated origins allowed by CORS",
+            "none (closed)",
+            parse=_words,
+        ),
+    ] = ()
+    key_cache_seconds: Annotated[
+        float,
+        Meta(ge=0),
+        Env(
+            "ENGRAM_KEY_CACHE_SECONDS",
+            "how long an API process trusts a key it verified (`0`: never)",
+        ),
+    ] = 60.0
+    rate_limit_per_minute: Annotated[
+        int,
+        Meta(ge=0),
+        Env("ENGRAM_RATE_LIMIT_PER_MINUTE", "cost units a key may spend a minute (`0`: no limit)"),
+    ] = 6000
+    wait_timeout_seconds: Annotated[
+        float, Seconds, Env("ENGRAM_WAIT_TIMEOUT_SECONDS", 'longest a `"wait": true` request waits')
+    ] = 30.0
+
+
+class Database(msgspec.Struct, frozen=True, kw_only=True):
+    """PostgreSQL"""
+
+    url: Annotated[
+        str | None,
+        Env(
+            "ENGRAM_DATABASE_URL",
+            "PostgreSQL with pgvector, as the `engram_app` role",
+            shown="embedded",
+        ),
+    ] = None
+    admin_url: Annotated[
+        str | None,
+        Env(
+            "ENGRAM_ADMIN_DATABASE_URL",
+            "the tables' owner, for `engram migrate` only",
+            shown="`ENGRAM_DATABASE_URL`",
+        ),
+    ] = None
+    app_password: Annotated[
+        str | None,
+        Env("ENGRAM_APP_DB_PASSWORD", "the login password `engram migrate` gives `engram_app`"),
+    ] = None
+    embedded_shared_buffers: Annotated[
+        Annotated[str, Meta(pattern=r"^[1-9][0-9]*(kB|MB|GB|TB)$")] | None,
+        Env(
+            "ENGRAM_PG_SHARED_BUFFERS",
+            "the embedded PostgreSQL's buffer cache (e.g. `6GB`)",
+            shown="a quarter of the memory, 128MB to 8GB",
+        ),
+    ] = None
+    api_pool_size: Annotated[
+        int, Positive, Env("ENGRAM_API_POOL_SIZE", "database connections per API process")
+    ] = 10
+    worker_pool_size: Annotated[
+        int, Positive, Env("ENGRAM_WORKER_POOL_SIZE", "database connections per worker process")
+    ] = 4
+    timeout_seconds: Annotated[
+        float, Seconds, Env("ENGRAM_DB_TIMEOUT_SECONDS", "longest wait for a connection (then 503)")
+    ] = 5.0
+    prepare_threshold: Annotated[
+        int | None,
+        Env(
+            "ENGRAM_PREPARE_THRESHOLD",
+            "runs before a statement is prepared server-side; `off`: never",
+            parse=_threshold,
+        ),
+    ] = 5
+
+
+class Broker(msgspec.Struct, frozen=True, kw_only=True):
+    """Redis"""
+
+    url: Annotated[
+        str | None, Env("ENGRAM_REDIS_URL", "Redis for the worker queue", shown="embedded")
+    ] = None
+    heartbeat_ms: Annotated[
+        int, Positive, Env("ENGRAM_BROKER_HEARTBEAT_MS", "dramatiq's Redis heartbeat timeout")
+    ] = 60_000
+
+
+class Worker(msgspec.Struct, frozen=True, kw_only=True):
+    """Embedding workers"""
+
+    threads: Annotated[
+        int, Positive, Env("ENGRAM_WORKER_THREADS", "dramatiq threads per worker process")
+    ] = 2
+    max_attempts: Annotated[
+        int, Positive, Env("ENGRAM_MAX_ATTEMPTS", "embedding attempts before an item is `failed`")
+    ] = 5
+    claim_seconds: Annotated[
+        float, Seconds, Env("ENGRAM_CLAIM_SECONDS", "how long a dead worker's claim lasts")
+    ] = 60.0
+    sweep_interval_seconds: Annotated[
+        float, Seconds, Env("ENGRAM_SWEEP_INTERVAL_SECONDS", "how often each worker sweeps")
+    ] = 15.0
+    requeue_after_seconds: Annotated[
+        float,
+        Meta(ge=0),
+        Env(
+            "ENGRAM_REQUEUE_AFTER_SECONDS",
+            "how long a pending item waits before the sweep re-sends it",
+        ),
+    ] = 30.0
+    retry_base_seconds: Annotated[
+        float,
+        Meta(ge=0),
+        Env("ENGRAM_RETRY_BASE_SECONDS", "first back-off after a transient error (doubles)"),
+    ] = 2.0
+    metrics_address: Annotated[
+        tuple[str, int] | None,
+        Env(
+            "ENGRAM_WORKER_METRICS_ADDRESS",
+            "`host:port` of each worker's own `/metrics`",
+            parse=_address,
+        ),
+    ] = None
+
+
+class EncoderOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """The local model (minilm-384)"""
+
+    model_path: Annotated[
+        str | None,
+        Env("ENGRAM_MODEL_PATH", "a sentence-transformers model of 384 dims", shown="bundled"),
+    ] = None
+    batch_size: Annotated[
+        int, Positive, Env("ENGRAM_ENCODE_BATCH_SIZE", "texts per model call in the worker")
+    ] = 64
+    backend: Annotated[
+        Literal["onnx", "torch"], Env("ENGRAM_ENCODER_BACKEND", "`onnx` (ONNX Runtime) or `torch`")
+    ] = "onnx"
+    cache_dir: Annotated[
+        Path,
+        Env(
+            "ENGRAM_MODEL_CACHE",
+            "where the ONNX export is kept",
+            shown="`~/.cache/engram`",
+            default=default_model_cache,
+        ),
+    ] = msgspec.field(default_factory=lambda: _model_cache(os.environ))
+
+
+class SearchOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Search"""
+
+    exact_max_rows: Annotated[
+        int,
+        Meta(ge=0),
+        Env("ENGRAM_EXACT_SEARCH_MAX_ROWS", "users up to this many vectors are searched exactly"),
+    ] = 20_000
+    hnsw_ef_search: Annotated[
+        int,
+        Meta(ge=1, le=1000),
+        Env("ENGRAM_HNSW_EF_SEARCH", "HNSW candidates for larger users"),
+    ] = 800
+
+
+class SpaceOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Embedding spaces"""
+
+    memory_space: Annotated[
+        str | None, Env("ENGRAM_MEMORY_SPACE", "where memories go", shown="`minilm-384`")
+    ] = None
+    document_space: Annotated[
+        str | None,
+        Env(
+            "ENGRAM_DOCUMENT_SPACE",
+            "where documents go",
+            shown="`openai-1536` if enabled, else `minilm-384`",
+        ),
+    ] = None
+    minilm_chunk_tokens: Annotated[
+        PositiveInt | None,
+        Env("ENGRAM_MINILM_CHUNK_TOKENS", "word pieces a `minilm-384` chunk holds", shown="`256`"),
+    ] = None
+    minilm_chunk_overlap: Annotated[
+        Count | None,
+        Env(
+            "ENGRAM_MINILM_CHUNK_OVERLAP",
+            "word pieces a chunk repeats from the one before",
+            shown="`32`",
+        ),
+    ] = None
+    openai_chunk_tokens: Annotated[
+        PositiveInt | None,
+        Env(
+            "ENGRAM_OPENAI_CHUNK_TOKENS",
+            "tokens an `openai-1536` chunk holds (estimated)",
+            shown="`1000`",
+        ),
+    ] = None
+    openai_chunk_overlap: Annotated[
+        Count | None,
+        Env(
+            "ENGRAM_OPENAI_CHUNK_OVERLAP",
+            "tokens a chunk repeats from the one before",
+            shown="`100`",
+        ),
+    ] = None
+
+
+class OpenAIOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """An OpenAI-compatible server (openai-1536)"""
+
+    base_url: Annotated[
+        str,
+        Env(
+            "ENGRAM_OPENAI_BASE_URL",
+            "enables `openai-1536`, e.g. `https://api.openai.com/v1`",
+            shown="none (space off)",
+            parse=lambda url: url.rstrip("/"),
+        ),
+    ]
+    api_key: Annotated[str | None, Env("ENGRAM_OPENAI_API_KEY", "its key, never shown")] = None
+    auth_header: Annotated[
+        str, Env("ENGRAM_OPENAI_AUTH_HEADER", "the key's header (Azure: `api-key`)")
+    ] = "Authorization"
+    model: Annotated[str, Env("ENGRAM_OPENAI_MODEL", "the model name sent")] = (
+        "text-embedding-3-small"
+    )
+    dimensions: Annotated[
+        PositiveInt | None,
+        Env("ENGRAM_OPENAI_DIMENSIONS", "the `dimensions` sent, if any"),
+    ] = None
+    max_batch_inputs: Annotated[
+        int, Positive, Env("ENGRAM_OPENAI_MAX_BATCH_INPUTS", "inputs per request")
+    ] = 2048
+    max_batch_tokens: Annotated[
+        int, Positive, Env("ENGRAM_OPENAI_MAX_BATCH_TOKENS", "tokens per request (estimated)")
+    ] = 300_000
+    concurrency: Annotated[
+        int, Positive, Env("ENGRAM_OPENAI_CONCURRENCY", "requests in flight per process")
+    ] = 4
+    timeout_seconds: Annotated[
+        float, Seconds, Env("ENGRAM_OPENAI_TIMEOUT_SECONDS", "per request")
+    ] = 30.0
+    max_retries: Annotated[
+        int, Meta(ge=0), Env("ENGRAM_OPENAI_MAX_RETRIES", "retries of 429, 5xx and timeouts")
+    ] = 5
+    backoff_seconds: Annotated[
+        float, Meta(ge=0), Env("ENGRAM_OPENAI_BACKOFF_SECONDS", "first back-off (doubles)")
+    ] = 1.0
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Input limits (docs/api.md)"""
+
+    max_body_bytes: Annotated[
+        int, Positive, Env("ENGRAM_MAX_BODY_BYTES", "largest request body (413 beyond)")
+    ] = 10 * 1024 * 1024
+    max_import_bytes: Annotated[
+        int, Positive, Env("ENGRAM_MAX_IMPORT_BYTES", "largest import body")
+    ] = 100 * 1024 * 1024
+    max_batch: Annotated[
+        int, Positive, Env("ENGRAM_MAX_BATCH", "memories, documents or messages a request")
+    ] = 1000
+    max_content_chars: Annotated[
+        int, Positive, Env("ENGRAM_MAX_CONTENT_CHARS", "characters a memory or message")
+    ] = 32_000
+    max_document_bytes: Annotated[
+        int, Positive, Env("ENGRAM_MAX_DOCUMENT_BYTES", "bytes a document or uploaded file")
+    ] = 5 * 1024 * 1024
+    max_metadata_bytes: Annotated[
+        int, Positive, Env("ENGRAM_MAX_METADATA_BYTES", "metadata size, as JSON")
+    ] = 16 * 1024
+    max_metadata_depth: Annotated[
+        int, Positive, Env("ENGRAM_MAX_METADATA_DEPTH", "metadata nesting")
+    ] = 5
+    max_k: int = 100  # fixed: the API's schema says so
+    max_page: int = 100
+
+
+class Logging(msgspec.Struct, frozen=True, kw_only=True):
+    """Logs"""
+
+    level: Annotated[str, Env("ENGRAM_LOG_LEVEL", "log level", parse=str.upper)] = "INFO"
+    format: Annotated[
+        Literal["text", "json"],
+        Env("ENGRAM_LOG_FORMAT", "`json`: one object a line; `text` for people", parse=str.lower),
+    ] = "text"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything configurable, read once from ``ENGRAM_*`` variables."""
 
-    home: Path
-    database_url: str | None = None
-    # the tables' owner, for migrations; the API and worker connect as engram_app
-    admin_database_url: str | None = None
-    app_db_password: str | None = None
-    redis_url: str | None = None
-    # the embedded PostgreSQL's buffer cache ("6GB"; None: a quarter of the memory)
-    embedded_shared_buffers: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    admin_key: str | None = None
-    model_path: str | None = None
-    log_level: str = "INFO"
-    log_format: str = "text"  # or "json": one object a line (models/observe/logs.py)
-    # "host:port" where each worker process serves its own /metrics (None: it does not)
-    worker_metrics_address: tuple[str, int] | None = None
-    cors_origins: tuple[str, ...] = ()
-    # embedding work
-    encode_batch_size: int = 64
-    encoder_backend: str = "onnx"
-    model_cache: Path = msgspec.field(default_factory=lambda: default_model_cache(os.environ))
-    max_attempts: int = 5
-    claim_seconds: float = 60.0
-    sweep_interval_seconds: float = 15.0
-    requeue_after_seconds: float = 30.0
-    retry_base_seconds: float = 2.0
-    wait_timeout_seconds: float = 30.0
-    db_timeout_seconds: float = 5.0
-    # connections per process, at most (docs/scaling.md, "Connections")
-    api_pool_size: int = 10
-    worker_pool_size: int = 4
-    # psycopg prepares a statement after this many runs on a connection; None never (for
-    # PgBouncer before 1.21 in transaction mode)
-    prepare_threshold: int | None = 5
-    # cost units a key may spend a minute: 1 a request, +1 a written item, +4 a text query
-    rate_limit_per_minute: int = 6000
-    # how long an API process trusts a key it verified (0: ask Postgres on every request)
-    key_cache_seconds: float = 60.0
-    worker_threads: int = 2
-    broker_heartbeat_ms: int = 60_000
-    # search: users with at most this many vectors are searched exactly
-    exact_search_max_rows: int = 20_000
-    # HNSW candidate list for larger users (pgvector allows 1..1000): recall against speed
-    hnsw_ef_search: int = 800
-    # the openai-1536 space, when ENGRAM_OPENAI_BASE_URL is set
-    openai: OpenAIOptions | None = None
-    openai_model: str = "text-embedding-3-small"
-    # where new items go, by kind (None: the built-in defaults, see models/embedding/spaces.py)
-    memory_space: str | None = None
-    document_space: str | None = None
-    # ENGRAM_{MINILM,OPENAI}_CHUNK_{TOKENS,OVERLAP}, where set
-    chunk_sizes: dict[str, int] = msgspec.field(default_factory=dict)
+    home: Annotated[
+        Path,
+        Env(
+            "ENGRAM_HOME",
+            "data directory: the embedded servers' data, the generated admin key",
+            shown="`~/.engram`",
+            default=_home,
+        ),
+    ]
+    server: Server = Server()
+    database: Database = Database()
+    broker: Broker = Broker()
+    worker: Worker = Worker()
+    encoder: EncoderOptions = msgspec.field(default_factory=EncoderOptions)
+    search: SearchOptions = SearchOptions()
+    spaces: SpaceOptions = SpaceOptions()
+    openai: OpenAIOptions | None = None  # the openai-1536 space, when a base URL is set
     limits: Limits = Limits()
+    logging: Logging = Logging()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment)."""
         env = os.environ if environ is None else environ
-        home = Path(env.get("ENGRAM_HOME") or Path.home() / ".engram").expanduser().resolve()
-        try:
-            return cls(
-                home=home,
-                database_url=env.get("ENGRAM_DATABASE_URL") or None,
-                admin_database_url=env.get("ENGRAM_ADMIN_DATABASE_URL") or None,
-                app_db_password=env.get("ENGRAM_APP_DB_PASSWORD") or None,
-                redis_url=env.get("ENGRAM_REDIS_URL") or None,
-                embedded_shared_buffers=_memory_size(
-                    "ENGRAM_PG_SHARED_BUFFERS", env.get("ENGRAM_PG_SHARED_BUFFERS")
-                ),
-                host=env.get("ENGRAM_HOST", "127.0.0.1"),
-                port=int(env.get("ENGRAM_PORT", "8000")),
-                admin_key=env.get("ENGRAM_ADMIN_KEY") or None,
-                model_path=env.get("ENGRAM_MODEL_PATH") or None,
-                log_level=env.get("ENGRAM_LOG_LEVEL", "INFO").upper(),
-                log_format=_log_format(env.get("ENGRAM_LOG_FORMAT") or "text"),
-                worker_metrics_address=_address(env.get("ENGRAM_WORKER_METRICS_ADDRESS")),
-                cors_origins=_split(env.get("ENGRAM_CORS_ORIGINS", "")),
-                encode_batch_size=int(env.get("ENGRAM_ENCODE_BATCH_SIZE", "64")),
-                encoder_backend=_choice(
-                    "ENGRAM_ENCODER_BACKEND", env.get("ENGRAM_ENCODER_BACKEND"), ENCODER_BACKENDS
-                ),
-                model_cache=default_model_cache(env),
-                max_attempts=int(env.get("ENGRAM_MAX_ATTEMPTS", "5")),
-                claim_seconds=float(env.get("ENGRAM_CLAIM_SECONDS", "60")),
-                sweep_interval_seconds=float(env.get("ENGRAM_SWEEP_INTERVAL_SECONDS", "15")),
-                requeue_after_seconds=float(env.get("ENGRAM_REQUEUE_AFTER_SECONDS", "30")),
-                retry_base_seconds=float(env.get("ENGRAM_RETRY_BASE_SECONDS", "2")),
-                wait_timeout_seconds=float(env.get("ENGRAM_WAIT_TIMEOUT_SECONDS", "30")),
-                db_timeout_seconds=float(env.get("ENGRAM_DB_TIMEOUT_SECONDS", "5")),
-                api_pool_size=_positive(
-                    "ENGRAM_API_POOL_SIZE", env.get("ENGRAM_API_POOL_SIZE", "10")
-                ),
-                worker_pool_size=_positive(
-                    "ENGRAM_WORKER_POOL_SIZE", env.get("ENGRAM_WORKER_POOL_SIZE", "4")
-                ),
-                prepare_threshold=_threshold(env.get("ENGRAM_PREPARE_THRESHOLD", "5")),
-                rate_limit_per_minute=int(env.get("ENGRAM_RATE_LIMIT_PER_MINUTE", "6000")),
-                key_cache_seconds=float(env.get("ENGRAM_KEY_CACHE_SECONDS", "60")),
-                worker_threads=int(env.get("ENGRAM_WORKER_THREADS", "2")),
-                broker_heartbeat_ms=int(env.get("ENGRAM_BROKER_HEARTBEAT_MS", "60000")),
-                exact_search_max_rows=int(env.get("ENGRAM_EXACT_SEARCH_MAX_ROWS", "20000")),
-                hnsw_ef_search=int(env.get("ENGRAM_HNSW_EF_SEARCH", "800")),
-                openai=_openai_options(env),
-                openai_model=env.get("ENGRAM_OPENAI_MODEL") or "text-embedding-3-small",
-                memory_space=env.get("ENGRAM_MEMORY_SPACE") or None,
-                document_space=env.get("ENGRAM_DOCUMENT_SPACE") or None,
-                chunk_sizes={
-                    name: int(env[f"ENGRAM_{name}"])
-                    for name in (
-                        "MINILM_CHUNK_TOKENS",
-                        "MINILM_CHUNK_OVERLAP",
-                        "OPENAI_CHUNK_TOKENS",
-                        "OPENAI_CHUNK_OVERLAP",
-                    )
-                    if env.get(f"ENGRAM_{name}")
-                },
-                limits=Limits(
-                    max_body_bytes=int(env.get("ENGRAM_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
-                    max_import_bytes=int(
-                        env.get("ENGRAM_MAX_IMPORT_BYTES", str(100 * 1024 * 1024))
-                    ),
-                    max_batch=int(env.get("ENGRAM_MAX_BATCH", "1000")),
-                    max_content_chars=int(env.get("ENGRAM_MAX_CONTENT_CHARS", "32000")),
-                    max_document_bytes=int(
-                        env.get("ENGRAM_MAX_DOCUMENT_BYTES", str(5 * 1024 * 1024))
-                    ),
-                    max_metadata_bytes=int(env.get("ENGRAM_MAX_METADATA_BYTES", "16384")),
-                    max_metadata_depth=int(env.get("ENGRAM_MAX_METADATA_DEPTH", "5")),
-                ),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"invalid ENGRAM_* setting: {exc}") from exc
+        openai = env.get("ENGRAM_OPENAI_BASE_URL")
+        return cls(
+            home=read_field(cls, "home", env),
+            server=read_group(Server, env),
+            database=read_group(Database, env),
+            broker=read_group(Broker, env),
+            worker=read_group(Worker, env),
+            encoder=read_group(EncoderOptions, env),
+            search=read_group(SearchOptions, env),
+            spaces=read_group(SpaceOptions, env),
+            openai=read_group(OpenAIOptions, env) if openai else None,
+            limits=read_group(Limits, env),
+            logging=read_group(Logging, env),
+        )
 
     def require_urls(self) -> tuple[str, str]:
         """The database and Redis URLs; both must be set by now."""
-        if self.database_url is None or self.redis_url is None:
+        if self.database.url is None or self.broker.url is None:
             raise ConfigError(
                 "ENGRAM_DATABASE_URL and ENGRAM_REDIS_URL must both be set "
                 "(or neither, to let `engram run` start embedded servers)"
             )
-        return self.database_url, self.redis_url
-
-    def space_registry(self) -> SpaceRegistry:
-        """The configured embedding spaces, with the default space of each kind."""
-        spaces = [self._chunking(MINILM_384, "MINILM")]
-        if self.openai is not None:
-            spaces.append(
-                self._chunking(openai_space(self.openai, model=self.openai_model), "OPENAI")
-            )
-        chosen = {"memory": self.memory_space, "document": self.document_space}
-        names = {s.name for s in spaces}
-        for kind, name in chosen.items():
-            if name is not None and name not in names:
-                raise ConfigError(
-                    f"ENGRAM_{kind.upper()}_SPACE={name} is not a configured space "
-                    f"(configured: {', '.join(sorted(names))})"
-                )
-        return SpaceRegistry.with_defaults(tuple(spaces), chosen)
-
-    def _chunking(self, space: Space, prefix: str) -> Space:
-        """The space with ENGRAM_<PREFIX>_CHUNK_TOKENS / _CHUNK_OVERLAP applied."""
-        tokens = self.chunk_sizes.get(f"{prefix}_CHUNK_TOKENS", space.chunk_tokens)
-        overlap = self.chunk_sizes.get(f"{prefix}_CHUNK_OVERLAP", space.chunk_overlap)
-        if not 0 < tokens <= space.max_input_tokens or not 0 <= overlap < tokens:
-            raise ConfigError(
-                f"space {space.name}: chunks of {tokens} tokens with {overlap} of overlap: "
-                f"need 0 < tokens <= {space.max_input_tokens} and 0 <= overlap < tokens"
-            )
-        return msgspec.structs.replace(space, chunk_tokens=tokens, chunk_overlap=overlap)
-
-    @property
-    def encoder(self) -> EncoderOptions:
-        """How the local model runs."""
-        return EncoderOptions(
-            model_path=self.model_path,
-            batch_size=self.encode_batch_size,
-            backend=self.encoder_backend,
-            cache_dir=self.model_cache,
-        )
+        return self.database.url, self.broker.url
 
     @property
     def admin_key_file(self) -> Path:
@@ -237,67 +412,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.home / "admin.key"
 
 
-def _openai_options(env: Mapping[str, str]) -> OpenAIOptions | None:
-    base_url = env.get("ENGRAM_OPENAI_BASE_URL")
-    if not base_url:
-        return None
-    dimensions = env.get("ENGRAM_OPENAI_DIMENSIONS")
-    return OpenAIOptions(
-        base_url=base_url.rstrip("/"),
-        api_key=env.get("ENGRAM_OPENAI_API_KEY") or None,
-        auth_header=env.get("ENGRAM_OPENAI_AUTH_HEADER") or "Authorization",
-        dimensions=int(dimensions) if dimensions else None,
-        max_batch_inputs=int(env.get("ENGRAM_OPENAI_MAX_BATCH_INPUTS", "2048")),
-        max_batch_tokens=int(env.get("ENGRAM_OPENAI_MAX_BATCH_TOKENS", "300000")),
-        concurrency=int(env.get("ENGRAM_OPENAI_CONCURRENCY", "4")),
-        timeout_seconds=float(env.get("ENGRAM_OPENAI_TIMEOUT_SECONDS", "30")),
-        max_retries=int(env.get("ENGRAM_OPENAI_MAX_RETRIES", "5")),
-        backoff_seconds=float(env.get("ENGRAM_OPENAI_BACKOFF_SECONDS", "1")),
-    )
+GROUPS: tuple[type[msgspec.Struct], ...] = (
+    Server,
+    Database,
+    Broker,
+    Worker,
+    EncoderOptions,
+    SearchOptions,
+    SpaceOptions,
+    OpenAIOptions,
+    Limits,
+    Logging,
+)
 
 
-def _positive(name: str, value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ConfigError(f"{name}={value}: expected at least 1")
-    return number
+def settings_table() -> str:
+    """The README's configuration section: a table of every variable, group by group."""
+    groups: tuple[type[msgspec.Struct], ...] = (Settings, *GROUPS)
+    return "\n\n".join(_table(group) for group in groups) + "\n"
 
 
-def _threshold(value: str) -> int | None:
-    """ENGRAM_PREPARE_THRESHOLD: a count of runs, or "off" (never prepare server-side)."""
-    return None if value.strip().lower() in ("off", "none", "") else int(value)
-
-
-def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices`` (the first when unset), else a ConfigError."""
-    if not value:
-        return choices[0]
-    if value not in choices:
-        raise ConfigError(f"{name}={value}: expected one of {', '.join(choices)}")
-    return value
-
-
-def _address(value: str | None) -> tuple[str, int] | None:
-    if not value:
-        return None
-    host, _, port = value.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
-def _memory_size(name: str, value: str | None) -> str | None:
-    """A PostgreSQL memory size such as ``512MB`` or ``6GB`` (None when unset)."""
-    if not value:
-        return None
-    if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB|TB)", value):
-        raise ConfigError(f"{name}={value}: expected a size such as 512MB or 6GB")
-    return value
-
-
-def _log_format(value: str) -> str:
-    if value.lower() not in ("text", "json"):
-        raise ConfigError(f"ENGRAM_LOG_FORMAT={value}: expected text or json")
-    return value.lower()
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+def _table(group: type[msgspec.Struct]) -> str:
+    title = "Home" if group is Settings else (group.__doc__ or group.__name__).strip()
+    rows = [
+        f"| `{setting.name}` | {shown(group, name, setting)} | {setting.doc} |"
+        for name, setting in declared(group)
+    ]
+    header = [f"#### {title}", "", "| variable | default | meaning |", "| --- | --- | --- |"]
+    return "\n".join([*header, *rows])

@@ -10,8 +10,6 @@ from psycopg import errors
 
 from models.db.pool import create_pool
 from models.db.scope import ALL_USERS, run_scoped
-from models.errors import ConfigError
-from models.settings import Settings
 
 
 def attempts_until_raised(database_url: str, error: Exception) -> int:
@@ -125,24 +123,3 @@ def test_statements_are_never_prepared_when_the_threshold_is_off(servers):
             await pool.close()
 
     assert asyncio.run(main()) == (None, 0)
-
-
-def test_pool_settings_are_read_and_checked(tmp_path):
-    env = {"ENGRAM_HOME": str(tmp_path)}
-    default = Settings.from_env(env)
-    assert (default.api_pool_size, default.worker_pool_size, default.prepare_threshold) == (
-        10,
-        4,
-        5,
-    )
-    tuned = Settings.from_env(
-        env
-        | {
-            "ENGRAM_API_POOL_SIZE": "20",
-            "ENGRAM_WORKER_POOL_SIZE": "2",
-            "ENGRAM_PREPARE_THRESHOLD": "off",
-        }
-    )
-    assert (tuned.api_pool_size, tuned.worker_pool_size, tuned.prepare_threshold) == (20, 2, None)
-    with pytest.raises(ConfigError, match="ENGRAM_API_POOL_SIZE=0"):
-        Settings.from_env(env | {"ENGRAM_API_POOL_SIZE": "0"})

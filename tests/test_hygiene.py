@@ -36,7 +36,10 @@ def test_cors_is_closed_unless_configured(client, settings, embedder):
     origin = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
     closed = client.options("/v1/spaces", headers=origin)
     assert "access-control-allow-origin" not in closed.headers
-    opened = msgspec.structs.replace(settings, cors_origins=("https://app.example",))
+    opened = msgspec.structs.replace(
+        settings,
+        server=msgspec.structs.replace(settings.server, cors_origins=("https://app.example",)),
+    )
     app = create_app(opened, embedders={MINILM_384.name: embedder})
     with TestClient(app) as allowed:
         ok = allowed.get("/healthz", headers={"Origin": "https://app.example"})

@@ -117,7 +117,9 @@ def test_a_remembered_key_needs_its_own_secret(other_process, user_key):
 
 
 def test_with_the_cache_off_every_request_asks_postgres(settings, embedder, user_key, db):
-    off = msgspec.structs.replace(settings, key_cache_seconds=0.0)
+    off = msgspec.structs.replace(
+        settings, server=msgspec.structs.replace(settings.server, key_cache_seconds=0.0)
+    )
     with TestClient(create_app(off, embedders={MINILM_384.name: embedder})) as uncached:
         user, key_id, headers = user_key()
         assert lists(uncached, user, headers) == 200

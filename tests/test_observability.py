@@ -495,11 +495,11 @@ def test_engram_run_shares_the_workers_metrics_with_the_api(tmp_path):
 
 def test_log_format_and_worker_metrics_address_are_checked(tmp_path):
     base = {"ENGRAM_HOME": str(tmp_path)}
-    assert Settings.from_env(base).log_format == "text"
-    assert Settings.from_env({**base, "ENGRAM_LOG_FORMAT": "JSON"}).log_format == "json"
+    assert Settings.from_env(base).logging.format == "text"
+    assert Settings.from_env({**base, "ENGRAM_LOG_FORMAT": "JSON"}).logging.format == "json"
     with pytest.raises(ConfigError, match="ENGRAM_LOG_FORMAT"):
         Settings.from_env({**base, "ENGRAM_LOG_FORMAT": "xml"})
     address = {**base, "ENGRAM_WORKER_METRICS_ADDRESS": "0.0.0.0:9464"}
-    assert Settings.from_env(address).worker_metrics_address == ("0.0.0.0", 9464)
+    assert Settings.from_env(address).worker.metrics_address == ("0.0.0.0", 9464)
     with pytest.raises(ConfigError):
         Settings.from_env({**base, "ENGRAM_WORKER_METRICS_ADDRESS": "0.0.0.0:metrics"})

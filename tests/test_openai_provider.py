@@ -23,9 +23,10 @@ from models.embedding.openai_compatible import (
     plan_batches,
     retry_after_seconds,
 )
-from models.embedding.spaces import MINILM_384, OpenAIOptions, Space, openai_space
+from models.embedding.spaces import MINILM_384, Space, openai_space
 from models.errors import EmbeddingError
 from models.ingest.tokens import estimate_tokens
+from models.settings import OpenAIOptions
 
 KEY = "sk-test-engram-0123456789abcdef"
 TEXTS = [

@@ -23,7 +23,9 @@ LIMIT = 10
 @pytest.fixture
 def two_api_processes(settings, embedder):
     """Two app instances over the same Redis, as two API processes would be."""
-    limited = msgspec.structs.replace(settings, rate_limit_per_minute=LIMIT)
+    limited = msgspec.structs.replace(
+        settings, server=msgspec.structs.replace(settings.server, rate_limit_per_minute=LIMIT)
+    )
     apps = [create_app(limited, embedders={MINILM_384.name: embedder}) for _ in range(2)]
     with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
         yield first, second

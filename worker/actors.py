@@ -22,7 +22,7 @@ async def embed_items(space_name: str, keys: list[list[str]]) -> None:
         return
     space = resources.spaces.get(space_name)
     wanted = [Key(user_id, UUID(item_id)) for user_id, item_id in keys]
-    step = resources.settings.encode_batch_size * 4
+    step = resources.settings.encoder.batch_size * 4
     for start in range(0, len(wanted), step):
         await embed_batch(resources, space, wanted[start : start + step])
 

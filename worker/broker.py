@@ -6,6 +6,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
+from models.embedding.spaces import SpaceRegistry
 from models.jobs.messages import EMBED_ACTOR, EMBED_QUEUE, FILL_ACTOR
 from models.settings import Settings
 from worker import actors
@@ -18,14 +19,14 @@ def build_broker(settings: Settings) -> RedisBroker:
     _, redis_url = settings.require_urls()
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=redis_url,
-        heartbeat_timeout=settings.broker_heartbeat_ms,
+        heartbeat_timeout=settings.broker.heartbeat_ms,
         socket_timeout=10,
         socket_connect_timeout=5,
     )
     broker.add_middleware(AsyncIO())
-    broker.add_middleware(ResourcesMiddleware(settings, settings.space_registry()))
-    if settings.worker_metrics_address is not None:
-        broker.add_middleware(MetricsEndpoint(*settings.worker_metrics_address))
+    broker.add_middleware(ResourcesMiddleware(settings, SpaceRegistry.configured(settings)))
+    if settings.worker.metrics_address is not None:
+        broker.add_middleware(MetricsEndpoint(*settings.worker.metrics_address))
     dramatiq.set_broker(broker)
     # Attempts are counted in Postgres; dramatiq retries only cover a database outage.
     dramatiq.actor(

@@ -29,12 +29,12 @@ async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> No
     """Claim, encode outside any transaction, then store what is still current."""
     settings, pool = resources.settings, resources.pool
     claims = await run_scoped(
-        pool, ALL_USERS, outbox.claim, space, keys, lease_seconds=settings.claim_seconds
+        pool, ALL_USERS, outbox.claim, space, keys, lease_seconds=settings.worker.claim_seconds
     )
     for item in claims:
-        if item.attempts > settings.max_attempts:  # it kept killing or stalling its workers
+        if item.attempts > settings.worker.max_attempts:  # it kept killing or stalling its workers
             reason = item.last_error or "the worker stopped while embedding it"
-            gave_up = f"gave up after {settings.max_attempts} attempts: {reason}"
+            gave_up = f"gave up after {settings.worker.max_attempts} attempts: {reason}"
             await run_scoped(
                 pool,
                 ALL_USERS,
@@ -43,11 +43,11 @@ async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> No
                 item,
                 gave_up,
                 permanent=True,
-                max_attempts=settings.max_attempts,
+                max_attempts=settings.worker.max_attempts,
                 retry_in_seconds=0,
             )
             _log_failure(space, item, gave_up, gave_up=True)
-    work = [c for c in claims if c.attempts <= settings.max_attempts]
+    work = [c for c in claims if c.attempts <= settings.worker.max_attempts]
     if not work:
         return
     embedder = resources.embedders[space.name]
@@ -66,10 +66,10 @@ async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> No
             item,
             str(error),
             permanent=error.permanent,
-            max_attempts=settings.max_attempts,
-            retry_in_seconds=settings.retry_base_seconds * 2 ** (item.attempts - 1),
+            max_attempts=settings.worker.max_attempts,
+            retry_in_seconds=settings.worker.retry_base_seconds * 2 ** (item.attempts - 1),
         )
-        final = error.permanent or item.attempts >= settings.max_attempts
+        final = error.permanent or item.attempts >= settings.worker.max_attempts
         _log_failure(space, item, str(error), gave_up=final)
     log.info(
         "space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures), len(claims)

@@ -6,5 +6,5 @@ from worker.broker import build_broker
 
 settings = Settings.from_env()
 # in a worker process stderr is dramatiq's pipe to its main process, which prints the lines
-configure_logging(level=settings.log_level, fmt=settings.log_format)
+configure_logging(level=settings.logging.level, fmt=settings.logging.format)
 broker = build_broker(settings)

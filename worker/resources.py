@@ -44,9 +44,9 @@ async def open_resources(settings: Settings, spaces: SpaceRegistry) -> Resources
     pool = create_pool(
         database_url,
         min_size=1,
-        max_size=settings.worker_pool_size,
+        max_size=settings.database.worker_pool_size,
         name="engram-worker",
-        prepare_threshold=settings.prepare_threshold,
+        prepare_threshold=settings.database.prepare_threshold,
     )
     await pool.open()
     await verify_spaces(pool, embedders)

@@ -33,7 +33,7 @@ def sweep_forever(resources: Resources, loop: EventLoopThread, stop: threading.E
                 log.info("re-sent %d pending items", sent)
         except Exception:
             log.warning("sweep failed; will try again", exc_info=True)
-        stop.wait(resources.settings.sweep_interval_seconds)
+        stop.wait(resources.settings.worker.sweep_interval_seconds)
 
 
 async def sweep_once(resources: Resources) -> int:
@@ -48,7 +48,7 @@ async def sweep_once(resources: Resources) -> int:
         ALL_USERS,
         outbox.due_for_requeue,
         known,
-        older_than_seconds=resources.settings.requeue_after_seconds,
+        older_than_seconds=resources.settings.worker.requeue_after_seconds,
     )
     await resources.wakeups.embed(due)
     expired = await run_scoped(pool, ALL_USERS, memories.delete_expired, limit=EXPIRE_BATCH)

@@ -18,10 +18,11 @@ import httpx
 import numpy as np
 from prometheus_client import Counter
 
-from models.embedding.spaces import OpenAIOptions, Space
+from models.embedding.spaces import Space
 from models.errors import EmbeddingError, WrongDimensions
 from models.ingest.tokens import estimate_tokens
 from models.observe import metrics
+from models.settings import OpenAIOptions
 
 log = logging.getLogger("engram.openai")
 

@@ -13,27 +13,11 @@ from typing import Literal
 
 import msgspec
 
-from models.errors import InvalidInput
+from models.errors import ConfigError, InvalidInput
+from models.settings import OpenAIOptions, Settings
 
 Provider = Literal["sentence-transformers", "openai"]
 Storage = Literal["vector", "halfvec"]  # pgvector's 32-bit and 16-bit vector types
-
-
-class OpenAIOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How to reach an OpenAI-compatible embeddings endpoint (OpenAI, Azure, vLLM, TEI...)."""
-
-    base_url: str  # e.g. https://api.openai.com/v1; requests go to {base_url}/embeddings
-    api_key: str | None = None  # never shown by the API, never logged
-    # "Authorization" sends "Bearer <key>"; Azure OpenAI takes the key in "api-key"
-    auth_header: str = "Authorization"
-    # the request's `dimensions`, for models that can shorten their vectors
-    dimensions: int | None = None
-    max_batch_inputs: int = 2048  # the API's limit of inputs a request
-    max_batch_tokens: int = 300_000  # the API's token budget a request (estimated locally)
-    concurrency: int = 4  # requests in flight per process
-    timeout_seconds: float = 30.0
-    max_retries: int = 5  # 429, 5xx and timeouts, with back-off, before the batch fails
-    backoff_seconds: float = 1.0  # first back-off; doubles each retry
 
 
 class Space(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,13 +58,13 @@ MINILM_384 = Space(
 OPENAI_1536 = "openai-1536"
 
 
-def openai_space(options: OpenAIOptions, *, model: str = "text-embedding-3-small") -> Space:
+def openai_space(options: OpenAIOptions) -> Space:
     """The built-in 1536-dimension space over an OpenAI-compatible server."""
     return Space(
         name=OPENAI_1536,
         dims=1536,
         provider="openai",
-        model=model,
+        model=options.model,
         default_for=("document",),
         max_input_tokens=8191,
         chunk_tokens=1000,
@@ -95,6 +79,26 @@ class SpaceRegistry:
 
     def __init__(self, spaces: tuple[Space, ...] = (MINILM_384,)) -> None:
         self._spaces = {space.name: space for space in spaces}
+
+    @classmethod
+    def configured(cls, settings: Settings) -> SpaceRegistry:
+        """The spaces ``settings`` configure, with the default space of each kind."""
+        options = settings.spaces
+        spaces = [_chunking(MINILM_384, options.minilm_chunk_tokens, options.minilm_chunk_overlap)]
+        if settings.openai is not None:
+            openai = openai_space(settings.openai)
+            spaces.append(
+                _chunking(openai, options.openai_chunk_tokens, options.openai_chunk_overlap)
+            )
+        chosen = {"memory": options.memory_space, "document": options.document_space}
+        names = {s.name for s in spaces}
+        for kind, name in chosen.items():
+            if name is not None and name not in names:
+                raise ConfigError(
+                    f"ENGRAM_{kind.upper()}_SPACE={name} is not a configured space "
+                    f"(configured: {', '.join(sorted(names))})"
+                )
+        return cls.with_defaults(tuple(spaces), chosen)
 
     @classmethod
     def with_defaults(
@@ -132,3 +136,15 @@ class SpaceRegistry:
 
     def default_for(self, kind: str) -> Space:
         return next(s for s in self._spaces.values() if kind in s.default_for)
+
+
+def _chunking(space: Space, tokens: int | None, overlap: int | None) -> Space:
+    """The space with its chunk size and overlap, where configured."""
+    tokens = space.chunk_tokens if tokens is None else tokens
+    overlap = space.chunk_overlap if overlap is None else overlap
+    if not 0 < tokens <= space.max_input_tokens or not 0 <= overlap < tokens:
+        raise ConfigError(
+            f"space {space.name}: chunks of {tokens} tokens with {overlap} of overlap: "
+            f"need 0 < tokens <= {space.max_input_tokens} and 0 <= overlap < tokens"
+        )
+    return msgspec.structs.replace(space, chunk_tokens=tokens, chunk_overlap=overlap)

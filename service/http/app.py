@@ -19,6 +19,7 @@ from models.db import schema
 from models.db.pool import CONNECTION_ERRORS, bypasses_row_security, create_pool
 from models.embedding.dimensions import verify_spaces
 from models.embedding.provider import Embedder, start_embedders
+from models.embedding.spaces import SpaceRegistry
 from models.jobs.wakeups import WakeUps
 from models.settings import Settings
 from service.http.auth import provide_admin, provide_owner, provide_principal, provide_runtime
@@ -50,7 +51,7 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = None) -> Litestar:
     """The API for ``settings``; nothing is opened until the app starts."""
     database_url, redis_url = settings.require_urls()
-    spaces = settings.space_registry()
+    spaces = SpaceRegistry.configured(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -58,10 +59,10 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         pool = create_pool(
             database_url,
             min_size=1,
-            max_size=settings.api_pool_size,
+            max_size=settings.database.api_pool_size,
             name="engram-api",
-            timeout=settings.db_timeout_seconds,
-            prepare_threshold=settings.prepare_threshold,
+            timeout=settings.database.timeout_seconds,
+            prepare_threshold=settings.database.prepare_threshold,
         )
         await pool.open()
         try:
@@ -75,11 +76,11 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             raise
         await _warn_if_row_security_is_bypassed(pool)
         wakeups = WakeUps(redis_url)
-        limiter = RateLimiter(redis_url, per_minute=settings.rate_limit_per_minute)
-        key_cache = KeyCache(settings.key_cache_seconds)
+        limiter = RateLimiter(redis_url, per_minute=settings.server.rate_limit_per_minute)
+        key_cache = KeyCache(settings.server.key_cache_seconds)
         listener = (
             asyncio.create_task(key_cache.listen(database_url))
-            if settings.key_cache_seconds > 0
+            if settings.server.key_cache_seconds > 0
             else None
         )
         app.state.runtime = Runtime(
@@ -135,8 +136,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=_require_json,
         request_max_body_size=settings.limits.max_body_bytes,
-        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
-        if settings.cors_origins
+        cors_config=CORSConfig(allow_origins=list(settings.server.cors_origins))
+        if settings.server.cors_origins
         else None,
         openapi_config=OpenAPIConfig(title="Engram", version="1", path="/schema"),
         debug=False,

@@ -40,7 +40,7 @@ async def authenticate(runtime: Runtime, authorization: str, *, charge: bool) ->
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("missing or invalid API key")
-    if keys.matches_bootstrap(token, runtime.settings.admin_key):
+    if keys.matches_bootstrap(token, runtime.settings.server.admin_key):
         principal: Principal | None = _BOOTSTRAP
     else:
         principal = await runtime.keys.verify(

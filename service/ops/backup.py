@@ -101,12 +101,14 @@ def restore(settings: Settings, path: Path, *, clean: bool = False) -> str:
 @contextlib.contextmanager
 def _database(settings: Settings, *, exclusive: bool) -> Iterator[str]:
     """The URL of the database's owner: configured, or the embedded server's."""
-    url = settings.admin_database_url or settings.database_url
+    url = settings.database.admin_url or settings.database.url
     if url is not None:
         yield url
         return
     with _home_lock(settings.home) as ours:
-        postgres = EmbeddedPostgres(settings.home, shared_buffers=settings.embedded_shared_buffers)
+        postgres = EmbeddedPostgres(
+            settings.home, shared_buffers=settings.database.embedded_shared_buffers
+        )
         if not ours:  # `engram run` holds the home: its server is up
             if exclusive:
                 raise BackupFailed(

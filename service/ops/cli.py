@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
-        configure_logging(level=settings.log_level, fmt=settings.log_format)
+        configure_logging(level=settings.logging.level, fmt=settings.logging.format)
         return _COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"engram: {exc}", file=sys.stderr)
@@ -75,14 +75,15 @@ def _api(settings: Settings, _: argparse.Namespace) -> int:
 
     from service.http.app import create_app
 
-    admin_key = keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
+    admin_key = keys.resolve_admin_key(settings.server.admin_key, settings.admin_key_file)
     metrics.ensure_multiprocess_dir()
-    app = create_app(msgspec.structs.replace(settings, admin_key=admin_key))
+    server = msgspec.structs.replace(settings.server, admin_key=admin_key)
+    app = create_app(msgspec.structs.replace(settings, server=server))
     uvicorn.run(
         app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.logging.level.lower(),
         log_config=None,  # uvicorn's lines go through ours (configure_logging)
         timeout_graceful_shutdown=30,
         access_log=False,  # service/http/observe.py logs each request with its id
@@ -104,7 +105,7 @@ def _worker(settings: Settings, _: argparse.Namespace) -> int:
             "--processes",
             "1",
             "--threads",
-            str(settings.worker_threads),
+            str(settings.worker.threads),
             "--queues",
             "embeddings",
             "--skip-logging",
@@ -140,19 +141,21 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 def _api_url(settings: Settings, args: argparse.Namespace) -> str:
     return str(
-        args.url or os.environ.get("ENGRAM_URL") or f"http://{settings.host}:{settings.port}"
+        args.url
+        or os.environ.get("ENGRAM_URL")
+        or f"http://{settings.server.host}:{settings.server.port}"
     )
 
 
 def _api_key(settings: Settings, args: argparse.Namespace) -> str | None:
-    key: str | None = args.key or os.environ.get("ENGRAM_API_KEY") or settings.admin_key
+    key: str | None = args.key or os.environ.get("ENGRAM_API_KEY") or settings.server.admin_key
     if key is None and settings.admin_key_file.exists():
         key = settings.admin_key_file.read_text().strip()
     return key
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    admin_url = settings.admin_database_url or settings.database_url
+    admin_url = settings.database.admin_url or settings.database.url
     if admin_url is None:
         raise ConfigError(
             "set ENGRAM_ADMIN_DATABASE_URL (the tables' owner) or ENGRAM_DATABASE_URL "
@@ -162,8 +165,8 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         schema.downgrade(admin_url, args.revision)
         return 0
     schema.upgrade(admin_url, args.revision)
-    if settings.app_db_password:
-        schema.enable_app_login(admin_url, password=settings.app_db_password)
+    if settings.database.app_password:
+        schema.enable_app_login(admin_url, password=settings.database.app_password)
     return 0
 
 

@@ -44,9 +44,9 @@ def run_everything(settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     with _home_lock(settings.home), _servers(settings) as (admin_url, database_url, redis_url):
         schema.upgrade(admin_url)
-        if settings.database_url is None or settings.app_db_password:
-            schema.enable_app_login(admin_url, password=settings.app_db_password)
-        keys.resolve_admin_key(settings.admin_key, settings.admin_key_file)
+        if settings.database.url is None or settings.database.app_password:
+            schema.enable_app_login(admin_url, password=settings.database.app_password)
+        keys.resolve_admin_key(settings.server.admin_key, settings.admin_key_file)
         # API and worker processes write their metrics here and the API's /metrics adds
         # them up; what earlier processes left is gone (their counters start again at 0)
         metrics_dir = settings.home / "metrics"
@@ -91,17 +91,17 @@ def _servers(settings: Settings) -> Iterator[tuple[str, str, str]]:
     """(admin URL, application URL, Redis URL): configured, or of embedded servers."""
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:
-        database_url = settings.database_url
-        admin_url = settings.admin_database_url or database_url
+        database_url = settings.database.url
+        admin_url = settings.database.admin_url or database_url
         if database_url is None:
             postgres = EmbeddedPostgres(
-                settings.home, shared_buffers=settings.embedded_shared_buffers
+                settings.home, shared_buffers=settings.database.embedded_shared_buffers
             )
             started.append(postgres)
             admin_url = postgres.start()
             database_url = postgres.url_for(schema.APP_ROLE)
             log.info("embedded PostgreSQL with pgvector: data in %s", postgres.data)
-        redis_url = settings.redis_url
+        redis_url = settings.broker.url
         if redis_url is None:
             redis = EmbeddedRedis(settings.home)
             started.append(redis)
@@ -129,7 +129,7 @@ def _die_with_parent() -> None:
 def _announce(
     settings: Settings, children: list[subprocess.Popen[bytes]], stop: threading.Event
 ) -> None:
-    url = f"http://{settings.host}:{settings.port}"
+    url = f"http://{settings.server.host}:{settings.server.port}"
     while not stop.is_set() and all(c.poll() is None for c in children):
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -137,7 +137,7 @@ def _announce(
         time.sleep(0.2)
     else:
         return
-    where = "ENGRAM_ADMIN_KEY" if settings.admin_key else str(settings.admin_key_file)
+    where = "ENGRAM_ADMIN_KEY" if settings.server.admin_key else str(settings.admin_key_file)
     _say(sys.stdout, f"Engram is running at {url} (OpenAPI docs: {url}/schema)")
     _say(sys.stdout, f"Admin key: {where}. Stop with Ctrl-C.")
 

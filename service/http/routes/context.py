@@ -55,6 +55,6 @@ class ContextController(Controller):
             session_id=session_id,
             max_tokens=data.max_tokens,
             count=runtime.token_counter(space),
-            exact_max_rows=runtime.settings.exact_search_max_rows,
-            ef_search=runtime.settings.hnsw_ef_search,
+            exact_max_rows=runtime.settings.search.exact_max_rows,
+            ef_search=runtime.settings.search.hnsw_ef_search,
         )

@@ -206,7 +206,7 @@ async def _wait_settled(runtime: Runtime, user_id: str, stored: list[Memory]) ->
 
     Answers in the order of ``stored``; an item deleted meanwhile keeps its last state.
     """
-    deadline = time.monotonic() + runtime.settings.wait_timeout_seconds
+    deadline = time.monotonic() + runtime.settings.server.wait_timeout_seconds
     ids = [m.id for m in stored]
     delay = 0.02
     while True:

@@ -199,8 +199,8 @@ async def _search(
         space,
         owner,
         query,
-        exact_max_rows=runtime.settings.exact_search_max_rows,
-        ef_search=runtime.settings.hnsw_ef_search,
+        exact_max_rows=runtime.settings.search.exact_max_rows,
+        ef_search=runtime.settings.search.hnsw_ef_search,
         hints=runtime.size_hints,
     )
     took_ms = round((time.perf_counter() - started) * 1000, 3)
