@@ -1,6 +1,6 @@
-"""The search route's hot path (``HotPath`` in service/http/routes/search.py) answers exactly as
-the route's handler does: the same status, headers and body, errors included; what it may
-not answer alike goes on to the handler."""
+"""The search route's hot path (``HotPath``, service/http/hot_path.py) answers exactly as the
+route's handler does: the same status, headers and body, errors included; what it may not
+answer alike goes on to the handler; and the route has nothing the hot path would skip."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 from conftest import ADMIN, add_memories
 
-from service.http.routes.search import HotPath
+from models.errors import Forbidden
+from service.http import hot_path
+from service.http.app import _require_json
+from service.http.errors import EXCEPTION_HANDLERS
+from service.http.hot_path import PROVIDES, HotPath
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -22,15 +26,18 @@ JSON_WITH_CHARSET = "application/json; charset=utf-8"
 
 @pytest.fixture
 def hot_answers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """How many requests the hot path answered itself (each entry: one)."""
+    """How many requests the hot path answered itself, an answer or an error (each: one)."""
     answered: list[int] = []
-    answer = HotPath._answer
 
-    async def counted(*args: Any) -> bytes:
-        answered.append(1)
-        return await answer(*args)
+    def counting(send: Any) -> Any:
+        async def counted(*args: Any) -> None:
+            answered.append(1)
+            await send(*args)
 
-    monkeypatch.setattr(HotPath, "_answer", staticmethod(counted))
+        return counted
+
+    monkeypatch.setattr(hot_path, "_respond", counting(hot_path._respond))
+    monkeypatch.setattr(hot_path, "send_error", counting(hot_path.send_error))
     yield answered
 
 
@@ -148,3 +155,45 @@ def test_a_body_of_unknown_length_is_left_to_the_handler(client, people, hot_ans
     assert hot_answers == []
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["results"]) == 1
+
+
+def search_handler(client: Any) -> Any:
+    route = next(r for r in client.app.routes if r.path == "/v1/users/{user_id:str}/search")
+    return route.route_handler_map["POST"][0]
+
+
+def test_the_route_has_nothing_the_hot_path_would_skip(client):
+    """The hot path runs every guard of the route itself; anything else that Litestar would
+    run or add for the handler (a parameter it does not provide, a hook, response headers, a
+    cache, other middleware, other exception handlers) must not exist, or the two paths
+    would mean different things."""
+    handler = search_handler(client)
+    assert set(handler.parsed_fn_signature.parameters) == PROVIDES
+    assert handler.resolve_before_request() is _require_json  # passes any JSON body
+    layers = handler.ownership_layers
+    assert [layer for layer in layers if getattr(layer, "after_request", None)] == []
+    assert handler.resolve_after_response() is None
+    assert handler.resolve_response_headers() == frozenset()
+    assert handler.resolve_response_cookies() == frozenset()
+    assert not handler.cache and handler.cache_control is None and handler.etag is None
+    # innermost first: what wraps the hot path serves both paths; nothing may come between
+    # the hot path and the handler
+    kinds = [type(m) for m in handler.resolve_middleware()]
+    assert kinds[0] is HotPath and kinds.count(HotPath) == 1
+    assert handler.resolve_exception_handlers() == EXCEPTION_HANDLERS
+
+
+def test_the_hot_path_runs_every_guard_of_the_route(client, people, hot_answers, monkeypatch):
+    """A guard the route gains is run by the hot path too: here one that refuses everyone."""
+    handler = search_handler(client)
+    refused = []
+
+    async def closed(connection: Any, route: Any) -> None:
+        refused.append(1)
+        raise Forbidden("closed for the test")
+
+    monkeypatch.setattr(handler, "_resolved_guards", [*handler.resolve_guards(), closed])
+    user, headers = people["ann"]
+    answer = send(client, user, headers, {"vector": VECTOR}, JSON)
+    assert (answer.status_code, answer.json()["error"]["message"]) == (403, "closed for the test")
+    assert refused == [1] and hot_answers == [1]

@@ -22,7 +22,7 @@ from models.embedding.provider import Embedder, start_embedders
 from models.embedding.spaces import SpaceRegistry
 from models.jobs.wakeups import WakeUps
 from models.settings import Settings
-from service.http.auth import provide_admin, provide_owner, provide_principal, provide_runtime
+from service.http.auth import provide_owner, provide_principal, provide_runtime
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.keycache import KeyCache
 from service.http.observe import ObserveRequests, observe_unmatched
@@ -126,9 +126,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         lifespan=[lifespan],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
-            "principal": Provide(provide_principal),
+            "principal": Provide(provide_principal, sync_to_thread=False),
             "owner": Provide(provide_owner, sync_to_thread=False),
-            "admin": Provide(provide_admin, sync_to_thread=False),
         },
         middleware=[ObserveRequests()],
         before_send=[observe_unmatched],

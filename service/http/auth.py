@@ -1,4 +1,11 @@
-"""Authentication and scope checks, as Litestar dependencies."""
+"""Who is calling, and what they may touch: route guards, and the dependencies they feed.
+
+Guards run before Litestar reads a request's body, so a caller without a valid key, or with
+a key that may not act on the user in the path, is answered without the body being read or
+decoded. Each guard leaves what it established in the request's scope state, where the
+dependencies ``principal`` and ``owner`` read it; a guard that already ran for a request
+(the search route's hot path runs them first) does nothing the second time.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,9 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
 
 from models.errors import Forbidden, Unauthenticated
 from models.store import keys
@@ -20,6 +28,63 @@ T = TypeVar("T")
 _BOOTSTRAP = Principal(key_id=keys.BOOTSTRAP_KEY_ID, user_id=None)
 # A route's opt: it charges the rate limit itself (``charged``), not before it runs.
 CHARGES_ITSELF = "charges_itself"
+# Where the guards leave the caller and the user it acts on, in the request's scope state.
+_PRINCIPAL = "engram_principal"
+_OWNER = "engram_owner"
+
+Connection = ASGIConnection[Any, Any, Any, Any]
+
+
+async def authenticated(connection: Connection, handler: BaseRouteHandler) -> None:
+    """Guard: a valid key (else 401), charged one request unless the route charges itself."""
+    state = _state(connection)
+    if _PRINCIPAL in state:
+        return
+    runtime = runtime_of(connection)
+    principal = await authenticate(runtime, connection.headers.get("authorization", ""))
+    state[_PRINCIPAL] = principal
+    if not handler.opt.get(CHARGES_ITSELF):
+        await runtime.limiter.charge(principal.key_id)
+
+
+async def acts_on_path_user(connection: Connection, handler: BaseRouteHandler) -> None:
+    """Guard, after ``authenticated``: the key may act on the user in the path (admin keys
+    may act on anyone), else 403."""
+    state = _state(connection)
+    if _OWNER in state:
+        return
+    user_id = check_user_id(connection.path_params["user_id"])
+    principal: Principal = state[_PRINCIPAL]
+    if not principal.is_admin and principal.user_id != user_id:
+        raise Forbidden("this key may not act on this user")
+    state[_OWNER] = user_id
+
+
+async def admin_only(connection: Connection, handler: BaseRouteHandler) -> None:
+    """Guard, after ``authenticated``: an admin key, else 403."""
+    if not _state(connection)[_PRINCIPAL].is_admin:
+        raise Forbidden("this route needs an admin key")
+
+
+# Every route of one user's data, and every admin route, is guarded by one of these.
+USER_GUARDS = [authenticated, acts_on_path_user]
+ADMIN_GUARDS = [authenticated, admin_only]
+
+
+async def authenticate(runtime: Runtime, authorization: str) -> Principal:
+    """The key in an ``Authorization`` header's value; the same 401 for any bad key."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("missing or invalid API key")
+    if keys.matches_bootstrap(token, runtime.settings.server.admin_key):
+        return _BOOTSTRAP
+    principal = await runtime.keys.verify(
+        token, lambda token: runtime.across_users(keys.authenticate, token)
+    )
+    if principal is None:
+        raise Unauthenticated("missing or invalid API key")
+    return principal
 
 
 def provide_runtime(state: State) -> Runtime:
@@ -27,44 +92,27 @@ def provide_runtime(state: State) -> Runtime:
     return runtime
 
 
-async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>``; the same 401 for any bad key."""
-    charge = not request.route_handler.opt.get(CHARGES_ITSELF)
-    return await authenticate(runtime, request.headers.get("authorization", ""), charge=charge)
-
-
-async def authenticate(runtime: Runtime, authorization: str, *, charge: bool) -> Principal:
-    """The key in an ``Authorization`` header's value, charged one request unless the route
-    ``charges`` itself; the same 401 for any bad key."""
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("missing or invalid API key")
-    if keys.matches_bootstrap(token, runtime.settings.server.admin_key):
-        principal: Principal | None = _BOOTSTRAP
-    else:
-        principal = await runtime.keys.verify(
-            token, lambda token: runtime.across_users(keys.authenticate, token)
-        )
-    if principal is None:
-        raise Unauthenticated("missing or invalid API key")
-    if charge:
-        await runtime.limiter.charge(principal.key_id)
+def provide_principal(request: Connection) -> Principal:
+    """The caller, as the ``authenticated`` guard found it."""
+    principal: Principal = _state(request)[_PRINCIPAL]
     return principal
 
 
-def provide_owner(user_id: str, principal: Principal) -> str:
-    """The user in the path, once the key may act on them (admin keys may act on anyone)."""
-    check_user_id(user_id)
-    if not principal.is_admin and principal.user_id != user_id:
-        raise Forbidden("this key may not act on this user")
-    return user_id
+def provide_owner(request: Connection) -> str:
+    """The user in the path, as the ``acts_on_path_user`` guard allowed it."""
+    owner: str = _state(request)[_OWNER]
+    return owner
 
 
-def provide_admin(principal: Principal) -> Principal:
-    if not principal.is_admin:
-        raise Forbidden("this route needs an admin key")
-    return principal
+def runtime_of(connection: Connection) -> Runtime:
+    """The open resources of this API process."""
+    runtime: Runtime = connection.app.state.runtime
+    return runtime
+
+
+def _state(connection: Connection) -> dict[str, Any]:
+    state: dict[str, Any] = connection.scope["state"]
+    return state
 
 
 async def charged(runtime: Runtime, principal: Principal, cost: int, work: Awaitable[T]) -> T:

@@ -11,6 +11,7 @@ from litestar.params import Parameter
 from models.store import audit
 from models.store.audit import AuditEntry
 from models.types import Principal
+from service.http.auth import ADMIN_GUARDS
 from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
@@ -23,11 +24,12 @@ class AuditPage(msgspec.Struct, kw_only=True):
 class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
+    guards = ADMIN_GUARDS
 
     @get("/", responses=ERRORS)
     async def audit_log(
         self,
-        admin: Principal,
+        principal: Principal,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         cursor: Annotated[int | None, Parameter(ge=1)] = None,

@@ -11,6 +11,7 @@ from models.search.context import Context, build_context
 from models.search.query import SearchQuery
 from models.types import Principal
 from models.validation import check_content, check_session_id
+from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.routes.search import TEXT_QUERY_COST
 from service.http.runtime import Runtime
@@ -27,6 +28,7 @@ class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class ContextController(Controller):
     path = "/v1/users/{user_id:str}/context"
     tags = ["sessions"]
+    guards = USER_GUARDS
 
     @post("/", status_code=200, responses=ERRORS)
     async def context(

@@ -22,6 +22,7 @@ from models.store.documents import Batch, ChunkOut, Document, NewDocument
 from models.store.items import content_hash
 from models.types import Principal, Status
 from models.validation import USER_ID_RE, check_metadata
+from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
@@ -72,6 +73,7 @@ class ChunkList(msgspec.Struct, kw_only=True):
 class DocumentController(Controller):
     path = "/v1/users/{user_id:str}/documents"
     tags = ["documents"]
+    guards = USER_GUARDS
 
     @post("/", status_code=202, responses=ERRORS)
     async def add_documents(
@@ -162,6 +164,7 @@ class DocumentController(Controller):
 class BatchController(Controller):
     path = "/v1/users/{user_id:str}/batches"
     tags = ["documents"]
+    guards = USER_GUARDS
 
     @get("/{batch_id:uuid}", responses=ERRORS)
     async def get_batch(self, owner: str, batch_id: UUID, runtime: Runtime) -> Batch:

@@ -17,6 +17,7 @@ from models.transfer import export, importer
 from models.transfer.format import MEDIA_TYPE
 from models.transfer.reader import Reader, numbered_lines
 from models.types import Principal
+from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
@@ -39,6 +40,7 @@ class _TakesNdjson(Operation):
 class ExportController(Controller):
     path = "/v1/users/{user_id:str}"
     tags = ["users"]
+    guards = USER_GUARDS
 
     @get("/export", media_type=MEDIA_TYPE, responses=ERRORS)
     async def export_user(self, owner: str, runtime: Runtime) -> Stream:

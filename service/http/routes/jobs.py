@@ -14,6 +14,7 @@ from models.jobs import messages
 from models.jobs import outbox as jobs
 from models.store.cursors import decode_cursor, encode_cursor
 from models.types import FailedJob, Principal
+from service.http.auth import ADMIN_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
@@ -33,11 +34,12 @@ class RetriedJob(msgspec.Struct, kw_only=True):
 class JobController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
+    guards = ADMIN_GUARDS
 
     @get("/failed", responses=ERRORS)
     async def failed_jobs(
         self,
-        admin: Principal,
+        principal: Principal,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         cursor: str | None = None,
@@ -52,10 +54,10 @@ class JobController(Controller):
         return FailedJobs(jobs=found[:limit], next_cursor=next_cursor)
 
     @post("/{item_id:uuid}/retry", status_code=202, responses=ERRORS)
-    async def retry_job(self, admin: Principal, item_id: UUID, runtime: Runtime) -> RetriedJob:
+    async def retry_job(self, principal: Principal, item_id: UUID, runtime: Runtime) -> RetriedJob:
         """Embed a failed item again, with a fresh count of attempts."""
         retried = await runtime.across_users(
-            jobs.retry_failed, item_id, actor=admin.key_id, request_id=current_request_id()
+            jobs.retry_failed, item_id, actor=principal.key_id, request_id=current_request_id()
         )
         if not retried:
             raise NotFound(f"no failed job {item_id}")

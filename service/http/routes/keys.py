@@ -12,6 +12,7 @@ from models.errors import NotFound
 from models.store import keys
 from models.types import ApiKey, Principal
 from models.validation import check_user_id
+from service.http.auth import ADMIN_GUARDS
 from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
@@ -34,25 +35,26 @@ class KeyList(msgspec.Struct, kw_only=True):
 class KeyController(Controller):
     path = "/v1/keys"
     tags = ["keys"]
+    guards = ADMIN_GUARDS
 
     @post("/", status_code=201, responses=ERRORS)
-    async def create_key(self, admin: Principal, data: KeyIn, runtime: Runtime) -> CreatedKey:
+    async def create_key(self, principal: Principal, data: KeyIn, runtime: Runtime) -> CreatedKey:
         """A key for one user (``user_id``) or, without it, an admin key. Shown this once."""
         user_id = check_user_id(data.user_id) if data.user_id is not None else None
         key, token = await runtime.across_users(
-            keys.create_key, user_id=user_id, actor=admin.key_id
+            keys.create_key, user_id=user_id, actor=principal.key_id
         )
         return CreatedKey(id=key.id, key=token, user_id=key.user_id, created_at=key.created_at)
 
     @get("/", responses=ERRORS)
-    async def list_keys(self, admin: Principal, runtime: Runtime) -> KeyList:
+    async def list_keys(self, principal: Principal, runtime: Runtime) -> KeyList:
         """Every key, without secrets."""
         return KeyList(keys=await runtime.across_users(keys.list_keys))
 
     @delete("/{key_id:uuid}", status_code=204, responses=ERRORS)
-    async def revoke_key(self, admin: Principal, key_id: UUID, runtime: Runtime) -> None:
+    async def revoke_key(self, principal: Principal, key_id: UUID, runtime: Runtime) -> None:
         """Revoke a key; it stops working at once."""
-        if not await runtime.across_users(keys.revoke_key, key_id, actor=admin.key_id):
+        if not await runtime.across_users(keys.revoke_key, key_id, actor=principal.key_id):
             raise NotFound(f"key {key_id} not found")
         # other processes forget it when the notice of its revocation arrives
         runtime.keys.forget_all()

@@ -18,6 +18,7 @@ from models.settings import Limits
 from models.store import memories
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import check_content, check_metadata, check_session_id
+from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
@@ -99,6 +100,7 @@ def _patch(change: MemoryChange, limits: Limits) -> MemoryPatch:
 class MemoryController(Controller):
     path = "/v1/users/{user_id:str}/memories"
     tags = ["memories"]
+    guards = USER_GUARDS
 
     @post(
         "/",

@@ -8,24 +8,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, post
-from litestar.middleware import ASGIMiddleware
-from litestar.types import (
-    ASGIApp,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
-    Receive,
-    ReceiveMessage,
-    Scope,
-    Send,
-)
 
 from models.errors import InvalidInput
 from models.search.planner import search
 from models.search.query import SearchQuery, Weights
 from models.types import ItemType, Principal, SearchHit
 from models.validation import check_content, check_filter, check_session_id, check_vector
-from service.http.auth import CHARGES_ITSELF, authenticate, charged, provide_owner
-from service.http.errors import ERRORS, send_error
+from service.http.auth import CHARGES_ITSELF, USER_GUARDS, charged
+from service.http.errors import ERRORS
+from service.http.hot_path import HotPath
 from service.http.runtime import Runtime
 
 TEXT_QUERY_COST = 4  # on top of the request's 1: embedding the query takes model time
@@ -60,104 +51,12 @@ class SearchResults(msgspec.Struct, kw_only=True):
     took_ms: float
 
 
-class HotPath(ASGIMiddleware):
-    """The search route without Litestar's work per request (dependency injection, the
-    body decoded twice, response objects): 0.25-0.34 ms less a search at a million
-    vectors, side by side (docs/benchmarks.md). It answers as the handler below does,
-    through the same functions, its errors through the same exception handlers. A request
-    it cannot be sure to answer alike (another content type, a length unknown or over the
-    limit, a body that does not decode as ``SearchIn``) goes on to the handler, with what
-    it read of the body given back."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        runtime: Runtime = scope["litestar_app"].state.runtime
-        fields = _first_fields(scope)
-        read: list[ReceiveMessage] = []
-        data = await _decoded(receive, fields, runtime.settings.limits.max_body_bytes, read)
-        if data is None:  # the handler's to answer
-
-            async def replay() -> ReceiveMessage:
-                return read.pop(0) if read else await receive()
-
-            await next_app(scope, replay, send)
-            return
-        try:
-            body = await self._answer(scope, runtime, fields, data)
-        except Exception as exc:  # Litestar's handling lies around the handler only
-            await send_error(scope, receive, send, exc)
-            return
-        length = b"%d" % len(body)
-        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-        start = HTTPResponseStartEvent(type="http.response.start", status=200, headers=headers)
-        await send(start)
-        await send(HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False))
-
-    @staticmethod
-    async def _answer(
-        scope: Scope, runtime: Runtime, fields: dict[bytes, bytes], data: SearchIn
-    ) -> bytes:
-        authorization = fields.get(b"authorization", b"").decode("latin-1")
-        principal = await authenticate(runtime, authorization, charge=False)
-        owner = provide_owner(scope["path_params"]["user_id"], principal)
-        answer = await charged(runtime, principal, 1, _search(owner, principal, data, runtime))
-        return msgspec.json.encode(answer)
-
-
-_DECODER = msgspec.json.Decoder(SearchIn)
-
-
-def _first_fields(scope: Scope) -> dict[bytes, bytes]:
-    """Each header's first value, as Litestar's ``request.headers.get`` reads it."""
-    fields: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        fields.setdefault(name.lower(), value)
-    return fields
-
-
-async def _decoded(
-    receive: Receive, fields: dict[bytes, bytes], max_bytes: int, read: list[ReceiveMessage]
-) -> SearchIn | None:
-    """The body as ``SearchIn``, or None when the handler should answer: another content
-    type, a length unknown or over the limit, a client gone, a body that does not decode.
-    Each message received is kept in ``read``."""
-    length = fields.get(b"content-length", b"")
-    if (
-        fields.get(b"content-type") != b"application/json"
-        or b"transfer-encoding" in fields
-        or not length.isdigit()
-        or int(length) > max_bytes
-    ):
-        return None
-    body = b""
-    while not read or read[-1].get("more_body", False):
-        message = await receive()
-        read.append(message)
-        if message["type"] != "http.request":
-            return None
-        body += message.get("body", b"")
-    try:
-        return _DECODER.decode(body)
-    except msgspec.DecodeError:
-        return None
-
-
-class SearchController(Controller):
-    path = "/v1/users/{user_id:str}/search"
-    tags = ["search"]
-
-    @post(
-        "/",
-        status_code=200,
-        responses=ERRORS,
-        opt={CHARGES_ITSELF: True},
-        middleware=[HotPath()],
-    )
-    async def search(
-        self, owner: str, principal: Principal, data: SearchIn, runtime: Runtime
-    ) -> SearchResults:
-        """The ``k`` best ready items of this user, best first."""
-        # a search writes nothing: the rate limit is charged while it runs
-        return await charged(runtime, principal, 1, _search(owner, principal, data, runtime))
+async def answer_search(
+    runtime: Runtime, principal: Principal, owner: str, data: SearchIn
+) -> SearchResults:
+    """What a search request answers, by the handler and by its hot path alike. A search
+    writes nothing: the rate limit is charged while it runs."""
+    return await charged(runtime, principal, 1, _search(owner, principal, data, runtime))
 
 
 async def _search(
@@ -205,3 +104,22 @@ async def _search(
     )
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     return SearchResults(results=hits, space=space.name, took_ms=took_ms)
+
+
+class SearchController(Controller):
+    path = "/v1/users/{user_id:str}/search"
+    tags = ["search"]
+    guards = USER_GUARDS
+
+    @post(
+        "/",
+        status_code=200,
+        responses=ERRORS,
+        opt={CHARGES_ITSELF: True},
+        middleware=[HotPath(answer_search, SearchIn)],
+    )
+    async def search(
+        self, owner: str, principal: Principal, data: SearchIn, runtime: Runtime
+    ) -> SearchResults:
+        """The ``k`` best ready items of this user, best first."""
+        return await answer_search(runtime, principal, owner, data)

@@ -14,6 +14,7 @@ from models.store import sessions
 from models.store.sessions import Message, NewMessage, NewSession, Role, Session
 from models.types import Principal
 from models.validation import check_content, check_metadata, check_session_id
+from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
@@ -46,6 +47,7 @@ class MessageList(msgspec.Struct, kw_only=True):
 class SessionController(Controller):
     path = "/v1/users/{user_id:str}/sessions"
     tags = ["sessions"]
+    guards = USER_GUARDS
 
     @post("/", status_code=201, responses=ERRORS)
     async def create_session(

@@ -9,6 +9,7 @@ from models.embedding.spaces import Space
 from models.errors import Conflict, NotFound
 from models.jobs import fills, status
 from models.types import Fill, Principal, SpaceCounts, SpaceInfo
+from service.http.auth import admin_only, authenticated
 from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
@@ -28,6 +29,7 @@ def _named(runtime: Runtime, name: str) -> Space:
 class SpaceController(Controller):
     path = "/v1/spaces"
     tags = ["spaces"]
+    guards = [authenticated]
 
     @get("/", responses=ERRORS)
     async def list_spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceInfo]:
@@ -39,20 +41,20 @@ class SpaceController(Controller):
         """One space, with its counts and fill progress."""
         return (await _describe(runtime, principal, [_named(runtime, name)]))[0]
 
-    @post("/{name:str}/backfill", status_code=202, responses=ERRORS)
-    async def backfill(self, admin: Principal, name: str, runtime: Runtime) -> SpaceInfo:
+    @post("/{name:str}/backfill", status_code=202, responses=ERRORS, guards=[admin_only])
+    async def backfill(self, principal: Principal, name: str, runtime: Runtime) -> SpaceInfo:
         """Embed every existing item into this space, in the background; new items too.
 
         Searches keep being served from every space meanwhile. Progress: ``counts`` and
         ``fill`` here and in ``GET /v1/spaces``.
         """
         space = _named(runtime, name)
-        await runtime.across_users(fills.request_fill, space.name, actor=admin.key_id)
+        await runtime.across_users(fills.request_fill, space.name, actor=principal.key_id)
         await runtime.wakeups.fill(space.name)
-        return (await _describe(runtime, admin, [space]))[0]
+        return (await _describe(runtime, principal, [space]))[0]
 
-    @delete("/{name:str}", status_code=200, responses=ERRORS)
-    async def drop(self, admin: Principal, name: str, runtime: Runtime) -> DroppedSpace:
+    @delete("/{name:str}", status_code=200, responses=ERRORS, guards=[admin_only])
+    async def drop(self, principal: Principal, name: str, runtime: Runtime) -> DroppedSpace:
         """Drop the space's vectors and jobs (not its items); refused for a default space."""
         space = _named(runtime, name)
         if space.default_for:
@@ -61,7 +63,7 @@ class SpaceController(Controller):
                 "switch the default (ENGRAM_MEMORY_SPACE / ENGRAM_DOCUMENT_SPACE) first"
             )
         vectors = await runtime.across_users(
-            fills.drop_space, space.name, space.table, actor=admin.key_id
+            fills.drop_space, space.name, space.table, actor=principal.key_id
         )
         return DroppedSpace(name=name, vectors=vectors)
 

@@ -11,6 +11,7 @@ from litestar.params import Parameter
 
 from models.jobs import status
 from models.types import Principal
+from service.http.auth import ADMIN_GUARDS
 from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
@@ -25,11 +26,12 @@ class ServiceStatus(msgspec.Struct, kw_only=True):
 class StatusController(Controller):
     path = "/v1/status"
     tags = ["jobs"]
+    guards = ADMIN_GUARDS
 
     @get("/", responses=ERRORS)
     async def status(
         self,
-        admin: Principal,
+        principal: Principal,
         runtime: Runtime,
         top: Annotated[int, Parameter(ge=1, le=100)] = 5,
     ) -> ServiceStatus:

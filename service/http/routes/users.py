@@ -6,6 +6,7 @@ from litestar import Controller, delete
 
 from models.store import users
 from models.types import Principal
+from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
@@ -13,6 +14,7 @@ from service.http.runtime import Runtime
 class UserController(Controller):
     path = "/v1/users/{user_id:str}"
     tags = ["users"]
+    guards = USER_GUARDS
 
     @delete("/", status_code=200, responses=ERRORS)
     async def erase_user(self, owner: str, principal: Principal, runtime: Runtime) -> users.Erased:
