@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz soak bench-search bench-spaces bench-ingest bench-encoders lint typecheck docs-settings clean
+.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders lint typecheck docs-settings clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,8 +28,11 @@ run: $(STAMP) ## start API + worker (embedded Postgres and Redis unless URLs are
 test: $(STAMP) ## run the whole test suite against real servers
 	$(BIN)/python -m pytest
 
+test-unit: $(STAMP) ## the tests that need no server or model, in seconds (tests/unit, the client's)
+	$(BIN)/python -m pytest tests/unit clients/python/tests
+
 fuzz: $(STAMP) ## a longer schemathesis run (FUZZ_EXAMPLES=500 draws per operation)
-	ENGRAM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest tests/test_fuzz.py
+	ENGRAM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest tests/integration/test_fuzz.py
 
 soak: $(STAMP) ## bounded mixed ingest+search load with 2 workers (SOAK_SECONDS=120)
 	$(BIN)/python bench/soak.py --seconds $(or $(SOAK_SECONDS),120)

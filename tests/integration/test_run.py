@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, wait_until
+from support.processes import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 

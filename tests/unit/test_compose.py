@@ -11,7 +11,7 @@ import yaml
 
 from service.ops.cli import _COMMANDS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "compose.yaml").read_text()
 ENGRAM_VAR = re.compile(r"\bENGRAM_[A-Z_]+\b")
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import ADMIN, add_memories, served_openapi
 from hypothesis import HealthCheck, settings
 from litestar import Litestar
 from schemathesis.checks import not_a_server_error
@@ -28,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.api import ADMIN, add_memories, served_openapi
 
 from models.embedding.spaces import MINILM_384
 from service.http.app import create_app

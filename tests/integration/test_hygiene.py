@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import msgspec
-from conftest import ADMIN, ADMIN_KEY, parts_of
 from litestar.testing import TestClient
+from support.api import ADMIN, parts_of
+from support.processes import ADMIN_KEY
 
 from models.embedding.spaces import MINILM_384
 from service.http.app import create_app

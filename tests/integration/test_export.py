@@ -3,7 +3,7 @@ restored (``engram backup`` / ``engram restore``), each into a fresh database on
 server, compared with the original by search results and by the rows themselves.
 
 The source has both spaces: memories in ``minilm-384`` (``vector``) and documents in
-``openai-1536`` (``halfvec``, over ``tests/fake_openai.py``), embedded by a real worker.
+``openai-1536`` (``halfvec``, over ``tests/support/fake_openai.py``), embedded by a real worker.
 """
 
 from __future__ import annotations
@@ -22,20 +22,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from conftest import (
-    ADMIN,
-    REPO,
-    Servers,
-    add_memories,
-    api_env,
-    search,
-    start_worker,
-    stop_process,
-    wait_until,
-)
-from fake_openai import FakeOpenAI
 from litestar.testing import TestClient
 from psycopg import sql
+from support.api import ADMIN, add_memories, search
+from support.fake_openai import FakeOpenAI
+from support.processes import REPO, Servers, api_env, start_worker, stop_process, wait_until
 
 from models.db import schema
 from models.embedding.spaces import MINILM_384, OPENAI_1536

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ADMIN, add_memories
+from support.api import ADMIN, add_memories
 
 from models.errors import Forbidden
 from service.http import hot_path

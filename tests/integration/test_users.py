@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import ADMIN, add_memories, search, wait_until
+from support.api import ADMIN, add_memories, search
+from support.processes import wait_until
 
 USER_TABLES = ("memories", "embed_state", "vec_minilm_384")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import search, wait_until
+from support.api import search
+from support.processes import wait_until
 
 from models.ingest.tokens import hf_token_counter
 

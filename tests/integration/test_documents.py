@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import ADMIN, search, wait_until
+from support.api import ADMIN, search
+from support.processes import wait_until
 
 from models.db.pool import create_pool
 from models.db.scope import run_scoped

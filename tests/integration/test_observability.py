@@ -23,8 +23,11 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from conftest import (
-    ADMIN,
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from support.api import ADMIN
+from support.fake_openai import FakeOpenAI
+from support.processes import (
     ADMIN_KEY,
     REPO,
     Servers,
@@ -34,9 +37,6 @@ from conftest import (
     stop_process,
     wait_until,
 )
-from fake_openai import FakeOpenAI
-from litestar.testing import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.errors import ConfigError

@@ -16,7 +16,7 @@ from models.embedding.spaces import MINILM_384
 from models.errors import ConfigError, EmbeddingError
 from models.settings import EncoderOptions, Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WORDS = [
     *("postgres", "vector", "memory", "search", "index", "user", "session", "chat"),
     *("document", "chunk", "query", "model", "token", "embedding", "retrieval", "latency"),

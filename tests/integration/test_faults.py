@@ -22,8 +22,9 @@ import httpx
 import msgspec
 import psycopg
 import pytest
-from conftest import (
-    ADMIN,
+from litestar.testing import TestClient
+from support.api import ADMIN
+from support.processes import (
     WORKER_ENV,
     Servers,
     answers,
@@ -33,7 +34,6 @@ from conftest import (
     stop_process,
     wait_until,
 )
-from litestar.testing import TestClient
 
 from models.embedding.spaces import MINILM_384
 from models.settings import Settings

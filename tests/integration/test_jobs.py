@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ADMIN, add_memories, search, wait_until
-
-
-def fail(db, user: str, item_id: str, error: str = "provider said 400: bad input") -> None:
-    """Make the item's embedding fail for good, as the worker leaves it: no vector."""
-    db.execute(
-        "UPDATE embed_state SET status = 'failed', last_error = %s, attempts = 1 "
-        "WHERE user_id = %s AND item_id = %s",
-        [error, user, item_id],
-    )
-    db.execute("DELETE FROM vec_minilm_384 WHERE user_id = %s AND item_id = %s", [user, item_id])
+from support.api import ADMIN, add_memories, fail, search
+from support.processes import wait_until
 
 
 @pytest.mark.usefixtures("worker")

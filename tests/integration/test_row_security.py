@@ -7,7 +7,7 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import add_memories
+from support.api import add_memories
 
 from models.db.pool import create_pool
 from models.db.scope import run_scoped, set_scope

@@ -22,9 +22,10 @@ from urllib.parse import quote
 import httpx
 import psycopg
 import pytest
-from conftest import ADMIN, add_memories, served_openapi, wait_until
 from litestar.testing import TestClient
 from psycopg import sql
+from support.api import ADMIN, add_memories, served_openapi
+from support.processes import wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 

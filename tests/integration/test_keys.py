@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import ADMIN, parts_of
+from support.api import ADMIN, parts_of
 
 TOKEN_RE = re.compile(r"^egm_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$")
 

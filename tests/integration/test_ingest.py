@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN, ADMIN_KEY, REPO, search
+from support.api import ADMIN, search
+from support.processes import ADMIN_KEY, REPO
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import ADMIN
+from support.api import ADMIN
 
 
 def actions(client, limit: int = 50) -> list[dict]:

@@ -1,7 +1,7 @@
 """Embedding spaces end to end: the 1536 space over a local OpenAI-compatible server, its
 faults, the start-up dimension check, and an online backfill while searches keep working.
 
-The provider is ``tests/fake_openai.py``: it speaks the OpenAI embeddings protocol and
+The provider is ``tests/support/fake_openai.py``: it speaks the OpenAI embeddings protocol and
 returns the local model's vectors through a fixed random projection to 1536 dimensions, so
 search results keep their meaning. A real worker process embeds through it over HTTP.
 """
@@ -15,18 +15,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import (
-    ADMIN,
-    Servers,
-    add_memories,
-    api_env,
-    search,
-    start_worker,
-    stop_process,
-    wait_until,
-)
-from fake_openai import FakeOpenAI
 from litestar.testing import TestClient
+from support.api import ADMIN, add_memories, search
+from support.fake_openai import FakeOpenAI
+from support.processes import Servers, api_env, start_worker, stop_process, wait_until
 
 from models.embedding.spaces import MINILM_384, OPENAI_1536
 from models.errors import ConfigError

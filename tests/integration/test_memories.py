@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import add_memories, search, wait_until
+from support.api import add_memories, search
+from support.processes import wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import ADMIN, parts_of, wait_until
 from litestar.testing import TestClient
+from support.api import ADMIN, parts_of
+from support.processes import wait_until
 
 from models.embedding.spaces import MINILM_384
 from models.store import keys

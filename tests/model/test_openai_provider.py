@@ -15,7 +15,7 @@ import httpx
 import msgspec
 import numpy as np
 import pytest
-from fake_openai import FakeOpenAI
+from support.fake_openai import FakeOpenAI
 
 from models.embedding.local import LocalEmbedder
 from models.embedding.openai_compatible import (

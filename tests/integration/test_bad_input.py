@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import pytest
-from conftest import ADMIN
+from support.api import ADMIN
 
 DIMS = 384
 MEMORIES = "/v1/users/{user}/memories"

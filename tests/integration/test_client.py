@@ -18,7 +18,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import ADMIN_KEY, REPO, served_openapi
 from engram_client import (
     ApiError,
     AsyncEngram,
@@ -33,7 +32,8 @@ from engram_client import (
     types,
 )
 from engram_client.types import Weights
-from test_jobs import fail
+from support.api import fail, served_openapi
+from support.processes import ADMIN_KEY, REPO
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import ADMIN, add_memories, search, wait_until
 from pgvector.psycopg import register_vector
+from support.api import ADMIN, add_memories, search
+from support.processes import wait_until
 
 from models.db.pool import create_pool
 from models.db.scope import read_batch

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import numpy as np
 import psycopg
 import pytest
-from conftest import add_memories, wait_until
 from pgvector.psycopg import register_vector, register_vector_async
+from support.api import add_memories
+from support.processes import wait_until
 
 from models.embedding.spaces import MINILM_384
 from models.jobs import outbox as jobs

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import served_openapi
+from support.api import served_openapi
 
 PATHS = served_openapi()["paths"]
 BODIED = sorted(

@@ -1,0 +1,1 @@
+"""What the tests share: fixtures (a pytest plugin), processes, API helpers, fakes."""
