@@ -32,7 +32,7 @@ class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU, offline: on ONNX Runtime (default) or PyTorch.
 
     Both backends tokenise with the model's own tokenizer, truncate at its 256 word pieces,
-    mean-pool and normalise: their vectors agree to a cosine of 0.9999998.
+    mean-pool and normalise: their vectors agree (``make bench-encoders`` says how closely).
     """
 
     def __init__(self, space: Space, options: EncoderOptions | None = None) -> None:

@@ -1,13 +1,13 @@
 """all-MiniLM-L6-v2 on ONNX Runtime: exported once from the bundled PyTorch weights, then
 run without torch.
 
-The export (torch's TorchScript exporter, then ONNX Runtime's offline BERT fusions) takes
-about 15 seconds and happens once per model and ONNX Runtime version, into a cache
-directory shared by every process; a file lock keeps concurrent starts from exporting
-twice. Encoding tokenises with the model's own ``tokenizer.json`` (truncated at the
-model's 256 word pieces), runs the graph, mean-pools over the attention mask and
-L2-normalises, as sentence-transformers does: the vectors agree with torch's to a cosine
-of 0.9999998 (``make bench-encoders``).
+The export (torch's TorchScript exporter, then ONNX Runtime's offline BERT fusions)
+happens once per model and ONNX Runtime version, into a cache directory shared by every
+process; a file lock keeps concurrent starts from exporting twice. Encoding tokenises with
+the model's own ``tokenizer.json`` (truncated at the model's 256 word pieces), runs the
+graph, mean-pools over the attention mask and L2-normalises, as sentence-transformers does,
+so the vectors agree with torch's (``make bench-encoders`` measures how closely, and how
+fast each backend is).
 """
 
 from __future__ import annotations

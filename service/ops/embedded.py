@@ -44,8 +44,8 @@ def default_shared_buffers() -> str:
     """A quarter of this machine's memory, between PostgreSQL's 128MB and 8GB.
 
     PostgreSQL's default of 128MB holds a few thousand users' vectors at most; beyond it,
-    reads go to the kernel's page cache, which some hosts reclaim aggressively (this one
-    does). A million 384-dimension vectors and their HNSW index take about 3.5GB.
+    reads go to the kernel's page cache, which some hosts reclaim aggressively. A million
+    384-dimension vectors and their HNSW index take several GB (docs/benchmarks.md).
     """
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
