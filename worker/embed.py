@@ -18,7 +18,7 @@ from models.jobs import outbox
 from models.jobs.messages import Key
 from models.observe import metrics
 from models.observe.logs import request_context
-from models.store import documents
+from models.store import chunks
 from models.types import Claim, Embedded
 from worker.resources import Resources
 
@@ -117,9 +117,7 @@ def _log_failure(space: Space, item: Claim, error: str, *, gave_up: bool) -> Non
 async def store(conn: AsyncConnection, space: Space, vectors: list[Embedded]) -> int:
     """Store vectors, and make live the document versions whose last chunk this was."""
     ready = await outbox.store_vectors(conn, space, vectors)
-    await documents.promote(
-        conn, space, [Key(v.user_id, v.id) for v in vectors if v.kind == "chunk"]
-    )
+    await chunks.promote(conn, space, [Key(v.user_id, v.id) for v in vectors if v.kind == "chunk"])
     return ready
 
 

@@ -1,10 +1,9 @@
 """The documents repository: batches of documents, their chunks, and atomic replacement.
 
-A document is split into chunks (``models/ingest/chunking.py``) before it reaches here; each chunk
-is an item with an embedding job, like a memory. A document's live chunks are those of its
-``generation``. New content makes a ``pending_generation`` of chunks, embedded while the old
-ones stay searchable; ``promote`` swaps them in one transaction once every new chunk is
-ready. A document's status derives from the chunks of the generation being worked on.
+A document is split into chunks (``models/ingest/chunking.py``) before it reaches here; each
+chunk is an item with an embedding job, like a memory, and new content becomes a new
+generation of chunks (``chunks.py``). A document's status derives from the chunks of the
+generation being worked on.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 import msgspec
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg.rows import class_row, scalar_row
 from psycopg.types.json import Jsonb
 
@@ -22,9 +21,10 @@ from models.embedding.spaces import Space
 from models.errors import NotFound
 from models.ingest.chunking import Chunk
 from models.jobs import fills
-from models.jobs.messages import Job, Key
+from models.jobs.messages import Job
+from models.store import chunks
 from models.store.cursors import decode_newest_first, newest_first_page
-from models.store.items import content_hash, delete_vectors, lock_writes
+from models.store.items import lock_writes
 from models.types import Batch as Batch
 from models.types import BatchCounts as BatchCounts
 from models.types import ChunkOut as ChunkOut
@@ -50,7 +50,6 @@ class WrittenDocuments(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # The chunks being worked on: the pending generation while there is one, else the live one.
-_WORKING = "coalesce(d.pending_generation, d.generation)"
 _DOCUMENT = f"""
     SELECT d.id, d.user_id, d.title, d.source, d.metadata, d.collection,
            CASE WHEN s.failed > 0 THEN 'failed' WHEN s.pending > 0 THEN 'pending'
@@ -66,7 +65,7 @@ _DOCUMENT = f"""
                min(e.last_error) FILTER (WHERE e.status = 'failed') AS error
         FROM chunks k
         JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id AND e.space = d.space
-        WHERE k.user_id = d.user_id AND k.document_id = d.id AND k.generation = {_WORKING}
+        WHERE k.user_id = d.user_id AND k.document_id = d.id AND k.generation = {chunks.WORKING}
     ) s
 """
 
@@ -100,7 +99,7 @@ async def write_documents(
             if existing is None:
                 doc_id = item.id or uuid4()
                 await _insert(conn, user_id, doc_id, space, collection, batch_id, item)
-                created += await _add_chunks(
+                created += await chunks.add_chunks(
                     conn, user_id, doc_id, 1, item.chunks, spaces, request_id
                 )
                 known[doc_id] = known[item.content_hash] = _Stored(
@@ -208,11 +207,13 @@ async def _update(
     created: list[Job] = []
     if pending is not None and not same_as_pending:
         # a replacement in flight is superseded (or cancelled, back to the live content)
-        await _drop_chunks(conn, user_id, doc_id, "generation = %s", [pending])
+        await chunks.drop_chunks(conn, user_id, doc_id, "generation = %s", [pending])
         pending = None
     if not same_as_live and not same_as_pending:
         pending = max(existing.generation, existing.pending_generation or 0) + 1
-        created = await _add_chunks(conn, user_id, doc_id, pending, item.chunks, spaces, request_id)
+        created = await chunks.add_chunks(
+            conn, user_id, doc_id, pending, item.chunks, spaces, request_id
+        )
     await conn.execute(
         """
         UPDATE documents
@@ -237,121 +238,6 @@ async def _update(
     existing.pending_generation = pending
     existing.pending_hash = None if pending is None else item.content_hash
     return created
-
-
-async def _add_chunks(
-    conn: AsyncConnection,
-    user_id: str,
-    doc_id: UUID,
-    generation: int,
-    chunks: list[Chunk],
-    spaces: list[str],
-    request_id: str | None,
-) -> list[Job]:
-    return await fetch_all(
-        conn,
-        class_row(Job),
-        """
-        WITH created AS (
-            INSERT INTO chunks (user_id, id, document_id, generation, chunk_index, content,
-                                content_hash, tokens)
-            SELECT %(user)s, gen_random_uuid(), %(doc)s, %(generation)s, c.i, c.content,
-                   c.hash, c.tokens
-            FROM unnest(%(indexes)s::int[], %(contents)s::text[], %(hashes)s::bytea[],
-                        %(tokens)s::int[]) AS c(i, content, hash, tokens)
-            RETURNING user_id, id, content_hash
-        )
-        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id)
-        SELECT c.user_id, c.id, s.space, 'chunk', c.content_hash, %(request_id)s
-        FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
-        RETURNING space, user_id, item_id
-        """,
-        {
-            "user": user_id,
-            "doc": doc_id,
-            "generation": generation,
-            "indexes": [c.index for c in chunks],
-            "contents": [c.content for c in chunks],
-            "hashes": [content_hash(c.content) for c in chunks],
-            "tokens": [c.tokens for c in chunks],
-            "spaces": spaces,
-            "request_id": request_id,
-        },
-    )
-
-
-async def _drop_chunks(
-    conn: AsyncConnection, user_id: str, doc_id: UUID, condition: str, params: list[Any]
-) -> None:
-    """Delete chunks of a document (those matching ``condition``), their jobs and vectors."""
-    jobs = await fetch_all(
-        conn,
-        class_row(Job),
-        sql.SQL(
-            """
-            WITH gone AS (
-                DELETE FROM chunks WHERE user_id = %s AND document_id = %s AND {}
-                RETURNING user_id, id
-            )
-            DELETE FROM embed_state e USING gone
-            WHERE e.user_id = gone.user_id AND e.item_id = gone.id
-            RETURNING e.space, e.user_id, e.item_id
-            """
-        ).format(sql.SQL(condition)),
-        [user_id, doc_id, *params],
-    )
-    await delete_vectors(conn, jobs)
-
-
-async def promote(conn: AsyncConnection, space: Space, chunk_keys: list[Key]) -> int:
-    """Make pending generations live whose chunks are all ready; return how many.
-
-    Runs in the transaction that stored the chunks' vectors. The documents are locked (in
-    key order) before their chunks are checked, so of two workers storing a document's last
-    chunks at once, the second sees the first's and promotes.
-    """
-    if not chunk_keys:
-        return 0
-    candidates = await fetch_all(
-        conn,
-        class_row(Key),
-        """
-        SELECT d.user_id, d.id AS item_id FROM documents d
-        WHERE (d.user_id, d.id) IN (
-            SELECT k.user_id, k.document_id
-            FROM chunks k JOIN unnest(%s::text[], %s::uuid[]) AS w(user_id, id)
-              ON k.user_id = w.user_id AND k.id = w.id
-        )
-          AND d.pending_generation IS NOT NULL AND d.space = %s
-        ORDER BY d.user_id, d.id
-        FOR UPDATE
-        """,
-        [[k.user_id for k in chunk_keys], [k.item_id for k in chunk_keys], space.name],
-    )
-    promoted = 0
-    for user_id, doc_id in candidates:
-        generation = await fetch_one(
-            conn,
-            scalar_row,
-            """
-            UPDATE documents d
-            SET generation = d.pending_generation, content_hash = d.pending_hash,
-                pending_generation = NULL, pending_hash = NULL, updated_at = now()
-            WHERE d.user_id = %(user)s AND d.id = %(id)s AND d.pending_generation IS NOT NULL
-              AND NOT EXISTS (
-                SELECT 1 FROM chunks k
-                JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id
-                                  AND e.space = d.space
-                WHERE k.user_id = d.user_id AND k.document_id = d.id
-                  AND k.generation = d.pending_generation AND e.status <> 'ready')
-            RETURNING d.generation
-            """,
-            {"user": user_id, "id": doc_id},
-        )
-        if generation is not None:
-            await _drop_chunks(conn, user_id, doc_id, "generation < %s", [generation])
-            promoted += 1
-    return promoted
 
 
 async def get_documents(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Document]:
@@ -415,7 +301,7 @@ async def list_chunks(conn: AsyncConnection, user_id: str, doc_id: UUID) -> list
                e.last_error AS error
         FROM documents d
         JOIN chunks k ON k.user_id = d.user_id AND k.document_id = d.id
-                     AND k.generation = {_WORKING}
+                     AND k.generation = {chunks.WORKING}
         JOIN embed_state e ON e.user_id = k.user_id AND e.item_id = k.id
                           AND e.space = d.space
         WHERE d.user_id = %s AND d.id = %s
@@ -433,7 +319,7 @@ async def delete_document(conn: AsyncConnection, user_id: str, doc_id: UUID) -> 
         )
         if cur.rowcount == 0:
             raise NotFound(f"document {doc_id} not found")
-        await _drop_chunks(conn, user_id, doc_id, "true", [])
+        await chunks.drop_chunks(conn, user_id, doc_id, "true", [])
 
 
 async def get_batch(conn: AsyncConnection, user_id: str, batch_id: UUID) -> Batch:

@@ -13,7 +13,6 @@ the route has no dependency, hook or middleware that this path would skip.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -95,9 +94,15 @@ class HotPath(ASGIMiddleware, Generic[B]):
         return decoded
 
 
-@functools.cache
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
 def _decoder(body: type[B]) -> msgspec.json.Decoder[B]:
-    return msgspec.json.Decoder(body)
+    """One decoder per body type, made on first use (a middleware holds none: Litestar
+    copies its route handlers' settings)."""
+    if body not in _DECODERS:
+        _DECODERS[body] = msgspec.json.Decoder(body)
+    return _DECODERS[body]
 
 
 def _first_fields(scope: Scope) -> dict[bytes, bytes]:

@@ -5,13 +5,14 @@ request spends (each text query and each written item). Past the limit: 429 with
 ``Retry-After`` until the window ends. If Redis is unreachable the limiter lets requests
 through (logged): availability of the API matters more than the limit.
 
-Asking Redis on every request would cost a busy key a round trip each time. So a charge that Redis admits also takes a small *lease* for the same window: up
-to a fiftieth of the limit more, counted in Redis at once as if spent, which this process
-then spends without asking. Leased units are never given to anyone else, so a limit is
-never exceeded; the price is that units one process leased and did not spend before the
-window ended are lost to the others (at most a fiftieth of the limit per process and
-window). Near the limit a lease shrinks to what is left, so one process alone gets
-exactly its limit; under a fiftieth of the limit (a limit below 50) nothing is leased.
+Asking Redis on every request would cost a busy key a round trip each time. So a charge that
+Redis admits also takes a small *lease* for the same window: up to a fiftieth of the limit
+more, counted in Redis at once as if spent, which this process then spends without asking.
+Leased units are never given to anyone else, so a limit is never exceeded; the price is that
+units one process leased and did not spend before the window ended are lost to the others
+(at most a fiftieth of the limit per process and window). Near the limit a lease shrinks to
+what is left, so one process alone gets exactly its limit; under a fiftieth of the limit (a
+limit below 50) nothing is leased.
 """
 
 from __future__ import annotations
