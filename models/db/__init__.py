@@ -1,0 +1,3 @@
+"""Reaching PostgreSQL: the pool, transactions scoped to one user, one-write batches, rows, the
+schema.
+"""

@@ -1,0 +1,3 @@
+"""Embedding spaces and the providers that fill them: the local model and OpenAI-compatible
+servers.
+"""

@@ -1,0 +1,1 @@
+"""Turning uploaded text into chunks that fit a model: extraction, token counting, chunking."""

@@ -1,0 +1,3 @@
+"""Embedding work in Postgres (the outbox, space fills, status) and the wake-ups that announce
+it.
+"""

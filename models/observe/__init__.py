@@ -1,0 +1,1 @@
+"""What both edges report: log lines with request ids, and Prometheus metrics."""

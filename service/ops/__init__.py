@@ -1,0 +1,1 @@
+"""The ``engram`` command: run everything, migrate, back up, ingest folders, report status."""

@@ -1,0 +1,1 @@
+"""One controller per resource; each route is thin and calls the core."""
