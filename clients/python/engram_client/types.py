@@ -1,9 +1,9 @@
 """What the client sends and gets back: msgspec Structs mirroring the API's JSON.
 
 It is long because it mirrors every answer of the API. The API's OpenAPI document
-(``/schema/openapi.json``) is the reference; a test of the
-server's suite checks these Structs against it, field by field. Fields the server adds
-later are ignored when decoding, so an older client keeps working with a newer server.
+(``/schema/openapi.json``) is the reference; a test of the server's suite checks these
+Structs against it, field by field. Fields the server adds later are ignored when decoding,
+so an older client keeps working with a newer server.
 """
 
 from __future__ import annotations
