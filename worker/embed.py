@@ -35,18 +35,7 @@ async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> No
         if item.attempts > settings.worker.max_attempts:  # it kept killing or stalling its workers
             reason = item.last_error or "the worker stopped while embedding it"
             gave_up = f"gave up after {settings.worker.max_attempts} attempts: {reason}"
-            await run_scoped(
-                pool,
-                ALL_USERS,
-                outbox.record_failure,
-                space,
-                item,
-                gave_up,
-                permanent=True,
-                max_attempts=settings.worker.max_attempts,
-                retry_in_seconds=0,
-            )
-            _log_failure(space, item, gave_up, gave_up=True)
+            await _record_failure(resources, space, item, gave_up, permanent=True)
     work = [c for c in claims if c.attempts <= settings.worker.max_attempts]
     if not work:
         return
@@ -58,22 +47,30 @@ async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> No
     _log_embedded(space, work, vectors)
     metrics.EMBED_ITEMS.labels(space=space.name, outcome="ready").inc(ready)
     for item, error in failures:
-        await run_scoped(
-            pool,
-            ALL_USERS,
-            outbox.record_failure,
-            space,
-            item,
-            str(error),
-            permanent=error.permanent,
-            max_attempts=settings.worker.max_attempts,
-            retry_in_seconds=settings.worker.retry_base_seconds * 2 ** (item.attempts - 1),
-        )
-        final = error.permanent or item.attempts >= settings.worker.max_attempts
-        _log_failure(space, item, str(error), gave_up=final)
+        await _record_failure(resources, space, item, str(error), permanent=error.permanent)
     log.info(
         "space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures), len(claims)
     )
+
+
+async def _record_failure(
+    resources: Resources, space: Space, item: Claim, error: str, *, permanent: bool
+) -> None:
+    """Fail the item for good (a permanent error, or out of attempts), or schedule its retry
+    after an exponential back-off; count and log it either way."""
+    worker = resources.settings.worker
+    await run_scoped(
+        resources.pool,
+        ALL_USERS,
+        outbox.record_failure,
+        space,
+        item,
+        error,
+        permanent=permanent,
+        max_attempts=worker.max_attempts,
+        retry_in_seconds=worker.retry_base_seconds * 2 ** (item.attempts - 1),
+    )
+    _log_failure(space, item, error, gave_up=permanent or item.attempts >= worker.max_attempts)
 
 
 def _shared_request_id(items: Sequence[Claim]) -> str | None:
