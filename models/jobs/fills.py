@@ -18,7 +18,7 @@ from psycopg.rows import class_row, scalar_row
 
 from models.db.rows import fetch_all, fetch_one
 from models.jobs.messages import Key
-from models.store import audit
+from models.observe import audit
 from models.types import ItemType
 
 

@@ -16,7 +16,7 @@ from psycopg.rows import class_row
 from models.db.rows import fetch_all
 from models.embedding.spaces import Space
 from models.jobs.messages import Job, Key
-from models.store import audit
+from models.observe import audit
 from models.types import Claim, Embedded, FailedJob
 
 

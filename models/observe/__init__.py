@@ -1,1 +1,3 @@
-"""What both edges report: log lines with request ids, and Prometheus metrics."""
+"""What the service reports: log lines with request ids, Prometheus metrics, and the audit log
+of admin actions.
+"""

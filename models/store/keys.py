@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from models.db.rows import fetch_all, fetch_one
-from models.store import audit
+from models.observe import audit
 from models.types import ApiKey, Principal
 
 KEY_PREFIX = "egm"

@@ -7,7 +7,7 @@ from psycopg.rows import scalar_row
 
 from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import vector_table
-from models.store import audit
+from models.observe import audit
 from models.types import Erased as Erased
 
 

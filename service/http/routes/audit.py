@@ -8,8 +8,8 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from models.store import audit
-from models.store.audit import AuditEntry
+from models.observe import audit
+from models.observe.audit import AuditEntry
 from models.types import Principal
 from service.http.auth import ADMIN_GUARDS
 from service.http.errors import ERRORS
