@@ -65,21 +65,27 @@ def diversify(
 
     Each pick maximises lambda * score - (1 - lambda) * (max cosine to the picks so far).
     The reported score is that value, made non-increasing so results stay sorted by score.
+    Each pick costs one matrix-vector product: ``k`` picks among ``n`` candidates of ``d``
+    dimensions take O(k * n * d) arithmetic in numpy.
     """
     lam = 1 - diversity
     remaining = [h for h in hits if h.id in embeddings]
+    if not remaining:
+        return []
+    vectors = np.stack([np.asarray(embeddings[h.id], dtype=np.float32) for h in remaining])
+    scores = np.array([h.score for h in remaining], dtype=np.float64)
+    # max cosine to the picks so far: 0 before the first pick, then the true maximum (which
+    # may be negative)
+    redundancy = np.zeros(len(remaining))
+    available = np.ones(len(remaining), dtype=bool)
     picked: list[SearchHit] = []
-    picked_vectors: list[np.ndarray] = []
     ceiling = math.inf
-    while remaining and len(picked) < k:
-        best, best_value = remaining[0], -math.inf
-        for hit in remaining:
-            redundancy = max((float(embeddings[hit.id] @ p) for p in picked_vectors), default=0.0)
-            value = lam * hit.score - (1 - lam) * redundancy
-            if value > best_value:
-                best, best_value = hit, value
-        ceiling = min(ceiling, best_value)
-        picked.append(msgspec.structs.replace(best, score=ceiling))
-        picked_vectors.append(embeddings[best.id])
-        remaining.remove(best)
+    while len(picked) < min(k, len(remaining)):
+        values = np.where(available, lam * scores - (1 - lam) * redundancy, -np.inf)
+        best = int(np.argmax(values))  # the first of equal values, as a scan in order picks
+        ceiling = min(ceiling, float(values[best]))
+        picked.append(msgspec.structs.replace(remaining[best], score=ceiling))
+        available[best] = False
+        similarity = (vectors @ vectors[best]).astype(np.float64)
+        redundancy = similarity if len(picked) == 1 else np.maximum(redundancy, similarity)
     return picked

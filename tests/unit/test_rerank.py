@@ -102,3 +102,34 @@ def test_diversified_scores_never_increase_and_items_without_vectors_are_left_ou
 def test_similarity_order_breaks_ties_by_id_and_cuts_at_depth():
     tied = [hit(0.5, id=uuid.UUID(int=n)) for n in (3, 1, 2)]
     assert [h.id.int for h in by_similarity([*tied, hit(0.1)], 3)] == [1, 2, 3]
+
+
+def reference_mmr(hits, embeddings, *, diversity, k):
+    """MMR written as its definition reads, one candidate at a time."""
+    lam = 1 - diversity
+    remaining = [h for h in hits if h.id in embeddings]
+    picked, ceiling = [], float("inf")
+    while remaining and len(picked) < k:
+
+        def value(h):
+            redundancy = max((float(embeddings[h.id] @ embeddings[p.id]) for p, _ in picked),
+                             default=0.0)  # fmt: skip
+            return lam * h.score - (1 - lam) * redundancy
+
+        best = max(remaining, key=value)  # the first of equal values
+        ceiling = min(ceiling, value(best))
+        picked.append((best, ceiling))
+        remaining.remove(best)
+    return [(h.id, score) for h, score in picked]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_diversity_picks_as_the_definition_says(seed):
+    rng = np.random.default_rng(seed)
+    hits = [hit(float(s)) for s in sorted(rng.random(30), reverse=True)]
+    embeddings = {h.id: unit(*rng.normal(size=8)) for h in hits}
+    diversity = float(rng.choice([0.0, 0.3, 0.7, 1.0]))
+    picked = diversify(hits, embeddings, diversity=diversity, k=10)
+    expected = reference_mmr(hits, embeddings, diversity=diversity, k=10)
+    assert [h.id for h in picked] == [i for i, _ in expected]
+    assert [h.score for h in picked] == pytest.approx([s for _, s in expected], abs=1e-6)
