@@ -1,10 +1,16 @@
-"""Uploaded files to text: plain text, Markdown, and HTML (its text, headings kept)."""
+"""Uploaded files to text: plain text, Markdown, and HTML (its text, headings kept).
+
+HTML is read by libxml2's HTML parser (lxml), which recovers from any markup and takes time
+linear in the input: no upload can make it stall.
+"""
 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from pathlib import PurePosixPath
+from typing import Any
+
+from lxml import etree
 
 from models.errors import InvalidInput
 
@@ -36,10 +42,15 @@ def file_text(filename: str, content_type: str | None, raw: bytes) -> tuple[str,
 
 
 def html_text(html: str) -> str:
-    parser = _TextOf()
-    parser.feed(html)
-    parser.close()
-    return parser.text()
+    """The text of an HTML document, headings and blocks kept as Markdown-like lines."""
+    if not html.strip():
+        return ""
+    parser = etree.HTMLParser(target=_TextOf(), recover=True, no_network=True)
+    try:
+        text: str = etree.fromstring(html, parser)
+    except etree.ParserError:  # nothing libxml2 could read as a document
+        return ""
+    return text
 
 
 _SKIPPED = {"script", "style", "noscript", "template", "svg", "head"}
@@ -48,15 +59,17 @@ _BLOCKS = {
     "ul", "ol", "table", "tr", "blockquote", "pre", "br", "hr", "dd", "dt", "figure",
 }  # fmt: skip
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_SPACE = re.compile(r"\s+")
 
 
-class _TextOf(HTMLParser):
+class _TextOf:
+    """A parser target: collects text as the parser meets tags and data, in one pass."""
+
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self._parts: list[str] = []
         self._skipping = 0
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start(self, tag: str, attrib: Any) -> None:
         if tag in _SKIPPED:
             self._skipping += 1
         elif tag in _HEADINGS:
@@ -64,17 +77,17 @@ class _TextOf(HTMLParser):
         elif tag in _BLOCKS:
             self._parts.append("\n\n")
 
-    def handle_endtag(self, tag: str) -> None:
+    def end(self, tag: str) -> None:
         if tag in _SKIPPED:
             self._skipping = max(0, self._skipping - 1)
         elif tag in _HEADINGS or tag in _BLOCKS:
             self._parts.append("\n\n")
 
-    def handle_data(self, data: str) -> None:
+    def data(self, data: str) -> None:
         if not self._skipping:
-            self._parts.append(re.sub(r"\s+", " ", data))
+            self._parts.append(_SPACE.sub(" ", data))
 
-    def text(self) -> str:
+    def close(self) -> str:
         paragraphs = "".join(self._parts).split("\n\n")
         kept = [" ".join(p.split()) for p in paragraphs]
         return "\n\n".join(p for p in kept if p and p.strip("# "))

@@ -118,7 +118,7 @@ class DocumentController(Controller):
             name = upload.filename or "upload"
             if len(raw) > limits.max_document_bytes:
                 raise InvalidInput(f"{name} is larger than {limits.max_document_bytes} bytes")
-            text, kind = file_text(name, upload.content_type, raw)
+            text, kind = await asyncio.to_thread(file_text, name, upload.content_type, raw)
             docs.append(DocumentIn(content=text, title=name, source=name, format=kind))
         return await _ingest(runtime, owner, principal, docs, data.collection, data.space)
 
