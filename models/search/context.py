@@ -9,6 +9,7 @@ the order they were said.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Sequence
 
@@ -37,7 +38,9 @@ def pack(
     max_tokens: int,
     count: TokenCounter,
 ) -> Context:
-    """``hits`` best first; ``latest`` newest first."""
+    """``hits`` best first; ``latest`` newest first. A line is counted only while it may
+    still fit: every word costs at least a token, so a line of more words than the room left
+    is passed over uncounted, and nothing more is counted once the budget is full."""
     budget = max_tokens - count(MEMORIES_HEADER) - count(MESSAGES_HEADER)
     used = 0
     messages: list[Message] = []
@@ -45,6 +48,8 @@ def pack(
 
     def fits(line: str) -> bool:
         nonlocal used
+        if used + len(line.split()) > budget:  # a lower bound of its tokens: no need to count
+            return False
         cost = count(line)
         if used + cost > budget:
             return False
@@ -57,6 +62,8 @@ def pack(
     packed_ids = {m.memory_id for m in messages}
     packed_texts = {m.content for m in messages}
     for hit in hits:
+        if used >= budget:
+            break
         if hit.id in packed_ids or hit.content in packed_texts:
             continue
         if fits(f"- {hit.content}"):
@@ -107,7 +114,8 @@ async def build_context(
     hits = await search(
         read, space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search
     )
-    return pack(hits, latest, max_tokens=max_tokens, count=count)
+    # counting tokens is CPU work: off the event loop
+    return await asyncio.to_thread(pack, hits, latest, max_tokens=max_tokens, count=count)
 
 
 def _line(message: Message) -> str:
