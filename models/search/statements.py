@@ -133,7 +133,10 @@ _RANKED = """
     ORDER BY {order}
     LIMIT %(limit)s
 """
-# Full-text candidates for hybrid mode, with their cosine similarity for the answer.
+# Full-text candidates for hybrid mode, with their cosine similarity for the answer. The
+# query's first ``MAX_TEXT_TERMS`` distinct words make its terms: a query of thousands of
+# words costs the index no more than one of a few dozen.
+MAX_TEXT_TERMS = 64
 _TEXT = (
     """
     SELECT {kind} AS type, m.id, ts_rank_cd(m.content_tsv, q.query) AS score,
@@ -141,8 +144,9 @@ _TEXT = (
            m.importance, {document_id} AS document_id, {chunk_index} AS chunk_index,
            m.created_at"""
     + _FROM
-    + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(word), %(glue)s), '')::tsquery"
-    + "   FROM unnest(tsvector_to_array(to_tsvector('simple', %(text)s))) AS word) AS q(query)"
+    + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(t.lexeme), %(glue)s), '')::tsquery"
+    + "   FROM (SELECT w.lexeme FROM unnest(to_tsvector('simple', %(text)s)) AS w"
+    + "         ORDER BY w.positions[1] LIMIT %(max_terms)s) AS t) AS q(query)"
     + _WHERE
     + """
       AND m.content_tsv @@ q.query
@@ -249,7 +253,7 @@ class Statements:
 
     def text(self, kind: ItemType, match: TextMatch) -> Statement:
         """A full-text search of ``kind``, its rows hits scored by text rank."""
-        params = self.params | {"glue": _GLUE[match]}
+        params = self.params | {"glue": _GLUE[match], "max_terms": MAX_TEXT_TERMS}
         return self._statement(kind, "text", params, named(SearchHit))
 
     def vectors(self, ids: list[Any]) -> Statement:

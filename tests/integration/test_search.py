@@ -403,3 +403,14 @@ def test_search_rows_carry_a_hits_columns_by_name(db, embedder, kind, shape):
     names = [column.name for column in cursor.description or ()]
     counts = ["counted", "other_n"] if shape in ("exact", "approximate") else []
     assert sorted(names) == sorted([*counts, *SearchHit.__struct_fields__])
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_long_hybrid_query_searches_by_its_first_distinct_words(client, new_user):
+    """The text side takes a query's first 64 distinct words: a query of thousands of words
+    costs the index no more than one of a few dozen, and still finds what its words name."""
+    user, headers = new_user()
+    add_memories(client, user, headers, ["Invoice QX-5521 was paid in March.", "Tea at noon."])
+    words = " ".join(f"filler{n}" for n in range(3000))
+    found = search(client, user, headers, query=f"QX-5521 {words}", mode="hybrid", k=1)
+    assert found[0]["content"] == "Invoice QX-5521 was paid in March."
