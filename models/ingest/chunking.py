@@ -44,14 +44,18 @@ _CLUSTER_BACKOFF = 32  # how far a hard split steps back to keep a grapheme clus
 
 
 class ChunkSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """How large chunks may be, in the tokens of the counter they are cut for."""
+    """How large chunks may be, in the tokens of the counter they are cut for, and in
+    characters (a tokenizer may read a long unbroken word as one unknown token)."""
 
     max_tokens: int  # hard limit per chunk, in the counter's tokens
     overlap_tokens: int  # tokens of the previous chunk's tail repeated at the start of the next
+    max_chars: int | None = None  # hard limit per chunk, overlap included (None: none)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1 or not 0 <= self.overlap_tokens < self.max_tokens:
             raise ValueError("a chunk spec needs max_tokens >= 1 and 0 <= overlap < max_tokens")
+        if self.max_chars is not None and self.max_chars < 1:
+            raise ValueError("a chunk spec needs max_chars >= 1")
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,7 +71,8 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
 def split_text(
     text: str, spec: ChunkSpec, count_tokens: TokenCounter, *, markdown: bool = False
 ) -> list[Chunk]:
-    """Chunks of ``text``, each counting at most ``spec.max_tokens``; [] for blank text.
+    """Chunks of ``text``, each counting at most ``spec.max_tokens`` and ``spec.max_chars``
+    characters; [] for blank text.
 
     Raises ``ValueError`` when a single character counts more than ``spec.max_tokens``.
     """
@@ -98,6 +103,7 @@ class _Splitter:
         self.overlap = spec.overlap_tokens
         self.budget = spec.max_tokens - spec.overlap_tokens  # for a chunk before its overlap
         self.max_chars = self.budget * _CHARS_PER_TOKEN_CUTOFF
+        self.char_limit = spec.max_chars or len(text) + 1  # no chunk is longer, ever
         self.empty = count_tokens("")  # what every count includes: special tokens
         self._gaps: dict[str, int] = {}
 
@@ -110,7 +116,8 @@ class _Splitter:
         return pieces
 
     def _pieces(self, start: int, end: int, level: int) -> list[_Piece]:
-        tokens = self._count(start, end) if end - start <= self.max_chars else None
+        short = end - start <= min(self.max_chars, self.char_limit)
+        tokens = self._count(start, end) if short else None
         if tokens is not None and tokens <= self.budget:
             return [_Piece(start, end, tokens)]
         while level < len(_LEVELS):
@@ -127,7 +134,7 @@ class _Splitter:
         while i < len(units):
             last, tokens = i, units[i].tokens
             for _ in range(_MAX_MERGE_ROUNDS):
-                reach = self._reach(units, last, tokens)
+                reach = self._reach(units, i, last, tokens)
                 if reach == last:
                     break
                 actual = self._count(units[i].start, units[reach].end)
@@ -139,9 +146,12 @@ class _Splitter:
             i = last + 1
         return merged
 
-    def _reach(self, units: list[_Piece], last: int, tokens: int) -> int:
-        """The furthest unit the chunk ending at ``last`` may grow to, by estimate."""
+    def _reach(self, units: list[_Piece], first: int, last: int, tokens: int) -> int:
+        """The furthest unit the chunk from ``first`` to ``last`` may grow to: by estimate
+        in tokens, exactly in characters."""
         while last + 1 < len(units):
+            if units[last + 1].end - units[first].start > self.char_limit:
+                break
             gap = self._gap_tokens(units[last].end, units[last + 1].start)
             tokens += gap + units[last + 1].tokens - self.empty
             if tokens > self.budget:
@@ -174,6 +184,7 @@ class _Splitter:
         return pieces
 
     def _longest_prefix(self, start: int, end: int, guess: int) -> _Piece:
+        end = min(end, start + self.char_limit)
         best = _Piece(start, start + 1, self._count(start, start + 1))
         if best.tokens > self.max_tokens:
             raise ValueError(f"one character counts {best.tokens} tokens, over the chunk limit")
@@ -212,6 +223,7 @@ class _Splitter:
         """``piece`` extended back over the longest word-aligned tail of ``previous`` that fits."""
         starts = [m.start() for m in _WORD_START.finditer(self.text, previous.start, previous.end)]
         starts = starts[-(self.overlap + 1) :]  # a word is at least one token
+        starts = [s for s in starts if piece.end - s <= self.char_limit]
         lo, hi = 0, len(starts)
         while lo < hi:  # the longest tail within overlap_tokens
             middle = (lo + hi) // 2

@@ -109,6 +109,7 @@ def check_chunks(text: str, chunks: list[Chunk], spec: ChunkSpec, count: TokenCo
         assert chunk.content == text[chunk.start : chunk.end]
         assert chunk.content and chunk.content == chunk.content.strip()
         assert count(chunk.content) == chunk.tokens <= spec.max_tokens
+        assert spec.max_chars is None or len(chunk.content) <= spec.max_chars
     for before, after in pairwise(chunks):
         assert before.start <= after.start and before.end < after.end
         if spec.overlap_tokens == 0:
@@ -304,11 +305,18 @@ texts = st.lists(st.sampled_from(PIECES) | st.text(max_size=6), max_size=60).map
     overlap_share=st.floats(0, 0.9),
     counter=st.sampled_from(COUNTERS),
     markdown=st.booleans(),
+    max_chars=st.none() | st.integers(1, 80),
 )
 def test_property_cheap_counters(
-    text: str, max_tokens: int, overlap_share: float, counter: TokenCounter, markdown: bool
+    text: str,
+    max_tokens: int,
+    overlap_share: float,
+    counter: TokenCounter,
+    markdown: bool,
+    max_chars: int | None,
 ):
-    spec = ChunkSpec(max_tokens=max_tokens, overlap_tokens=int(max_tokens * overlap_share))
+    overlap = int(max_tokens * overlap_share)
+    spec = ChunkSpec(max_tokens=max_tokens, overlap_tokens=overlap, max_chars=max_chars)
     chunks = split_text(text, spec, counter, markdown=markdown)
     check_chunks(text, chunks, spec, counter)
     assert chunks == split_text(text, spec, counter, markdown=markdown)
@@ -355,3 +363,13 @@ def test_estimate_tokens():
     assert estimate_tokens("abcdef") == 4  # 2.4 rounds up
     assert estimate_tokens("é") == 2
     assert estimate_tokens("\ud800") == 3  # lone surrogates do not raise
+
+
+def test_a_long_unbroken_word_is_cut_at_the_character_limit(count: TokenCounter):
+    """The model reads a word over 100 characters as one unknown token: only the character
+    limit keeps such a chunk within what a memory or a chunk may hold."""
+    text = "x" * 100_000 + " tail"
+    spec = ChunkSpec(max_tokens=LIMIT, overlap_tokens=32, max_chars=32_000)
+    chunks = split_text(text, spec, count)
+    check_chunks(text, chunks, spec, count)
+    assert len(chunks) == 4 and "".join(c.content for c in chunks[:4]).startswith("x" * 96_000)

@@ -189,7 +189,11 @@ async def _ingest(
     text_chars = sum(len(d.content) for d in docs)
     # a written item costs 1; a document costs 1 and 1 more each 4,096 characters
     await runtime.limiter.charge(principal.key_id, len(docs) + text_chars // 4096)
-    spec = ChunkSpec(max_tokens=space.chunk_tokens, overlap_tokens=space.chunk_overlap)
+    spec = ChunkSpec(
+        max_tokens=space.chunk_tokens,
+        overlap_tokens=space.chunk_overlap,
+        max_chars=limits.max_content_chars,  # a chunk must import again as it exported
+    )
     counter = runtime.token_counter(space)
     items = await asyncio.to_thread(lambda: [_new_document(d, limits, spec, counter) for d in docs])
     written = await runtime.as_user(
