@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import numpy as np
 
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput
@@ -231,9 +232,14 @@ class Reader:
                 f"embedding has {len(numbers)} dimensions; space {info.name} has {info.dims}"
             )
         here = self._usable.get(line.space)
-        limit = HALFVEC_MAX if here is not None and here.storage == "halfvec" else FLOAT32_MAX
+        half = here is not None and here.storage == "halfvec"
+        limit = HALFVEC_MAX if half else FLOAT32_MAX
         if not all(math.isfinite(x) and abs(x) <= limit for x in numbers):
             raise InvalidInput(f"embedding numbers must be finite and within ±{limit:.6g}")
-        if not any(numbers):
-            raise InvalidInput("embedding must not be all zeros (cosine is undefined)")
+        # stored in the space's own precision: numbers too small for it become zeros
+        if not np.asarray(numbers, dtype=np.float16 if half else np.float32).any():
+            raise InvalidInput(
+                f"embedding is all zeros in {'halfvec' if half else 'vector'} precision "
+                "(cosine is undefined)"
+            )
         return bytes(line.embedding).translate(None, b" \t\r").decode()

@@ -477,6 +477,18 @@ def _mutations() -> dict[str, Callable[[list[dict[str, Any]]], tuple[list[Any], 
         rows[0]["version"] = 2
         return rows, "line 1: export version 2 is not supported"
 
+    def vector_rounds_to_zero(rows):
+        i = next(i for i, row in enumerate(rows)
+                 if row["type"] == "vector" and row["space"] == "minilm-384")  # fmt: skip
+        rows[i]["embedding"] = [1e-46] * len(rows[i]["embedding"])  # zeros in float32
+        return rows, f"line {i + 1}: embedding is all zeros in vector precision"
+
+    def halfvec_rounds_to_zero(rows):
+        i = next(i for i, row in enumerate(rows)
+                 if row["type"] == "vector" and row["space"] == "openai-1536")  # fmt: skip
+        rows[i]["embedding"] = [1e-8] * len(rows[i]["embedding"])  # zeros in half precision
+        return rows, f"line {i + 1}: embedding is all zeros in halfvec precision"
+
     def duplicate_memory(rows):
         i = at(rows, "memory")
         rows.insert(i + 1, rows[i])
@@ -485,7 +497,8 @@ def _mutations() -> dict[str, Callable[[list[dict[str, Any]]], tuple[list[Any], 
 
     return {f.__name__: f for f in (vector_too_short, nul_in_content, unknown_type, no_header,
                                      no_end, after_the_end, wrong_counts, orphan_chunk,
-                                     future_version, duplicate_memory)}  # fmt: skip
+                                     future_version, duplicate_memory, vector_rounds_to_zero,
+                                     halfvec_rounds_to_zero)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
