@@ -41,7 +41,7 @@ class Runtime:
     limiter: RateLimiter
     keys: KeyCache
     schema_head: str
-    query_cache: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
+    query_cache: OrderedDict[tuple[str, str, str], np.ndarray] = field(default_factory=OrderedDict)
     # which path each user's searches take, and which types they have no vectors of
     size_hints: SizeHints = field(default_factory=SizeHints)
     counters: dict[str, TokenCounter] = field(default_factory=dict)
@@ -77,9 +77,11 @@ class Runtime:
         """Read batches of statements as ``user_id``, each in one round trip (a search)."""
         return functools.partial(read_batch, self.pool, user_id)
 
-    async def embed_query(self, space: Space, text: str) -> np.ndarray:
-        """Embed query text off the event loop, once: recent query vectors are cached."""
-        key = (space.name, text)
+    async def embed_query(self, user_id: str, space: Space, text: str) -> np.ndarray:
+        """Embed query text off the event loop, once: each user's recent query vectors are
+        cached, for that user alone (how fast a query answers must not tell a user what
+        another user searched)."""
+        key = (user_id, space.name, text)
         vector = self.query_cache.get(key)
         if vector is None:
             matrix = await self.embedders[space.name].embed([text])

@@ -55,3 +55,24 @@ def test_cors_is_closed_unless_configured(client, settings, embedder):
         )
         assert found.status_code == 200, found.text
         assert found.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_a_query_one_user_searched_is_embedded_anew_for_another(
+    client, new_user, embedder, monkeypatch
+):
+    """Each user's query vectors are cached for that user alone: a search must not answer
+    faster because another user searched the same words."""
+    embedded: list[str] = []
+    embed = embedder.embed
+
+    async def counted(texts):
+        embedded.extend(texts)
+        return await embed(texts)
+
+    monkeypatch.setattr(embedder, "embed", counted)
+    (ann, ann_headers), (bob, bob_headers) = new_user(), new_user()
+    query = {"query": "where did the summer go", "k": 1}
+    for user, headers in ((ann, ann_headers), (ann, ann_headers), (bob, bob_headers)):
+        answer = client.post(f"/v1/users/{user}/search", json=query, headers=headers)
+        assert answer.status_code == 200, answer.text
+    assert embedded == ["where did the summer go"] * 2  # ann once (then cached), bob anew

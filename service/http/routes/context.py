@@ -42,7 +42,7 @@ class ContextController(Controller):
         await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
         space = runtime.spaces.default_for("memory")
         query = SearchQuery(
-            vector=await runtime.embed_query(space, text),
+            vector=await runtime.embed_query(owner, space, text),
             k=data.k,
             text=text,
             threshold=data.threshold,

@@ -76,7 +76,7 @@ async def _search(
         vector = check_vector(data.vector, space.dims, space.name)
     else:  # model time is dear: charged before it is spent
         await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
-        vector = await runtime.embed_query(space, text or "")
+        vector = await runtime.embed_query(owner, space, text or "")
     query = SearchQuery(
         vector=vector,
         k=data.k,
