@@ -8,6 +8,7 @@ from psycopg.rows import scalar_row
 from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import vector_table
 from models.observe import audit
+from models.store.items import lock_writes
 from models.types import Erased as Erased
 
 
@@ -19,9 +20,12 @@ async def erase_user(
 
     ``spaces`` are the configured ones; spaces the user still has jobs in are added, so a
     vector is never left behind in a space no longer configured. The erasure is audited
-    (who, whom, how much): the audit entry is all that remains.
+    (who, whom, how much): the audit entry is all that remains. It takes the user's write
+    locks first, so a write and an erasure of the same user never interleave: after an
+    erasure the user has a write made meanwhile whole, or not at all.
     """
     async with conn.transaction():
+        await lock_writes(conn, user_id, "memories", "documents")
         cur = await conn.execute("DELETE FROM memories WHERE user_id = %s", [user_id])
         memories = cur.rowcount
         cur = await conn.execute("DELETE FROM documents WHERE user_id = %s", [user_id])
