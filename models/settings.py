@@ -90,6 +90,13 @@ class Server(msgspec.Struct, frozen=True, kw_only=True):
     wait_timeout_seconds: Annotated[
         float, Seconds, Env("ENGRAM_WAIT_TIMEOUT_SECONDS", 'longest a `"wait": true` request waits')
     ] = 30.0
+    metrics_token: Annotated[
+        str | None,
+        Env("ENGRAM_METRICS_TOKEN", "a bearer token that may read `/metrics` (admin keys may too)"),
+    ] = None
+    metrics_public: Annotated[
+        bool, Env("ENGRAM_METRICS_PUBLIC", "`true`: `/metrics` needs no token")
+    ] = False
 
 
 class Database(msgspec.Struct, frozen=True, kw_only=True):

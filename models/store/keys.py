@@ -45,9 +45,12 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 def matches_bootstrap(token: str, admin_key: str | None) -> bool:
     """Constant-time comparison with the configured bootstrap admin key."""
-    if not admin_key:
-        return False
-    return hmac.compare_digest(digest(token), digest(admin_key))
+    return bool(admin_key) and same_secret(token, admin_key or "")
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Whether two secrets are equal, compared in constant time (of their digests)."""
+    return hmac.compare_digest(digest(given), digest(expected))
 
 
 def resolve_admin_key(configured: str | None, key_file: Path) -> str:

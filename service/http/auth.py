@@ -66,6 +66,25 @@ async def admin_only(connection: Connection, handler: BaseRouteHandler) -> None:
         raise Forbidden("this route needs an admin key")
 
 
+async def reads_metrics(connection: Connection, handler: BaseRouteHandler) -> None:
+    """Guard of ``/metrics``: the metrics token or an admin key (else 401 or 403), unless
+    the metrics are made public. They count every user's items and requests."""
+    runtime = runtime_of(connection)
+    server = runtime.settings.server
+    if server.metrics_public:
+        return
+    authorization = connection.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if (
+        server.metrics_token
+        and scheme.lower() == "bearer"
+        and keys.same_secret(token.strip(), server.metrics_token)
+    ):
+        return
+    await authenticated(connection, handler)
+    await admin_only(connection, handler)
+
+
 # Every route of one user's data, and every admin route, is guarded by one of these.
 USER_GUARDS = [authenticated, acts_on_path_user]
 ADMIN_GUARDS = [authenticated, admin_only]

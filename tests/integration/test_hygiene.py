@@ -76,3 +76,24 @@ def test_a_query_one_user_searched_is_embedded_anew_for_another(
         answer = client.post(f"/v1/users/{user}/search", json=query, headers=headers)
         assert answer.status_code == 200, answer.text
     assert embedded == ["where did the summer go"] * 2  # ann once (then cached), bob anew
+
+
+def test_metrics_need_the_metrics_token_or_an_admin_key(client, settings, embedder, new_user):
+    """/metrics counts every user's items and requests: not for anyone who reaches the port."""
+    _, user_headers = new_user()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer guess"}).status_code == 401
+    assert client.get("/metrics", headers=user_headers).status_code == 403
+    assert client.get("/metrics", headers=ADMIN).status_code == 200
+
+    def app_with(**server: object) -> TestClient:
+        changed = msgspec.structs.replace(settings.server, **server)
+        opened = msgspec.structs.replace(settings, server=changed)
+        return TestClient(create_app(opened, embedders={MINILM_384.name: embedder}))
+
+    with app_with(metrics_token="scrape-me") as tokened:
+        assert tokened.get("/metrics").status_code == 401
+        scraped = tokened.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert scraped.status_code == 200 and "engram_items" in scraped.text
+    with app_with(metrics_public=True) as public:
+        assert public.get("/metrics").status_code == 200

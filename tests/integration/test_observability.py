@@ -145,9 +145,11 @@ def write(
     return answer
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """/metrics as {(sample name, sorted labels): value}."""
-    answer = httpx.get(f"{url}/metrics")
+def scrape(
+    url: str, headers: dict[str, str] = ADMIN
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics as {(sample name, sorted labels): value}, read with an admin key."""
+    answer = httpx.get(f"{url}/metrics", headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain")
     return parse(answer.text)
@@ -473,7 +475,7 @@ def test_engram_run_shares_the_workers_metrics_with_the_api(tmp_path):
             timeout=120,
         )
         assert added.status_code == 200, added.text
-        samples = scrape(url)
+        samples = scrape(url, admin)
         assert value(samples, "engram_encode_batch_size_count", space=MINILM_384.name) >= 1
         assert value(samples, "engram_encode_duration_seconds_count", space=MINILM_384.name) >= 1
         assert value(samples, "engram_http_request_duration_seconds_count", route=MEMORIES) >= 1

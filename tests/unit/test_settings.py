@@ -68,7 +68,7 @@ def test_defaults_are_the_declared_ones(tmp_path):
     assert settings.limits.max_content_chars == 32_000
 
 
-SAMPLES = {int: ("7", 7), float: ("2.5", 2.5), str: ("seven", "seven")}
+SAMPLES = {bool: ("true", True), int: ("7", 7), float: ("2.5", 2.5), str: ("seven", "seven")}
 
 
 @pytest.mark.parametrize("variable", sorted(DECLARED))

@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text format, without a key (like /healthz)."""
+"""GET /metrics: Prometheus text format, for the metrics token or an admin key
+(``ENGRAM_METRICS_TOKEN``; ``ENGRAM_METRICS_PUBLIC`` opens it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from litestar import Controller, Response, get
 
 from models.jobs import status
 from models.observe import metrics
+from service.http.auth import reads_metrics
+from service.http.errors import ERRORS
 from service.http.runtime import Runtime
 
 log = logging.getLogger("engram.metrics")
@@ -21,7 +24,13 @@ STATE_CACHE_SECONDS = 5.0
 class MetricsController(Controller):
     tags = ["health"]
 
-    @get("/metrics", media_type=metrics.CONTENT_TYPE, cache_control=None)
+    @get(
+        "/metrics",
+        media_type=metrics.CONTENT_TYPE,
+        cache_control=None,
+        guards=[reads_metrics],
+        responses=ERRORS,
+    )
     async def metrics(self, runtime: Runtime) -> Response[bytes]:
         """Counters and histograms of the API and every worker process, and the items and
         queue depth read at scrape time (docs/operations.md lists every series)."""
