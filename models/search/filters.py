@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from decimal import Decimal
 from typing import Any
 
 from psycopg import sql
@@ -98,7 +99,9 @@ class FilterCompiler:
             key=self._bind(key),
             kind=sql.Literal(kind),
             cast=sql.SQL(cast),
-            arg=self._bind(arg),
+            # numbers compare as numeric, exactly, whatever their size (a float8 would fail
+            # beyond its range, and round within it)
+            arg=self._bind(arg if isinstance(arg, str) else Decimal(str(arg))),
         )
 
     def _contains(self, value: dict[str, Any]) -> sql.Composable:

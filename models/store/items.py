@@ -1,16 +1,20 @@
 """What every stored item shares: its content hash, when it is live, the per-user write
-locks, and the deletion of its vectors."""
+locks, its id (unique across memories and chunks), and the deletion of its vectors."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
 from typing import Literal
+from uuid import UUID
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import scalar_row
 
+from models.db.rows import fetch_all
 from models.embedding.spaces import vector_table
 from models.jobs.messages import Job
+from models.types import ItemType
 
 # A memory (alias ``m``) is live until it expires; expired ones vanish from every read at
 # once, and a sweep deletes them later.
@@ -32,6 +36,16 @@ async def lock_writes(conn: AsyncConnection, user_id: str, *kinds: Writes) -> No
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s || %s, 0))", [f"{kind}:", user_id]
         )
+
+
+async def named_by_the_other_type(
+    conn: AsyncConnection, user_id: str, kind: ItemType, ids: list[UUID]
+) -> list[UUID]:
+    """Which of ``ids`` (for new items of ``kind``) already name one of the user's items of
+    the other type: memories and chunks share their ids' space (jobs, vectors)."""
+    other = "chunks" if kind == "memory" else "memories"
+    query = sql.SQL("SELECT id FROM {} WHERE user_id = %s AND id = ANY(%s) ORDER BY id")
+    return await fetch_all(conn, scalar_row, query.format(sql.Identifier(other)), [user_id, ids])
 
 
 async def delete_vectors(conn: AsyncConnection, jobs: Iterable[Job]) -> None:

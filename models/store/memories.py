@@ -16,7 +16,13 @@ from models.errors import Conflict, NotFound
 from models.jobs import fills
 from models.jobs.messages import Job, Key
 from models.store.cursors import decode_newest_first, newest_first_page
-from models.store.items import LIVE_MEMORY, content_hash, delete_vectors, lock_writes
+from models.store.items import (
+    LIVE_MEMORY,
+    content_hash,
+    delete_vectors,
+    lock_writes,
+    named_by_the_other_type,
+)
 from models.types import Memory, MemoryPatch, NewMemory, Status
 
 # A memory's status is its embedding state in its own space (``memories.space``).
@@ -82,6 +88,9 @@ async def insert_memories(
                 fresh.append((item, digest))
                 answer.append(item.id)
                 duplicate.append(False)
+        fresh_ids = [item.id for item, _ in fresh]
+        if taken := await named_by_the_other_type(conn, user_id, "memory", fresh_ids):
+            raise Conflict(f"id {taken[0]} already names a chunk of a document")
         created = await _insert(conn, user_id, space, fresh, request_id) if fresh else []
         found = {m.id: m for m in await get_memories(conn, user_id, answer)}
         if missing := [i for i in answer if i not in found]:

@@ -30,6 +30,10 @@ Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 Role = Literal["user", "assistant", "system"]
 Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
+# what the columns hold: an integer beyond them is refused with its line, not failed in SQL
+INT4 = 2**31 - 1
+INT8 = 2**63 - 1
+Int4Count = Annotated[int, msgspec.Meta(ge=0, le=INT4)]
 
 
 class _Line(
@@ -73,7 +77,7 @@ class SessionLine(_Line, frozen=True, kw_only=True, tag="session"):
 class MessageLine(_Line, frozen=True, kw_only=True, tag="message"):
     id: UUID
     session_id: Name
-    seq: Annotated[int, msgspec.Meta(ge=1)]
+    seq: Annotated[int, msgspec.Meta(ge=1, le=INT8)]
     role: Role
     content: str
     memory_id: UUID | None = None
@@ -106,7 +110,7 @@ class DocumentLine(_Line, frozen=True, kw_only=True, tag="document"):
     metadata: dict[str, Any] = {}
     space: SpaceName
     content_sha256: Sha256  # of the whole text, which is not kept: only its chunks are
-    generation: Annotated[int, msgspec.Meta(ge=1)] = 1
+    generation: Annotated[int, msgspec.Meta(ge=1, le=INT4)] = 1
     batch_id: UUID
     created_at: Time | None = None
     updated_at: Time | None = None
@@ -115,9 +119,9 @@ class DocumentLine(_Line, frozen=True, kw_only=True, tag="document"):
 class ChunkLine(_Line, frozen=True, kw_only=True, tag="chunk"):
     id: UUID
     document_id: UUID
-    chunk_index: Count
+    chunk_index: Int4Count
     content: str
-    tokens: Count
+    tokens: Int4Count
     created_at: Time | None = None
     embeddings: dict[SpaceName, EmbeddingState] = {}
 

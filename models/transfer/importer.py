@@ -27,7 +27,7 @@ from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import Conflict
 from models.jobs import fills
 from models.jobs.messages import Job
-from models.store.items import content_hash, lock_writes
+from models.store.items import content_hash, lock_writes, named_by_the_other_type
 from models.transfer.format import LINE_TYPES
 from models.transfer.reader import Plan
 from models.types import Imported as Imported
@@ -74,6 +74,7 @@ class _Writer:
         self.jobs: list[Job] = []
 
     async def write(self) -> None:
+        await self._refuse_ids_of_the_other_type()
         await self._batches()
         new_sessions = await self._sessions()
         await self._messages(new_sessions)
@@ -81,6 +82,19 @@ class _Writer:
         await self._chunks(new_documents)
         await self._memories()
         self.vectors_skipped = sum(map(len, self.plan.vectors.values())) - self.imported["vector"]
+
+    async def _refuse_ids_of_the_other_type(self) -> None:
+        """A memory may not take the id of one of the user's chunks, nor a chunk a
+        memory's: their jobs and vectors would be one another's."""
+        plan = self.plan
+        kinds: list[tuple[ItemType, list[UUID]]] = [
+            ("memory", [line.id for line in plan.memories]),
+            ("chunk", [line.id for line in plan.chunks]),
+        ]
+        for kind, ids in kinds:
+            if taken := await named_by_the_other_type(self.conn, self.user_id, kind, ids):
+                other = "chunk" if kind == "memory" else "memory"
+                raise Conflict(f"{kind} {taken[0]}: the id already names a {other} of this user")
 
     def answer(self) -> Imported:
         return Imported(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC
 from typing import Any
 from uuid import UUID
 
@@ -186,7 +187,10 @@ class Reader:
         if key is not None:
             self._unique(number, "message number", key)
         self._unique(number, kind, line.id)
+        if kind in ("memory", "chunk"):  # their ids share one space: jobs, vectors
+            self._unique(number, "the id of a memory or chunk:", line.id)
         self._check_content(line)
+        self._check_times(line)
         self._lines[kind].append((number, line))
 
     def _take_header(self, header: Header) -> None:
@@ -207,6 +211,20 @@ class Reader:
         if (what, key) in self._seen:
             raise InvalidInput(f"{what} {key} appears twice")
         self._seen.add((what, key))
+
+    def _check_times(self, line: Any) -> None:
+        """A time must read back as it was stored: in UTC, within years 1 to 9999."""
+        for field in ("created_at", "updated_at", "expires_at"):
+            value = getattr(line, field, None)
+            if value is None:
+                continue
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise InvalidInput(
+                    f"{field} {value.isoformat()} is out of range: in UTC it must fall within "
+                    "the years 1 to 9999"
+                ) from None
 
     def _check_content(self, line: Any) -> None:
         if isinstance(line, MemoryLine | MessageLine | ChunkLine):

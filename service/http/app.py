@@ -20,6 +20,7 @@ from models.db.pool import CONNECTION_ERRORS, bypasses_row_security, create_pool
 from models.embedding.dimensions import verify_spaces
 from models.embedding.provider import Embedder, start_embedders
 from models.embedding.spaces import SpaceRegistry
+from models.errors import InvalidInput
 from models.jobs.wakeups import WakeUps
 from models.settings import Settings
 from service.http.auth import provide_owner, provide_principal, provide_runtime
@@ -133,7 +134,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         before_send=[observe_unmatched],
         logging_config=None,  # `engram` configures logging (models/observe/logs.py)
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        before_request=_require_json,
+        before_request=check_request,
         request_max_body_size=settings.limits.max_body_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.server.cors_origins))
         if settings.server.cors_origins
@@ -156,9 +157,13 @@ async def _warn_if_row_security_is_bypassed(pool: AsyncConnectionPool) -> None:
         )
 
 
-async def _require_json(request: Request[Any, Any, Any]) -> None:
-    """A body must be JSON (or what the route's ``opt["body"]`` names): else a 415 before
-    it is read."""
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """What every request must be, checked before its body is read: its query parameters
+    hold no NUL (else a 422 naming the parameter), and its body is JSON, or what the
+    route's ``opt["body"]`` names (else a 415)."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInput(f"query parameter {name!r} must not contain NUL characters")
     if request.method not in _BODY_METHODS:
         return
     has_body = (

@@ -102,6 +102,10 @@ def undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[
     return error_response(400, "invalid_json", "the body is not valid UTF-8")
 
 
+def too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    return error_response(400, "invalid_json", "the body is nested too deeply")
+
+
 def database_down(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.warning("database unavailable: %s", exc)
     return error_response(
@@ -122,6 +126,7 @@ EXCEPTION_HANDLERS = {
     ValidationException: validation_error,
     HTTPException: http_error,
     UnicodeDecodeError: undecodable,
+    RecursionError: too_deep,
     OperationalError: database_down,
     PoolTimeout: database_down,
     Exception: unexpected,

@@ -2,22 +2,24 @@
 body decoded twice, response objects), with the same meaning as its handler.
 
 The hot path runs every guard of the route (``authorize_connection``: the key, the user in
-the path, the charge) before it reads the body, then decodes the body straight into the
-route's body type and calls the same ``answer`` as the handler, with the caller and the
-user the guards established. Its errors go through the app's exception handlers. A request
-it cannot be sure to answer alike (another content type, a length unknown or over the limit,
-a body that does not decode) goes on to the handler, with what it read of the body given
-back; the guards, which already ran for that request, pass it through. A test checks that
-the route has no dependency, hook or middleware that this path would skip.
+the path, the charge) and its ``before_request`` hook before it reads the body, then decodes
+the body straight into the route's body type and calls the same ``answer`` as the handler,
+with the caller and the user the guards established. Its errors go through the app's
+exception handlers. A request it cannot be sure to answer alike (another content type, a
+length unknown or over the limit, a body that does not decode) goes on to the handler, with
+what it read of the body given back; the guards, which already ran for that request, pass it
+through. A test checks that the route has no dependency, hook or middleware that this path
+would skip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 from litestar import Request
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import (
     ASGIApp,
@@ -55,8 +57,11 @@ class HotPath(ASGIMiddleware, Generic[B]):
             await next_app(scope, receive, send)
             return
         request: Request[Any, Any, Any] = Request(scope, receive, send)
-        try:
-            await scope["route_handler"].authorize_connection(request)
+        handler = cast(HTTPRouteHandler, scope["route_handler"])
+        try:  # what Litestar runs before it reads the body: the guards, then the hook
+            await handler.authorize_connection(request)
+            if before := handler.resolve_before_request():
+                await before(request)
         except Exception as exc:  # Litestar's handling lies around the handler only
             await send_error(scope, receive, send, exc)
             return
@@ -89,7 +94,7 @@ class HotPath(ASGIMiddleware, Generic[B]):
             body += message.get("body", b"")
         try:
             decoded: B = _decoder(self.body).decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
         return decoded
 

@@ -14,7 +14,6 @@ from support.api import ADMIN, add_memories
 
 from models.errors import Forbidden
 from service.http import hot_path
-from service.http.app import _require_json
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.hot_path import PROVIDES, HotPath
 
@@ -172,7 +171,6 @@ def test_the_route_has_nothing_the_hot_path_would_skip(client):
     # the function's own parameters (Litestar's OpenAPI generation adds path parameters to
     # its parsed signature)
     assert set(inspect.signature(handler.fn).parameters) - {"self"} == PROVIDES
-    assert handler.resolve_before_request() is _require_json  # passes any JSON body
     layers = handler.ownership_layers
     assert [layer for layer in layers if getattr(layer, "after_request", None)] == []
     assert handler.resolve_after_response() is None
@@ -184,6 +182,18 @@ def test_the_route_has_nothing_the_hot_path_would_skip(client):
     kinds = [type(m) for m in handler.resolve_middleware()]
     assert kinds[0] is HotPath and kinds.count(HotPath) == 1
     assert handler.resolve_exception_handlers() == EXCEPTION_HANDLERS
+
+
+def test_the_hot_path_checks_the_query_as_the_handler_does(client, people, hot_answers):
+    """The route's ``before_request`` hook runs on the hot path too: a NUL in a query
+    parameter is the same 422 on both paths."""
+    user, headers = people["ann"]
+    url = f"/v1/users/{user}/search?x=a%00b"
+    raw = json.dumps({"vector": VECTOR}).encode()
+    hot = client.post(url, content=raw, headers={**headers, "Content-Type": JSON})
+    handled = client.post(url, content=raw, headers={**headers, "Content-Type": JSON_WITH_CHARSET})
+    assert hot_answers == [1]
+    assert comparable(hot) == comparable(handled) and hot.status_code == 422
 
 
 def test_the_hot_path_runs_every_guard_of_the_route(client, people, hot_answers, monkeypatch):

@@ -32,7 +32,7 @@ class AuditController(Controller):
         principal: Principal,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        cursor: Annotated[int | None, Parameter(ge=1)] = None,
+        cursor: Annotated[int | None, Parameter(ge=1, le=2**63 - 1)] = None,
     ) -> AuditPage:
         """Who did what, when: key creation and revocation, job retries, erasures."""
         found = await runtime.across_users(audit.list_entries, limit=limit + 1, before=cursor)

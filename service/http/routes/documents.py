@@ -128,7 +128,7 @@ class DocumentController(Controller):
         owner: str,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         collection: str | None = None,
         status: Status | None = None,
     ) -> DocumentList:

@@ -42,7 +42,7 @@ class JobController(Controller):
         principal: Principal,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> FailedJobs:
         """Items whose embedding failed for good, with their last error."""
         after = _decode(cursor) if cursor else None

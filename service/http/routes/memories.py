@@ -153,7 +153,7 @@ class MemoryController(Controller):
         owner: str,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         session_id: str | None = None,
         status: Status | None = None,
     ) -> MemoryList:

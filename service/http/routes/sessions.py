@@ -70,7 +70,7 @@ class SessionController(Controller):
         owner: str,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> SessionList:
         """Sessions, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
         rows, next_cursor = await runtime.as_user(
@@ -120,7 +120,7 @@ class SessionController(Controller):
         session_id: str,
         runtime: Runtime,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        after: Annotated[int, Parameter(ge=0)] = 0,
+        after: Annotated[int, Parameter(ge=0, le=2**63 - 1)] = 0,
     ) -> MessageList:
         """Messages in order; ``after`` is the ``seq`` of the last message already read."""
         found = await runtime.as_user(
