@@ -31,8 +31,9 @@ test: $(STAMP) ## run the whole test suite against real servers
 test-unit: $(STAMP) ## the tests that need no server or model, in seconds (tests/unit, the client's)
 	$(BIN)/python -m pytest tests/unit clients/python/tests
 
-fuzz: $(STAMP) ## a longer schemathesis run (FUZZ_EXAMPLES=500 draws per operation)
-	ENGRAM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest tests/integration/test_fuzz.py
+fuzz: $(STAMP) ## longer property runs: every operation, bodies, query parameters, import lines (FUZZ_EXAMPLES=500)
+	ENGRAM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) $(BIN)/python -m pytest \
+		tests/integration/test_fuzz.py tests/integration/test_hostile_input.py
 
 soak: $(STAMP) ## bounded mixed ingest+search load with 2 workers (SOAK_SECONDS=120)
 	$(BIN)/python bench/soak.py --seconds $(or $(SOAK_SECONDS),120)
