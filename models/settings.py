@@ -139,6 +139,11 @@ class Database(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: Annotated[
         float, Seconds, Env("ENGRAM_DB_TIMEOUT_SECONDS", "longest wait for a connection (then 503)")
     ] = 5.0
+    statement_timeout_seconds: Annotated[
+        float,
+        Seconds,
+        Env("ENGRAM_STATEMENT_TIMEOUT_SECONDS", "longest an API statement may run (then 503)"),
+    ] = 60.0
     prepare_threshold: Annotated[
         int | None,
         Env(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -29,10 +30,13 @@ def create_pool(
     name: str = "engram",
     timeout: float = 10,
     prepare_threshold: int | None = 5,
+    statement_timeout: float | None = None,
 ) -> AsyncConnectionPool:
     """A closed pool: open it with ``await pool.open()`` where its lifetime begins.
 
     ``prepare_threshold`` None never prepares statements on the server (PgBouncer < 1.21).
+    ``statement_timeout`` (seconds) ends any statement that runs longer, so that no request
+    holds a connection indefinitely.
     """
     return AsyncConnectionPool(
         url,
@@ -41,15 +45,18 @@ def create_pool(
         name=name,
         timeout=timeout,
         open=False,
-        configure=_configure,
+        configure=functools.partial(_configure, statement_timeout=statement_timeout),
         # No check on every checkout (a round trip per transaction): a connection found
         # broken makes ``run_scoped`` check the whole pool, then retry.
         kwargs={"autocommit": True, "connect_timeout": 5, "prepare_threshold": prepare_threshold},
     )
 
 
-async def _configure(conn: psycopg.AsyncConnection) -> None:
+async def _configure(conn: psycopg.AsyncConnection, *, statement_timeout: float | None) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
+    if statement_timeout is not None:
+        milliseconds = str(int(statement_timeout * 1000))
+        await conn.execute("SELECT set_config('statement_timeout', %s, false)", [milliseconds])
     set_json_loads(load_json, conn)
     try:
         await register_vector_async(conn)

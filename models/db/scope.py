@@ -45,7 +45,23 @@ async def run_scoped(
     of the SQL itself (constraints, syntax) are never retried. Back-off 0.1 s, 0.4 s; at
     most 3 attempts, then the error goes up (the HTTP edge answers 503).
     """
-    return await _retrying(pool, lambda conn: _in_transaction(conn, scope, work, *args, **kwargs))
+    return await _retrying(
+        pool, lambda conn: _in_transaction(conn, scope, False, work, *args, **kwargs)
+    )
+
+
+async def read_snapshot(
+    pool: AsyncConnectionPool,
+    scope: str,
+    work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """``run_scoped`` in one consistent snapshot (``REPEATABLE READ``, read only), for work
+    that reads much and must see it all as of one moment (an export)."""
+    return await _retrying(
+        pool, lambda conn: _in_transaction(conn, scope, True, work, *args, **kwargs)
+    )
 
 
 async def read_batch(
@@ -89,12 +105,15 @@ async def on_connection(
 async def _in_transaction(
     conn: psycopg.AsyncConnection,
     scope: str,
+    snapshot: bool,
     work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
     try:
         async with conn.transaction():
+            if snapshot:  # the first statement of the transaction
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             await set_scope(conn, scope)
             return await work(conn, *args, **kwargs)
     except BaseException:

@@ -52,15 +52,10 @@ _STATES = """
 """
 
 
-async def begin_snapshot(conn: AsyncConnection) -> None:
-    """Make the open transaction read one consistent snapshot (the first statement in it)."""
-    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-
-
 async def export_lines(
     conn: AsyncConnection, user_id: str, spaces: list[Space]
 ) -> AsyncIterator[bytes]:
-    """The user's export, line by line; run in a ``begin_snapshot`` transaction.
+    """The user's export, line by line; run it in one snapshot (``read_snapshot``).
 
     Only what a user can see is exported: live memories (not expired), documents with the
     chunks of their live generation (a replacement still being embedded is left out), and

@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             name="engram-api",
             timeout=settings.database.timeout_seconds,
             prepare_threshold=settings.database.prepare_threshold,
+            statement_timeout=settings.database.statement_timeout_seconds,
         )
         await pool.open()
         try:

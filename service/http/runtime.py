@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -15,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from models.db.scope import ALL_USERS, read_batch, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
+from models.errors import RateLimited
 from models.ingest.tokens import TokenCounter
 from models.jobs.wakeups import WakeUps
 from models.search.hints import SizeHints
@@ -45,6 +47,7 @@ class Runtime:
     # which path each user's searches take, and which types they have no vectors of
     size_hints: SizeHints = field(default_factory=SizeHints)
     counters: dict[str, TokenCounter] = field(default_factory=dict)
+    exports: dict[str, int] = field(default_factory=dict)  # running, by user
     # /metrics' gauges of state and when they were read (service/http/routes/metrics.py)
     scraped: tuple[float, list[Any]] | None = None
 
@@ -76,6 +79,21 @@ class Runtime:
     def reader(self, user_id: str) -> Reader:
         """Read batches of statements as ``user_id``, each in one round trip (a search)."""
         return functools.partial(read_batch, self.pool, user_id)
+
+    @contextlib.contextmanager
+    def exporting(self, user_id: str, *, at_most: int) -> Iterator[None]:
+        """Count an export of ``user_id`` while it runs; past ``at_most`` at once, a 429."""
+        if self.exports.get(user_id, 0) >= at_most:
+            raise RateLimited(
+                f"at most {at_most} exports of one user at a time; retry shortly", retry_after=1
+            )
+        self.exports[user_id] = self.exports.get(user_id, 0) + 1
+        try:
+            yield
+        finally:
+            self.exports[user_id] -= 1
+            if not self.exports[user_id]:
+                del self.exports[user_id]
 
     async def embed_query(self, user_id: str, space: Space, text: str) -> np.ndarray:
         """Embed query text off the event loop, once: each user's recent query vectors are

@@ -440,7 +440,7 @@ def test_async_client_over_every_route_group(api_url, admin, db, tmp_path):
             exported = await engram.export_user(user_id)
             seen["imported"] = (await root.import_user(f"{user_id}-copy", exported)).imported
             seen["status"] = [s.space for s in (await root.status()).spaces]
-            seen["metrics"] = "engram_items" in await engram.metrics()
+            seen["metrics"] = "engram_items" in await root.metrics()
             seen["erased"] = await engram.erase_user(user_id)
             seen["after"] = [m async for m in engram.list_memories(user_id)]
         return seen

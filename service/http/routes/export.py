@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -11,8 +12,9 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.response import Stream
+from psycopg import AsyncConnection
 
-from models.db.scope import set_scope
+from models.db.scope import read_snapshot
 from models.transfer import export, importer
 from models.transfer.format import MEDIA_TYPE
 from models.transfer.reader import Reader, numbered_lines
@@ -22,7 +24,9 @@ from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
 
-STREAM_CHUNK_BYTES = 64 * 1024  # lines are sent in pieces of about this size
+STREAM_CHUNK_BYTES = 64 * 1024  # an export is sent in pieces of this size
+SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024  # a larger export is spooled to a temporary file
+EXPORTS_PER_USER = 2  # at a time, per API process
 
 
 @dataclass
@@ -46,13 +50,15 @@ class ExportController(Controller):
     async def export_user(self, owner: str, runtime: Runtime) -> Stream:
         """Everything of this user as NDJSON, vectors included (docs/api.md, "Export").
 
-        An unknown user is an empty export: the header and the end line.
+        An unknown user is an empty export: the header and the end line. The export is read
+        whole from one snapshot before its first byte is sent, so a client that reads slowly
+        (or not at all) holds no database connection; each API process runs at most
+        ``EXPORTS_PER_USER`` exports of one user at a time (429 beyond).
         """
-        lines = _export(runtime, owner)
-        # the snapshot opens here, so an unreachable database is still a 503, not a cut stream
-        header = await anext(lines)
+        with runtime.exporting(owner, at_most=EXPORTS_PER_USER):
+            spool = await _spooled(runtime, owner)
         return Stream(
-            _pieces(header, lines),
+            _pieces(spool),
             media_type=MEDIA_TYPE,
             headers={"Content-Disposition": f'attachment; filename="engram-{owner}.ndjson"'},
         )
@@ -106,22 +112,31 @@ async def _limited(request: Request[Any, Any, Any], limit: int) -> AsyncIterator
         yield chunk
 
 
-async def _export(runtime: Runtime, user_id: str) -> AsyncIterator[bytes]:
-    """The export's lines, read in one snapshot on a connection held for the whole stream."""
-    async with runtime.pool.connection() as conn, conn.transaction():
-        await export.begin_snapshot(conn)
-        await set_scope(conn, user_id)
+async def _spooled(runtime: Runtime, user_id: str) -> SpooledTemporaryFile[bytes]:
+    """The user's export, read from one snapshot into memory, or a temporary file once it
+    outgrows ``SPOOL_IN_MEMORY_BYTES``."""
+    # closed by ``_pieces`` once sent, or here on failure
+    spool: SpooledTemporaryFile[bytes] = SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
+
+    async def read(conn: AsyncConnection) -> None:
+        spool.seek(0)
+        spool.truncate()  # a retried snapshot starts again
         async for line in export.export_lines(conn, user_id, runtime.spaces.all()):
-            yield line
+            spool.write(line)
+
+    try:
+        await read_snapshot(runtime.pool, user_id, read)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
 
 
-async def _pieces(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Lines gathered into pieces of about ``STREAM_CHUNK_BYTES``."""
-    piece = bytearray(first)
-    async for line in rest:
-        piece += line
-        if len(piece) >= STREAM_CHUNK_BYTES:
-            yield bytes(piece)
-            piece.clear()
-    if piece:
-        yield bytes(piece)
+async def _pieces(spool: SpooledTemporaryFile[bytes]) -> AsyncIterator[bytes]:
+    """The spooled export in pieces of ``STREAM_CHUNK_BYTES``; the spool is closed after."""
+    try:
+        while piece := spool.read(STREAM_CHUNK_BYTES):
+            yield piece
+    finally:
+        spool.close()
