@@ -21,6 +21,7 @@ from psycopg.rows import class_row
 
 from models.db.rows import fetch_all, fetch_one
 from models.observe import audit
+from models.store.cursors import decode_newest_first, newest_first_page
 from models.types import ApiKey, Principal
 
 KEY_PREFIX = "egm"
@@ -91,10 +92,24 @@ async def create_key(
     return key, token
 
 
-async def list_keys(conn: AsyncConnection) -> list[ApiKey]:
-    return await fetch_all(
-        conn, class_row(ApiKey), f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id"
+async def list_keys(
+    conn: AsyncConnection, *, limit: int, cursor: str | None = None
+) -> tuple[list[ApiKey], str | None]:
+    """A page of keys, newest first, and the cursor of the next page (None at the end)."""
+    after = decode_newest_first(cursor)
+    rows = await fetch_all(
+        conn,
+        class_row(ApiKey),
+        f"SELECT {_COLUMNS} FROM api_keys WHERE %(after_at)s::timestamptz IS NULL "
+        "OR (created_at, id) < (%(after_at)s, %(after_id)s) "
+        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+        {
+            "after_at": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit + 1,
+        },
     )
+    return newest_first_page(rows, limit)
 
 
 async def revoke_key(conn: AsyncConnection, key_id: uuid.UUID, *, actor: str) -> bool:

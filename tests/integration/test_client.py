@@ -260,6 +260,7 @@ def test_sessions_messages_and_their_pages(user):
 def test_admin_keys_spaces_jobs_and_audit(admin, api_url, db):
     user_id, key = make_user(admin, "admin-tour")
     listed = {k.id: k for k in admin.list_keys()}
+    assert {k.id for k in admin.list_keys(page_size=7)} == set(listed)  # page after page
     mine = [k for k in listed.values() if k.user_id == user_id]
     assert len(mine) == 1 and key.startswith(mine[0].prefix)
     with Engram(api_url, key) as engram:

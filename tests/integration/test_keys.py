@@ -30,9 +30,16 @@ def memories_url(user_id: str) -> str:
 
 
 def listed(client: Any, key_id: str) -> dict[str, Any]:
-    answer = client.get("/v1/keys", headers=ADMIN)
-    assert answer.status_code == 200, answer.text
-    return next(k for k in answer.json()["keys"] if k["id"] == key_id)
+    """The key as the listing shows it, following pages until it is found."""
+    params: dict[str, Any] = {}
+    while True:
+        answer = client.get("/v1/keys", params=params, headers=ADMIN)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        found = [k for k in page["keys"] if k["id"] == key_id]
+        if found or page["next_cursor"] is None:
+            return found[0]
+        params["cursor"] = page["next_cursor"]
 
 
 def fresh_user() -> str:
@@ -56,6 +63,39 @@ def test_listing_never_shows_the_secret(client):
     assert created["key"] not in answer.text
     assert parts_of(created["key"])[1] not in answer.text
     assert listed(client, created["id"])["user_id"] == created["user_id"]
+
+
+def test_the_listing_pages_newest_first(client):
+    made = [create_key(client, fresh_user())["id"] for _ in range(3)]
+    first = client.get("/v1/keys", params={"limit": 2}, headers=ADMIN).json()
+    assert [k["id"] for k in first["keys"]] == made[:0:-1]
+    following = {"limit": 2, "cursor": first["next_cursor"]}
+    second = client.get("/v1/keys", params=following, headers=ADMIN).json()
+    assert second["keys"][0]["id"] == made[0]
+
+
+def test_following_the_cursor_lists_every_key_once(client, db):
+    create_key(client, fresh_user())
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 7}
+    while True:
+        page = client.get("/v1/keys", params=params, headers=ADMIN).json()
+        assert len(page["keys"]) <= 7
+        seen += [k["id"] for k in page["keys"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    (count,) = db.execute("SELECT count(*) FROM api_keys").fetchone()
+    assert len(seen) == len(set(seen)) == count
+
+
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 1001}, {"cursor": "not-a-cursor"}, {"cursor": "x" * 513}]
+)
+def test_a_bad_limit_or_cursor_is_a_422(client, params):
+    answer = client.get("/v1/keys", params=params, headers=ADMIN)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "invalid_input"
 
 
 def test_the_table_holds_only_a_digest(client, db):

@@ -19,6 +19,7 @@ from engram_client._calls import (
     Flow,
     Page,
     cursor_pages,
+    every_item,
     field_of,
     given,
     json_as,
@@ -421,9 +422,9 @@ class Api:
         return Call("POST", "/v1/keys", json_as(CreatedKey), body=present(user_id=user_id))
 
     @operation
-    def list_keys(self) -> Call[list[ApiKey]]:
-        """Every key, never its secret."""
-        return Call("GET", "/v1/keys", field_of("keys", list[ApiKey]))
+    def list_keys(self, *, page_size: int = 100) -> Flow[list[ApiKey]]:
+        """Every key, newest first, never its secret (fetched a page at a time)."""
+        return every_item(cursor_pages("/v1/keys", "keys", ApiKey, {"limit": page_size}))
 
     @operation
     def revoke_key(self, key_id: Id) -> Call[None]:

@@ -139,7 +139,7 @@ def _wrapper(name: str, kind: Any) -> Any:
 
 
 def cursor_pages(path: str, name: str, item: type[T], params: dict[str, Any]) -> Call[Page[T]]:
-    """A listing answering ``{name: [item, ...], "next_cursor"}``, newest first."""
+    """A listing answering ``{name: [item, ...], "next_cursor"}``."""
     wrapper = _wrapper(name, list[item])  # type: ignore[valid-type]
     query = {k: v for k, v in params.items() if v is not None}
 
@@ -152,6 +152,16 @@ def cursor_pages(path: str, name: str, item: type[T], params: dict[str, Any]) ->
         return Page(getattr(page, name), following)
 
     return Call("GET", path, read, params=query)
+
+
+def every_item(call: Call[Page[T]] | None) -> Flow[list[T]]:
+    """A listing read to its end, page after page, as one list."""
+    items: list[T] = []
+    while call is not None:
+        page: Page[T] = yield call
+        items.extend(page.items)
+        call = page.following
+    return items
 
 
 def path(template: str, *parts: object) -> str:

@@ -109,6 +109,26 @@ def test_a_listing_follows_next_cursor_to_the_end():
         ]
 
 
+def test_the_keys_are_listed_as_one_list_of_every_page():
+    def key(n: int) -> dict[str, Any]:
+        return {"id": str(uuid.UUID(int=n)), "user_id": None, "prefix": f"egm_{n:016x}",
+                "created_at": NOW, "revoked_at": None, "last_used_at": None}  # fmt: skip
+
+    pages = {None: ([3, 2], "c1"), "c1": ([1], None)}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        numbers, following = pages[request.url.params.get("cursor")]
+        body = {"keys": [key(n) for n in numbers], "next_cursor": following}
+        return httpx.Response(200, json=body)
+
+    for requests, result in both(answer, lambda engram: engram.list_keys(page_size=2)):
+        assert [k.id.int for k in result] == [3, 2, 1]
+        assert [dict(r.url.params) for r in requests] == [
+            {"limit": "2"},
+            {"limit": "2", "cursor": "c1"},
+        ]
+
+
 @pytest.mark.parametrize(
     ("user_id", "segment"), [("../keys", b"..%2Fkeys"), ("..", b"%2E%2E"), ("a b", b"a%20b")]
 )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, delete, get, post
+from litestar.params import Parameter
 
 from models.errors import NotFound
 from models.store import keys
@@ -30,6 +32,7 @@ class CreatedKey(msgspec.Struct, kw_only=True):
 
 class KeyList(msgspec.Struct, kw_only=True):
     keys: list[ApiKey]
+    next_cursor: str | None = None
 
 
 class KeyController(Controller):
@@ -47,9 +50,16 @@ class KeyController(Controller):
         return CreatedKey(id=key.id, key=token, user_id=key.user_id, created_at=key.created_at)
 
     @get("/", responses=ERRORS)
-    async def list_keys(self, principal: Principal, runtime: Runtime) -> KeyList:
-        """Every key, without secrets."""
-        return KeyList(keys=await runtime.across_users(keys.list_keys))
+    async def list_keys(
+        self,
+        principal: Principal,
+        runtime: Runtime,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+    ) -> KeyList:
+        """Keys, newest first, without secrets; pass ``next_cursor`` back as ``cursor``."""
+        rows, next_cursor = await runtime.across_users(keys.list_keys, limit=limit, cursor=cursor)
+        return KeyList(keys=rows, next_cursor=next_cursor)
 
     @delete("/{key_id:uuid}", status_code=204, responses=ERRORS)
     async def revoke_key(self, principal: Principal, key_id: UUID, runtime: Runtime) -> None:
