@@ -12,7 +12,9 @@ from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 from psycopg_pool import AsyncConnectionPool
 
 from models.db import schema
@@ -135,7 +137,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         before_send=[observe_unmatched],
         logging_config=None,  # `engram` configures logging (models/observe/logs.py)
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        before_request=check_request,
+        before_request=RequestChecks(),
         request_max_body_size=settings.limits.max_body_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.server.cors_origins))
         if settings.server.cors_origins
@@ -158,13 +160,58 @@ async def _warn_if_row_security_is_bypassed(pool: AsyncConnectionPool) -> None:
         )
 
 
-async def check_request(request: Request[Any, Any, Any]) -> None:
-    """What every request must be, checked before its body is read: its query parameters
-    hold no NUL (else a 422 naming the parameter), and its body is JSON, or what the
-    route's ``opt["body"]`` names (else a 415)."""
-    for name, value in request.query_params.multi_items():
-        if "\x00" in name or "\x00" in value:
-            raise InvalidInput(f"query parameter {name!r} must not contain NUL characters")
+class RequestChecks:
+    """The ``before_request`` hook: what every request must be, checked before its body is
+    read. Its query parameters hold no NUL (a 422 naming the parameter) and are all ones
+    the route declares (a 422 naming the others); its body is JSON, or what the route's
+    ``opt["body"]`` names (else a 415)."""
+
+    def __init__(self) -> None:
+        self._declared: dict[BaseRouteHandler, frozenset[str] | None] | None = None
+
+    async def __call__(self, request: Request[Any, Any, Any]) -> None:
+        self._check_query(request)
+        _check_body(request)
+
+    def _check_query(self, request: Request[Any, Any, Any]) -> None:
+        if self._declared is None:  # every route is registered by the first request
+            self._declared = declared_query(request.app)
+        declared = self._declared.get(request.route_handler)
+        unknown = []
+        for name, value in request.query_params.multi_items():
+            if "\x00" in name or "\x00" in value:
+                raise InvalidInput(f"query parameter {name!r} must not contain NUL characters")
+            if declared is not None and name not in declared:
+                unknown.append(name)
+        if unknown:
+            raise InvalidInput(_unknown_query(unknown, declared or frozenset()))
+
+
+def declared_query(app: Litestar) -> dict[BaseRouteHandler, frozenset[str] | None]:
+    """The query parameter names each route handler takes, read from the model Litestar
+    parses its parameters with (dependencies' included). Routes left out of the OpenAPI
+    document (the docs UI, CORS preflights) are not checked: None."""
+    declared: dict[BaseRouteHandler, frozenset[str] | None] = {}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler, model in route.route_handler_map.values():
+            if not handler.resolve_include_in_schema():
+                declared[handler] = None
+                continue
+            names = frozenset(p.field_alias for p in model.expected_query_params)
+            declared[handler] = names | (declared.get(handler) or frozenset())
+    return declared
+
+
+def _unknown_query(unknown: list[str], declared: frozenset[str]) -> str:
+    names = dict.fromkeys(unknown)
+    noun = "parameter" if len(names) == 1 else "parameters"
+    takes = ", ".join(sorted(declared)) if declared else "no query parameters"
+    return f"unknown query {noun} {', '.join(map(repr, names))}; the route takes {takes}"
+
+
+def _check_body(request: Request[Any, Any, Any]) -> None:
     if request.method not in _BODY_METHODS:
         return
     has_body = (

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import pytest
-from support.api import ADMIN
+from support.api import ADMIN, served_openapi
 
 DIMS = 384
 MEMORIES = "/v1/users/{user}/memories"
@@ -296,3 +296,62 @@ def test_hostile_filter_keys_and_operands_are_422(client, db, target, hostile):
         answer = client.post(SEARCH.format(user=target.user), json=body, headers=target.headers)
     assert_error(answer, {422})
     assert db.execute("SELECT to_regclass('memories') IS NOT NULL").fetchone() == (True,)
+
+
+OPERATIONS = sorted(
+    (method.upper(), path)
+    for path, operations in served_openapi()["paths"].items()
+    for method in operations
+)
+
+
+def concrete(path: str, target: Target) -> str:
+    """``path`` with its parameters filled in: the target's user and memory, ids elsewhere."""
+    filled = path.replace("{user_id}", target.user).replace("{memory_id}", target.memory)
+    for name in ("document_id", "batch_id", "item_id", "key_id"):
+        filled = filled.replace(f"{{{name}}}", "00000000-0000-0000-0000-000000000001")
+    return filled.replace("{session_id}", "s").replace("{name}", "minilm-384")
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_an_unknown_query_parameter_is_a_422_naming_it_on_every_route(
+    client, db, target, method, path
+):
+    """Checked before anything is read or done: an erasure, a revocation or a write with a
+    stray parameter does nothing."""
+    url = concrete(path, target)
+    with nothing_written(db, target.user):
+        answer = client.request(method, url, params={"colour": "red"}, headers=ADMIN)
+    assert_error(answer, UNPROCESSABLE, "invalid_input")
+    assert "'colour'" in answer.json()["error"]["message"]
+
+
+def test_every_unknown_parameter_is_named_with_what_the_route_takes(client, target):
+    url = MEMORIES.format(user=target.user)
+    params = {"limit": 5, "colour": "red", "sort": "asc"}
+    answer = client.get(url, params=params, headers=target.headers)
+    assert_error(answer, UNPROCESSABLE, "invalid_input")
+    assert answer.json()["error"]["message"] == (
+        "unknown query parameters 'colour', 'sort'; "
+        "the route takes cursor, limit, session_id, status"
+    )
+    answer = client.get(f"{MEMORY.format(user=target.user, memory=target.memory)}?x=1",
+                        headers=target.headers)  # fmt: skip
+    assert answer.json()["error"]["message"] == (
+        "unknown query parameter 'x'; the route takes no query parameters"
+    )
+
+
+def test_declared_parameters_and_routes_outside_the_document_are_not_refused(client, target):
+    url = MEMORIES.format(user=target.user)
+    listed = client.get(url, params={"limit": 1, "status": "pending"}, headers=target.headers)
+    assert listed.status_code == 200, listed.text
+    # the OpenAPI document and a CORS preflight (which carries the request's query) take any
+    assert client.get("/schema/openapi.json", params={"v": "1"}).status_code == 200
+    preflight = client.options(url, params={"colour": "red"}, headers=ADMIN)
+    assert preflight.status_code == 204, preflight.text
+
+
+def test_an_unauthenticated_request_learns_nothing_of_the_parameters(client, target):
+    answer = client.get(MEMORIES.format(user=target.user), params={"colour": "red"})
+    assert_error(answer, {401}, "unauthenticated")

@@ -196,6 +196,21 @@ def test_the_hot_path_checks_the_query_as_the_handler_does(client, people, hot_a
     assert comparable(hot) == comparable(handled) and hot.status_code == 422
 
 
+def test_the_hot_path_refuses_an_unknown_query_parameter_as_the_handler_does(
+    client, people, hot_answers
+):
+    """The search route takes no query parameter: any is the same 422 naming it on both
+    paths, before the body is read."""
+    user, headers = people["ann"]
+    url = f"/v1/users/{user}/search?k=3"
+    raw = json.dumps({"vector": VECTOR}).encode()
+    hot = client.post(url, content=raw, headers={**headers, "Content-Type": JSON})
+    handled = client.post(url, content=raw, headers={**headers, "Content-Type": JSON_WITH_CHARSET})
+    assert hot_answers == [1]
+    assert comparable(hot) == comparable(handled) and hot.status_code == 422
+    assert "'k'" in hot.json()["error"]["message"]
+
+
 def test_the_hot_path_runs_every_guard_of_the_route(client, people, hot_answers, monkeypatch):
     """A guard the route gains is run by the hot path too: here one that refuses everyone."""
     handler = search_handler(client)
