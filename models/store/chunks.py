@@ -41,7 +41,7 @@ async def add_chunks(
                                 content_hash, tokens)
             SELECT %(user)s, gen_random_uuid(), %(doc)s, %(generation)s, c.i, c.content,
                    c.hash, c.tokens
-            FROM unnest(%(indexes)s::int[], %(contents)s::text[], %(hashes)s::bytea[],
+            FROM unnest(%(indexes)s::int[], %(contents)b::text[], %(hashes)s::bytea[],
                         %(tokens)s::int[]) AS c(i, content, hash, tokens)
             RETURNING user_id, id, content_hash
         )

@@ -151,7 +151,7 @@ async def _insert(
                                   space, content_hash, expires_at)
             SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
                    %(space)s, b.hash, now() + make_interval(secs => b.ttl)
-            FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
+            FROM unnest(%(ids)s::uuid[], %(contents)b::text[], %(metadata)b::jsonb[],
                         %(sessions)s::text[], %(importance)s::float8[], %(hashes)s::bytea[],
                         %(ttls)s::float8[])
                  AS b(id, content, metadata, session_id, importance, hash, ttl)

@@ -146,7 +146,7 @@ async def add_messages(
                    (SELECT coalesce(max(seq), 0) FROM messages
                     WHERE user_id = %(user)s AND session_id = %(session)s) + n.ord,
                    gen_random_uuid(), n.role, n.content, n.memory_id
-            FROM unnest(%(roles)s::text[], %(contents)s::text[], %(memories)s::uuid[])
+            FROM unnest(%(roles)s::text[], %(contents)b::text[], %(memories)s::uuid[])
                  WITH ORDINALITY AS n(role, content, memory_id, ord)
             RETURNING id, session_id, seq, role, content, memory_id, created_at
             """,

@@ -144,7 +144,7 @@ class _Writer:
             INSERT INTO sessions (user_id, id, title, metadata, created_at, updated_at)
             SELECT %(user)s, t.id, t.title, t.metadata, coalesce(t.created_at, now()),
                    coalesce(t.updated_at, t.created_at, now())
-            FROM unnest(%(ids)s::text[], %(titles)s::text[], %(metadata)s::jsonb[],
+            FROM unnest(%(ids)s::text[], %(titles)s::text[], %(metadata)b::jsonb[],
                         %(created)s::timestamptz[], %(updated)s::timestamptz[])
                  AS t(id, title, metadata, created_at, updated_at)
             ON CONFLICT DO NOTHING RETURNING id
@@ -171,7 +171,7 @@ class _Writer:
             SELECT %(user)s, t.session_id, t.seq, t.id, t.role, t.content, t.memory_id,
                    coalesce(t.created_at, now())
             FROM unnest(%(sessions)s::text[], %(seqs)s::bigint[], %(ids)s::uuid[],
-                        %(roles)s::text[], %(contents)s::text[], %(memories)s::uuid[],
+                        %(roles)s::text[], %(contents)b::text[], %(memories)s::uuid[],
                         %(created)s::timestamptz[])
                  AS t(session_id, seq, id, role, content, memory_id, created_at)
             ON CONFLICT DO NOTHING RETURNING id
@@ -201,7 +201,7 @@ class _Writer:
                    decode(t.hash, 'hex'), t.generation, t.batch_id,
                    coalesce(t.created_at, now()), coalesce(t.updated_at, t.created_at, now())
             FROM unnest(%(ids)s::uuid[], %(collections)s::text[], %(titles)s::text[],
-                        %(sources)s::text[], %(metadata)s::jsonb[], %(spaces)s::text[],
+                        %(sources)s::text[], %(metadata)b::jsonb[], %(spaces)s::text[],
                         %(hashes)s::text[], %(generations)s::int[], %(batches)s::uuid[],
                         %(created)s::timestamptz[], %(updated)s::timestamptz[])
                  AS t(id, collection, title, source, metadata, space, hash, generation,
@@ -237,7 +237,7 @@ class _Writer:
             SELECT %(user)s, t.id, t.document_id, t.generation, t.chunk_index, t.content,
                    t.hash, t.tokens, coalesce(t.created_at, now())
             FROM unnest(%(ids)s::uuid[], %(documents)s::uuid[], %(generations)s::int[],
-                        %(indexes)s::int[], %(contents)s::text[], %(hashes)s::bytea[],
+                        %(indexes)s::int[], %(contents)b::text[], %(hashes)s::bytea[],
                         %(tokens)s::int[], %(created)s::timestamptz[])
                  AS t(id, document_id, generation, chunk_index, content, hash, tokens,
                       created_at)
@@ -276,7 +276,7 @@ class _Writer:
             SELECT %(user)s, t.id, t.content, t.metadata, t.session_id, t.importance, t.space,
                    t.hash, coalesce(t.created_at, now()),
                    coalesce(t.updated_at, t.created_at, now()), t.expires_at
-            FROM unnest(%(ids)s::uuid[], %(contents)s::text[], %(metadata)s::jsonb[],
+            FROM unnest(%(ids)s::uuid[], %(contents)b::text[], %(metadata)b::jsonb[],
                         %(sessions)s::text[], %(importance)s::float8[], %(spaces)s::text[],
                         %(hashes)s::bytea[], %(created)s::timestamptz[],
                         %(updated)s::timestamptz[], %(expires)s::timestamptz[])
@@ -360,7 +360,7 @@ class _Writer:
                 """
                 INSERT INTO {table} (user_id, item_id, kind, content_hash, embedding)
                 SELECT %(user)s, t.id, %(kind)s, t.hash, t.embedding::{storage}
-                FROM unnest(%(ids)s::uuid[], %(hashes)s::bytea[], %(embeddings)s::text[])
+                FROM unnest(%(ids)s::uuid[], %(hashes)s::bytea[], %(embeddings)b::text[])
                      AS t(id, hash, embedding)
                 ON CONFLICT (user_id, item_id)
                 DO UPDATE SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash,

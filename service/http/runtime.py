@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections import OrderedDict
@@ -51,10 +52,12 @@ class Runtime:
     # /metrics' gauges of state and when they were read (service/http/routes/metrics.py)
     scraped: tuple[float, list[Any]] | None = None
 
-    def token_counter(self, space: Space) -> TokenCounter:
-        """How chunks of ``space`` are measured (made once per space)."""
+    async def token_counter(self, space: Space) -> TokenCounter:
+        """How chunks of ``space`` are measured: made once per space, off the event loop
+        (copying a tokenizer takes a tenth of a second)."""
         if space.name not in self.counters:
-            self.counters[space.name] = token_counter(self.embedders[space.name])
+            embedder = self.embedders[space.name]
+            self.counters[space.name] = await asyncio.to_thread(token_counter, embedder)
         return self.counters[space.name]
 
     async def as_user(

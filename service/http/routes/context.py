@@ -56,7 +56,7 @@ class ContextController(Controller):
             query,
             session_id=session_id,
             max_tokens=data.max_tokens,
-            count=runtime.token_counter(space),
+            count=await runtime.token_counter(space),
             exact_max_rows=runtime.settings.search.exact_max_rows,
             ef_search=runtime.settings.search.hnsw_ef_search,
         )

@@ -194,7 +194,7 @@ async def _ingest(
         overlap_tokens=space.chunk_overlap,
         max_chars=limits.max_content_chars,  # a chunk must import again as it exported
     )
-    counter = runtime.token_counter(space)
+    counter = await runtime.token_counter(space)
     items = await asyncio.to_thread(lambda: [_new_document(d, limits, spec, counter) for d in docs])
     written = await runtime.as_user(
         owner,
