@@ -4,17 +4,14 @@ served meanwhile."""
 
 from __future__ import annotations
 
-import json
 import socket
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import httpx
-import numpy as np
 import pytest
 from support.api import ADMIN
 from support.processes import Servers, start_api, stop_process
+from support.worst import import_user
 
 POOL = 2  # connections of the API under test: fewer than the streams left unread
 
@@ -30,38 +27,8 @@ def small_pool_api(servers: Servers) -> Iterator[str]:
 
 def big_user(http: httpx.Client, memories: int = 600) -> tuple[str, dict[str, str]]:
     """A user holding ``memories`` memories with their vectors (imported: no model needed)."""
-    user = f"slow-{uuid.uuid4().hex[:8]}"
-    key = http.post("/v1/keys", json={"user_id": user}, headers=ADMIN).json()["key"]
-    rng = np.random.default_rng(7)
-    rows: list[dict[str, object]] = [
-        {"type": "header", "format": "engram.export", "version": 1, "user_id": user,
-         "exported_at": datetime.now(UTC).isoformat(),
-         "spaces": [{"name": "minilm-384", "dims": 384, "provider": "sentence-transformers",
-                     "model": "sentence-transformers/all-MiniLM-L6-v2"}]},
-    ]  # fmt: skip
-    import hashlib
-
-    for n in range(memories):
-        content = f"memory {n} of a user whose exports nobody reads"
-        memory_id = str(uuid.uuid4())
-        vector = rng.normal(size=384)
-        vector /= np.linalg.norm(vector)
-        rows.append({"type": "memory", "id": memory_id, "content": content,
-                     "space": "minilm-384"})  # fmt: skip
-        rows.append({"type": "vector", "item_id": memory_id, "kind": "memory",
-                     "space": "minilm-384",
-                     "content_sha256": hashlib.sha256(content.encode()).hexdigest(),
-                     "embedding": [round(float(x), 7) for x in vector]})  # fmt: skip
-    rows.append({"type": "end", "counts": {"memory": memories, "vector": memories}})
-    body = "\n".join(json.dumps(row) for row in rows).encode()
-    headers = {"Authorization": f"Bearer {key}"}
-    imported = http.post(
-        f"/v1/users/{user}/import",
-        content=body,
-        headers={**headers, "Content-Type": "application/x-ndjson"},
-    )
-    assert imported.status_code == 200, imported.text
-    return user, headers
+    contents = [f"memory {n} of a user whose exports nobody reads" for n in range(memories)]
+    return import_user(http, ADMIN, contents, "slow")
 
 
 def unread_export(url: str, user: str, headers: dict[str, str]) -> socket.socket:
