@@ -249,14 +249,21 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     messages: list[Message]  # in the order they were said
 
 
+AuditAction = Literal[
+    "key.create", "key.revoke", "job.retry", "space.fill", "space.drop", "user.erase"
+]
+
+
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One admin action. ``actor`` is the id of the key that did it."""
+    """One admin action. ``actor`` is the id of the key that did it; ``user_id`` the end user
+    it concerned, if any."""
 
     id: int
     at: datetime
     actor: str
-    action: str
+    action: AuditAction
     target: str
+    user_id: str | None
     details: dict[str, Any]
 
 

@@ -56,6 +56,7 @@ async def erase_user(
             actor=actor,
             action="user.erase",
             target=user_id,
+            user_id=user_id,
             memories=memories,
             documents=documents,
             vectors=vectors,

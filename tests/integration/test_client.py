@@ -295,6 +295,10 @@ def test_admin_keys_spaces_jobs_and_audit(admin, api_url, db):
     actions = {(e.action, e.target) for e in admin.audit_log(page_size=5)}
     assert ("key.revoke", str(mine[0].id)) in actions
     assert ("job.retry", str(memory.id)) in actions
+    revoked = list(admin.audit_log(action="key.revoke", user_id=user_id, page_size=1))
+    assert [(e.target, e.user_id) for e in revoked] == [(str(mine[0].id), user_id)]
+    since = list(admin.audit_log(user_id=user_id, since=revoked[0].at))
+    assert [e.id for e in since] == [revoked[0].id]
 
 
 def test_export_import_status_and_metrics(admin, user, api_url, tmp_path):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from models.db import schema
 
@@ -41,6 +43,41 @@ def test_upgrade_head_downgrade_base_and_up_again(scratch_url):
     with psycopg.connect(scratch_url) as conn:
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert version == (schema.head_revision(),)
+
+
+# audit entries as revision 0015 left them: (action, target, details)
+AUDIT_0015 = [
+    ("key.create", "k1", {"user_id": "alice"}),
+    ("key.create", "k2", {"user_id": None}),  # an admin key
+    ("job.retry", "i1", {"user_id": "bob", "space": "minilm-384"}),
+    ("user.erase", "carol", {"memories": 2, "documents": 0, "vectors": 2}),
+    ("space.fill", "openai-1536", {}),
+]
+
+
+def audit_rows(url: str, columns: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT {columns} FROM audit_log ORDER BY id").fetchall()
+
+
+def test_the_audit_log_moves_its_users_to_a_column_and_back(scratch_url):
+    schema.upgrade(scratch_url, "0015")
+    with psycopg.connect(scratch_url) as conn:
+        for action, target, details in AUDIT_0015:
+            conn.execute(
+                "INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
+                ["bootstrap", action, target, Jsonb(details)],
+            )
+    schema.upgrade(scratch_url, "0016")
+    assert audit_rows(scratch_url, "target_user, details") == [
+        ("alice", {}),
+        (None, {}),
+        ("bob", {"space": "minilm-384"}),
+        ("carol", {"memories": 2, "documents": 0, "vectors": 2}),
+        (None, {}),
+    ]
+    schema.downgrade(scratch_url, "0015")
+    assert audit_rows(scratch_url, "action, target, details") == AUDIT_0015
 
 
 def test_user_id_leads_every_primary_key_and_btree_index(db):

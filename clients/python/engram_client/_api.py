@@ -462,9 +462,28 @@ class Api:
         return Call("POST", path("/v1/jobs/{}/retry", item_id), json_as(RetriedJob))
 
     @listing
-    def audit_log(self, *, page_size: int = 100) -> Call[Page[AuditEntry]]:
-        """Admin actions, newest first (admin)."""
-        return cursor_pages("/v1/audit", "entries", AuditEntry, {"limit": page_size})
+    def audit_log(
+        self,
+        *,
+        action: str | None = None,
+        actor: Id | None = None,
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 100,
+    ) -> Call[Page[AuditEntry]]:
+        """Admin actions, newest first (admin); each filter given narrows them: ``action``
+        (e.g. ``"key.create"``), ``actor`` (the key that acted), ``user_id`` (the end user
+        concerned), ``since`` (inclusive) and ``until`` (exclusive), times with a zone."""
+        params = {
+            "limit": page_size,
+            "action": action,
+            "actor": None if actor is None else str(actor),
+            "user_id": user_id,
+            "since": None if since is None else since.isoformat(),
+            "until": None if until is None else until.isoformat(),
+        }
+        return cursor_pages("/v1/audit", "entries", AuditEntry, params)
 
 
 def _get_memory(user_id: str, memory_id: Id) -> Call[Memory]:

@@ -312,7 +312,8 @@ class RetriedJob(_Answer, frozen=True, kw_only=True):
 
 
 class AuditEntry(_Answer, frozen=True, kw_only=True):
-    """One admin action. ``actor`` is the id of the key that did it."""
+    """One admin action. ``actor`` is the id of the key that did it; ``user_id`` the end user
+    it concerned, if any."""
 
     id: int
     at: datetime
@@ -320,6 +321,7 @@ class AuditEntry(_Answer, frozen=True, kw_only=True):
     action: str
     target: str
     details: dict[str, Any]
+    user_id: str | None = None
 
 
 class SpaceStatus(_Answer, frozen=True, kw_only=True):

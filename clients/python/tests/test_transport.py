@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -127,6 +128,21 @@ def test_the_keys_are_listed_as_one_list_of_every_page():
             {"limit": "2"},
             {"limit": "2", "cursor": "c1"},
         ]
+
+
+def test_the_audit_log_sends_each_filter_given():
+    entry = {"id": 7, "at": NOW, "actor": "bootstrap", "action": "user.erase",
+             "target": "alice", "user_id": "alice", "details": {}}  # fmt: skip
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    key = uuid.UUID(int=1)
+    runs = both(
+        lambda request: httpx.Response(200, json={"entries": [entry], "next_cursor": None}),
+        lambda engram: engram.audit_log(action="user.erase", actor=key, since=since),
+    )
+    for requests, result in runs:
+        assert [(e.action, e.user_id) for e in result] == [("user.erase", "alice")]
+        sent = {"limit": "100", "action": "user.erase", "actor": str(key)}
+        assert [dict(r.url.params) for r in requests] == [{**sent, "since": since.isoformat()}]
 
 
 @pytest.mark.parametrize(
