@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--top", type=int, default=5, help="failure reasons to show (default 5)")
     status.add_argument("--json", action="store_true", help="print the API's JSON answer")
     migrate = commands.add_parser("migrate", help="migrate the database schema")
-    migrate.add_argument("revision", nargs="?", default="head", help="target (default: head)")
+    migrate.add_argument(
+        "revision", nargs="?", help="target (default: head; --down needs one: a revision or base)"
+    )
     migrate.add_argument("--down", action="store_true", help="downgrade to the revision")
     backup = commands.add_parser("backup", help="back up the whole database to a file (pg_dump)")
     backup.add_argument("path", type=Path, help="the file to write (custom-format archive)")
@@ -54,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         "--clean", action="store_true", help="replace what the backup holds in a non-empty database"
     )
     args = parser.parse_args(argv)
+    if args.command == "migrate" and args.down and args.revision is None:
+        migrate.error(
+            "--down needs a target revision: `engram migrate --down REVISION` "
+            "(such as 0013, or base for an empty schema)"
+        )
 
     try:
         settings = Settings.from_env()
@@ -164,7 +171,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.down:
         schema.downgrade(admin_url, args.revision)
         return 0
-    schema.upgrade(admin_url, args.revision)
+    schema.upgrade(admin_url, args.revision or "head")
     if settings.database.app_password:
         schema.enable_app_login(admin_url, password=settings.database.app_password)
     return 0

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from support.processes import REPO
 
 from models.db import schema
 
@@ -43,6 +48,32 @@ def test_upgrade_head_downgrade_base_and_up_again(scratch_url):
     with psycopg.connect(scratch_url) as conn:
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert version == (schema.head_revision(),)
+
+
+def engram_migrate(url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    env |= {"ENGRAM_HOME": str(home), "ENGRAM_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "service.ops.cli", "migrate", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_migrate_down_needs_a_target_and_says_so(scratch_url, tmp_path):
+    assert engram_migrate(scratch_url, tmp_path).returncode == 0
+    refused = engram_migrate(scratch_url, tmp_path, "--down")
+    assert refused.returncode == 2
+    (said,) = [line for line in refused.stderr.splitlines() if "error" in line]
+    assert "--down needs a target revision" in said and "base" in said
+    assert "Traceback" not in refused.stderr
+    assert {"memories", "api_keys"} <= tables(scratch_url)  # nothing was undone
+    down = engram_migrate(scratch_url, tmp_path, "--down", "base")
+    assert down.returncode == 0, down.stderr
+    assert tables(scratch_url) == {"alembic_version"}
 
 
 # audit entries as revision 0015 left them: (action, target, details)
