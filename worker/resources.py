@@ -48,8 +48,12 @@ async def open_resources(settings: Settings, spaces: SpaceRegistry) -> Resources
         name="engram-worker",
         prepare_threshold=settings.database.prepare_threshold,
     )
-    await pool.open()
-    await verify_spaces(pool, embedders)
+    try:
+        await pool.open()
+        await verify_spaces(pool, embedders)
+    except BaseException:
+        await _close(embedders, pool)
+        raise
     _current = Resources(settings, pool, spaces, embedders, WakeUps(redis_url))
     return _current
 
@@ -59,8 +63,12 @@ async def close_resources() -> None:
     global _current
     if _current is None:
         return
-    for embedder in _current.embedders.values():
-        await embedder.close()
-    await _current.pool.close()
+    await _close(_current.embedders, _current.pool)
     _current.wakeups.close()
     _current = None
+
+
+async def _close(embedders: dict[str, Embedder], pool: AsyncConnectionPool) -> None:
+    for embedder in embedders.values():
+        await embedder.close()
+    await pool.close()

@@ -77,6 +77,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             log.warning("database unreachable (%s): spaces not checked against it", exc)
         except BaseException:
             await pool.close()
+            for embedder in loaded.values():
+                await embedder.close()
             raise
         await _warn_if_row_security_is_bypassed(pool)
         wakeups = WakeUps(redis_url)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -16,6 +17,12 @@ from models.observe import metrics
 from models.observe.logs import configure_logging
 from models.settings import Settings
 from models.store import keys
+
+# ASGI, as uvicorn speaks it (lifespan messages too, which Litestar's types leave out)
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +94,7 @@ def _api(settings: Settings, _: argparse.Namespace) -> int:
     server = msgspec.structs.replace(settings.server, admin_key=admin_key)
     app = create_app(msgspec.structs.replace(settings, server=server))
     uvicorn.run(
-        app,
+        _config_errors_in_one_line(app),
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.logging.level.lower(),
@@ -96,6 +103,45 @@ def _api(settings: Settings, _: argparse.Namespace) -> int:
         access_log=False,  # service/http/observe.py logs each request with its id
     )
     return 0
+
+
+def _config_errors_in_one_line(app: Callable[..., Awaitable[None]]) -> ASGIApp:
+    """``app``, whose start-up refused for its configuration (a ``ConfigError``: a space
+    whose dims disagree, say) is logged as one line; Litestar would hand the server the
+    whole traceback of an exception group. Other failures keep their traceback."""
+
+    async def serve(scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                held.append(message)  # sent below, once the exception says why
+            else:
+                await send(message)
+
+        try:
+            await app(scope, receive, hold_failure)
+        except BaseException as exc:
+            reason = _config_error(exc)
+            if reason is not None and held:
+                held[0] = {**held[0], "message": f"engram api cannot start: {reason}"}
+            raise
+        finally:
+            for message in held:
+                await send(message)
+
+    return serve
+
+
+def _config_error(error: BaseException) -> ConfigError | None:
+    """The ``ConfigError`` that ``error`` is, or holds in its exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        found = (_config_error(inner) for inner in error.exceptions)
+        return next((e for e in found if e is not None), None)
+    return error if isinstance(error, ConfigError) else None
 
 
 def _worker(settings: Settings, _: argparse.Namespace) -> int:

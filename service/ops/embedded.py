@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger("engram.embedded")
 
@@ -269,7 +271,11 @@ class EmbeddedRedis:
             self._process = None
 
     def _client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2)
+        # no retries: redis-py's default retries a lost connection for seconds, and the
+        # connection is lost on purpose after SHUTDOWN (a local socket answers or it does not)
+        return redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
 
     def _ping(self) -> bool:
         if not self.socket.exists():

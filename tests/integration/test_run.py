@@ -1,5 +1,6 @@
 """`engram run` as a new user meets it: the README walk-through, Ctrl-C, and a SIGKILL of
-everything followed by a restart on the same data."""
+everything followed by a restart on the same data; a start refused for a space's
+dimensions."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 import pytest
+from support.fake_openai import FakeOpenAI
 from support.processes import free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -22,7 +25,9 @@ pytestmark = pytest.mark.slow
 class EngramRun:
     """One `engram run` process with its own home and port."""
 
-    def __init__(self, home: Path, port: int) -> None:
+    def __init__(
+        self, home: Path, port: int, *, extra_env: dict[str, str] | None = None, wait: bool = True
+    ) -> None:
         self.home, self.port = home, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = home / f"run-{time.monotonic_ns()}.log"
@@ -34,6 +39,7 @@ class EngramRun:
             "ENGRAM_CLAIM_SECONDS": "5",
             "ENGRAM_SWEEP_INTERVAL_SECONDS": "1",
             "ENGRAM_REQUEUE_AFTER_SECONDS": "2",
+            **(extra_env or {}),
         }
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
@@ -42,7 +48,8 @@ class EngramRun:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_for("Engram is running at")
+        if wait:
+            self._wait_for("Engram is running at")
 
     def _wait_for(self, text: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -167,4 +174,36 @@ def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
     finally:
         run.process.send_signal(signal.SIGTERM)
         assert run.process.wait(timeout=120) == 0
+    assert leftovers(home, port) == []
+
+
+def test_a_dimension_mismatch_stops_the_start_at_once_with_one_clear_line(home):
+    """A space whose provider answers 512 dimensions for a 1536 table: API and worker
+    refuse to start, each in one line that names the three lengths, and `engram run` stops
+    everything within seconds of it."""
+    with FakeOpenAI(lambda texts: np.ones((len(texts), 384)), api_key="sk-dims") as fake:
+        port = free_port()
+        env = {
+            "ENGRAM_OPENAI_BASE_URL": fake.url,
+            "ENGRAM_OPENAI_API_KEY": "sk-dims",
+            "ENGRAM_OPENAI_DIMENSIONS": "512",
+        }
+        run = EngramRun(home, port, extra_env=env, wait=False)
+        said_at = None
+        deadline = time.monotonic() + 180
+        while run.process.poll() is None and time.monotonic() < deadline:
+            if said_at is None and "dimension mismatch" in run.log.read_text(errors="replace"):
+                said_at = time.monotonic()
+            time.sleep(0.1)
+        stopped_at = time.monotonic()
+    log = run.log.read_text(errors="replace")
+    assert run.process.poll() not in (None, 0), log[-4000:]
+    assert "Traceback" not in log and "Exception Group" not in log, log[-4000:]
+    refusals = [line for line in log.splitlines() if "dimension mismatch" in line]
+    assert refusals, log[-4000:]
+    for line in refusals:
+        assert "configured 1536" in line and "returns 512" in line
+        assert "vec_openai_1536.embedding has 1536 dimensions" in line
+    # said_at is None only if it exited between two looks: then it was quick, too
+    assert said_at is None or stopped_at - said_at < 15, f"{stopped_at - said_at:.1f} s"
     assert leftovers(home, port) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 import dramatiq
@@ -34,13 +33,17 @@ class ResourcesMiddleware(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # dramatiq logs a middleware's failure and boots anyway: a worker without its
-        # resources (or with a misconfigured space) must not run, so it exits instead
+        # resources (or with a misconfigured space) must not run, so it exits instead.
+        # SystemExit passes dramatiq's hooks (they catch Exception) and still lets its boot
+        # tell the main process that this one is done booting, so the main process sees
+        # the exit at once (os._exit skipped that: the main process waited 30 s for it)
+        loop = _event_loop()
         try:
-            opened = _event_loop().run_coroutine(open_resources(self.settings, self.spaces))
+            opened = loop.run_coroutine(open_resources(self.settings, self.spaces))
         except Exception as exc:
             log.critical("worker cannot start: %s", exc)
-            logging.shutdown()
-            os._exit(EXIT_CANNOT_START)
+            loop.stop()  # type: ignore[no-untyped-call]  # not a daemon: the exit would wait
+            raise SystemExit(EXIT_CANNOT_START) from None
         log.info("worker resources open: spaces %s", ", ".join(opened.embedders))
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
