@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -138,13 +137,17 @@ def _announce(
     else:
         return
     where = "ENGRAM_ADMIN_KEY" if settings.server.admin_key else str(settings.admin_key_file)
-    _say(sys.stdout, f"Engram is running at {url} (OpenAPI docs: {url}/schema)")
-    _say(sys.stdout, f"Admin key: {where}. Stop with Ctrl-C.")
+    _say(settings, f"Engram is running at {url} (OpenAPI docs: {url}/schema)")
+    _say(settings, f"Admin key: {where}. Stop with Ctrl-C.")
 
 
-def _say(stream: IO[str], line: str) -> None:
-    stream.write(line + "\n")
-    stream.flush()
+def _say(settings: Settings, line: str) -> None:
+    """A line for people at a terminal; with JSON logs, a log line like every other."""
+    if settings.logging.format == "json":
+        log.info(line)
+        return
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:

@@ -1,9 +1,10 @@
 """`engram run` as a new user meets it: the README walk-through, Ctrl-C, and a SIGKILL of
-everything followed by a restart on the same data; a start refused for a space's
-dimensions."""
+everything followed by a restart on the same data; JSON logs, and a start refused for a
+space's dimensions."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -174,6 +175,20 @@ def test_run_walkthrough_ctrl_c_and_sigkill_recovery(home):
     finally:
         run.process.send_signal(signal.SIGTERM)
         assert run.process.wait(timeout=120) == 0
+    assert leftovers(home, port) == []
+
+
+def test_json_logs_hold_nothing_but_json_objects(home):
+    """With ENGRAM_LOG_FORMAT=json every line of the output is a JSON object, the
+    supervisor's greeting too, from start to stop."""
+    port = free_port()
+    run = EngramRun(home, port, extra_env={"ENGRAM_LOG_FORMAT": "json"})
+    run.process.send_signal(signal.SIGTERM)
+    assert run.process.wait(timeout=120) == 0
+    lines = [json.loads(line) for line in run.log.read_text().splitlines()]
+    assert all(isinstance(line, dict) and "message" in line for line in lines)
+    greeting = [line for line in lines if line["logger"] == "engram.run"]
+    assert any(f"Engram is running at {run.url}" in line["message"] for line in greeting)
     assert leftovers(home, port) == []
 
 
