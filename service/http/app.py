@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
 from psycopg_pool import AsyncConnectionPool
 
@@ -29,6 +28,7 @@ from service.http.auth import provide_owner, provide_principal, provide_runtime
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.keycache import KeyCache
 from service.http.observe import ObserveRequests, observe_unmatched
+from service.http.openapi import KEY_REQUIRED, openapi_config
 from service.http.ratelimit import RateLimiter
 from service.http.routes.audit import AuditController
 from service.http.routes.context import ContextController
@@ -114,20 +114,27 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
     return Litestar(
         route_handlers=[
             HealthController,
-            MetricsController,
-            StatusController,
-            KeyController,
-            MemoryController,
-            DocumentController,
-            BatchController,
-            SessionController,
-            ContextController,
-            SearchController,
-            SpaceController,
-            UserController,
-            ExportController,
-            JobController,
-            AuditController,
+            # every route here takes a key, and the OpenAPI document says so
+            Router(
+                path="/",
+                security=KEY_REQUIRED,
+                route_handlers=[
+                    MetricsController,
+                    StatusController,
+                    KeyController,
+                    MemoryController,
+                    DocumentController,
+                    BatchController,
+                    SessionController,
+                    ContextController,
+                    SearchController,
+                    SpaceController,
+                    UserController,
+                    ExportController,
+                    JobController,
+                    AuditController,
+                ],
+            ),
         ],
         lifespan=[lifespan],
         dependencies={
@@ -144,7 +151,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         cors_config=CORSConfig(allow_origins=list(settings.server.cors_origins))
         if settings.server.cors_origins
         else None,
-        openapi_config=OpenAPIConfig(title="Engram", version="1", path="/schema"),
+        openapi_config=openapi_config(),
         debug=False,
     )
 
