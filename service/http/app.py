@@ -28,7 +28,7 @@ from service.http.auth import provide_owner, provide_principal, provide_runtime
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.keycache import KeyCache
 from service.http.observe import ObserveRequests, observe_unmatched
-from service.http.openapi import KEY_REQUIRED, openapi_config
+from service.http.openapi import KEY_REQUIRED, docs_assets, openapi_config
 from service.http.ratelimit import RateLimiter
 from service.http.routes.audit import AuditController
 from service.http.routes.context import ContextController
@@ -135,6 +135,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
                     AuditController,
                 ],
             ),
+            docs_assets(),
         ],
         lifespan=[lifespan],
         dependencies={
