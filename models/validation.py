@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -15,6 +16,15 @@ from models.settings import Limits
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 USER_ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+@contextmanager
+def naming(field: str) -> Iterator[None]:
+    """A breach found inside names ``field`` first: ``memories[1]: content must not ...``."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise InvalidInput(f"{field}: {exc}") from None
 
 
 def check_user_id(user_id: str) -> str:

@@ -14,6 +14,7 @@ from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
 from models.errors import EngramError, RateLimited
+from service.http.wait import ClientGone, client_gone
 
 log = logging.getLogger("engram.http")
 
@@ -122,6 +123,7 @@ def unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, 
 
 
 EXCEPTION_HANDLERS = {
+    ClientGone: client_gone,
     EngramError: engram_error,
     ValidationException: validation_error,
     HTTPException: http_error,

@@ -202,3 +202,27 @@ def test_concurrent_writes_of_the_same_content_store_it_once(client, new_user, d
     assert sum(not a["duplicate"] for a in answers) == 1
     count = db.execute("SELECT count(*) FROM memories WHERE user_id = %s", [user]).fetchone()
     assert count == (1,)
+
+
+def test_a_bad_item_of_a_batch_is_named_and_nothing_is_written(client, new_user):
+    user, headers = new_user()
+    for items, named in (
+        ([{"content": "fine"}, {"content": "bad\x00"}], "memories[1]: content"),
+        ([{"content": "fine"}, {"content": "ok", "metadata": {"k\x00": 1}}], "memories[1]: "),
+        ([{"content": "x" * 40_000}], "memories[0]: content is longer"),
+    ):
+        answer = client.post(
+            f"/v1/users/{user}/memories", json={"memories": items}, headers=headers
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["message"].startswith(named), answer.text
+    assert client.get(f"/v1/users/{user}/memories", headers=headers).json()["memories"] == []
+    turns = [{"role": "user", "content": "hi"}, {"role": "user", "content": "\x00"}]
+    client.post(f"/v1/users/{user}/sessions", json={"id": "s"}, headers=headers)
+    answer = client.post(
+        f"/v1/users/{user}/sessions/s/messages", json={"messages": turns}, headers=headers
+    )
+    assert answer.status_code == 422 and "messages[1]: content" in answer.text
+    docs = [{"content": "fine"}, {"content": "bad\x00"}]
+    answer = client.post(f"/v1/users/{user}/documents", json={"documents": docs}, headers=headers)
+    assert answer.status_code == 422 and "documents[1]: content" in answer.text

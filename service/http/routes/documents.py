@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
+from litestar.openapi import ResponseSpec
 from litestar.params import Body, Parameter
 
 from models.errors import InvalidInput
@@ -21,11 +22,12 @@ from models.store import documents
 from models.store.documents import Batch, ChunkOut, Document, NewDocument
 from models.store.items import content_hash
 from models.types import Principal, Status
-from models.validation import USER_ID_RE, check_metadata
+from models.validation import USER_ID_RE, check_metadata, naming
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
+from service.http.wait import settled
 
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 Label = Annotated[str, msgspec.Meta(max_length=1000)]
@@ -45,6 +47,7 @@ class AddDocuments(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     documents: Annotated[list[DocumentIn], msgspec.Meta(min_length=1)]
     collection: str = "default"
     space: str | None = None  # default: the document default space
+    wait: bool = False
 
 
 @dataclass
@@ -54,6 +57,7 @@ class FilesIn:
     files: list[UploadFile]
     collection: str = "default"
     space: str | None = None
+    wait: bool = False
 
 
 class AcceptedDocuments(msgspec.Struct, kw_only=True):
@@ -70,37 +74,57 @@ class ChunkList(msgspec.Struct, kw_only=True):
     chunks: list[ChunkOut]
 
 
+WAITED = {
+    **ERRORS,
+    200: ResponseSpec(
+        AcceptedDocuments,
+        description="with wait: every document ready or failed",
+        generate_examples=False,
+    ),
+}
+
+
 class DocumentController(Controller):
     path = "/v1/users/{user_id:str}/documents"
     tags = ["documents"]
     guards = USER_GUARDS
 
-    @post("/", status_code=202, responses=ERRORS)
+    @post("/", status_code=202, responses=WAITED)
     async def add_documents(
-        self, owner: str, principal: Principal, data: AddDocuments, runtime: Runtime
-    ) -> AcceptedDocuments:
-        """Add documents: each is split into chunks, embedded in the background.
+        self,
+        request: Request[Any, Any, Any],
+        owner: str,
+        principal: Principal,
+        data: AddDocuments,
+        runtime: Runtime,
+    ) -> Response[AcceptedDocuments]:
+        """Add documents: each is split into chunks, embedded in the background (``wait``
+        to wait for it).
 
         The same content (by id, or without an id in the same collection) embeds nothing
         again; new content for a known id replaces its chunks atomically once embedded.
         """
-        return await _ingest(runtime, owner, principal, data.documents, data.collection, data.space)
+        accepted = await _ingest(
+            runtime, owner, principal, data.documents, data.collection, data.space
+        )
+        return await _answer(request, runtime, owner, accepted, wait=data.wait)
 
     @post(
         "/files",
         status_code=202,
-        responses=ERRORS,
+        responses=WAITED,
         # litestar binds one media type per handler: uploads get a path of their own
         # (docs/api.md), with the same answer as JSON batches
         opt={"body": "multipart/form-data"},
     )
     async def upload_documents(
         self,
+        request: Request[Any, Any, Any],
         owner: str,
         principal: Principal,
         data: Annotated[FilesIn, Body(media_type=RequestEncodingType.MULTI_PART)],
         runtime: Runtime,
-    ) -> AcceptedDocuments:
+    ) -> Response[AcceptedDocuments]:
         """Upload files (plain text, Markdown, HTML) as documents of one batch.
 
         Each file becomes a document whose ``source`` is its file name; HTML is reduced to
@@ -120,7 +144,8 @@ class DocumentController(Controller):
                 raise InvalidInput(f"{name} is larger than {limits.max_document_bytes} bytes")
             text, kind = await asyncio.to_thread(file_text, name, upload.content_type, raw)
             docs.append(DocumentIn(content=text, title=name, source=name, format=kind))
-        return await _ingest(runtime, owner, principal, docs, data.collection, data.space)
+        accepted = await _ingest(runtime, owner, principal, docs, data.collection, data.space)
+        return await _answer(request, runtime, owner, accepted, wait=data.wait)
 
     @get("/", responses=ERRORS)
     async def list_documents(
@@ -195,7 +220,7 @@ async def _ingest(
         max_chars=limits.max_content_chars,  # a chunk must import again as it exported
     )
     counter = await runtime.token_counter(space)
-    items = await asyncio.to_thread(lambda: [_new_document(d, limits, spec, counter) for d in docs])
+    items = await asyncio.to_thread(_new_documents, docs, limits, spec, counter)
     written = await runtime.as_user(
         owner,
         documents.write_documents,
@@ -207,6 +232,44 @@ async def _ingest(
     )
     await runtime.wakeups.embed(written.jobs)
     return AcceptedDocuments(batch_id=written.batch_id, documents=written.documents)
+
+
+def _new_documents(
+    docs: list[DocumentIn], limits: Limits, spec: ChunkSpec, counter: Any
+) -> list[NewDocument]:
+    items = []
+    for i, doc in enumerate(docs):
+        with naming(f"documents[{i}]"):
+            items.append(_new_document(doc, limits, spec, counter))
+    return items
+
+
+async def _answer(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    owner: str,
+    accepted: AcceptedDocuments,
+    *,
+    wait: bool,
+) -> Response[AcceptedDocuments]:
+    """202 with the documents accepted; with ``wait``, once none is pending (200) or when
+    the wait times out (202)."""
+    if not wait:
+        return Response(accepted, status_code=202)
+    ids = [d.id for d in accepted.documents]
+
+    async def read() -> list[Document]:
+        found = {d.id: d for d in await runtime.as_user(owner, documents.get_documents, owner, ids)}
+        return [found.get(d.id, d) for d in accepted.documents]
+
+    now, done = await settled(
+        request,
+        runtime.settings.server.wait_timeout_seconds,
+        read,
+        lambda now: all(d.status != "pending" for d in now),
+    )
+    answer = AcceptedDocuments(batch_id=accepted.batch_id, documents=now)
+    return Response(answer, status_code=200 if done else 202)
 
 
 def _new_document(item: DocumentIn, limits: Limits, spec: ChunkSpec, counter: Any) -> NewDocument:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
@@ -17,11 +15,12 @@ from models.errors import InvalidInput
 from models.settings import Limits
 from models.store import memories
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
-from models.validation import check_content, check_metadata, check_session_id
+from models.validation import check_content, check_metadata, check_session_id, naming
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
+from service.http.wait import settled
 
 Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Content = Annotated[str, msgspec.Meta(min_length=1)]
@@ -48,6 +47,7 @@ class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     importance: Importance | msgspec.UnsetType | None = msgspec.UNSET
     ttl_seconds: Ttl | msgspec.UnsetType | None = msgspec.UNSET
+    wait: bool = False
 
 
 class MemoryList(msgspec.Struct, kw_only=True):
@@ -115,7 +115,12 @@ class MemoryController(Controller):
         },
     )
     async def add_memories(
-        self, owner: str, principal: Principal, data: AddMemories, runtime: Runtime
+        self,
+        request: Request[Any, Any, Any],
+        owner: str,
+        principal: Principal,
+        data: AddMemories,
+        runtime: Runtime,
     ) -> Response[AddedMemories]:
         """Add memories; they are embedded in the background (``wait`` to wait for it).
 
@@ -126,7 +131,10 @@ class MemoryController(Controller):
         if len(data.memories) > limits.max_batch:
             raise InvalidInput(f"at most {limits.max_batch} items a batch")
         await runtime.limiter.charge(principal.key_id, len(data.memories))
-        items = [_new_memory(item, limits) for item in data.memories]
+        items = []
+        for i, item in enumerate(data.memories):
+            with naming(f"memories[{i}]"):
+                items.append(_new_memory(item, limits))
         space = (
             runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
         )
@@ -142,10 +150,8 @@ class MemoryController(Controller):
         stored = written.memories
         if not data.wait:
             return Response(_added(stored, written.duplicate), status_code=202)
-        settled = await _wait_settled(runtime, owner, stored)
-        done = all(m.status != "pending" for m in settled)
-        answer = _added(settled, written.duplicate)
-        return Response(answer, status_code=200 if done else 202)
+        now, done = await _settled(request, runtime, owner, stored)
+        return Response(_added(now, written.duplicate), status_code=200 if done else 202)
 
     @get("/", responses=ERRORS)
     async def list_memories(
@@ -174,16 +180,28 @@ class MemoryController(Controller):
         """One memory."""
         return await runtime.as_user(owner, memories.get_memory, owner, memory_id)
 
-    @patch("/{memory_id:uuid}", responses=ERRORS)
+    @patch(
+        "/{memory_id:uuid}",
+        responses={
+            **ERRORS,
+            202: ResponseSpec(
+                Memory,
+                description="with wait: the server-side timeout passed first",
+                generate_examples=False,
+            ),
+        },
+    )
     async def update_memory(
         self,
+        request: Request[Any, Any, Any],
         owner: str,
         principal: Principal,
         memory_id: UUID,
         data: MemoryChange,
         runtime: Runtime,
-    ) -> Memory:
-        """Change a memory; new content is re-embedded (status goes back to ``pending``)."""
+    ) -> Response[Memory]:
+        """Change a memory; new content is embedded again (``wait`` to wait for it). Until
+        its new vector is stored, search finds the memory by its old one."""
         change = _patch(data, runtime.settings.limits)
         await runtime.limiter.charge(principal.key_id, int(change.content is not msgspec.UNSET))
         written = await runtime.as_user(
@@ -195,7 +213,10 @@ class MemoryController(Controller):
             request_id=current_request_id(),
         )
         await runtime.wakeups.embed(written.jobs)
-        return written.memories[0]
+        if not data.wait:
+            return Response(written.memories[0], status_code=200)
+        now, done = await _settled(request, runtime, owner, written.memories)
+        return Response(now[0], status_code=200 if done else 202)
 
     @delete("/{memory_id:uuid}", status_code=204, responses=ERRORS)
     async def delete_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> None:
@@ -203,19 +224,23 @@ class MemoryController(Controller):
         await runtime.as_user(owner, memories.delete_memory, owner, memory_id)
 
 
-async def _wait_settled(runtime: Runtime, user_id: str, stored: list[Memory]) -> list[Memory]:
-    """Poll until no item is pending, or the server-side timeout passes.
-
-    Answers in the order of ``stored``; an item deleted meanwhile keeps its last state.
-    """
-    deadline = time.monotonic() + runtime.settings.server.wait_timeout_seconds
+async def _settled(
+    request: Request[Any, Any, Any], runtime: Runtime, user_id: str, stored: list[Memory]
+) -> tuple[list[Memory], bool]:
+    """``stored`` as they are once none is pending, or when the wait times out: (in the
+    order of ``stored``, whether none is pending). A memory deleted meanwhile keeps its last
+    state."""
     ids = [m.id for m in stored]
-    delay = 0.02
-    while True:
+
+    async def read() -> list[Memory]:
         found = {
             m.id: m for m in await runtime.as_user(user_id, memories.get_memories, user_id, ids)
         }
-        if all(m.status != "pending" for m in found.values()) or time.monotonic() >= deadline:
-            return [found.get(m.id, m) for m in stored]
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
+        return [found.get(m.id, m) for m in stored]
+
+    return await settled(
+        request,
+        runtime.settings.server.wait_timeout_seconds,
+        read,
+        lambda now: all(m.status != "pending" for m in now),
+    )

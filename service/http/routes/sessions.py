@@ -6,18 +6,20 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from models.errors import InvalidInput
-from models.store import sessions
+from models.store import memories, sessions
 from models.store.sessions import Message, NewMessage, NewSession, Role, Session
 from models.types import Principal
-from models.validation import check_content, check_metadata, check_session_id
+from models.validation import check_content, check_metadata, check_session_id, naming
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
 from service.http.runtime import Runtime
+from service.http.wait import settled
 
 
 class SessionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -38,6 +40,7 @@ class MessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class AddMessages(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     messages: Annotated[list[MessageIn], msgspec.Meta(min_length=1)]
+    wait: bool = False  # until the messages' memories are embedded (or failed)
 
 
 class MessageList(msgspec.Struct, kw_only=True):
@@ -83,22 +86,36 @@ class SessionController(Controller):
         """One session, with its number of messages."""
         return await runtime.as_user(owner, sessions.get_session, owner, _id(session_id))
 
-    @post("/{session_id:str}/messages", status_code=201, responses=ERRORS)
+    @post(
+        "/{session_id:str}/messages",
+        status_code=201,
+        responses={
+            **ERRORS,
+            202: ResponseSpec(
+                MessageList,
+                description="with wait: the server-side timeout passed first",
+                generate_examples=False,
+            ),
+        },
+    )
     async def add_messages(
         self,
+        request: Request[Any, Any, Any],
         owner: str,
         principal: Principal,
         session_id: str,
         data: AddMessages,
         runtime: Runtime,
-    ) -> MessageList:
-        """Append messages in order; each is remembered as a memory of the session."""
+    ) -> Response[MessageList]:
+        """Append messages in order; each is remembered as a memory of the session
+        (``wait`` to answer once those are embedded)."""
         limits = runtime.settings.limits
         if len(data.messages) > limits.max_batch:
             raise InvalidInput(f"at most {limits.max_batch} messages a request")
-        new = [
-            NewMessage(role=m.role, content=check_content(m.content, limits)) for m in data.messages
-        ]
+        new = []
+        for i, m in enumerate(data.messages):
+            with naming(f"messages[{i}]"):
+                new.append(NewMessage(role=m.role, content=check_content(m.content, limits)))
         await runtime.limiter.charge(principal.key_id, len(new))
         space = runtime.spaces.default_for("memory")
         added, jobs = await runtime.as_user(
@@ -111,7 +128,21 @@ class SessionController(Controller):
             request_id=current_request_id(),
         )
         await runtime.wakeups.embed(jobs)
-        return MessageList(messages=added)
+        answer = MessageList(messages=added)
+        if not data.wait:
+            return Response(answer, status_code=201)
+        ids = [m.memory_id for m in added if m.memory_id is not None]
+
+        async def read() -> list[Any]:
+            return await runtime.as_user(owner, memories.get_memories, owner, ids)
+
+        _, done = await settled(
+            request,
+            runtime.settings.server.wait_timeout_seconds,
+            read,
+            lambda now: all(m.status != "pending" for m in now),
+        )
+        return Response(answer, status_code=201 if done else 202)
 
     @get("/{session_id:str}/messages", responses=ERRORS)
     async def list_messages(
