@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders lint typecheck docs-settings clean
+.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders bench-stall lint typecheck docs-settings clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench-ingest: $(STAMP) ## documents through the API vs raw encode() (DOCS=200 to
 
 bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agreement (TEXTS=500 smaller)
 	$(BIN)/python bench/encoders.py --texts $(or $(TEXTS),2000)
+
+bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
+	$(BIN)/python bench/stall.py
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench clients
