@@ -31,8 +31,8 @@ Scan = Literal["exact", "approximate", "all"]
 TextMatch = Literal["all_words", "any_word"]
 _GLUE: dict[TextMatch, str] = {"all_words": " & ", "any_word": " | "}
 
-# Nearest vectors looked at per result wanted, before their items are checked (stale,
-# expired); an answer that comes back short is searched again without a window.
+# Nearest vectors looked at per result wanted, before their items are checked (expired,
+# filtered out); an answer that comes back short is searched again without a window.
 WINDOW_PER_RESULT = 2
 WINDOW_SLACK = 20
 # Each counted statement also reports the count of the other type of item.
@@ -42,10 +42,11 @@ _COLUMNS = """
     {kind} AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
     {document_id} AS document_id, {chunk_index} AS chunk_index, m.created_at
 """
+# An item has at most one vector a space. A memory whose content was edited keeps its old
+# vector until the new one replaces it: it stays findable (by its old meaning) meanwhile.
 _FROM = """
     FROM {table} v
     JOIN {source} m ON m.user_id = v.user_id AND m.id = v.item_id
-                   AND m.content_hash = v.content_hash
 """
 # What every statement asks of the items themselves, beside the filter on their metadata.
 _ITEM_CONDITIONS = f"""{LIVE_MEMORY}
@@ -86,14 +87,13 @@ _APPROXIMATE = "WITH {counting} matches AS ({matches} {gate}), ranked AS ({ranke
 _EXACT = f"""
     WITH {{counting}}
     nearest AS (
-        SELECT v.item_id, v.content_hash, (v.embedding <=> {{query}}) + 0 AS distance
+        SELECT v.item_id, (v.embedding <=> {{query}}) + 0 AS distance
         FROM {{table}} v WHERE v.user_id = %(user_id)s AND v.kind = {{kind}} {{gate}}
         ORDER BY distance, v.item_id LIMIT %(window)s),
     matches AS (
         SELECT {_COLUMNS}, v.distance
         FROM nearest v
         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id
-                         AND m.content_hash = v.content_hash
         WHERE {_ITEM_CONDITIONS}),
     ranked AS ({{ranked}})
     {{answer}}"""

@@ -226,3 +226,30 @@ def test_a_bad_item_of_a_batch_is_named_and_nothing_is_written(client, new_user)
     docs = [{"content": "fine"}, {"content": "bad\x00"}]
     answer = client.post(f"/v1/users/{user}/documents", json={"documents": docs}, headers=headers)
     assert answer.status_code == 422 and "documents[1]: content" in answer.text
+
+
+def test_an_edited_memory_is_found_by_its_old_vector_until_the_new_one_is_stored(
+    client, new_user, db
+):
+    user, headers = new_user()
+    memory = add_memories(client, user, headers, ["Bob plays chess on Sundays."])[0]
+    busy, busy_headers = new_user()  # work queued first keeps the worker busy meanwhile
+    _add(
+        client, busy, busy_headers, [{"content": f"{n} " + "filler text " * 40} for n in range(300)]
+    )
+    url = f"/v1/users/{user}/memories/{memory['id']}"
+    edited = client.patch(url, json={"content": "The invoice number is 4471."}, headers=headers)
+    assert edited.json()["status"] == "pending"
+    found = search(client, user, headers, query="a game of chess", k=5)
+    assert [(h["id"], h["content"]) for h in found] == [
+        (memory["id"], "The invoice number is 4471.")
+    ]
+    status = db.execute(
+        "SELECT status FROM embed_state WHERE user_id = %s AND item_id = %s",
+        [user, memory["id"]],
+    ).fetchone()
+    assert status == ("pending",)  # found while its new vector was not there yet
+    client.delete(f"/v1/users/{busy}", headers=busy_headers)
+    wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready")
+    top = search(client, user, headers, query="what is the invoice number?", k=1)[0]
+    assert top["id"] == memory["id"]
