@@ -24,7 +24,12 @@ from models.embedding.spaces import SpaceRegistry
 from models.errors import InvalidInput
 from models.jobs.wakeups import WakeUps
 from models.settings import Settings
-from service.http.auth import provide_owner, provide_principal, provide_runtime
+from service.http.auth import (
+    provide_owner,
+    provide_principal,
+    provide_runtime,
+    rate_limit_headers,
+)
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.keycache import KeyCache
 from service.http.observe import ObserveRequests, observe_unmatched
@@ -49,6 +54,8 @@ from service.http.runtime import Runtime
 log = logging.getLogger("engram.api")
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# what a browser's script may read of an answer, to pace itself
+PACING_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
 
 
 def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = None) -> Litestar:
@@ -144,12 +151,16 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             "owner": Provide(provide_owner, sync_to_thread=False),
         },
         middleware=[ObserveRequests()],
-        before_send=[observe_unmatched],
+        # what is left of a key's rate limit, on every answer to a key (none if no limit)
+        before_send=[observe_unmatched]
+        + ([rate_limit_headers] if settings.server.rate_limit_per_minute else []),
         logging_config=None,  # `engram` configures logging (models/observe/logs.py)
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_request=RequestChecks(),
         request_max_body_size=settings.limits.max_body_bytes,
-        cors_config=CORSConfig(allow_origins=list(settings.server.cors_origins))
+        cors_config=CORSConfig(
+            allow_origins=list(settings.server.cors_origins), expose_headers=PACING_HEADERS
+        )
         if settings.server.cors_origins
         else None,
         openapi_config=openapi_config(),

@@ -10,14 +10,17 @@ dependencies ``principal`` and ``owner`` read it; a guard that already ran for a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Message, Scope
 
-from models.errors import Forbidden, Unauthenticated
+from models.errors import Forbidden, RateLimited, Unauthenticated
 from models.store import keys
 from models.types import Principal
 from models.validation import check_user_id
@@ -28,6 +31,8 @@ T = TypeVar("T")
 _BOOTSTRAP = Principal(key_id=keys.BOOTSTRAP_KEY_ID, user_id=None)
 # A route's opt: it charges the rate limit itself (``charged``), not before it runs.
 CHARGES_ITSELF = "charges_itself"
+# Whether such a route did charge the request (a request is handled in one task).
+_CHARGED_ITSELF: ContextVar[bool] = ContextVar("engram_charged_itself", default=False)
 # Where the guards leave the caller and the user it acts on, in the request's scope state.
 _PRINCIPAL = "engram_principal"
 _OWNER = "engram_owner"
@@ -106,6 +111,31 @@ async def authenticate(runtime: Runtime, authorization: str) -> Principal:
     return principal
 
 
+async def rate_limit_headers(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: an answer to a charged key says what is left of its limit
+    (``RateLimit-Limit``, ``-Remaining``, ``-Reset``), as this process knows it."""
+    if message["type"] != "http.response.start":
+        return
+    principal: Principal | None = scope.get("state", {}).get(_PRINCIPAL)
+    if principal is None:
+        return
+    limiter = scope["app"].state.runtime.limiter
+    if scope["route_handler"].opt.get(CHARGES_ITSELF) and not _CHARGED_ITSELF.get():
+        # refused before it could charge (a 403, a body that does not decode): counted too
+        with contextlib.suppress(RateLimited):  # too late to refuse; the figure says it
+            await limiter.charge(principal.key_id)
+    quota = limiter.quota(principal.key_id)
+    if quota is None:
+        return
+    left, reset = quota
+    message["headers"] = [
+        *message.get("headers", ()),
+        (b"ratelimit-limit", b"%d" % limiter.per_minute),
+        (b"ratelimit-remaining", b"%d" % left),
+        (b"ratelimit-reset", b"%d" % reset),
+    ]
+
+
 def provide_runtime(state: State) -> Runtime:
     runtime: Runtime = state.runtime
     return runtime
@@ -139,6 +169,7 @@ async def charged(runtime: Runtime, principal: Principal, cost: int, work: Await
     (a search) need not wait for Redis before it starts. Past the limit the answer is
     dropped for a 429; the request is counted whether or not ``work`` succeeds. What this
     process holds leased is spent at once, without a task."""
+    _CHARGED_ITSELF.set(True)
     rest = runtime.limiter.spend_lease(principal.key_id, cost)
     if not rest:
         return await work

@@ -1,10 +1,13 @@
-"""Rate limits per key, in Redis: shared by every API process, heavier for model work."""
+"""Rate limits per key, in Redis: shared by every API process, heavier for model work, and
+told to the client on every answer (RateLimit-* headers)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -18,17 +21,37 @@ from service.http.app import create_app
 from service.http.ratelimit import WINDOW_SECONDS, RateLimiter
 
 LIMIT = 10
+RATELIMIT = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
+
+
+@contextlib.contextmanager
+def api_processes(settings, embedder, *, limit: int) -> Iterator[list[TestClient[Any]]]:
+    """Two app instances over the same Redis, as two API processes would be."""
+    limited = msgspec.structs.replace(
+        settings, server=msgspec.structs.replace(settings.server, rate_limit_per_minute=limit)
+    )
+    apps = [create_app(limited, embedders={MINILM_384.name: embedder}) for _ in range(2)]
+    with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
+        yield [first, second]
 
 
 @pytest.fixture
 def two_api_processes(settings, embedder):
-    """Two app instances over the same Redis, as two API processes would be."""
-    limited = msgspec.structs.replace(
-        settings, server=msgspec.structs.replace(settings.server, rate_limit_per_minute=LIMIT)
-    )
-    apps = [create_app(limited, embedders={MINILM_384.name: embedder}) for _ in range(2)]
-    with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
-        yield first, second
+    with api_processes(settings, embedder, limit=LIMIT) as processes:
+        yield processes
+
+
+def in_one_window(seconds: float = 10) -> None:
+    """Waits, if need be, until ``seconds`` are left in this window."""
+    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+    if left < seconds:
+        time.sleep(left + 0.5)
+
+
+def quota(answer: Any) -> tuple[int, int, int]:
+    """An answer's RateLimit-Limit, -Remaining and -Reset."""
+    limit, left, reset = (int(answer.headers[name]) for name in RATELIMIT)
+    return limit, left, reset
 
 
 def test_the_limit_is_shared_across_processes_and_answers_429(two_api_processes, new_user):
@@ -145,5 +168,78 @@ def test_a_costly_charge_spends_what_is_left_of_a_lease(servers):
     # 4 from Redis (+10 leased), 4 and 4 from the lease, then its last 2 and 2 from Redis
     # (+10 leased again)
     assert charges([limiter], key, 4, cost=4) == 4
-    assert limiter._leases[key].units == 10
+    assert limiter._windows[key].leased == 10
     assert redis_total(servers, key) == 16 + 10
+
+
+# What is left, told on every answer to a key (RateLimit-* headers).
+
+
+def test_every_answer_to_a_key_says_what_is_left_of_its_limit(two_api_processes, new_user):
+    """Under 50 units a minute nothing is leased, so each figure is the count in Redis: exact
+    across processes. Errors after authentication say it too, and a search (charged while
+    it runs, on its hot path or not) as well."""
+    first, second = two_api_processes
+    user, headers = new_user()
+    other, _ = new_user()
+    in_one_window()
+    url = f"/v1/users/{user}/memories"
+    for n in range(4):
+        answer = (first if n % 2 else second).get(url, headers=headers)
+        limit, left, reset = quota(answer)
+        assert (answer.status_code, limit, left) == (200, LIMIT, LIMIT - 1 - n)
+        assert 1 <= reset <= WINDOW_SECONDS + 1
+    forbidden = first.get(f"/v1/users/{other}/memories", headers=headers)
+    assert (forbidden.status_code, quota(forbidden)[1]) == (403, 5)
+    missing = second.get(f"{url}/{uuid.uuid4()}", headers=headers)
+    assert (missing.status_code, quota(missing)[1]) == (404, 4)
+    search = f"/v1/users/{user}/search"
+    invalid = first.post(search, json={"vector": [1.0]}, headers=headers)
+    assert (invalid.status_code, quota(invalid)[1]) == (422, 3)
+    found = first.post(search, json={"vector": [0.1] * 384}, headers=headers)
+    assert (found.status_code, quota(found)[1]) == (200, 2)
+    # the search route charges itself as it runs: what is refused before it runs counts too
+    elsewhere = second.post(f"/v1/users/{other}/search", json={"k": 1}, headers=headers)
+    assert (elsewhere.status_code, quota(elsewhere)[1]) == (403, 1)
+    undecoded = second.post(search, json={"vector": [0.1] * 384, "k": 0}, headers=headers)
+    assert (undecoded.status_code, quota(undecoded)[1]) == (422, 0)
+    refused = second.get(url, headers=headers)
+    assert refused.status_code == 429
+    limit, left, reset = quota(refused)
+    assert (limit, left) == (LIMIT, 0)
+    assert abs(reset - int(refused.headers["retry-after"])) <= 1
+    # no key, or a bad one: no key to tell about
+    for bad in ({}, {"Authorization": "Bearer egm_0000000000000000_" + "x" * 43}):
+        unknown = first.get(url, headers=bad)
+        assert unknown.status_code == 401
+        assert not set(RATELIMIT) & set(unknown.headers)
+
+
+def test_with_leases_the_figure_counts_down_by_one_and_other_processes_leases_are_spent(
+    settings, embedder, new_user
+):
+    """At 500 a minute a process leases 10 units at a time: its figure still counts down one
+    by one, with one trip to Redis a lease. What another process holds leased and has not
+    spent is counted as spent: it cannot be spent here."""
+    user, headers = new_user()
+    url = f"/v1/users/{user}/memories"
+    with api_processes(settings, embedder, limit=500) as (first, second):
+        calls = counted_calls(first.app.state.runtime.limiter)
+        in_one_window()
+        lefts = [quota(first.get(url, headers=headers))[1] for _ in range(25)]
+        assert lefts == list(range(499, 474, -1))
+        assert calls[0] == 3  # 1 charged + 10 leased, three times: 33 counted in Redis
+        # here: 26 spent, 8 of them leased by the first process and not spent
+        assert quota(second.get(url, headers=headers))[1] == 500 - 26 - 8
+
+
+def test_no_limit_no_headers(settings, embedder, new_user):
+    user, headers = new_user()
+    with api_processes(settings, embedder, limit=0) as (unlimited, _):
+        listed = unlimited.get(f"/v1/users/{user}/memories", headers=headers)
+        found = unlimited.post(
+            f"/v1/users/{user}/search", json={"vector": [0.1] * 384}, headers=headers
+        )
+        for answer in (listed, found):
+            assert answer.status_code == 200
+            assert not set(RATELIMIT) & set(answer.headers)
