@@ -19,6 +19,11 @@ process learned at its last charge in Redis, without asking again: the window's 
 less what this process holds leased and has not spent (those units are still the key's to
 spend here). Charges through other processes since show at this process's next charge in
 Redis, at the latest when its lease is spent.
+
+An import charges its embedding work all at once (``charge_borrowing``): admitted while the
+window has anything left, it spends the window and borrows the rest from the key's next
+windows, which open spent (in whole or in part). So a key spends at most its limit a minute
+on average, imports included, and a large import is still possible.
 """
 
 from __future__ import annotations
@@ -37,28 +42,63 @@ log = logging.getLogger("engram.ratelimit")
 WINDOW_SECONDS = 60
 LEASE_SHARE = 50  # a lease is at most this share of the limit (1/50)
 MAX_KNOWN = 10_000  # keys remembered; past that, those of earlier windows go
-# Atomically: charge the cost (a refused request counts too); set the expiry when this
-# window's first charge creates the counter; if the charge fits, lease up to ARGV[2] more
-# of what is left. Answers {total after the charge, units leased}.
-_CHARGE = """
-local cost, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-local used = redis.call('INCRBY', KEYS[1], cost)
-if used == cost then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-if used > limit then return {used, 0} end
+# A key's counter in this window (KEYS[1]) and what an import borrowed (KEYS[2], a hash: the
+# last window it reaches and the units it took of that one). A window's counter opens with
+# what was borrowed from it; ``resets`` is the window at whose end the key has units again.
+_OPEN = """
+local limit, window, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local last, units = unpack(redis.call('HMGET', KEYS[2], 'window', 'units'))
+last, units = tonumber(last) or -1, tonumber(units) or 0
+local resets = math.max(window, units >= limit and last or last - 1)
+local used = tonumber(redis.call('GET', KEYS[1]))
+if not used then
+  used = window < last and limit or (window == last and units or 0)
+  redis.call('SET', KEYS[1], used, 'EX', ttl)
+end
+"""
+# Atomically: charge the cost (a refused request counts too); if it fits, lease up to ARGV[5]
+# more of what is left. Answers {total after the charge, units leased, resets}.
+_CHARGE = (
+    _OPEN
+    + """
+local cost, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
+used = redis.call('INCRBY', KEYS[1], cost)
+if used > limit then return {used, 0, resets} end
 lease = math.min(lease, limit - used)
 if lease > 0 then redis.call('INCRBY', KEYS[1], lease) end
-return {used, lease}
+return {used, lease, resets}
 """
+)
+# Atomically: an import's cost, refused (nothing charged) if the window is spent; else what
+# does not fit in the window is borrowed from the next ones. Answers {total in this window,
+# windows borrowed (-1: refused), resets}.
+_BORROW = (
+    _OPEN
+    + """
+local cost = tonumber(ARGV[4])
+if used >= limit then return {used, -1, resets} end
+local over = used + cost - limit
+if over <= 0 then return {redis.call('INCRBY', KEYS[1], cost), 0, resets} end
+redis.call('INCRBY', KEYS[1], limit - used)
+local ahead = math.ceil(over / limit)
+local units = over - (ahead - 1) * limit
+redis.call('HSET', KEYS[2], 'window', window + ahead, 'units', units)
+redis.call('EXPIRE', KEYS[2], (ahead + 2) * ttl)  -- outlives the last window borrowed
+return {limit, ahead, units >= limit and window + ahead or window + ahead - 1}
+"""
+)
 
 
 @dataclass
 class _Window:
     """What this process knows of a key's window: its count in Redis at the last charge
-    (leases included) and the units it holds leased and unspent."""
+    (leases included), the units it holds leased and unspent, and the window at whose end
+    the key has units again (later than this one when an import borrowed them)."""
 
     window: int
     counted: int = 0
     leased: int = 0
+    resets: int = 0
 
 
 class RateLimiter:
@@ -72,6 +112,7 @@ class RateLimiter:
         self.lease_units = per_minute // LEASE_SHARE
         self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         self._charge = self._redis.register_script(_CHARGE)
+        self._borrow = self._redis.register_script(_BORROW)
         self._windows: dict[str, _Window] = {}
 
     async def charge(self, key_id: str, cost: int = 1) -> None:
@@ -95,20 +136,40 @@ class RateLimiter:
             return
         now = self._clock()
         window = _window(now)
-        counter = f"engram:ratelimit:{key_id}:{window}"
         try:
-            used, leased = await self._charge(
-                keys=[counter],
-                args=[cost, self.lease_units, WINDOW_SECONDS * 2, self.per_minute],
+            used, leased, resets = await self._charge(
+                keys=self._keys(key_id, window), args=[*self._args(window), cost, self.lease_units]
             )
         except Exception as exc:
             log.warning("rate limiter unavailable (%s): letting the request through", exc)
             return
-        self._learn(key_id, window, int(used) + int(leased), int(leased))
+        self._learn(key_id, window, int(used) + int(leased), int(leased), int(resets))
         if int(used) > self.per_minute:
             raise RateLimited(
                 f"rate limit of {self.per_minute} units a minute exceeded",
-                retry_after=_seconds_until_end(window, now),
+                retry_after=_seconds_until_end(int(resets), now),
+            )
+
+    async def charge_borrowing(self, key_id: str, cost: int) -> None:
+        """Charges ``cost`` whole (an import's embedding): refused only if the key has
+        nothing left in this window; what does not fit is borrowed from its next windows."""
+        cost = self.spend_lease(key_id, cost)
+        if cost <= 0:
+            return
+        now = self._clock()
+        window = _window(now)
+        try:
+            used, ahead, resets = await self._borrow(
+                keys=self._keys(key_id, window), args=[*self._args(window), cost]
+            )
+        except Exception as exc:
+            log.warning("rate limiter unavailable (%s): letting the request through", exc)
+            return
+        self._learn(key_id, window, int(used), 0, int(resets))
+        if int(ahead) < 0:
+            raise RateLimited(
+                f"rate limit of {self.per_minute} units a minute exceeded",
+                retry_after=_seconds_until_end(int(resets), now),
             )
 
     def quota(self, key_id: str) -> tuple[int, int] | None:
@@ -119,13 +180,20 @@ class RateLimiter:
             return None
         now = self._clock()
         window = _window(now)
-        left = max(0, self.per_minute - known.counted + known.leased)
-        if known.window != window:  # charged in an earlier window: nothing is known spent
-            left = self.per_minute
-        return left, _seconds_until_end(window, now)
+        if known.window == window:
+            left = max(0, self.per_minute - known.counted + known.leased)
+        else:  # charged in an earlier window: nothing is known spent in this one
+            left = 0 if known.resets >= window else self.per_minute
+        return left, _seconds_until_end(max(window, known.resets), now)
 
-    def _learn(self, key_id: str, window: int, counted: int, leased: int) -> None:
-        """Keeps what a charge in Redis answered: the count and a lease."""
+    def _keys(self, key_id: str, window: int) -> list[str]:
+        return [f"engram:ratelimit:{key_id}:{window}", f"engram:ratelimit:{key_id}:borrowed"]
+
+    def _args(self, window: int) -> list[int]:
+        return [self.per_minute, window, WINDOW_SECONDS * 2]
+
+    def _learn(self, key_id: str, window: int, counted: int, leased: int, resets: int) -> None:
+        """Keeps what a charge in Redis answered: the count, a lease, the reset."""
         known = self._windows.get(key_id)
         if known is not None and known.window > window:  # a later window answered first
             return
@@ -135,6 +203,7 @@ class RateLimiter:
             known = self._windows[key_id] = _Window(window)
         known.counted = max(known.counted, counted)  # two charges may answer out of order
         known.leased += leased
+        known.resets = max(known.resets, resets)
 
     async def close(self) -> None:
         await self._redis.aclose()

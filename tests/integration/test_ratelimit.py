@@ -1,5 +1,6 @@
-"""Rate limits per key, in Redis: shared by every API process, heavier for model work, and
-told to the client on every answer (RateLimit-* headers)."""
+"""Rate limits per key, in Redis: shared by every API process, heavier for model work, told
+to the client on every answer (RateLimit-* headers), and an import may borrow from the key's
+next minutes."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from service.http.ratelimit import WINDOW_SECONDS, RateLimiter
 
 LIMIT = 10
 RATELIMIT = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
+NDJSON = {"Content-Type": "application/x-ndjson"}
 
 
 @contextlib.contextmanager
@@ -243,3 +245,90 @@ def test_no_limit_no_headers(settings, embedder, new_user):
         for answer in (listed, found):
             assert answer.status_code == 200
             assert not set(RATELIMIT) & set(answer.headers)
+
+
+# An import is charged whole, borrowing from the key's next minutes.
+
+
+def import_of(count: int) -> bytes:
+    """An export of ``count`` memories without vectors: each needs embedding."""
+    lines: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "format": "engram.export",
+            "version": 1,
+            "user_id": "someone",
+            "exported_at": "2026-01-01T00:00:00Z",
+            "spaces": [],
+        },
+        *(
+            {
+                "type": "memory",
+                "id": str(uuid.uuid4()),
+                "content": f"memory {n}",
+                "space": "minilm-384",
+            }
+            for n in range(count)
+        ),
+        {"type": "end", "counts": {"memory": count}},
+    ]
+    return b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
+
+
+def test_an_import_larger_than_the_limit_succeeds_and_the_next_one_waits(
+    two_api_processes, new_user, db
+):
+    """25 items to embed at 10 units a minute: 1 + 25 = 26 units spend this minute and the
+    next, and 6 of the one after. A second import, or anything else, waits until then."""
+    first, second = two_api_processes
+    user, headers = new_user()
+    in_one_window(20)
+    url = f"/v1/users/{user}/import"
+    imported = first.post(url, content=import_of(25), headers={**headers, **NDJSON})
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["queued"] == 25
+    limit, left, reset = quota(imported)
+    assert (limit, left) == (LIMIT, 0)
+    assert reset > WINDOW_SECONDS  # the next minute is spent too
+    again = second.post(url, content=import_of(1), headers={**headers, **NDJSON})
+    assert again.status_code == 429, again.text
+    assert again.json()["error"]["code"] == "rate_limited"
+    assert WINDOW_SECONDS < int(again.headers["retry-after"]) <= 2 * WINDOW_SECONDS + 1
+    assert second.get(f"/v1/users/{user}/memories", headers=headers).status_code == 429
+    count = db.execute("SELECT count(*) FROM memories WHERE user_id = %s", [user]).fetchone()
+    assert count == (25,)
+
+
+def test_an_import_borrows_whole_minutes_and_they_open_spent(servers):
+    """The limiter across windows, on a clock of its own: what an import borrowed is spent
+    in the next windows, and a key spends its limit a minute on average, imports included."""
+    now = [1_000_000 * WINDOW_SECONDS + 1.0]
+    limiter = RateLimiter(servers.redis_url, per_minute=10, clock=lambda: now[0])
+    key = f"k-{uuid.uuid4()}"
+
+    async def admitted(count: int) -> int:
+        taken = 0
+        for _ in range(count):
+            with contextlib.suppress(RateLimited):
+                await limiter.charge(key)
+                taken += 1
+        return taken
+
+    async def run() -> None:
+        await limiter.charge(key)  # the import's request
+        await limiter.charge_borrowing(key, 25)  # 26: this window, the next, 6 of the third
+        assert limiter.quota(key) == (0, 2 * WINDOW_SECONDS)
+        with pytest.raises(RateLimited) as refused:
+            await limiter.charge_borrowing(key, 1)
+        assert refused.value.retry_after == 2 * WINDOW_SECONDS
+        now[0] += WINDOW_SECONDS  # the next window opens spent
+        assert limiter.quota(key) == (0, WINDOW_SECONDS)
+        assert await admitted(3) == 0
+        now[0] += WINDOW_SECONDS  # the third: 6 of 10 spent
+        assert await admitted(6) == 4
+        now[0] += WINDOW_SECONDS  # then the whole limit again
+        assert await admitted(12) == 10
+        await limiter.charge_borrowing(key, 0)  # nothing to embed: nothing charged
+        await limiter.close()
+
+    asyncio.run(run())

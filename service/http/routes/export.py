@@ -87,7 +87,8 @@ class ExportController(Controller):
         async for number, line in numbered_lines(body):
             reader.feed(number, line)
         plan = reader.finish()
-        await runtime.limiter.charge(principal.key_id, plan.unembedded)
+        # charged whole, borrowing from the key's next minutes what this one cannot hold
+        await runtime.limiter.charge_borrowing(principal.key_id, plan.unembedded)
         answer, jobs = await runtime.as_user(
             owner,
             importer.write_import,
