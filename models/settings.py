@@ -9,6 +9,7 @@ is the one place where every setting is declared.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,10 @@ G = TypeVar("G", bound=msgspec.Struct)
 
 def _words(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    return tuple(str(ipaddress.ip_network(part, strict=False)) for part in _words(value))
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -87,6 +92,23 @@ class Server(msgspec.Struct, frozen=True, kw_only=True):
         Meta(ge=0),
         Env("ENGRAM_RATE_LIMIT_PER_MINUTE", "cost units a key may spend a minute (`0`: no limit)"),
     ] = 6000
+    failed_keys_per_minute: Annotated[
+        int,
+        Meta(ge=0),
+        Env(
+            "ENGRAM_FAILED_KEYS_PER_MINUTE",
+            "requests without a valid key a client address may make a minute (`0`: no limit)",
+        ),
+    ] = 100
+    trusted_proxies: Annotated[
+        tuple[str, ...],
+        Env(
+            "ENGRAM_TRUSTED_PROXIES",
+            "comma-separated proxies (addresses or networks) whose `X-Forwarded-For` is believed",
+            "none (the peer's address)",
+            parse=_networks,
+        ),
+    ] = ()
     wait_timeout_seconds: Annotated[
         float, Seconds, Env("ENGRAM_WAIT_TIMEOUT_SECONDS", 'longest a `"wait": true` request waits')
     ] = 30.0

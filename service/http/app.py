@@ -34,7 +34,7 @@ from service.http.errors import EXCEPTION_HANDLERS
 from service.http.keycache import KeyCache
 from service.http.observe import ObserveRequests, observe_unmatched
 from service.http.openapi import KEY_REQUIRED, docs_assets, openapi_config
-from service.http.ratelimit import RateLimiter
+from service.http.ratelimit import FailedKeys, RateLimiter
 from service.http.routes.audit import AuditController
 from service.http.routes.context import ContextController
 from service.http.routes.documents import BatchController, DocumentController
@@ -90,6 +90,11 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         await _warn_if_row_security_is_bypassed(pool)
         wakeups = WakeUps(redis_url)
         limiter = RateLimiter(redis_url, per_minute=settings.server.rate_limit_per_minute)
+        failed_keys = FailedKeys(
+            redis_url,
+            per_minute=settings.server.failed_keys_per_minute,
+            trusted_proxies=settings.server.trusted_proxies,
+        )
         key_cache = KeyCache(settings.server.key_cache_seconds)
         listener = (
             asyncio.create_task(key_cache.listen(database_url))
@@ -103,6 +108,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             embedders=loaded,
             wakeups=wakeups,
             limiter=limiter,
+            failed_keys=failed_keys,
             keys=key_cache,
             schema_head=schema.head_revision(),
         )
@@ -115,6 +121,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             await pool.close()
             wakeups.close()
             await limiter.close()
+            await failed_keys.close()
             for embedder in loaded.values():
                 await embedder.close()
 

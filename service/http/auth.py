@@ -46,7 +46,7 @@ async def authenticated(connection: Connection, handler: BaseRouteHandler) -> No
     if _PRINCIPAL in state:
         return
     runtime = runtime_of(connection)
-    principal = await authenticate(runtime, connection.headers.get("authorization", ""))
+    principal = await authenticate(runtime, connection)
     state[_PRINCIPAL] = principal
     if not handler.opt.get(CHARGES_ITSELF):
         await runtime.limiter.charge(principal.key_id)
@@ -95,20 +95,38 @@ USER_GUARDS = [authenticated, acts_on_path_user]
 ADMIN_GUARDS = [authenticated, admin_only]
 
 
-async def authenticate(runtime: Runtime, authorization: str) -> Principal:
-    """The key in an ``Authorization`` header's value; the same 401 for any bad key."""
-    scheme, _, token = authorization.partition(" ")
+async def authenticate(runtime: Runtime, connection: Connection) -> Principal:
+    """The key in the request's ``Authorization`` header; the same 401 for any bad key, or a
+    429 once the client's address is past its limit of them (``FailedKeys``)."""
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("missing or invalid API key")
-    if keys.matches_bootstrap(token, runtime.settings.server.admin_key):
-        return _BOOTSTRAP
-    principal = await runtime.keys.verify(
-        token, lambda token: runtime.across_users(keys.authenticate, token)
-    )
+    principal = None
+    if scheme.lower() == "bearer" and token:
+        if keys.matches_bootstrap(token, runtime.settings.server.admin_key):
+            return _BOOTSTRAP
+        principal = await runtime.keys.verify(
+            token, lambda token: _look_up(runtime, connection, token)
+        )
     if principal is None:
+        await runtime.failed_keys.count(client_address(runtime, connection))
         raise Unauthenticated("missing or invalid API key")
     return principal
+
+
+async def _look_up(runtime: Runtime, connection: Connection, token: str) -> Principal | None:
+    """A key this process does not remember, from Postgres; not for an address that spent
+    its limit of failures (its unknown keys would each cost a lookup)."""
+    runtime.failed_keys.refuse_if_over(client_address(runtime, connection))
+    return await runtime.across_users(keys.authenticate, token)
+
+
+def client_address(runtime: Runtime, connection: Connection) -> str:
+    """The client's address, as failed authentications are counted by."""
+    peer = connection.scope.get("client")
+    forwarded = (
+        connection.headers.getall("x-forwarded-for", []) if runtime.failed_keys.trusted else []
+    )
+    return runtime.failed_keys.address(peer[0] if peer else None, forwarded)
 
 
 async def rate_limit_headers(message: Message, scope: Scope) -> None:

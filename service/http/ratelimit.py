@@ -1,4 +1,5 @@
-"""Per-key rate limits in Redis, shared by every API process.
+"""Rate limits in Redis, shared by every API process: cost units per key, and requests
+without a valid key per client address.
 
 A fixed one-minute window per key counts cost units: 1 per request, plus the model time a
 request spends (each text query and each written item). Past the limit: 429 with
@@ -28,9 +29,10 @@ on average, imports included, and a large import is still possible.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -41,7 +43,7 @@ log = logging.getLogger("engram.ratelimit")
 
 WINDOW_SECONDS = 60
 LEASE_SHARE = 50  # a lease is at most this share of the limit (1/50)
-MAX_KNOWN = 10_000  # keys remembered; past that, those of earlier windows go
+MAX_KNOWN = 10_000  # keys or addresses remembered; past that, those of earlier windows go
 # A key's counter in this window (KEYS[1]) and what an import borrowed (KEYS[2], a hash: the
 # last window it reaches and the units it took of that one). A window's counter opens with
 # what was borrowed from it; ``resets`` is the window at whose end the key has units again.
@@ -87,6 +89,12 @@ redis.call('EXPIRE', KEYS[2], (ahead + 2) * ttl)  -- outlives the last window bo
 return {limit, ahead, units >= limit and window + ahead or window + ahead - 1}
 """
 )
+# A failed authentication from an address, counted in its window.
+_COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
 
 
 @dataclass
@@ -209,6 +217,93 @@ class RateLimiter:
         await self._redis.aclose()
 
 
+class FailedKeys:
+    """Requests without a valid key, counted per client address: past ``per_minute`` in a
+    window (0: no limit), each answer to that address is a 429 until the window ends.
+
+    Only a request about to fail authentication is counted (one trip to Redis), so requests
+    with valid keys cost nothing here. Once Redis says an address has spent its limit, this
+    process remembers it for the window: its requests without a key are refused at once, and
+    a key this process does not remember is refused before it is looked up in Postgres (a
+    key it remembers is still served).
+
+    The address is the direct peer's; with ``trusted_proxies``, a peer among them is taken
+    at its word: the client is the last address of ``X-Forwarded-For`` that is not one of
+    them. An IPv6 client is counted by its /64 network (one host's usual share).
+    """
+
+    def __init__(
+        self, redis_url: str, *, per_minute: int, trusted_proxies: Iterable[str] = ()
+    ) -> None:
+        self.per_minute = per_minute
+        self.trusted = tuple(ipaddress.ip_network(network) for network in trusted_proxies)
+        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        self._count = self._redis.register_script(_COUNT)
+        self._over: dict[str, int] = {}  # addresses over the limit, by window
+
+    def address(self, peer: str | None, forwarded: Iterable[str]) -> str:
+        """The address a request is counted by, from its peer's and the values of its
+        ``X-Forwarded-For`` fields (read only if the peer is a trusted proxy)."""
+        client = _ip(peer or "")
+        if client is None:
+            return (peer or "unknown")[:64]  # not an IP socket (a test client, a Unix socket)
+        if self.trusted and self._is_trusted(client):
+            hops = [hop.strip() for value in forwarded for hop in value.split(",")]
+            for hop in reversed(hops):
+                forwarder = _ip(hop)
+                if forwarder is None:  # garbage ends the walk at the proxy that passed it
+                    break
+                client = forwarder
+                if not self._is_trusted(client):
+                    break
+        return _counted_as(client)
+
+    def refuse_if_over(self, address: str) -> None:
+        """Raises RateLimited if this process knows the address spent its limit."""
+        over = self._over.get(address)
+        now = time.time()
+        if over is not None and over == _window(now):
+            raise self._refusal(now)
+
+    async def count(self, address: str) -> None:
+        """Counts a failed authentication; raises RateLimited past the limit."""
+        if self.per_minute <= 0:
+            return
+        self.refuse_if_over(address)
+        now = time.time()
+        window = _window(now)
+        try:
+            count = int(
+                await self._count(
+                    keys=[f"engram:failedkeys:{address}:{window}"], args=[WINDOW_SECONDS * 2]
+                )
+            )
+        except Exception as exc:
+            log.warning("rate limiter unavailable (%s): failed key not counted", exc)
+            return
+        if count >= self.per_minute:  # from now on, nothing more is looked up for it
+            if self._over.get(address) != window:
+                log.warning("%s: %d requests without a valid key this minute", address, count)
+            if len(self._over) >= MAX_KNOWN:
+                self._over = {a: w for a, w in self._over.items() if w >= window}
+            self._over[address] = window
+        if count > self.per_minute:
+            raise self._refusal(now)
+
+    def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self.trusted)
+
+    def _refusal(self, now: float) -> RateLimited:
+        return RateLimited(
+            f"more than {self.per_minute} requests without a valid key from this address "
+            "this minute",
+            retry_after=_seconds_until_end(_window(now), now),
+        )
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
 def _window(now: float) -> int:
     return int(now // WINDOW_SECONDS)
 
@@ -216,3 +311,25 @@ def _window(now: float) -> int:
 def _seconds_until_end(window: int, now: float) -> int:
     """Seconds until ``window`` ends, rounded up (at least 1)."""
     return max(1, int((window + 1) * WINDOW_SECONDS - now) + 1)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address, with a port or IPv6 brackets if a proxy wrote them; None if not one."""
+    text = text.strip()
+    if text.startswith("["):  # [v6]:port
+        text = text[1 : text.find("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _counted_as(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

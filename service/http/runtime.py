@@ -24,7 +24,7 @@ from models.search.hints import SizeHints
 from models.search.planner import Reader
 from models.settings import Settings
 from service.http.keycache import KeyCache
-from service.http.ratelimit import RateLimiter
+from service.http.ratelimit import FailedKeys, RateLimiter
 
 QUERY_CACHE_SIZE = 1024  # recent query texts whose vectors are kept (1.5 KiB each)
 
@@ -42,6 +42,7 @@ class Runtime:
     embedders: dict[str, Embedder]
     wakeups: WakeUps
     limiter: RateLimiter
+    failed_keys: FailedKeys
     keys: KeyCache
     schema_head: str
     query_cache: OrderedDict[tuple[str, str, str], np.ndarray] = field(default_factory=OrderedDict)

@@ -101,6 +101,9 @@ def _api(settings: Settings, _: argparse.Namespace) -> int:
         log_config=None,  # uvicorn's lines go through ours (configure_logging)
         timeout_graceful_shutdown=30,
         access_log=False,  # service/http/observe.py logs each request with its id
+        # the client's address is the peer's: X-Forwarded-For is read by the app only from
+        # ENGRAM_TRUSTED_PROXIES (uvicorn would take it from any local peer)
+        proxy_headers=False,
     )
     return 0
 

@@ -96,6 +96,8 @@ def _sample(variable: str, kind: Any) -> tuple[str, Any]:
         "ENGRAM_HNSW_EF_SEARCH": ("700", 700),
         "ENGRAM_MINILM_CHUNK_TOKENS": ("200", 200),
         "ENGRAM_MINILM_CHUNK_OVERLAP": ("20", 20),
+        "ENGRAM_TRUSTED_PROXIES": ("10.0.0.1, 192.168.1.0/24, fd00::/8",
+                                   ("10.0.0.1/32", "192.168.1.0/24", "fd00::/8")),
     }  # fmt: skip
     if variable in special:
         return special[variable]
@@ -126,6 +128,7 @@ def _types_of(kind: Any) -> set[type]:
         ("ENGRAM_CLAIM_SECONDS", "0"),
         ("ENGRAM_WORKER_METRICS_ADDRESS", "localhost:http"),
         ("ENGRAM_MAX_BATCH", "-5"),
+        ("ENGRAM_TRUSTED_PROXIES", "proxy.example"),
     ],
 )
 def test_a_value_out_of_bounds_is_refused_naming_its_variable(tmp_path, variable, value):
