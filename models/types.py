@@ -32,7 +32,7 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
 class NewMemory(msgspec.Struct, frozen=True, kw_only=True):
     """A validated memory to insert."""
 
-    id: UUID
+    id: UUID | None  # the client's; None: the content decides whether it is new
     content: str
     metadata: dict[str, Any]
     session_id: str | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, NamedTuple
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 from psycopg import AsyncConnection, sql
@@ -53,13 +53,16 @@ async def insert_memories(
     *,
     request_id: str | None = None,
 ) -> Written:
-    """Insert new memories as ``pending``, each stored once; answers in request order.
+    """Insert new memories as ``pending``, each content stored once; answers in request
+    order.
 
-    - A known id with the same content is a no-op; with other content, a ``Conflict`` and
-      nothing of the batch is written.
-    - Content the user already has, live, in the same session (or both without one) is not
-      stored again: the answer is the existing memory, marked as a duplicate. The same holds
-      within the batch.
+    - A memory is the same one again when its id is known with the same content, or, for an
+      item without an id, when the user has its content, live, in the same session (or both
+      without one; within the batch too). Nothing is stored or embedded again: the item's
+      metadata, importance and TTL replace the stored ones (as a document sent again
+      replaces its title, source and metadata), and the answer is marked a duplicate.
+    - A known id with other content is a ``Conflict``, and nothing of the batch is written.
+      A new id always names a new memory, whatever its content.
     - Each new memory gets a job in ``space`` and in every space being filled, which
       remembers ``request_id`` (the HTTP request's, for the worker's log lines).
 
@@ -73,25 +76,35 @@ async def insert_memories(
         answer: list[UUID] = []
         duplicate: list[bool] = []
         fresh: list[tuple[NewMemory, bytes]] = []
+        fresh_ids: list[UUID] = []
+        again: dict[UUID, NewMemory] = {}  # the same memory again: its fields, the last wins
         for item, digest in zip(items, hashes, strict=True):
-            if item.id in known.by_id:
-                if known.by_id[item.id] != digest:
+            same = (
+                known.by_id.get(item.id)
+                if item.id is not None
+                else known.by_content.get((item.session_id, digest))
+            )
+            if same is not None:
+                if same[1] != digest:
                     raise Conflict(f"memory {item.id} already exists with other content")
-                answer.append(item.id)
-                duplicate.append(False)
-            elif (item.session_id, digest) in known.by_content:
-                answer.append(known.by_content[(item.session_id, digest)])
+                answer.append(same[0])
                 duplicate.append(True)
-            else:
-                known.by_id[item.id] = digest
-                known.by_content[(item.session_id, digest)] = item.id
-                fresh.append((item, digest))
-                answer.append(item.id)
-                duplicate.append(False)
-        fresh_ids = [item.id for item, _ in fresh]
+                again[same[0]] = item
+                continue
+            new_id = item.id or uuid4()
+            stored = (new_id, digest)
+            known.by_id[new_id] = stored
+            if item.id is None:
+                known.by_content[(item.session_id, digest)] = stored
+            fresh.append((msgspec.structs.replace(item, id=new_id), digest))
+            fresh_ids.append(new_id)
+            answer.append(new_id)
+            duplicate.append(False)
         if taken := await named_by_the_other_type(conn, user_id, "memory", fresh_ids):
             raise Conflict(f"id {taken[0]} already names a chunk of a document")
         created = await _insert(conn, user_id, space, fresh, request_id) if fresh else []
+        if again:
+            await _describe_again(conn, user_id, again)
         found = {m.id: m for m in await get_memories(conn, user_id, answer)}
         if missing := [i for i in answer if i not in found]:
             # an expired memory keeps its id until the sweep deletes it
@@ -99,9 +112,35 @@ async def insert_memories(
     return Written(memories=[found[i] for i in answer], jobs=created, duplicate=duplicate)
 
 
+async def _describe_again(
+    conn: AsyncConnection, user_id: str, again: dict[UUID, NewMemory]
+) -> None:
+    """The metadata, importance and TTL of memories written again, where they changed."""
+    await conn.execute(
+        """
+        UPDATE memories m
+        SET metadata = a.metadata, importance = a.importance,
+            expires_at = now() + make_interval(secs => a.ttl), updated_at = now()
+        FROM unnest(%(ids)s::uuid[], %(metadata)b::jsonb[], %(importance)s::float8[],
+                    %(ttls)s::float8[]) AS a(id, metadata, importance, ttl)
+        WHERE m.user_id = %(user_id)s AND m.id = a.id
+          AND ((m.metadata, m.importance) IS DISTINCT FROM (a.metadata, a.importance)
+               OR a.ttl IS NOT NULL OR m.expires_at IS NOT NULL)
+        """,
+        {
+            "user_id": user_id,
+            "ids": list(again),
+            "metadata": [Jsonb(item.metadata) for item in again.values()],
+            "importance": [item.importance for item in again.values()],
+            "ttls": [item.ttl_seconds for item in again.values()],
+        },
+    )
+
+
 class _Known(msgspec.Struct):
-    by_id: dict[UUID, bytes]  # the batch's ids already stored, with their content hash
-    by_content: dict[tuple[str | None, bytes], UUID]  # (session, hash) of live memories
+    # (id, content hash) of the memories the batch may be writing again
+    by_id: dict[UUID, tuple[UUID, bytes]]  # by the ids of the batch
+    by_content: dict[tuple[str | None, bytes], tuple[UUID, bytes]]  # by (session, hash), live
 
 
 class _Stored(NamedTuple):
@@ -117,7 +156,7 @@ async def _known(
         conn,
         class_row(_Stored),
         "SELECT id, session_id, content_hash FROM memories WHERE user_id = %s AND id = ANY(%s)",
-        [user_id, [item.id for item in items]],
+        [user_id, [item.id for item in items if item.id is not None]],
     )
     by_content = await fetch_all(
         conn,
@@ -128,9 +167,11 @@ async def _known(
         [user_id, hashes],
     )
     return _Known(
-        by_id={row.id: row.content_hash for row in by_id},
+        by_id={row.id: (row.id, row.content_hash) for row in by_id},
         # the oldest wins: later rows overwrite earlier ones in this newest-first order
-        by_content={(row.session_id, row.content_hash): row.id for row in by_content},
+        by_content={
+            (row.session_id, row.content_hash): (row.id, row.content_hash) for row in by_content
+        },
     )
 
 

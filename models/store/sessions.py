@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from uuid import uuid4
 
 import msgspec
 from psycopg import AsyncConnection
@@ -126,7 +125,7 @@ async def add_messages(
             space,
             [
                 NewMemory(
-                    id=uuid4(),
+                    id=None,
                     content=m.content,
                     metadata={"role": m.role},
                     session_id=session_id,

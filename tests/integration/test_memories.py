@@ -173,12 +173,42 @@ def test_the_same_content_is_stored_once_and_the_answer_says_so(client, new_user
     assert (again[0]["id"], again[0]["duplicate"]) == (first["id"], True)
     assert again[1]["duplicate"] is False
     assert (again[2]["id"], again[2]["duplicate"]) == (again[1]["id"], True)  # within a batch
-    # a client-chosen id for known content: the existing memory answers; nothing new is stored
-    chosen = str(uuid.uuid4())
-    third = _add(client, user, headers, [{"content": "I like green tea.", "id": chosen}])[0]
-    assert (third["id"], third["duplicate"]) == (first["id"], True)
     rows = db.execute("SELECT content FROM memories WHERE user_id = %s", [user]).fetchall()
     assert sorted(r[0] for r in rows) == ["I like green tea.", "New fact."]
+    # a new id the client chose names a new memory, whatever its content
+    chosen = str(uuid.uuid4())
+    third = _add(client, user, headers, [{"content": "I like green tea.", "id": chosen}])[0]
+    assert (third["id"], third["duplicate"]) == (chosen, False)
+    assert client.get(f"/v1/users/{user}/memories/{chosen}", headers=headers).status_code == 200
+
+
+def test_a_memory_written_again_takes_the_new_metadata_importance_and_ttl(client, new_user):
+    user, headers = new_user()
+    first = _add(client, user, headers, [{"content": "Dana runs.", "metadata": {"v": 1}}])[0]
+    again = _add(
+        client,
+        user,
+        headers,
+        [{"content": "Dana runs.", "metadata": {"v": 2}, "importance": 0.8, "ttl_seconds": 600}],
+    )[0]
+    assert (again["id"], again["duplicate"]) == (first["id"], True)
+    assert again["metadata"] == {"v": 2} and again["importance"] == pytest.approx(0.8)
+    assert again["expires_at"] is not None
+    # by the client's id too, and within one batch the last write wins
+    chosen = str(uuid.uuid4())
+    _add(client, user, headers, [{"content": "Eli swims.", "id": chosen}])
+    last = _add(
+        client,
+        user,
+        headers,
+        [
+            {"content": "Eli swims.", "id": chosen, "metadata": {"n": 1}},
+            {"content": "Eli swims.", "id": chosen, "metadata": {"n": 2}},
+        ],
+    )
+    assert [(m["id"], m["duplicate"]) for m in last] == [(chosen, True)] * 2
+    stored = client.get(f"/v1/users/{user}/memories/{chosen}", headers=headers).json()
+    assert stored["metadata"] == {"n": 2} and stored["expires_at"] is None
 
 
 def test_other_sessions_and_expired_memories_are_not_duplicates(client, new_user):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -75,7 +74,7 @@ def _added(stored: list[Memory], duplicate: list[bool]) -> AddedMemories:
 
 def _new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
     return NewMemory(
-        id=item.id or uuid.uuid4(),
+        id=item.id,
         content=check_content(item.content, limits),
         metadata=check_metadata(item.metadata, limits),
         session_id=check_session_id(item.session_id),
