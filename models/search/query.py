@@ -29,6 +29,8 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     k: int
     text: str | None = None
     hybrid: bool = False
+    # the least cosine similarity an item may have, on both sides of a hybrid search and
+    # before any re-ranking: it never compares ``score``
     threshold: float | None = None
     metadata: dict[str, Any] | None = None
     session_id: str | None = None

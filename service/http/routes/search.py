@@ -33,6 +33,7 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query: str | None = None
     vector: list[float] | None = None
     k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    # least cosine similarity (never the score): docs/api.md, Search
     threshold: Annotated[float, msgspec.Meta(ge=-1, le=1)] | None = None
     types: list[ItemType] | None = None
     filter: dict[str, Any] | None = None
