@@ -233,7 +233,7 @@ def declared_query(app: Litestar) -> dict[BaseRouteHandler, frozenset[str] | Non
 
 
 def _unknown_query(unknown: list[str], declared: frozenset[str]) -> str:
-    names = dict.fromkeys(unknown)
+    names = sorted(set(unknown))  # the order a query string was parsed in is not kept
     noun = "parameter" if len(names) == 1 else "parameters"
     takes = ", ".join(sorted(declared)) if declared else "no query parameters"
     return f"unknown query {noun} {', '.join(map(repr, names))}; the route takes {takes}"
