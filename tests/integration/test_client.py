@@ -29,6 +29,7 @@ from engram_client import (
     MemoryIn,
     NotFoundError,
     PermissionDeniedError,
+    RateLimit,
     types,
 )
 from engram_client.types import Weights
@@ -473,6 +474,65 @@ def test_async_client_over_every_route_group(api_url, admin, db, tmp_path):
     assert seen["after"] == []
 
 
+def test_edits_documents_uploads_and_messages_wait_when_told(user):
+    user_id, engram = user
+    oils = engram.add_memories(user_id, ["Kim paints with oils."], wait=True)[0]
+    edited = engram.update_memory(
+        user_id, oils.id, content="Kim paints with watercolours.", wait=True
+    )
+    assert edited.id == oils.id and edited.status == "ready"  # not pending: it waited
+    assert edited.content == "Kim paints with watercolours."
+    found = engram.search(user_id, "what does Kim paint with?", k=1).results
+    assert found[0].content == "Kim paints with watercolours."  # by its new vector
+
+    shed = DocumentIn(content="The shed key hangs by the back door.", title="shed.txt")
+    added = engram.add_documents(user_id, [shed], wait=True)
+    assert [(d.title, d.status) for d in added.documents] == [("shed.txt", "ready")]
+    uploaded = engram.upload_files(user_id, [("fern.md", "# Fern\n\nWater it on Sundays.")],
+                                   wait=True)  # fmt: skip
+    assert [(d.title, d.status) for d in uploaded.documents] == [("fern.md", "ready")]
+    assert engram.get_batch(user_id, uploaded.batch_id).status == "completed"
+
+    engram.create_session(user_id, "studio")
+    turns = engram.add_messages(
+        user_id, "studio", [{"role": "user", "content": "Kim sells her paintings."}], wait=True
+    )
+    remembered = [t.memory_id for t in turns if t.memory_id]
+    assert [engram.get_memory(user_id, m).status for m in remembered] == ["ready"]
+
+
+def test_the_rate_limit_is_what_the_latest_answer_to_the_key_said(admin, api_url):
+    user_id = f"client-{uuid.uuid4().hex[:10]}"
+    made = admin.create_key(user_id)
+    with Engram(api_url, made.key) as engram:
+        assert engram.rate_limit is None  # nothing answered yet
+        engram.healthz()  # not under /v1: no rate limit told
+        assert engram.rate_limit is None
+        bees = engram.add_memories(user_id, ["Jo keeps bees."])[0]
+        first = engram.rate_limit
+        assert isinstance(first, RateLimit) and first.limit == 6000  # the default
+        assert 0 <= first.remaining < first.limit and 1 <= first.reset <= 60
+        with pytest.raises(NotFoundError):  # an error answer tells it too
+            engram.get_memory(user_id, uuid.uuid4())
+        engram.get_memory(user_id, bees.id)
+        later = engram.rate_limit
+        assert later is not None and later.limit == 6000
+        if later.reset <= first.reset:  # the same minute: one API process counts exactly
+            assert later.remaining == first.remaining - 2  # a unit for each request since
+        admin.revoke_key(made.id)
+        with pytest.raises(AuthenticationError):  # no valid key: nothing told
+            engram.get_memory(user_id, bees.id)
+        assert engram.rate_limit is later
+
+    async def told() -> RateLimit | None:
+        async with AsyncEngram(api_url, ADMIN_KEY) as root:
+            await root.list_spaces()
+            return root.rate_limit
+
+    told_async = asyncio.run(told())
+    assert told_async is not None and told_async.limit == 6000
+
+
 # --- the examples of README.md and docs/client.md, as written ---------------------------
 
 
@@ -564,9 +624,11 @@ _openapi = functools.cache(served_openapi)
 
 
 # The client's types are its own (it installs without the server): each answer must keep the
-# shape the server declares in its OpenAPI document, under the same name.
+# shape the server declares in its OpenAPI document, under the same name. (RateLimit is read
+# from headers, not JSON.)
+NOT_ANSWERS = [*SENT, "Health", "RateLimit"]
 ANSWERS = [t for name in types.__all__ if isinstance(t := getattr(types, name), type)
-           and issubclass(t, msgspec.Struct) and t.__name__ not in [*SENT, "Health"]]  # fmt: skip
+           and issubclass(t, msgspec.Struct) and t.__name__ not in NOT_ANSWERS]  # fmt: skip
 
 
 @pytest.mark.parametrize("answer", ANSWERS, ids=lambda t: t.__name__)

@@ -42,7 +42,7 @@ class AsyncEngram(Api, Awaiting):
     async def _send(self, call: Call[T]) -> T:
         with transport_errors(call.method, call.path):
             response = await self._http.request(**call.request())
-        return call.answer(response)
+        return self._read(call, response)
 
     async def _perform(self, work: Call[T] | Flow[T]) -> T:
         flow, answer = flow_of(work), None

@@ -28,6 +28,7 @@ from engram_client._calls import (
     operation,
     path,
     present,
+    waiting,
 )
 from engram_client.types import (
     AcceptedDocuments,
@@ -143,12 +144,15 @@ class Api:
         metadata: dict[str, Any] | Unset = UNSET,
         importance: float | Unset | None = UNSET,
         ttl_seconds: int | Unset | None = UNSET,
+        wait: bool = False,
     ) -> Call[Memory]:
         """Change what is given (None clears importance or TTL); new content is re-embedded,
-        so the memory is ``pending`` again until then."""
+        so the memory is ``pending`` again until then; with ``wait`` the answer comes once it
+        is ``ready`` or ``failed`` (or the server's wait runs out: then it is ``pending``)."""
         body = given(
             content=content, metadata=metadata, importance=importance, ttl_seconds=ttl_seconds
         )
+        body |= waiting(wait)
         return Call(
             "PATCH",
             path("/v1/users/{}/memories/{}", user_id, memory_id),
@@ -245,10 +249,13 @@ class Api:
         *,
         collection: str | None = None,
         space: str | None = None,
+        wait: bool = False,
     ) -> Call[AcceptedDocuments]:
         """Add documents as one batch; each is split into chunks and embedded in the
-        background (``wait_for_batch`` waits for it)."""
+        background; with ``wait`` the answer comes once each is ``ready`` or ``failed`` (or
+        the server's wait runs out), else ``wait_for_batch`` waits for it."""
         body = {"documents": documents, **present(collection=collection, space=space)}
+        body |= waiting(wait)
         return Call(
             "POST",
             path("/v1/users/{}/documents", user_id),
@@ -264,16 +271,18 @@ class Api:
         *,
         collection: str | None = None,
         space: str | None = None,
+        wait: bool = False,
     ) -> Call[AcceptedDocuments]:
         """Upload files (plain text, Markdown, HTML) as documents of one batch; the type
-        comes from the file name."""
+        comes from the file name; ``wait`` as for ``add_documents``."""
         parts = [("files", _upload(item)) for item in files]
+        form = present(collection=collection, space=space, wait="true" if wait else None)
         return Call(
             "POST",
             path("/v1/users/{}/documents/files", user_id),
             json_as(AcceptedDocuments),
             files=parts,
-            form=present(collection=collection, space=space),
+            form=form,
         )
 
     @listing
@@ -369,15 +378,21 @@ class Api:
 
     @operation
     def add_messages(
-        self, user_id: str, session_id: str, messages: Sequence[MessageIn | Mapping[str, str]]
+        self,
+        user_id: str,
+        session_id: str,
+        messages: Sequence[MessageIn | Mapping[str, str]],
+        *,
+        wait: bool = False,
     ) -> Call[list[Message]]:
         """Append messages (``{"role", "content"}``) in order; each is remembered as a
-        memory of the session (``memory_id``)."""
+        memory of the session (``memory_id``); with ``wait`` the answer comes once those
+        are embedded (or failed, or the server's wait runs out)."""
         return Call(
             "POST",
             path("/v1/users/{}/sessions/{}/messages", user_id, session_id),
             field_of("messages", list[Message]),
-            body={"messages": messages},
+            body={"messages": messages, **waiting(wait)},
         )
 
     @listing

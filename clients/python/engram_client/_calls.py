@@ -21,6 +21,7 @@ import httpx
 import msgspec
 
 from engram_client._errors import UnexpectedAnswerError, error_from
+from engram_client.types import RateLimit
 
 if TYPE_CHECKING:
     from typing import Self
@@ -185,11 +186,42 @@ def given(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not msgspec.UNSET}
 
 
-class Blocking:
+def waiting(wait: bool) -> dict[str, bool]:
+    """The body field asking the server to answer once the write is embedded, if asked."""
+    return {"wait": True} if wait else {}
+
+
+def rate_limit_of(headers: httpx.Headers) -> RateLimit | None:
+    """What ``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` say; None unless all three
+    are there as whole numbers."""
+    found = [headers.get(f"RateLimit-{name}", "") for name in ("Limit", "Remaining", "Reset")]
+    if not all(value.isascii() and value.isdigit() for value in found):
+        return None
+    limit, remaining, reset = map(int, found)
+    return RateLimit(limit, remaining, reset)
+
+
+class Client:
+    """Base of both clients: what they keep of the answers they read."""
+
+    _rate_limit: RateLimit | None = None
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The key's rate limit as the latest answer carrying it said (None before any did)."""
+        return self._rate_limit
+
+    def _read(self, call: Call[T], response: httpx.Response) -> T:
+        """The call's answer, or its error; what the response says of the rate limit kept."""
+        self._rate_limit = rate_limit_of(response.headers) or self._rate_limit
+        return call.answer(response)
+
+
+class Blocking(Client):
     """Base of a client that does its work blocking (``Engram``)."""
 
 
-class Awaiting:
+class Awaiting(Client):
     """Base of a client whose work is awaited (``AsyncEngram``)."""
 
 

@@ -20,8 +20,9 @@ class Engram(Api, Blocking):
 
     ``base_url`` defaults to ``$ENGRAM_URL`` (else ``http://127.0.0.1:8000``), ``api_key`` to
     ``$ENGRAM_API_KEY``. ``timeout`` is in seconds per request: keep it above the server's
-    wait for ``add_memories(..., wait=True)`` (30 s by default). Errors raise
+    wait for a write with ``wait=True`` (30 s by default). Errors raise
     ``engram_client.ApiError`` subclasses; network failures ``TransportError``.
+    ``rate_limit`` says how much of the key's rate limit the latest answer left.
     """
 
     def __init__(
@@ -47,7 +48,7 @@ class Engram(Api, Blocking):
     def _send(self, call: Call[T]) -> T:
         with transport_errors(call.method, call.path):
             response = self._http.request(**call.request())
-        return call.answer(response)
+        return self._read(call, response)
 
     def _perform(self, work: Call[T] | Flow[T]) -> T:
         flow, answer = flow_of(work), None

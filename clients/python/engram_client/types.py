@@ -40,6 +40,7 @@ __all__ = [
     "Message",
     "MessageIn",
     "QueueDepth",
+    "RateLimit",
     "Readiness",
     "RetriedJob",
     "Role",
@@ -376,6 +377,18 @@ class Readiness(_Answer, frozen=True, kw_only=True):
 
     ready: bool
     checks: dict[str, str]
+
+
+# What answers say in their headers, beside their JSON.
+
+
+class RateLimit(msgspec.Struct, frozen=True):
+    """The key's rate limit: ``limit`` cost units a minute, ``remaining`` of them, the
+    window ending in ``reset`` seconds (docs/api.md, "Rate limits")."""
+
+    limit: int
+    remaining: int
+    reset: int
 
 
 # What the client sends. Fields left at None are not sent: the API's defaults apply.

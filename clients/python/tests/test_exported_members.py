@@ -50,6 +50,7 @@ PUBLIC = {
     "Memory",
     "Message",
     "QueueDepth",
+    "RateLimit",
     "Readiness",
     "RetriedJob",
     "SearchHit",

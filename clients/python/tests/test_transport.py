@@ -4,6 +4,7 @@ and how answers and errors are read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -13,11 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from engram_client import (
+    ApiError,
     AsyncEngram,
     AuthenticationError,
     Engram,
     InvalidRequestError,
     Memory,
+    RateLimit,
     RateLimitError,
     ServerError,
     TransportError,
@@ -194,6 +197,125 @@ def test_a_rate_limit_says_when_to_retry():
     ):
         engram.list_keys()
     assert limited.value.retry_after == 7 and limited.value.message == "slow down"
+
+
+def limited(status: int, limit: str, remaining: str, reset: str, **more: str) -> httpx.Response:
+    headers = {"RateLimit-Limit": limit, "RateLimit-Remaining": remaining,
+               "RateLimit-Reset": reset, **more}  # fmt: skip
+    if status >= 400:
+        body = {"error": {"code": f"e{status}", "message": "refused"}}
+        return httpx.Response(status, json=body, headers=headers)
+    return httpx.Response(status, json=memory("Alice drinks her coffee black."), headers=headers)
+
+
+def rate_limits_seen(answers: list[httpx.Response]) -> list[list[RateLimit | None]]:
+    """Each client reading ``answers`` in turn (errors too): its ``rate_limit`` before the
+    first and after each; the blocking client's list, then the async one's."""
+
+    def transport() -> httpx.MockTransport:
+        # a response is read once: each client gets copies of its own
+        copies = iter([httpx.Response(a.status_code, headers=a.headers, content=a.content)
+                       for a in answers])  # fmt: skip
+        return httpx.MockTransport(lambda request: next(copies))
+
+    seen: list[RateLimit | None] = []
+    with Engram("http://engram.test", "k", transport=transport()) as engram:
+        seen.append(engram.rate_limit)
+        for _ in answers:
+            with contextlib.suppress(ApiError):
+                engram.get_memory("alice", uuid.uuid4())
+            seen.append(engram.rate_limit)
+
+    async def awaited() -> list[RateLimit | None]:
+        async with AsyncEngram("http://engram.test", "k", transport=transport()) as engram:
+            seen = [engram.rate_limit]
+            for _ in answers:
+                with contextlib.suppress(ApiError):
+                    await engram.get_memory("alice", uuid.uuid4())
+                seen.append(engram.rate_limit)
+            return seen
+
+    return [seen, asyncio.run(awaited())]
+
+
+def test_the_rate_limit_is_what_the_latest_answer_that_told_it_said():
+    answers = [
+        limited(200, "6000", "5999", "42"),
+        httpx.Response(200, json=memory("no headers: the server has no limit, say")),
+        limited(404, "6000", "5998", "41"),  # an error after the key was checked
+        httpx.Response(401, json={"error": {"code": "unauthenticated", "message": "no"}}),
+        limited(429, "6000", "0", "7", **{"Retry-After": "7"}),
+    ]
+    first, after_404 = RateLimit(6000, 5999, 42), RateLimit(6000, 5998, 41)
+    spent = RateLimit(limit=6000, remaining=0, reset=7)
+    for seen in rate_limits_seen(answers):
+        assert seen == [None, first, first, after_404, after_404, spent]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Limit": "abc"},
+        {"RateLimit-Remaining": "-1"},
+        {"RateLimit-Reset": "1.5"},
+        {"RateLimit-Reset": ""},
+        {"RateLimit-Reset": "5, 6"},  # the header twice
+        {"RateLimit-Reset": "\u0661\u0660".encode()},  # digits, but not ASCII ones (UTF-8)
+        {"RateLimit-Limit": "60", "RateLimit-Remaining": "3"},  # no reset
+    ],
+)
+def test_a_malformed_rate_limit_leaves_the_last_one_as_it_was(headers):
+    told = {"RateLimit-Limit": "60", "RateLimit-Remaining": "10", "RateLimit-Reset": "5"}
+    malformed = {**told, **headers} if len(headers) == 1 else headers
+    answers = [httpx.Response(200, json=memory("x"), headers=h) for h in (told, malformed)]
+    for seen in rate_limits_seen(answers):
+        assert seen == [None, RateLimit(60, 10, 5), RateLimit(60, 10, 5)]
+
+
+DOCUMENTS = {"batch_id": str(uuid.uuid4()), "documents": []}
+MESSAGES = [{"role": "user", "content": "x"}]
+WRITES = {  # a write, told to wait or not; the body it sends when not; an answer to it
+    "update_memory": (
+        lambda engram, wait: engram.update_memory("alice", uuid.UUID(int=1), content="x",
+                                                  wait=wait),
+        {"content": "x"},
+        memory("x"),
+    ),
+    "add_documents": (
+        lambda engram, wait: engram.add_documents("alice", [{"content": "x"}], wait=wait),
+        {"documents": [{"content": "x"}]},
+        DOCUMENTS,
+    ),
+    "add_messages": (
+        lambda engram, wait: engram.add_messages("alice", "s1", MESSAGES, wait=wait),
+        {"messages": MESSAGES},
+        {"messages": []},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", WRITES)
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_write_asks_the_server_to_wait_only_when_told(name, wait):
+    write, body, answer = WRITES[name]
+    # a wait the server gave up on answers 202: an answer, not an error
+    runs = both(lambda request: httpx.Response(202, json=answer), lambda e: write(e, wait))
+    for requests, _ in runs:
+        (request,) = requests
+        assert json.loads(request.content) == ({**body, "wait": True} if wait else body)
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_an_upload_asks_the_server_to_wait_in_a_form_field_only_when_told(wait):
+    runs = both(
+        lambda request: httpx.Response(202, json=DOCUMENTS),
+        lambda engram: engram.upload_files("alice", [("a.txt", "x")], wait=wait),
+    )
+    for requests, result in runs:
+        (request,) = requests
+        assert (b'name="wait"\r\n\r\ntrue\r\n' in request.content) is wait
+        assert (b'name="wait"' in request.content) is wait
+        assert b'filename="a.txt"' in request.content and result.documents == []
 
 
 def test_an_answer_of_another_shape_is_an_unexpected_answer():
