@@ -16,7 +16,7 @@ import pytest
 import redis
 from litestar.testing import TestClient
 from support.api import ADMIN
-from support.processes import wait_until
+from support.processes import start_api, stop_process, wait_until
 
 from models.embedding.spaces import MINILM_384
 from service.http.app import create_app
@@ -138,16 +138,20 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(guarded, servers):
     assert failures(servers, client) == 1
 
 
-def test_a_real_server_counts_the_peer_whatever_x_forwarded_for_says(api_url, servers):
+def test_a_real_server_counts_the_peer_whatever_x_forwarded_for_says(servers):
     """uvicorn believes X-Forwarded-For from a local peer unless told not to: ``engram api``
     tells it not to, so a local client cannot pass itself off as another address."""
-    in_one_window()
-    spoofed = fresh_address()
-    before = failures(servers, "127.0.0.1")
-    answer = httpx.get(
-        f"{api_url}/v1/users/someone/memories",
-        headers={"X-Forwarded-For": spoofed, **UNKNOWN_KEY},
-    )
+    process, api_url = start_api(servers, ENGRAM_FAILED_KEYS_PER_MINUTE="100")
+    try:
+        in_one_window()
+        spoofed = fresh_address()
+        before = failures(servers, "127.0.0.1")
+        answer = httpx.get(
+            f"{api_url}/v1/users/someone/memories",
+            headers={"X-Forwarded-For": spoofed, **UNKNOWN_KEY},
+        )
+    finally:
+        stop_process(process)
     assert answer.status_code == 401
     assert failures(servers, spoofed) == 0
     assert failures(servers, "127.0.0.1") == before + 1
