@@ -17,30 +17,51 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from itertools import pairwise
+from collections.abc import Iterator
+from itertools import chain, islice, pairwise
 from typing import NamedTuple
 
 import msgspec
 
 from models.ingest.tokens import TokenCounter
 
-_PARAGRAPHS = re.compile(r"\n\s*\n")
-_LINES = re.compile(r"\n")
-_SENTENCES = re.compile(  # an end mark, maybe a closing quote or bracket, then the cut
-    r"(?<=[.!?\u2026])\s+|(?<=[.!?\u2026][\"'\u201d\u2019)\]])\s+"  # Latin: a space follows
-    r"|(?<=[\u3002\uff01\uff1f])(?![\u300d\u300f\u201d\u2019\uff09])\s*"  # CJK: none needed
-    r"|(?<=[\u3002\uff01\uff1f][\u300d\u300f\u201d\u2019\uff09])\s*"
+
+class _Level(NamedTuple):
+    """A kind of separator. A separator whose pattern looks behind for a mark can begin only
+    right after one (or after one and a closing quote): ``marks`` finds those, so that a
+    long text without any is not searched position by position, in one call that holds the
+    interpreter for as long as it takes (half a second for 5 MB of words)."""
+
+    separator: re.Pattern[str]
+    marks: re.Pattern[str] | None = None
+
+
+_PARAGRAPHS = _Level(re.compile(r"\n\s*\n"))
+_LINES = _Level(re.compile(r"\n"))
+_SENTENCES = _Level(
+    re.compile(  # an end mark, maybe a closing quote or bracket, then the cut
+        r"(?<=[.!?\u2026])\s+|(?<=[.!?\u2026][\"'\u201d\u2019)\]])\s+"  # Latin: a space follows
+        r"|(?<=[\u3002\uff01\uff1f])(?![\u300d\u300f\u201d\u2019\uff09])\s*"  # CJK: none needed
+        r"|(?<=[\u3002\uff01\uff1f][\u300d\u300f\u201d\u2019\uff09])\s*"
+    ),
+    re.compile(r"[.!?\u2026\u3002\uff01\uff1f]"),
 )
-_WORDS = re.compile(r"\s+")
-_CLAUSES = re.compile(r"(?<=[,;:\u3001\uff0c\uff1b\uff1a])")  # for CJK or minified code
+_WORDS = _Level(re.compile(r"\s+"))
+_CLAUSES = _Level(  # for CJK or minified code
+    re.compile(r"(?<=[,;:\u3001\uff0c\uff1b\uff1a])"), re.compile(r"[,;:\u3001\uff0c\uff1b\uff1a]")
+)
 _LEVELS = (_PARAGRAPHS, _LINES, _SENTENCES, _WORDS, _CLAUSES)
 _WORD_START = re.compile(r"(?<!\S)\S")
+_BLOCK_MARKS = re.compile(r"[#`~]")  # a heading or a fence line holds one of these
 _MARKDOWN_BLOCK = re.compile(
     r"^ {0,3}(?:(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)|#{1,6}(?:[ \t]|$))", re.MULTILINE
 )
 _MAX_MERGE_ROUNDS = 4  # recounts spent growing one chunk past a pessimistic estimate
 _CHARS_PER_TOKEN_CUTOFF = 32  # longer spans are split without being counted first
 _CLUSTER_BACKOFF = 32  # how far a hard split steps back to keep a grapheme cluster whole
+_GROUP = 2048  # parts of one level merged at a time
+_REMEMBERED_CHARS = 32  # spans this short have their counts remembered...
+_REMEMBERED_SPANS = 65_536  # ...this many at most
 
 
 class ChunkSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +127,7 @@ class _Splitter:
         self.char_limit = spec.max_chars or len(text) + 1  # no chunk is longer, ever
         self.empty = count_tokens("")  # what every count includes: special tokens
         self._gaps: dict[str, int] = {}
+        self._words: dict[str, int] = {}  # counts of short spans (words, mostly)
 
     def split(self, start: int, end: int) -> list[_Piece]:
         """The chunks of one stripped span, overlap included."""
@@ -123,9 +145,23 @@ class _Splitter:
         while level < len(_LEVELS):
             parts = _parts(self.text, start, end, _LEVELS[level])
             level += 1
-            if len(parts) > 1:
-                return self._merge([p for a, b in parts for p in self._pieces(a, b, level)])
+            head = list(islice(parts, 2))
+            if len(head) > 1:
+                return self._merge_all(chain(head, parts), level)
         return self._hard_split(start, end)
+
+    def _merge_all(self, parts: Iterator[tuple[int, int]], level: int) -> list[_Piece]:
+        """The parts' pieces merged, ``_GROUP`` parts at a time: a megabyte of words is never
+        all in memory as pieces at once. A group's last chunk, which may still grow, is
+        carried into the next group as its first unit."""
+        merged: list[_Piece] = []
+        carried: list[_Piece] = []
+        while group := list(islice(parts, _GROUP)):
+            units = carried + [p for a, b in group for p in self._pieces(a, b, level)]
+            chunks = self._merge(units)
+            merged += chunks[:-1]
+            carried = chunks[-1:]
+        return merged + carried
 
     def _merge(self, units: list[_Piece]) -> list[_Piece]:
         """Greedy merging: grow by estimate (counts add up), then confirm with one real count."""
@@ -249,17 +285,47 @@ class _Splitter:
         return self._gaps[gap]
 
     def _count(self, start: int, end: int) -> int:
-        return self.count(self.text[start:end])
+        span = self.text[start:end]
+        if end - start > _REMEMBERED_CHARS:
+            return self.count(span)
+        tokens = self._words.get(span)
+        if tokens is None:  # words recur: counted once each
+            if len(self._words) >= _REMEMBERED_SPANS:
+                self._words.clear()
+            tokens = self._words[span] = self.count(span)
+        return tokens
 
 
-def _parts(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[tuple[int, int]]:
-    """The stripped, non-empty pieces of ``text[start:end]`` between separator matches."""
-    parts = []
-    for gap in separator.finditer(text, start, end):
-        parts.append(_strip(text, start, gap.start()))
+def _parts(text: str, start: int, end: int, level: _Level) -> Iterator[tuple[int, int]]:
+    """The stripped, non-empty pieces of ``text[start:end]`` between separators."""
+    for gap in _separators(text, start, end, level):
+        a, b = _strip(text, start, gap.start())
+        if a < b:
+            yield a, b
         start = gap.end()
-    parts.append(_strip(text, start, end))
-    return [(a, b) for a, b in parts if a < b]
+    a, b = _strip(text, start, end)
+    if a < b:
+        yield a, b
+
+
+def _separators(text: str, start: int, end: int, level: _Level) -> Iterator[re.Match[str]]:
+    """What ``level.separator.finditer(text, start, end)`` finds, looked for only where a
+    separator can begin when the level has marks: one and two characters after each."""
+    if level.marks is None:
+        yield from level.separator.finditer(text, start, end)
+        return
+    after = start  # where the next separator may begin: past the last one
+    for mark in level.marks.finditer(text, max(0, start - 2), end):
+        for begin in (mark.end(), mark.end() + 1):
+            if begin < after or begin > end:
+                continue
+            found = level.separator.match(text, begin, end)
+            if found is None:
+                continue
+            yield found
+            # an empty separator (CJK, a clause) is followed by none at the same place
+            after = found.end() if found.end() > begin else begin + 1
+            break
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
@@ -306,7 +372,7 @@ def _heading_starts(text: str) -> list[int]:
     """Where ATX heading lines begin, skipping those inside fenced code blocks."""
     starts = []
     fence: str | None = None
-    for match in _MARKDOWN_BLOCK.finditer(text):
+    for match in _blocks(text):
         marker = match["fence"]
         if marker is None:
             if fence is None:
@@ -316,3 +382,19 @@ def _heading_starts(text: str) -> list[int]:
         elif marker[0] == fence[0] and len(marker) >= len(fence) and not match["info"].strip():
             fence = None
     return starts
+
+
+def _blocks(text: str) -> Iterator[re.Match[str]]:
+    """What ``_MARKDOWN_BLOCK.finditer(text)`` finds, tried only at the lines whose first
+    characters (after at most three spaces) are a heading's or a fence's."""
+    after = 0  # where the next block may begin: past the last one
+    for mark in _BLOCK_MARKS.finditer(text):
+        line = mark.start()
+        while line > 0 and mark.start() - line < 3 and text[line - 1] == " ":
+            line -= 1
+        if line < after or (line > 0 and text[line - 1] != "\n"):
+            continue
+        found = _MARKDOWN_BLOCK.match(text, line)
+        if found is not None:
+            yield found
+            after = found.end()
