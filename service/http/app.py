@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -112,6 +113,10 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             keys=key_cache,
             schema_head=schema.head_revision(),
         )
+        # What start-up made (the model, the libraries) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks it with the loop waiting.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
