@@ -63,13 +63,15 @@ def write_docs(result: dict[str, object], stalls: list[Stall]) -> None:
 
 From `make bench-stall` (`bench/stall.py`, {result["date"]}): one API process at the default
 limits (documents of {limits["max_document_bytes"]:,} bytes, bodies of
-{limits["max_body_bytes"]:,}, memories of {limits["max_content_chars"]:,} characters), on
-embedded PostgreSQL and Redis, no worker, on the shared {result["machine"]} machine
+{limits["max_body_bytes"]:,} bytes, memories of {limits["max_content_chars"]:,} characters),
+on embedded PostgreSQL and Redis, no worker, on the shared {result["machine"]} machine
 (1-minute load average {result["load_before"]:.1f} at the start). A thread asks `/healthz`
 over and over, each on a new connection, while each request runs alone, again and again for
 at least {result["seconds_each"]:.0f} s; the first row is the same probe with nothing else
 running, in the same run. The promise: `/healthz` within {PROMISE_MS} ms while any single
-request is processed. Class is the class of issue 19's review the request is the worst of.
+request is processed. Class is the class of issue 19's review the request is the worst of;
+status is its last answer's (the bad key's turn from 401 to 429 once its address is past
+`ENGRAM_FAILED_KEYS_PER_MINUTE`).
 
 | class | request | status | request s (median) | probes | `/healthz` median ms | worst ms |
 | --- | --- | --- | --- | --- | --- | --- |
