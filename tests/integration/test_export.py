@@ -16,9 +16,9 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -26,6 +26,7 @@ from litestar.testing import TestClient
 from psycopg import sql
 from support.api import ADMIN, add_memories, search
 from support.fake_openai import FakeOpenAI
+from support.databases import Database, fresh_database, redis_db, with_dbname
 from support.processes import REPO, Servers, api_env, start_worker, stop_process, wait_until
 
 from models.db import schema
@@ -62,20 +63,6 @@ DOCUMENTS = [
 CHUNK_QUERIES = ["how do I descale the steamer?", "where is the shed key?", "grind size"]
 
 
-class Database(NamedTuple):
-    owner_url: str  # migrations and checks of what is stored
-    app_url: str  # as engram_app, as the API connects
-
-
-def with_dbname(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def redis_db(servers: Servers, number: int) -> str:
-    """A Redis database of its own, so this stack's wake-ups reach only its own worker."""
-    return f"{servers.redis_url}{'&' if '?' in servers.redis_url else '?'}db={number}"
-
-
 def provider_env(fake: FakeOpenAI) -> dict[str, str]:
     return {"ENGRAM_OPENAI_BASE_URL": fake.url, "ENGRAM_OPENAI_API_KEY": OPENAI_KEY}
 
@@ -103,27 +90,12 @@ def fake(embedder: Any) -> Iterator[FakeOpenAI]:
 @pytest.fixture(scope="module")
 def databases(servers: Servers) -> Iterator[Callable[..., Database]]:
     """Make fresh databases on the test server (migrated unless asked not to); dropped after."""
-    made: list[str] = []
+    with ExitStack() as made:
 
-    def make(*, migrated: bool = True) -> Database:
-        name = f"engram_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(servers.database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        made.append(name)
-        database = Database(
-            owner_url=with_dbname(servers.database_url, name),
-            app_url=with_dbname(servers.app_url, name),
-        )
-        if migrated:
-            schema.upgrade(database.owner_url)
-        return database
+        def make(*, migrated: bool = True) -> Database:
+            return made.enter_context(fresh_database(servers, migrated=migrated))
 
-    yield make
-    with psycopg.connect(servers.database_url, autocommit=True) as conn:
-        for name in made:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        yield make
 
 
 class Source(NamedTuple):

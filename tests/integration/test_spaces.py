@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 from support.api import ADMIN, add_memories, search
+from support.databases import fresh_database, servers_on
 from support.fake_openai import FakeOpenAI
 from support.processes import Servers, api_env, start_worker, stop_process, wait_until
 
@@ -49,6 +50,22 @@ QUESTIONS = {
     "what is the wifi password?": 3,
     "what is carol allergic to?": 4,
 }
+
+
+@pytest.fixture(scope="module")
+def servers(servers: Servers) -> Iterator[Servers]:
+    """A database and a Redis database of the module's own: a backfill embeds every item in
+    the database, so its time must not grow with what the rest of the suite has stored."""
+    with fresh_database(servers) as database:
+        yield servers_on(servers, database, redis=4)
+
+
+@pytest.fixture(scope="module")
+def client(servers: Servers, embedder: Any) -> Iterator[TestClient[Any]]:
+    """The API with only the default space, on the module's database."""
+    app = create_app(Settings.from_env(api_env(servers)), embedders={MINILM_384.name: embedder})
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="module")
