@@ -25,8 +25,8 @@ import pytest
 from litestar.testing import TestClient
 from psycopg import sql
 from support.api import ADMIN, add_memories, search
-from support.fake_openai import FakeOpenAI
 from support.databases import Database, fresh_database, redis_db, with_dbname
+from support.fake_openai import FakeOpenAI
 from support.processes import REPO, Servers, api_env, start_worker, stop_process, wait_until
 
 from models.db import schema
