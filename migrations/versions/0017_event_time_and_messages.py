@@ -1,0 +1,49 @@
+"""Event time on memories and messages; a session's start; a message's speaker and metadata.
+
+Revision ID: 0017
+Revises: 0016
+Create Date: 2026-12-06
+
+``occurred_at`` is when a memory or message happened, which the client may say (a
+conversation imported a year later still happened then); ``created_at`` stays the time of
+writing. Existing rows take their ``created_at``; new ones default to the time of writing.
+Searches filter on it (``occurred_after``, ``occurred_before``) and recency weights age from
+it, so memories get an index by user and event time beside the one by creation.
+
+A session may carry when it started (``started_at``, optional). A message may carry the
+speaker's ``name`` beside its role, and ``metadata`` of its own.
+"""
+
+from alembic import op
+
+revision = "0017"
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+EVENT_TIMED = ("memories", "messages")
+
+
+def upgrade() -> None:
+    for table in EVENT_TIMED:
+        op.execute(f"ALTER TABLE {table} ADD COLUMN occurred_at timestamptz")
+        op.execute(f"UPDATE {table} SET occurred_at = created_at")
+        op.execute(
+            f"ALTER TABLE {table} ALTER COLUMN occurred_at SET DEFAULT now(), "
+            "ALTER COLUMN occurred_at SET NOT NULL"
+        )
+    op.execute(
+        "CREATE INDEX memories_by_occurred ON memories (user_id, occurred_at DESC, id DESC)"
+    )
+    op.execute("ALTER TABLE sessions ADD COLUMN started_at timestamptz")
+    op.execute("ALTER TABLE messages ADD COLUMN name text")
+    op.execute("ALTER TABLE messages ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'::jsonb")
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE messages DROP COLUMN metadata")
+    op.execute("ALTER TABLE messages DROP COLUMN name")
+    op.execute("ALTER TABLE sessions DROP COLUMN started_at")
+    op.execute("DROP INDEX IF EXISTS memories_by_occurred")
+    for table in reversed(EVENT_TIMED):
+        op.execute(f"ALTER TABLE {table} DROP COLUMN occurred_at")
