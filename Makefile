@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders bench-stall lint typecheck docs-settings clean
+.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders bench-stall bench-quality lint typecheck docs-settings clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,11 @@ bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agree
 
 bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
 	$(BIN)/python bench/stall.py
+
+bench-quality: $(STAMP) ## LoCoMo questions: Engram's search and context beside MiniLM and BM25 (FILE=, CONVERSATIONS=n)
+	@test -n "$(FILE)" || { echo "make bench-quality FILE=path/to/locomo10.json [CONVERSATIONS=n]:" \
+		"LoCoMo's data/locomo10.json, from the snap-research/LoCoMo repository on GitHub" >&2; exit 2; }
+	$(BIN)/python bench/quality.py '$(FILE)' $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS))
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench clients

@@ -1,0 +1,573 @@
+"""Retrieval quality on long conversations: LoCoMo's questions against Engram's search and
+context, beside two baselines computed outside Engram on the same turns.
+
+    make bench-quality FILE=path/to/locomo10.json          # every conversation of the file
+    python bench/quality.py path/to/locomo10.json --conversations 1 --no-write
+
+The data is not in this repository: LoCoMo (Maharana et al., ACL 2024) is CC BY-NC 4.0;
+get ``data/locomo10.json`` from the snap-research/LoCoMo repository on GitHub and pass its
+path (any file of the same format, such as a subset of its conversations, will do).
+
+Starts embedded servers, one API and one worker process (or uses ``--url`` and
+``--admin-key``). For each conversation it makes a user and a key, one Engram session per
+LoCoMo session, and stores every turn as a message (``"wait": true``). Then, for every
+question, it searches the user's memories (``k`` 10) in ``vector`` and in ``hybrid`` mode
+and asks for a context of 1,000 tokens. With the stack stopped, it ranks the same texts
+in this process by exact cosine over all-MiniLM-L6-v2 vectors and by BM25. Reports recall@5,
+recall@10 and MRR of the evidence turns, and the share of questions whose every evidence
+turn is in the context, overall and by category; writes docs/benchmarks-quality.json and a
+section of docs/benchmarks.md.
+
+Evidence ids are normalised: ``D:11:26`` is read as ``D11:26``, ``D30:05`` as ``D30:5``, and
+``D8:6; D9:17`` as two ids; an id that names no turn of its conversation (or ``D`` alone) is
+dropped, and a question left without evidence is left out. The counts are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import httpx
+import numpy as np
+from sections import write_section
+from soak import free_port, start_stack, stop_stack
+
+from models.embedding.local import LocalEmbedder
+from models.embedding.spaces import MINILM_384
+from models.settings import Settings
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+K = 10
+CONTEXT_TOKENS = 1000
+BM25_K1, BM25_B = 1.5, 0.75
+# the categories as the dataset numbers them (its paper lists them in another order)
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+SCORED = (1, 2, 3, 4)  # category 5 asks about things never said: reported on its own
+MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august",
+               "september", "october", "november", "december")  # fmt: skip
+MONTHS = {name: n for n, name in enumerate(MONTH_NAMES, start=1)}
+LOCOMO_TIME = re.compile(r"(\d{1,2}):(\d{2})\s*([ap]m)\s+on\s+(\d{1,2})\s+([a-z]+),?\s+(\d{4})")
+EVIDENCE_ID = re.compile(r"D:?0*(\d+):0*(\d+)")
+ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:@-]")
+WORD = re.compile(r"\w+")
+
+
+# -- the data ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    dia_id: str
+    session: int
+    speaker: str
+    content: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    category: int
+    evidence: frozenset[str]
+
+
+@dataclass
+class Conversation:
+    sample_id: str
+    sessions: dict[int, list[Turn]]
+    questions: list[Question]
+
+    def turns(self) -> dict[str, Turn]:
+        return {t.dia_id: t for turns in self.sessions.values() for t in turns}
+
+
+@dataclass
+class EvidenceCounts:
+    """What normalising the evidence ids did, over every question read."""
+
+    ids_read: int = 0
+    ids_rewritten: int = 0  # reformatted or split into several
+    ids_dropped_malformed: int = 0
+    ids_dropped_missing: int = 0  # well-formed, but no such turn
+    questions_without_evidence: int = 0  # left out
+
+
+def parse_locomo_time(text: str) -> datetime:
+    """``"1:56 pm on 8 May, 2023"`` as a UTC datetime (the data has no time zones)."""
+    found = LOCOMO_TIME.fullmatch(text.strip().lower())
+    if not found or found[5] not in MONTHS:
+        raise ValueError(f"not a LoCoMo date and time: {text!r}")
+    hour, minute, half, day, month, year = found.groups()
+    hour24 = int(hour) % 12 + (12 if half == "pm" else 0)
+    return datetime(int(year), MONTHS[month], int(day), hour24, int(minute), tzinfo=UTC)
+
+
+def normalise_evidence(raw: str) -> tuple[list[str], int]:
+    """The well-formed ids ``raw`` stands for, and how many of its parts were malformed."""
+    ids, malformed = [], 0
+    for part in filter(None, re.split(r"[;,\s]+", raw)):
+        found = EVIDENCE_ID.fullmatch(part)
+        if found:
+            ids.append(f"D{int(found[1])}:{int(found[2])}")
+        else:
+            malformed += 1
+    return ids, malformed
+
+
+def question_evidence(
+    raw: Iterable[str], turns: set[str], counts: EvidenceCounts
+) -> frozenset[str]:
+    """The turns a question's evidence names, counting what was rewritten or dropped."""
+    kept: set[str] = set()
+    for entry in raw:
+        counts.ids_read += 1
+        ids, malformed = normalise_evidence(entry)
+        counts.ids_dropped_malformed += malformed
+        counts.ids_rewritten += ids != [entry]
+        counts.ids_dropped_missing += sum(i not in turns for i in ids)
+        kept.update(i for i in ids if i in turns)
+    return frozenset(kept)
+
+
+def turn_content(turn: dict[str, Any]) -> str:
+    """The turn's text, with the photo it shares described as LoCoMo's captions do."""
+    caption = turn.get("blip_caption")
+    return f"{turn['text']} [shares {caption}]" if caption else str(turn["text"])
+
+
+def read_conversation(sample: dict[str, Any], counts: EvidenceCounts) -> Conversation:
+    talk = sample["conversation"]
+    sessions: dict[int, list[Turn]] = {}
+    for key, raw_turns in talk.items():
+        if not (numbered := re.fullmatch(r"session_(\d+)", key)):
+            continue
+        n = int(numbered[1])
+        started = parse_locomo_time(talk[f"session_{n}_date_time"])
+        sessions[n] = [
+            Turn(t["dia_id"], n, t["speaker"], turn_content(t), started + timedelta(seconds=i))
+            for i, t in enumerate(raw_turns)
+        ]
+    conversation = Conversation(sample["sample_id"], dict(sorted(sessions.items())), [])
+    ids = set(conversation.turns())
+    for qa in sample["qa"]:
+        evidence = question_evidence(qa.get("evidence", []), ids, counts)
+        if not evidence:
+            counts.questions_without_evidence += 1
+            continue
+        conversation.questions.append(Question(qa["question"], int(qa["category"]), evidence))
+    return conversation
+
+
+def load_conversations(path: Path, limit: int | None) -> tuple[list[Conversation], EvidenceCounts]:
+    counts = EvidenceCounts()
+    samples = json.loads(path.read_bytes())[:limit]
+    return [read_conversation(sample, counts) for sample in samples], counts
+
+
+def units_of(conversation: Conversation) -> list[tuple[str, frozenset[str]]]:
+    """The texts a conversation is remembered as: one a distinct text of a session (as
+    Engram keeps them), with the turns each stands for."""
+    grouped: dict[tuple[int, str], set[str]] = defaultdict(set)
+    for turns in conversation.sessions.values():
+        for turn in turns:
+            grouped[turn.session, turn.content].add(turn.dia_id)
+    return [(content, frozenset(ids)) for (_, content), ids in grouped.items()]
+
+
+# -- the measures -----------------------------------------------------------------------
+
+
+def recall_at(ranked: Sequence[frozenset[str]], evidence: frozenset[str], k: int) -> float:
+    """The share of the evidence turns that the first ``k`` results stand for."""
+    found = set().union(*ranked[:k]) & evidence
+    return len(found) / len(evidence)
+
+
+def reciprocal_rank(ranked: Sequence[frozenset[str]], evidence: frozenset[str]) -> float:
+    """1 / the rank of the first result that stands for an evidence turn; 0 if none does."""
+    return next((1 / rank for rank, turns in enumerate(ranked, 1) if turns & evidence), 0.0)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def in_context(context: str, evidence: Iterable[str], turns: dict[str, Turn]) -> bool:
+    """Whether the text of every evidence turn is inside ``context``."""
+    packed = flat(context)
+    return all(flat(turns[i].content) in packed for i in evidence)
+
+
+@dataclass
+class Scores:
+    """One system's figures for one question each."""
+
+    recall5: list[float] = field(default_factory=list)
+    recall10: list[float] = field(default_factory=list)
+    rr: list[float] = field(default_factory=list)
+    covered: list[bool] = field(default_factory=list)
+
+    def add_ranking(self, ranked: Sequence[frozenset[str]], evidence: frozenset[str]) -> None:
+        self.recall5.append(recall_at(ranked, evidence, 5))
+        self.recall10.append(recall_at(ranked, evidence, 10))
+        self.rr.append(reciprocal_rank(ranked, evidence))
+
+    def summary(self) -> dict[str, float | int | None]:
+        def mean(values: Sequence[float]) -> float | None:
+            return round(statistics.fmean(values), 4) if values else None
+
+        return {
+            "questions": max(len(self.rr), len(self.covered)),
+            "recall@5": mean(self.recall5),
+            "recall@10": mean(self.recall10),
+            "mrr": mean(self.rr),
+            "context_coverage": mean([float(c) for c in self.covered]),
+        }
+
+
+SYSTEMS = ("engram-vector", "engram-hybrid", "engram-context", "minilm-exact", "bm25")
+Tally = dict[str, dict[int, Scores]]  # system -> category -> scores
+
+
+def new_tally() -> Tally:
+    return {system: defaultdict(Scores) for system in SYSTEMS}
+
+
+def summarise(tally: Tally) -> dict[str, dict[str, Any]]:
+    """Each system's figures over the scored categories, and by category."""
+    out: dict[str, dict[str, Any]] = {}
+    for system, by_category in tally.items():
+        overall = Scores()
+        for category in SCORED:
+            scores = by_category.get(category, Scores())
+            overall.recall5 += scores.recall5
+            overall.recall10 += scores.recall10
+            overall.rr += scores.rr
+            overall.covered += scores.covered
+        out[system] = {
+            "overall": overall.summary(),
+            "by_category": {c: by_category[c].summary() for c in sorted(by_category)},
+        }
+    return out
+
+
+# -- Engram -----------------------------------------------------------------------------
+
+
+class Engram:
+    """The few calls the benchmark makes, on one HTTP client."""
+
+    def __init__(self, url: str, admin_key: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=300)
+        self.admin = {"Authorization": f"Bearer {admin_key}"}
+
+    def call(self, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+        while True:
+            answer = self.http.request(method, path, json=body, headers=headers)
+            if answer.status_code != 429:  # a limit is not what is measured: wait it out
+                break
+            time.sleep(float(answer.headers.get("Retry-After", "1")))
+        if answer.status_code >= 400:
+            raise SystemExit(f"{method} {path}: {answer.status_code} {answer.text[:500]}")
+        return answer.json() if answer.content else None
+
+    def new_user(self, user: str) -> dict[str, str]:
+        """A key for ``user``, erased first so that a stack given by URL can run again."""
+        self.call("DELETE", f"/v1/users/{user}", self.admin)
+        key = self.call("POST", "/v1/keys", self.admin, {"user_id": user})["key"]
+        return {"Authorization": f"Bearer {key}"}
+
+    def wait_ready(self, user: str, headers: dict[str, str], ids: Iterable[str]) -> None:
+        for memory_id in ids:
+            while self.call("GET", f"/v1/users/{user}/memories/{memory_id}", headers)[
+                "status"
+            ] not in ("ready", "failed"):
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def message_id(dia_id: str) -> str:
+    return ID_UNSAFE.sub("-", dia_id)
+
+
+def message_body(turn: Turn) -> dict[str, Any]:
+    return {"role": "user", "content": turn.content}
+
+
+def store(
+    engram: Engram, user: str, headers: dict[str, str], conversation: Conversation
+) -> dict[str, frozenset[str]]:
+    """Every turn as a message of its session; each memory id with the turns it stands for."""
+    memory_turns: dict[str, set[str]] = defaultdict(set)
+    for n, turns in conversation.sessions.items():
+        session = f"session-{n}"
+        engram.call("POST", f"/v1/users/{user}/sessions", headers,
+                    {"id": session, "title": f"{conversation.sample_id} session {n}"})  # fmt: skip
+        answer = engram.call(
+            "POST",
+            f"/v1/users/{user}/sessions/{session}/messages",
+            headers,
+            {"messages": [message_body(t) for t in turns], "wait": True},
+        )
+        messages = answer["messages"]
+        engram.wait_ready(user, headers, {m["memory_id"] for m in messages})
+        for turn, message in zip(turns, messages, strict=True):
+            memory_turns[message["memory_id"]].add(turn.dia_id)
+    return {memory: frozenset(ids) for memory, ids in memory_turns.items()}
+
+
+def ask_engram(
+    engram: Engram,
+    user: str,
+    headers: dict[str, str],
+    conversation: Conversation,
+    memory_turns: dict[str, frozenset[str]],
+    tally: Tally,
+    took_ms: dict[str, list[float]],
+) -> None:
+    """Every question through search in both modes and through context."""
+    turns = conversation.turns()
+    for question in conversation.questions:
+        for mode in ("vector", "hybrid"):
+            body = {"query": question.text, "k": K, "mode": mode, "types": ["memory"]}
+            answer = engram.call("POST", f"/v1/users/{user}/search", headers, body)
+            took_ms[mode].append(answer["took_ms"])
+            ranked = [memory_turns[hit["id"]] for hit in answer["results"]]
+            tally[f"engram-{mode}"][question.category].add_ranking(ranked, question.evidence)
+        started = time.perf_counter()
+        context = engram.call("POST", f"/v1/users/{user}/context", headers,
+                              {"query": question.text, "max_tokens": CONTEXT_TOKENS})  # fmt: skip
+        took_ms["context (client)"].append((time.perf_counter() - started) * 1000)
+        covered = in_context(context["text"], question.evidence, turns)
+        tally["engram-context"][question.category].covered.append(covered)
+
+
+def run_engram(
+    url: str, admin_key: str, conversations: list[Conversation], tally: Tally
+) -> dict[str, Any]:
+    """Stores and asks every conversation; the memories made and the latencies seen."""
+    engram = Engram(url, admin_key)
+    took_ms: dict[str, list[float]] = defaultdict(list)
+    memories = 0
+    started = time.perf_counter()
+    try:
+        for conversation in conversations:
+            user = f"locomo-{message_id(conversation.sample_id)}"
+            headers = engram.new_user(user)
+            memory_turns = store(engram, user, headers, conversation)
+            memories += len(memory_turns)
+            print(f"{conversation.sample_id}: {len(memory_turns)} memories stored", flush=True)
+            ask_engram(engram, user, headers, conversation, memory_turns, tally, took_ms)
+    finally:
+        engram.close()
+    return {
+        "memories": memories,
+        "seconds": round(time.perf_counter() - started, 1),
+        "median_ms": {name: round(statistics.median(v), 2) for name, v in took_ms.items()},
+    }
+
+
+# -- the baselines ----------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def bm25_rankings(texts: list[str], queries: list[str]) -> list[list[int]]:
+    """The best ``K`` of ``texts`` for each query by BM25 (ties in the texts' order)."""
+    index = bm25s.BM25(k1=BM25_K1, b=BM25_B)  # Lucene's idf, bm25s's default
+    index.index([words(t) for t in texts], show_progress=False)
+    return [np.argsort(-index.get_scores(words(q)), kind="stable")[:K].tolist() for q in queries]
+
+
+def cosine_rankings(
+    embedder: LocalEmbedder, texts: list[str], queries: list[str]
+) -> list[list[int]]:
+    """The best ``K`` of ``texts`` for each query by exact cosine (vectors are unit length)."""
+    scores = embedder.encode(queries) @ embedder.encode(texts).T
+    return [np.argsort(-row, kind="stable")[:K].tolist() for row in scores]
+
+
+def run_baselines(conversations: list[Conversation], tally: Tally) -> None:
+    embedder = LocalEmbedder(MINILM_384, Settings.from_env().encoder)
+    embedder.load()
+    for conversation in conversations:
+        units = units_of(conversation)
+        texts = [content for content, _ in units]
+        queries = [q.text for q in conversation.questions]
+        for system, rankings in (
+            ("minilm-exact", cosine_rankings(embedder, texts, queries)),
+            ("bm25", bm25_rankings(texts, queries)),
+        ):
+            for question, ranking in zip(conversation.questions, rankings, strict=True):
+                ranked = [units[i][1] for i in ranking]
+                tally[system][question.category].add_ranking(ranked, question.evidence)
+
+
+# -- the report -------------------------------------------------------------------------
+
+
+def figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+LABELS = {
+    "engram-vector": "Engram search, `vector`",
+    "engram-hybrid": "Engram search, `hybrid`",
+    "engram-context": f"Engram context, {CONTEXT_TOKENS:,} tokens",
+    "minilm-exact": "baseline: MiniLM, exact cosine",
+    "bm25": "baseline: BM25",
+}
+
+
+def overall_table(results: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for system in SYSTEMS:
+        o = results[system]["overall"]
+        rows.append(f"| {LABELS[system]} | {figure(o['recall@5'])} | {figure(o['recall@10'])} | "
+                    f"{figure(o['mrr'])} | {figure(o['context_coverage'])} |")  # fmt: skip
+    head = "| | recall@5 | recall@10 | MRR | context coverage |\n| --- | --- | --- | --- | --- |"
+    return "\n".join([head, *rows])
+
+
+def category_table(results: dict[str, dict[str, Any]], questions: dict[int, int]) -> str:
+    ranked = ("engram-vector", "engram-hybrid", "minilm-exact", "bm25")
+    head = ("| category | questions | recall@10: vector | hybrid | MiniLM | BM25 "
+            "| MRR: vector | hybrid | MiniLM | BM25 | context coverage |\n"
+            "| --- |" + " --- |" * 10)  # fmt: skip
+    rows = []
+    for category in sorted(questions):
+        by = {s: results[s]["by_category"].get(category, {}) for s in SYSTEMS}
+        cells = [figure(by[s].get("recall@10")) for s in ranked]
+        cells += [figure(by[s].get("mrr")) for s in ranked]
+        cells.append(figure(by["engram-context"].get("context_coverage")))
+        label = f"{category} {CATEGORIES.get(category, '')}".strip()
+        if category not in SCORED:
+            label += " (not in the overall figures)"
+        rows.append(f"| {label} | {questions[category]} | " + " | ".join(cells) + " |")
+    return "\n".join([head, *rows])
+
+
+def write_docs(result: dict[str, Any]) -> None:
+    (DOCS / "benchmarks-quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    data, ev, engram = result["data"], result["evidence"], result["engram"]
+    latency = ", ".join(f"{name} {ms:.1f} ms" for name, ms in engram["median_ms"].items())
+    body = f"""## Conversation memory quality (LoCoMo)
+
+From `make bench-quality FILE=...` (`bench/quality.py`, {result["date"]}) on
+`{data["file"]}` (sha256 `{data["sha256"][:12]}…`): {data["conversations"]} conversations of
+LoCoMo (Maharana et al., ACL 2024; CC BY-NC 4.0, not in this repository: get it from the
+snap-research/LoCoMo repository), {data["turns"]:,} turns in {data["sessions"]} sessions,
+{data["questions_scored"]:,} questions of categories 1 to 4 and
+{data["questions_adversarial"]} of category 5. Each conversation is one user; each LoCoMo
+session an Engram session; each turn a message (its text, and `[shares <caption>]` for a
+shared photo), remembered as {engram["memories"]:,} memories (the same text twice in a
+session is one memory, and a result stands for every turn it holds). One API and one worker
+process (the `{result["backend"]}` encoder backend) on embedded PostgreSQL and Redis, on the
+shared {result["machine"]} machine.
+
+For each question: search with `k` {K}, `types: ["memory"]`, in `vector` and in `hybrid`
+mode, and a context of `max_tokens` {CONTEXT_TOKENS:,} with no session (the relevant
+memories alone, the default `k` of 20). Recall@k is the share of a question's evidence turns
+among the first k results, MRR the reciprocal rank of the first result holding an evidence
+turn, both averaged over questions; context coverage is the share of questions whose every
+evidence turn's text is inside the context's `text`. The baselines rank the very same
+texts outside Engram, in one process: all-MiniLM-L6-v2 (the same model and backend) by exact
+cosine, and BM25 (`bm25s` {result["bm25"]["version"]}, k1 {BM25_K1}, b {BM25_B}, Lucene idf;
+lowercase `\\w+` word tokens, no stemming or stop words).
+
+Evidence ids: {ev["ids_read"]:,} read, {ev["ids_rewritten"]} rewritten (`D:11:26` as `D11:26`,
+`D30:05` as `D30:5`, `D8:6; D9:17` split in two), {ev["ids_dropped_malformed"]} dropped as
+malformed (`D` alone), {ev["ids_dropped_missing"]} dropped for naming no turn;
+{ev["questions_without_evidence"]} questions left without evidence are left out. The
+categories are numbered as in the data: 1 multi-hop, 2 temporal, 3 open-domain,
+4 single-hop, 5 adversarial (questions about things never said, whose evidence is a turn
+near the topic: shown on their own, not in the overall figures).
+
+Categories 1 to 4:
+
+{overall_table(result["systems"])}
+
+By category:
+
+{category_table(result["systems"], {int(c): n for c, n in data["questions_by_category"].items()})}
+
+Median latency over the run: {latency} (search: the answer's `took_ms`; context: the client's
+round trip).
+"""
+    write_section("quality", body, before="<!-- bench-stall -->")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("file", type=Path, help="a LoCoMo file, such as locomo10.json")
+    parser.add_argument("--conversations", type=int, default=None, help="only the first n")
+    parser.add_argument("--url", help="a running Engram instead of embedded servers")
+    parser.add_argument("--admin-key", default="soak-admin", help="with --url")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave docs/ alone")
+    args = parser.parse_args()
+    conversations, evidence = load_conversations(args.file, args.conversations)
+    tally = new_tally()
+    if args.url:
+        engram = run_engram(args.url, args.admin_key, conversations, tally)
+    else:
+        home = Path(tempfile.mkdtemp(prefix="engram-bench-quality-"))
+        procs, url, _, servers = start_stack(home, free_port(), workers=1)
+        try:
+            engram = run_engram(url, "soak-admin", conversations, tally)
+        finally:
+            stop_stack(procs, servers)
+    run_baselines(conversations, tally)
+    questions = Counter(q.category for c in conversations for q in c.questions)
+    result = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()}-core",
+        "backend": Settings.from_env().encoder.backend,
+        "data": {
+            "file": args.file.name,
+            "sha256": hashlib.sha256(args.file.read_bytes()).hexdigest(),
+            "conversations": len(conversations),
+            "sample_ids": [c.sample_id for c in conversations],
+            "sessions": sum(len(c.sessions) for c in conversations),
+            "turns": sum(len(c.turns()) for c in conversations),
+            "units": sum(len(units_of(c)) for c in conversations),
+            "questions_by_category": dict(sorted(questions.items())),
+            "questions_scored": sum(n for c, n in questions.items() if c in SCORED),
+            "questions_adversarial": questions.get(5, 0),
+        },
+        "evidence": asdict(evidence),
+        "k": K,
+        "context_max_tokens": CONTEXT_TOKENS,
+        "bm25": {"version": bm25s.__version__, "k1": BM25_K1, "b": BM25_B, "tokens": r"\w+"},
+        "engram": engram,
+        "systems": summarise(tally),
+    }
+    print(json.dumps(result, indent=2))
+    if not args.no_write:
+        write_docs(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
