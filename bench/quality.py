@@ -262,7 +262,7 @@ def summarise(tally: Tally) -> dict[str, dict[str, Any]]:
             overall.covered += scores.covered
         out[system] = {
             "overall": overall.summary(),
-            "by_category": {c: by_category[c].summary() for c in sorted(by_category)},
+            "by_category": {str(c): by_category[c].summary() for c in sorted(by_category)},
         }
     return out
 
@@ -456,7 +456,7 @@ def category_table(results: dict[str, dict[str, Any]], questions: dict[int, int]
             "| --- |" + " --- |" * 10)  # fmt: skip
     rows = []
     for category in sorted(questions):
-        by = {s: results[s]["by_category"].get(category, {}) for s in SYSTEMS}
+        by = {s: results[s]["by_category"].get(str(category), {}) for s in SYSTEMS}
         cells = [figure(by[s].get("recall@10")) for s in ranked]
         cells += [figure(by[s].get("mrr")) for s in ranked]
         cells.append(figure(by["engram-context"].get("context_coverage")))
@@ -467,54 +467,74 @@ def category_table(results: dict[str, dict[str, Any]], questions: dict[int, int]
     return "\n".join([head, *rows])
 
 
+def setting(result: dict[str, Any]) -> str:
+    data, engram = result["data"], result["engram"]
+    return (
+        f"From `make bench-quality FILE=...` (`bench/quality.py`, {result['date']}) on "
+        f"`{data['file']}` (sha256 `{data['sha256'][:12]}…`): {data['conversations']} "
+        "conversations of LoCoMo (Maharana et al., ACL 2024; CC BY-NC 4.0, so not in this "
+        "repository: `data/locomo10.json` of the snap-research/LoCoMo repository has all ten), "
+        f"{data['turns']:,} turns in {data['sessions']} sessions, {data['questions_scored']:,} "
+        f"questions of categories 1 to 4 and {data['questions_adversarial']} of category 5. "
+        "Each conversation is one user, each LoCoMo session an Engram session, each turn a "
+        "message: its text, with `[shares <caption>]` for a shared photo. They are remembered "
+        f"as {engram['memories']:,} memories (the same text twice in a session is one memory, "
+        "and a result stands for every turn it holds). One API and one worker process (the "
+        f"`{result['backend']}` encoder backend) on embedded PostgreSQL and Redis, on the "
+        f"shared {result['machine']} machine."
+    )
+
+
+def method(result: dict[str, Any]) -> str:
+    return (
+        f'For each question: a search with `k` {K} and `types: ["memory"]`, in `vector` and '
+        f"in `hybrid` mode, and a context of `max_tokens` {CONTEXT_TOKENS:,} without a session "
+        "(so the relevant memories alone, the best of the default `k` of 20). Recall@k is the "
+        "share of a question's evidence turns among the first k results, MRR the reciprocal "
+        "rank of the first result that holds an evidence turn, both averaged over the "
+        "questions; context coverage is the share of questions whose every evidence turn's "
+        "text is inside the context's `text`. The baselines rank the very same texts outside "
+        "Engram, in this process: all-MiniLM-L6-v2 (the same model and backend) by exact "
+        f"cosine, and BM25 (`bm25s` {result['bm25']['version']}, k1 {BM25_K1}, b {BM25_B}, "
+        "Lucene's idf; lowercase `\\w+` word tokens, no stemming, no stop words)."
+    )
+
+
+def evidence_note(ev: dict[str, int]) -> str:
+    return (
+        f"Evidence ids: {ev['ids_read']:,} read, {ev['ids_rewritten']} rewritten (`D:11:26` "
+        "read as `D11:26`, `D30:05` as `D30:5`, `D8:6; D9:17` as two ids), "
+        f"{ev['ids_dropped_malformed']} dropped as malformed (`D` alone), "
+        f"{ev['ids_dropped_missing']} dropped for naming no turn of its conversation; "
+        f"{ev['questions_without_evidence']} questions left with no evidence are left out. "
+        "Categories are numbered as in the data: 1 multi-hop, 2 temporal, 3 open-domain, "
+        "4 single-hop, 5 adversarial. An adversarial question pins on one speaker what the "
+        "other said, and its evidence is the turn where it was said: finding that turn is not "
+        "answering the question, so category 5 is shown on its own and is not in the overall "
+        "figures."
+    )
+
+
 def write_docs(result: dict[str, Any]) -> None:
+    """docs/benchmarks-quality.json, and the section of docs/benchmarks.md before stall's."""
     (DOCS / "benchmarks-quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    data, ev, engram = result["data"], result["evidence"], result["engram"]
-    latency = ", ".join(f"{name} {ms:.1f} ms" for name, ms in engram["median_ms"].items())
-    body = f"""## Conversation memory quality (LoCoMo)
-
-From `make bench-quality FILE=...` (`bench/quality.py`, {result["date"]}) on
-`{data["file"]}` (sha256 `{data["sha256"][:12]}…`): {data["conversations"]} conversations of
-LoCoMo (Maharana et al., ACL 2024; CC BY-NC 4.0, not in this repository: get it from the
-snap-research/LoCoMo repository), {data["turns"]:,} turns in {data["sessions"]} sessions,
-{data["questions_scored"]:,} questions of categories 1 to 4 and
-{data["questions_adversarial"]} of category 5. Each conversation is one user; each LoCoMo
-session an Engram session; each turn a message (its text, and `[shares <caption>]` for a
-shared photo), remembered as {engram["memories"]:,} memories (the same text twice in a
-session is one memory, and a result stands for every turn it holds). One API and one worker
-process (the `{result["backend"]}` encoder backend) on embedded PostgreSQL and Redis, on the
-shared {result["machine"]} machine.
-
-For each question: search with `k` {K}, `types: ["memory"]`, in `vector` and in `hybrid`
-mode, and a context of `max_tokens` {CONTEXT_TOKENS:,} with no session (the relevant
-memories alone, the default `k` of 20). Recall@k is the share of a question's evidence turns
-among the first k results, MRR the reciprocal rank of the first result holding an evidence
-turn, both averaged over questions; context coverage is the share of questions whose every
-evidence turn's text is inside the context's `text`. The baselines rank the very same
-texts outside Engram, in one process: all-MiniLM-L6-v2 (the same model and backend) by exact
-cosine, and BM25 (`bm25s` {result["bm25"]["version"]}, k1 {BM25_K1}, b {BM25_B}, Lucene idf;
-lowercase `\\w+` word tokens, no stemming or stop words).
-
-Evidence ids: {ev["ids_read"]:,} read, {ev["ids_rewritten"]} rewritten (`D:11:26` as `D11:26`,
-`D30:05` as `D30:5`, `D8:6; D9:17` split in two), {ev["ids_dropped_malformed"]} dropped as
-malformed (`D` alone), {ev["ids_dropped_missing"]} dropped for naming no turn;
-{ev["questions_without_evidence"]} questions left without evidence are left out. The
-categories are numbered as in the data: 1 multi-hop, 2 temporal, 3 open-domain,
-4 single-hop, 5 adversarial (questions about things never said, whose evidence is a turn
-near the topic: shown on their own, not in the overall figures).
-
-Categories 1 to 4:
-
-{overall_table(result["systems"])}
-
-By category:
-
-{category_table(result["systems"], {int(c): n for c, n in data["questions_by_category"].items()})}
-
-Median latency over the run: {latency} (search: the answer's `took_ms`; context: the client's
-round trip).
-"""
-    write_section("quality", body, before="<!-- bench-stall -->")
+    questions = {int(c): n for c, n in result["data"]["questions_by_category"].items()}
+    latency = ", ".join(f"{name} {ms:.1f} ms" for name, ms in result["engram"]["median_ms"].items())
+    body = "\n\n".join(
+        [
+            "## Conversation memory quality (LoCoMo)",
+            setting(result),
+            method(result),
+            evidence_note(result["evidence"]),
+            "Categories 1 to 4:",
+            overall_table(result["systems"]),
+            "By category:",
+            category_table(result["systems"], questions),
+            f"Median latency over the run: {latency} (search: the answer's `took_ms`; context: "
+            "the client's round trip).",
+        ]
+    )
+    write_section("quality", body + "\n", before="<!-- bench-stall -->")
 
 
 def main() -> int:
@@ -552,7 +572,7 @@ def main() -> int:
             "sessions": sum(len(c.sessions) for c in conversations),
             "turns": sum(len(c.turns()) for c in conversations),
             "units": sum(len(units_of(c)) for c in conversations),
-            "questions_by_category": dict(sorted(questions.items())),
+            "questions_by_category": {str(c): n for c, n in sorted(questions.items())},
             "questions_scored": sum(n for c, n in questions.items() if c in SCORED),
             "questions_adversarial": questions.get(5, 0),
         },
