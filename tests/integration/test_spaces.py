@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 from support.api import ADMIN, add_memories, search
-from support.databases import fresh_database, servers_on
+from support.databases import servers_of_their_own
 from support.fake_openai import FakeOpenAI
 from support.processes import Servers, api_env, start_worker, stop_process, wait_until
 
@@ -56,8 +56,8 @@ QUESTIONS = {
 def servers(servers: Servers) -> Iterator[Servers]:
     """A database and a Redis database of the module's own: a backfill embeds every item in
     the database, so its time must not grow with what the rest of the suite has stored."""
-    with fresh_database(servers) as database:
-        yield servers_on(servers, database, redis=4)
+    with servers_of_their_own(servers, redis=4) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from support.api import ADMIN
+from support.databases import servers_of_their_own
 from support.processes import Servers, start_api, stop_process
 from support.worst import watch_each, worst_requests
 
@@ -19,6 +20,14 @@ BOUND_MS = 500
 DOCUMENT_BYTES = 1_000_000  # chunking costs seconds of CPU at this size: plenty to stall
 BODY_BYTES = 4 * 1024 * 1024
 CONTENT_CHARS = 32_000
+
+
+@pytest.fixture(scope="module")
+def servers(servers: Servers) -> Iterator[Servers]:
+    """A database and a Redis database of the module's own: the work its megabytes leave
+    (chunks to embed, imports) is dropped with them, not queued ahead of later tests."""
+    with servers_of_their_own(servers, redis=5) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

@@ -59,3 +59,11 @@ def servers_on(servers: Servers, database: Database, redis: int) -> Servers:
         redis_url=redis_db(servers, redis),
         home=servers.home,
     )
+
+
+@contextmanager
+def servers_of_their_own(servers: Servers, redis: int) -> Iterator[Servers]:
+    """The test servers with a fresh database and Redis database ``redis``: what a module
+    writes there neither sees the rest of the suite's data nor leaves it work to do."""
+    with fresh_database(servers) as database:
+        yield servers_on(servers, database, redis)
