@@ -10,6 +10,7 @@ import msgspec
 
 Status = Literal["pending", "ready", "failed"]
 ItemType = Literal["memory", "chunk"]
+Role = Literal["user", "assistant", "system"]
 
 
 class Memory(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,6 +25,7 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
     status: Status
     error: str | None
     space: str
+    occurred_at: datetime  # when it happened (default: when it was written)
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
@@ -38,6 +40,7 @@ class NewMemory(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None
     importance: float | None
     ttl_seconds: int | None
+    occurred_at: datetime | None = None  # None: now
 
 
 class MemoryPatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +50,18 @@ class MemoryPatch(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     importance: float | msgspec.UnsetType | None = msgspec.UNSET
     ttl_seconds: int | msgspec.UnsetType | None = msgspec.UNSET
+    occurred_at: datetime | msgspec.UnsetType = msgspec.UNSET
+
+
+class Turn(msgspec.Struct, frozen=True, kw_only=True):
+    """A message beside a search hit's, in its session."""
+
+    message_id: UUID
+    seq: int
+    role: Role
+    name: str | None
+    content: str
+    occurred_at: datetime
 
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +78,11 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     document_id: UUID | None
     chunk_index: int | None
     created_at: datetime
+    occurred_at: datetime  # a chunk's: its document's created_at
+    # a hit that is a message's memory: the message, and the turns around it when asked
+    message_id: UUID | None = None
+    seq: int | None = None
+    neighbors: list[Turn] | None = None
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,9 +223,6 @@ class Batch(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
-Role = Literal["user", "assistant", "system"]
-
-
 class Session(msgspec.Struct, frozen=True, kw_only=True):
     """A conversation, with its number of messages."""
 
@@ -213,6 +230,7 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     title: str | None
     metadata: dict[str, Any]
+    started_at: datetime | None
     message_count: int
     created_at: datetime
     updated_at: datetime
@@ -225,8 +243,11 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     seq: int
     role: Role
+    name: str | None  # the speaker's
     content: str
+    metadata: dict[str, Any]
     memory_id: UUID | None
+    occurred_at: datetime
     created_at: datetime
 
 

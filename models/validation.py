@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -16,6 +18,10 @@ from models.settings import Limits
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 USER_ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+MAX_NAME_CHARS = 128
+# event times stay within years 1 to 9999 in UTC, so they read back as Python datetimes
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @contextmanager
@@ -48,6 +54,28 @@ def check_session_id(session_id: str | None) -> str | None:
     if session_id is not None and not USER_ID_RE.fullmatch(session_id):
         raise InvalidInput("session_id must be 1 to 128 characters of [A-Za-z0-9._:@-]")
     return session_id
+
+
+def check_event_time(at: datetime | None, *, field: str = "occurred_at") -> datetime | None:
+    """An RFC 3339 time with its offset, between the years 1 and 9999 in UTC."""
+    if at is None:
+        return None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidInput(f"{field} must carry a UTC offset (RFC 3339: 2024-05-01T09:30:00Z)")
+    if not EARLIEST <= at <= LATEST:
+        raise InvalidInput(f"{field} must be between the years 0001 and 9999 in UTC")
+    return at
+
+
+def check_speaker_name(name: str | None) -> str | None:
+    """1 to 128 characters, not blank, without control characters."""
+    if name is None:
+        return None
+    if not 1 <= len(name) <= MAX_NAME_CHARS or not name.strip():
+        raise InvalidInput(f"name must be 1 to {MAX_NAME_CHARS} characters, not blank")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise InvalidInput("name must not contain control characters")
+    return name
 
 
 def check_metadata(metadata: dict[str, Any], limits: Limits) -> dict[str, Any]:

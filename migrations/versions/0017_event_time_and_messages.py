@@ -11,7 +11,8 @@ Searches filter on it (``occurred_after``, ``occurred_before``) and recency weig
 it, so memories get an index by user and event time beside the one by creation.
 
 A session may carry when it started (``started_at``, optional). A message may carry the
-speaker's ``name`` beside its role, and ``metadata`` of its own.
+speaker's ``name`` beside its role, and ``metadata`` of its own. A search hit that is a
+message's memory names the message: messages get an index by their memory.
 """
 
 from alembic import op
@@ -32,15 +33,15 @@ def upgrade() -> None:
             f"ALTER TABLE {table} ALTER COLUMN occurred_at SET DEFAULT now(), "
             "ALTER COLUMN occurred_at SET NOT NULL"
         )
-    op.execute(
-        "CREATE INDEX memories_by_occurred ON memories (user_id, occurred_at DESC, id DESC)"
-    )
+    op.execute("CREATE INDEX memories_by_occurred ON memories (user_id, occurred_at DESC, id DESC)")
     op.execute("ALTER TABLE sessions ADD COLUMN started_at timestamptz")
     op.execute("ALTER TABLE messages ADD COLUMN name text")
     op.execute("ALTER TABLE messages ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'::jsonb")
+    op.execute("CREATE INDEX messages_by_memory ON messages (user_id, memory_id)")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS messages_by_memory")
     op.execute("ALTER TABLE messages DROP COLUMN metadata")
     op.execute("ALTER TABLE messages DROP COLUMN name")
     op.execute("ALTER TABLE sessions DROP COLUMN started_at")

@@ -36,6 +36,8 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
     diversity: float = 0.0
     weights: Weights | None = None
     types: tuple[ItemType, ...] = ("memory", "chunk")
@@ -60,4 +62,6 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
             or self.session_id is not None
             or self.created_after is not None
             or self.created_before is not None
+            or self.occurred_after is not None
+            or self.occurred_before is not None
         )

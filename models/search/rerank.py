@@ -44,7 +44,7 @@ def blend(hits: list[SearchHit], weights: Weights, *, now: datetime) -> list[Sea
     keep = 1 - weights.recency - weights.importance
 
     def blended(hit: SearchHit) -> float:
-        age_days = max(0.0, (now - hit.created_at).total_seconds() / 86400)
+        age_days = max(0.0, (now - hit.occurred_at).total_seconds() / 86400)
         recency = 0.5 ** (age_days / weights.half_life_days)
         importance = 0.5 if hit.importance is None else hit.importance
         return float(keep * hit.score + weights.recency * recency + weights.importance * importance)

@@ -40,7 +40,7 @@ OTHER: dict[ItemType, ItemType] = {"memory": "chunk", "chunk": "memory"}
 
 _COLUMNS = """
     {kind} AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
-    {document_id} AS document_id, {chunk_index} AS chunk_index, m.created_at
+    {document_id} AS document_id, {chunk_index} AS chunk_index, m.created_at, m.occurred_at
 """
 # An item has at most one vector a space. A memory whose content was edited keeps its old
 # vector until the new one replaces it: it stays findable (by its old meaning) meanwhile.
@@ -53,6 +53,8 @@ _ITEM_CONDITIONS = f"""{LIVE_MEMORY}
       AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
       AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
       AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
+      AND (%(occurred_after)s::timestamptz IS NULL OR m.occurred_at >= %(occurred_after)s)
+      AND (%(occurred_before)s::timestamptz IS NULL OR m.occurred_at < %(occurred_before)s)
       AND {{filter}}"""
 _WHERE = f"""
     WHERE {{user_match}} AND v.kind = {{kind}}
@@ -70,7 +72,8 @@ _SOURCES = {
         "source": """(
             SELECT k.user_id, k.id, k.content, k.content_hash, d.metadata,
                    NULL::text AS session_id, NULL::float8 AS importance, k.document_id,
-                   k.chunk_index, k.created_at, NULL::timestamptz AS expires_at, k.content_tsv
+                   k.chunk_index, k.created_at, d.created_at AS occurred_at,
+                   NULL::timestamptz AS expires_at, k.content_tsv
             FROM chunks k
             JOIN documents d ON d.user_id = k.user_id AND d.id = k.document_id
                             AND d.generation = k.generation)""",
@@ -127,7 +130,7 @@ _USER_MATCH = {
 # is still sorted by (score, id) in the end.
 _RANKED = """
     SELECT type, id, 1 - distance AS score, 1 - distance AS similarity, content, metadata,
-           session_id, importance, document_id, chunk_index, created_at
+           session_id, importance, document_id, chunk_index, created_at, occurred_at
     FROM matches
     WHERE %(max_distance)s::float8 IS NULL OR distance <= %(max_distance)s
     ORDER BY {order}
@@ -142,7 +145,7 @@ _TEXT = (
     SELECT {kind} AS type, m.id, ts_rank_cd(m.content_tsv, q.query) AS score,
            1 - (v.embedding <=> {query}) AS similarity, m.content, m.metadata, m.session_id,
            m.importance, {document_id} AS document_id, {chunk_index} AS chunk_index,
-           m.created_at"""
+           m.created_at, m.occurred_at"""
     + _FROM
     + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(t.lexeme), %(glue)s), '')::tsquery"
     + "   FROM (SELECT w.lexeme FROM unnest(to_tsvector('simple', %(text)s)) AS w"
@@ -234,6 +237,8 @@ class Statements:
             "session_id": query.session_id,
             "after": query.created_after,
             "before": query.created_before,
+            "occurred_after": query.occurred_after,
+            "occurred_before": query.occurred_before,
             "max_distance": None if query.threshold is None else 1 - query.threshold,
             "text": query.text,
             "limit": depth,

@@ -28,7 +28,7 @@ from models.types import Memory, MemoryPatch, NewMemory, Status
 # A memory's status is its embedding state in its own space (``memories.space``).
 COLUMNS = (
     "m.id, m.user_id, m.content, m.metadata, m.session_id, m.importance, e.status, "
-    "e.last_error AS error, m.space, m.created_at, m.updated_at, m.expires_at"
+    "e.last_error AS error, m.space, m.occurred_at, m.created_at, m.updated_at, m.expires_at"
 )
 FROM = """
     FROM memories m
@@ -115,16 +115,20 @@ async def insert_memories(
 async def _describe_again(
     conn: AsyncConnection, user_id: str, again: dict[UUID, NewMemory]
 ) -> None:
-    """The metadata, importance and TTL of memories written again, where they changed."""
+    """The metadata, importance, TTL and event time (when given) of memories written again,
+    where they changed."""
     await conn.execute(
         """
         UPDATE memories m
         SET metadata = a.metadata, importance = a.importance,
-            expires_at = now() + make_interval(secs => a.ttl), updated_at = now()
+            expires_at = now() + make_interval(secs => a.ttl),
+            occurred_at = coalesce(a.occurred_at, m.occurred_at), updated_at = now()
         FROM unnest(%(ids)s::uuid[], %(metadata)b::jsonb[], %(importance)s::float8[],
-                    %(ttls)s::float8[]) AS a(id, metadata, importance, ttl)
+                    %(ttls)s::float8[], %(occurred)s::timestamptz[])
+             AS a(id, metadata, importance, ttl, occurred_at)
         WHERE m.user_id = %(user_id)s AND m.id = a.id
           AND ((m.metadata, m.importance) IS DISTINCT FROM (a.metadata, a.importance)
+               OR coalesce(a.occurred_at, m.occurred_at) <> m.occurred_at
                OR a.ttl IS NOT NULL OR m.expires_at IS NOT NULL)
         """,
         {
@@ -133,6 +137,7 @@ async def _describe_again(
             "metadata": [Jsonb(item.metadata) for item in again.values()],
             "importance": [item.importance for item in again.values()],
             "ttls": [item.ttl_seconds for item in again.values()],
+            "occurred": [item.occurred_at for item in again.values()],
         },
     )
 
@@ -189,13 +194,14 @@ async def _insert(
         """
         WITH created AS (
             INSERT INTO memories (user_id, id, content, metadata, session_id, importance,
-                                  space, content_hash, expires_at)
+                                  space, content_hash, expires_at, occurred_at)
             SELECT %(user_id)s, b.id, b.content, b.metadata, b.session_id, b.importance,
-                   %(space)s, b.hash, now() + make_interval(secs => b.ttl)
+                   %(space)s, b.hash, now() + make_interval(secs => b.ttl),
+                   coalesce(b.occurred_at, now())
             FROM unnest(%(ids)s::uuid[], %(contents)b::text[], %(metadata)b::jsonb[],
                         %(sessions)s::text[], %(importance)s::float8[], %(hashes)s::bytea[],
-                        %(ttls)s::float8[])
-                 AS b(id, content, metadata, session_id, importance, hash, ttl)
+                        %(ttls)s::float8[], %(occurred)s::timestamptz[])
+                 AS b(id, content, metadata, session_id, importance, hash, ttl, occurred_at)
             RETURNING user_id, id, content_hash
         )
         INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id)
@@ -215,6 +221,7 @@ async def _insert(
             "importance": [item.importance for item, _ in fresh],
             "hashes": [digest for _, digest in fresh],
             "ttls": [item.ttl_seconds for item, _ in fresh],
+            "occurred": [item.occurred_at for item, _ in fresh],
         },
     )
 
@@ -289,6 +296,9 @@ async def update_memory(
     if patch.ttl_seconds is not msgspec.UNSET:
         params["ttl"] = patch.ttl_seconds
         changes.append(sql.SQL("expires_at = now() + make_interval(secs => %(ttl)s::float8)"))
+    if patch.occurred_at is not msgspec.UNSET:
+        params["occurred_at"] = patch.occurred_at
+        changes.append(sql.SQL("occurred_at = %(occurred_at)s"))
     query = sql.SQL(
         "UPDATE memories m SET {changes} WHERE user_id = %(user_id)s AND id = %(id)s AND {live}"
     ).format(changes=sql.SQL(", ").join(changes), live=sql.SQL(LIVE_MEMORY))

@@ -104,7 +104,7 @@ async def _rows(
 
 async def _sessions(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
     query = (
-        "SELECT id, title, metadata, created_at, updated_at FROM sessions "
+        "SELECT id, title, metadata, started_at, created_at, updated_at FROM sessions "
         "WHERE user_id = %s ORDER BY id"
     )
     async for line in _rows(conn, "sessions", class_row(SessionLine), query, [user_id]):
@@ -113,7 +113,8 @@ async def _sessions(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]
 
 async def _messages(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
     query = (
-        "SELECT id, session_id, seq, role, content, memory_id, created_at FROM messages "
+        "SELECT id, session_id, seq, role, name, content, metadata, memory_id, occurred_at, "
+        "created_at FROM messages "
         "WHERE user_id = %s ORDER BY session_id, seq"
     )
     async for line in _rows(conn, "messages", class_row(MessageLine), query, [user_id]):
@@ -122,8 +123,8 @@ async def _messages(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]
 
 async def _memories(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
     query = f"""
-        SELECT m.id, m.content, m.metadata, m.session_id, m.importance, m.space, m.created_at,
-               m.updated_at, m.expires_at, {_STATES.format(alias="m")} AS embeddings
+        SELECT m.id, m.content, m.metadata, m.session_id, m.importance, m.space, m.occurred_at,
+               m.created_at, m.updated_at, m.expires_at, {_STATES.format(alias="m")} AS embeddings
         FROM memories m WHERE m.user_id = %s AND {LIVE_MEMORY} ORDER BY m.id
     """
     async for line in _rows(conn, "memories", kwargs_row(_memory_line), query, [user_id]):

@@ -6,6 +6,10 @@ embedding spaces with their length and model), then ``session``, ``message``, ``
 ``vector`` (one per item and space, in the space's own precision), and an ``end`` line with
 the count of each type, so a truncated file is never taken for a whole one. Lines carry no
 user id: the header names the user they were exported from.
+
+Fields added since version 1 began are optional, so every earlier export still reads: a
+memory or message without ``occurred_at`` happened when it was created, a message without
+``name`` or ``metadata`` has none, a session without ``started_at`` has no start.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class SessionLine(_Line, frozen=True, kw_only=True, tag="session"):
     id: Name
     title: str | None = None
     metadata: dict[str, Any] = {}
+    started_at: Time | None = None
     created_at: Time | None = None
     updated_at: Time | None = None
 
@@ -79,8 +84,11 @@ class MessageLine(_Line, frozen=True, kw_only=True, tag="message"):
     session_id: Name
     seq: Annotated[int, msgspec.Meta(ge=1, le=INT8)]
     role: Role
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     content: str
+    metadata: dict[str, Any] = {}
     memory_id: UUID | None = None
+    occurred_at: Time | None = None  # None: its created_at
     created_at: Time | None = None
 
 
@@ -91,6 +99,7 @@ class MemoryLine(_Line, frozen=True, kw_only=True, tag="memory"):
     session_id: Name | None = None
     importance: Importance | None = None
     space: SpaceName  # where it was written: its status is its state there
+    occurred_at: Time | None = None  # None: its created_at
     created_at: Time | None = None
     updated_at: Time | None = None
     expires_at: Time | None = None

@@ -141,18 +141,21 @@ class _Writer:
         return await self._insert(
             "session",
             """
-            INSERT INTO sessions (user_id, id, title, metadata, created_at, updated_at)
-            SELECT %(user)s, t.id, t.title, t.metadata, coalesce(t.created_at, now()),
-                   coalesce(t.updated_at, t.created_at, now())
+            INSERT INTO sessions (user_id, id, title, metadata, started_at, created_at,
+                                  updated_at)
+            SELECT %(user)s, t.id, t.title, t.metadata, t.started_at,
+                   coalesce(t.created_at, now()), coalesce(t.updated_at, t.created_at, now())
             FROM unnest(%(ids)s::text[], %(titles)s::text[], %(metadata)b::jsonb[],
-                        %(created)s::timestamptz[], %(updated)s::timestamptz[])
-                 AS t(id, title, metadata, created_at, updated_at)
+                        %(started)s::timestamptz[], %(created)s::timestamptz[],
+                        %(updated)s::timestamptz[])
+                 AS t(id, title, metadata, started_at, created_at, updated_at)
             ON CONFLICT DO NOTHING RETURNING id
             """,
             {
                 "ids": [s.id for s in rows],
                 "titles": [s.title for s in rows],
                 "metadata": [Jsonb(s.metadata) for s in rows],
+                "started": [s.started_at for s in rows],
                 "created": [s.created_at for s in rows],
                 "updated": [s.updated_at for s in rows],
             },
@@ -166,14 +169,17 @@ class _Writer:
         written = await self._insert(
             "message",
             """
-            INSERT INTO messages (user_id, session_id, seq, id, role, content, memory_id,
-                                  created_at)
-            SELECT %(user)s, t.session_id, t.seq, t.id, t.role, t.content, t.memory_id,
+            INSERT INTO messages (user_id, session_id, seq, id, role, name, content, metadata,
+                                  memory_id, occurred_at, created_at)
+            SELECT %(user)s, t.session_id, t.seq, t.id, t.role, t.name, t.content, t.metadata,
+                   t.memory_id, coalesce(t.occurred_at, t.created_at, now()),
                    coalesce(t.created_at, now())
             FROM unnest(%(sessions)s::text[], %(seqs)s::bigint[], %(ids)s::uuid[],
-                        %(roles)s::text[], %(contents)b::text[], %(memories)s::uuid[],
-                        %(created)s::timestamptz[])
-                 AS t(session_id, seq, id, role, content, memory_id, created_at)
+                        %(roles)s::text[], %(names)s::text[], %(contents)b::text[],
+                        %(metadata)b::jsonb[], %(memories)s::uuid[],
+                        %(occurred)s::timestamptz[], %(created)s::timestamptz[])
+                 AS t(session_id, seq, id, role, name, content, metadata, memory_id,
+                      occurred_at, created_at)
             ON CONFLICT DO NOTHING RETURNING id
             """,
             {
@@ -181,8 +187,11 @@ class _Writer:
                 "seqs": [m.seq for m in rows],
                 "ids": [m.id for m in rows],
                 "roles": [m.role for m in rows],
+                "names": [m.name for m in rows],
                 "contents": [m.content for m in rows],
+                "metadata": [Jsonb(m.metadata) for m in rows],
                 "memories": [m.memory_id for m in rows],
+                "occurred": [m.occurred_at for m in rows],
                 "created": [m.created_at for m in rows],
             },
             len(rows),
@@ -272,16 +281,19 @@ class _Writer:
             "memory",
             """
             INSERT INTO memories (user_id, id, content, metadata, session_id, importance, space,
-                                  content_hash, created_at, updated_at, expires_at)
+                                  content_hash, occurred_at, created_at, updated_at,
+                                  expires_at)
             SELECT %(user)s, t.id, t.content, t.metadata, t.session_id, t.importance, t.space,
-                   t.hash, coalesce(t.created_at, now()),
+                   t.hash, coalesce(t.occurred_at, t.created_at, now()),
+                   coalesce(t.created_at, now()),
                    coalesce(t.updated_at, t.created_at, now()), t.expires_at
             FROM unnest(%(ids)s::uuid[], %(contents)b::text[], %(metadata)b::jsonb[],
                         %(sessions)s::text[], %(importance)s::float8[], %(spaces)s::text[],
-                        %(hashes)s::bytea[], %(created)s::timestamptz[],
-                        %(updated)s::timestamptz[], %(expires)s::timestamptz[])
-                 AS t(id, content, metadata, session_id, importance, space, hash, created_at,
-                      updated_at, expires_at)
+                        %(hashes)s::bytea[], %(occurred)s::timestamptz[],
+                        %(created)s::timestamptz[], %(updated)s::timestamptz[],
+                        %(expires)s::timestamptz[])
+                 AS t(id, content, metadata, session_id, importance, space, hash, occurred_at,
+                      created_at, updated_at, expires_at)
             ON CONFLICT DO NOTHING RETURNING id
             """,
             {
@@ -292,6 +304,7 @@ class _Writer:
                 "importance": [m.importance for m in rows],
                 "spaces": homes,
                 "hashes": [content_hash(m.content) for m in rows],
+                "occurred": [m.occurred_at for m in rows],
                 "created": [m.created_at for m in rows],
                 "updated": [m.updated_at for m in rows],
                 "expires": [m.expires_at for m in rows],

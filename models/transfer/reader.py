@@ -38,7 +38,7 @@ from models.transfer.format import (
     line_type,
 )
 from models.types import ItemType
-from models.validation import FLOAT32_MAX, check_content, check_metadata
+from models.validation import FLOAT32_MAX, check_content, check_metadata, check_speaker_name
 
 HALFVEC_MAX = 65504.0  # the largest finite half-precision number
 _decoder = msgspec.json.Decoder(Line)
@@ -214,7 +214,7 @@ class Reader:
 
     def _check_times(self, line: Any) -> None:
         """A time must read back as it was stored: in UTC, within years 1 to 9999."""
-        for field in ("created_at", "updated_at", "expires_at"):
+        for field in ("created_at", "updated_at", "expires_at", "occurred_at", "started_at"):
             value = getattr(line, field, None)
             if value is None:
                 continue
@@ -229,8 +229,10 @@ class Reader:
     def _check_content(self, line: Any) -> None:
         if isinstance(line, MemoryLine | MessageLine | ChunkLine):
             check_content(line.content, self._limits)
-        if isinstance(line, MemoryLine | SessionLine | DocumentLine):
+        if isinstance(line, MemoryLine | SessionLine | DocumentLine | MessageLine):
             check_metadata(line.metadata, self._limits)
+        if isinstance(line, MessageLine):
+            check_speaker_name(line.name)
         for field in ("title", "source"):
             if "\x00" in (getattr(line, field, None) or ""):
                 raise InvalidInput(f"{field} must not contain NUL characters")

@@ -27,6 +27,7 @@ from engram_client import (
     Engram,
     InvalidRequestError,
     MemoryIn,
+    MessageIn,
     NotFoundError,
     PermissionDeniedError,
     RateLimit,
@@ -472,6 +473,39 @@ def test_async_client_over_every_route_group(api_url, admin, db, tmp_path):
     erased = seen["erased"]
     assert erased.user_id == user_id and erased.memories >= 5 and erased.vectors >= 5
     assert seen["after"] == []
+
+
+def test_event_times_speakers_and_the_turns_around_a_hit(user):
+    user_id, engram = user
+    then = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    made = engram.create_session(user_id, "porch", started_at=then)
+    assert made.started_at == then
+    mine = uuid.uuid4()
+    said = [
+        MessageIn(role="user", name="Ann", content="The plums are ripe.", occurred_at=then,
+                  metadata={"turn": 1}, id=mine),
+        MessageIn(role="assistant", name="Bo", content="Shall we make jam?"),
+        {"role": "user", "content": "Yes, on Sunday.", "name": "Ann"},
+    ]  # fmt: skip
+    turns = engram.add_messages(user_id, "porch", said, wait=True)
+    assert (turns[0].id, turns[0].name, turns[0].metadata) == (mine, "Ann", {"turn": 1})
+    assert turns[0].occurred_at == then
+    assert engram.add_messages(user_id, "porch", [said[0]]) == [turns[0]]  # stored once
+    with pytest.raises(ConflictError):
+        engram.add_messages(user_id, "porch", [MessageIn(role="user", content="x", id=mine)])
+    hit = engram.search(user_id, "jam", k=1, neighbors=1).results[0]
+    assert (hit.message_id, hit.seq, hit.session_id) == (turns[1].id, 2, "porch")
+    assert [t.content for t in hit.neighbors or []] == ["The plums are ripe.", "Yes, on Sunday."]
+    assert hit.neighbors and hit.neighbors[0].occurred_at == then
+    old = engram.add_memories(user_id, [MemoryIn(content="Plum tree planted.", occurred_at=then)])
+    assert old[0].occurred_at == then
+    moved = engram.update_memory(user_id, old[0].id, occurred_at=then - timedelta(days=365))
+    assert moved.occurred_at == then - timedelta(days=365)
+    window = {"occurred_after": then - timedelta(minutes=1), "occurred_before": then}
+    assert engram.search(user_id, "plums", **window).results == []  # before is exclusive
+    second = then + timedelta(seconds=1)
+    found = engram.search(user_id, "plums", occurred_after=then, occurred_before=second)
+    assert [h.content for h in found.results] == ["The plums are ripe."]
 
 
 def test_edits_documents_uploads_and_messages_wait_when_told(user):

@@ -44,6 +44,7 @@ FACTS = [
     "The office wifi password changed to heron-42 last week.",
     "Carol is allergic to peanuts and shellfish.",
 ]
+OLD_FACT = "The old house on Elm Street was sold in the autumn."
 MEMORY_QUERIES = [
     "what does alice drink?",
     "when is the report due?",
@@ -132,12 +133,15 @@ def new_user(client: TestClient[Any]) -> tuple[str, dict[str, str]]:
 def fill(client: TestClient[Any], user: str, headers: dict[str, str]) -> None:
     add_memories(client, user, headers, FACTS, metadata={"source": "facts"}, importance=0.7)
     base = f"/v1/users/{user}"
-    session = {"id": "trip", "title": "Trip planning", "metadata": {"where": "Lisbon"}}
+    add_memories(client, user, headers, [OLD_FACT], occurred_at="2001-09-01T08:00:00-04:00")
+    session = {"id": "trip", "title": "Trip planning", "metadata": {"where": "Lisbon"},
+               "started_at": "2024-04-01T18:00:00+01:00"}  # fmt: skip
     assert client.post(f"{base}/sessions", json=session, headers=headers).status_code == 201
     messages = [
-        {"role": "user", "content": "I am flying to Lisbon on the 3rd of May."},
+        {"role": "user", "content": "I am flying to Lisbon on the 3rd of May.", "name": "Ana",
+         "metadata": {"turn": "D1:1"}, "occurred_at": "2024-04-01T18:05:00+01:00"},
         {"role": "assistant", "content": "Noted: your trip to Lisbon starts on May 3rd."},
-    ]
+    ]  # fmt: skip
     answer = client.post(
         f"{base}/sessions/trip/messages", json={"messages": messages}, headers=headers
     )
@@ -247,12 +251,18 @@ def test_the_export_holds_everything_in_the_documented_format(source):
         by_type.setdefault(row["type"], []).append(row)
     assert end["counts"] == {kind: len(by_type.get(kind, [])) for kind in end["counts"]}
     memories = by_type["memory"]
-    assert len(memories) == len(FACTS) + 2  # the facts and the two messages
+    assert len(memories) == len(FACTS) + 3  # the facts, the old one and the two messages
+    assert {m["content"]: m["occurred_at"] for m in memories}[OLD_FACT] == "2001-09-01T12:00:00Z"
+    assert all(m["occurred_at"] == m["created_at"] for m in memories if m["content"] in FACTS)
     assert all(
         m["embeddings"] == {"minilm-384": {"status": "ready", "error": None}} for m in memories
     )
     assert [(m["seq"], m["session_id"]) for m in by_type["message"]] == [(1, "trip"), (2, "trip")]
     assert by_type["session"][0]["metadata"] == {"where": "Lisbon"}
+    assert by_type["session"][0]["started_at"] == "2024-04-01T17:00:00Z"
+    said = by_type["message"][0]
+    assert (said["name"], said["metadata"]) == ("Ana", {"turn": "D1:1"})
+    assert said["occurred_at"] == "2024-04-01T17:05:00Z"
     documents, chunks = by_type["document"], by_type["chunk"]
     assert {d["space"] for d in documents} == {OPENAI_1536} and len(by_type["batch"]) == 1
     assert len(chunks) > len(documents)  # the guide has several chunks
@@ -349,6 +359,28 @@ def test_an_export_of_the_copy_is_the_same_export(source, copy):
 
 # ------------------------------------------------------------------------------------------
 # import elsewhere
+
+
+def test_an_export_from_before_event_times_imports_with_its_creation_times(source):
+    """Lines without ``occurred_at`` (and a message without ``name``, ``metadata``; a session
+    without ``started_at``), as exports made before them were: each happened when it was
+    created."""
+    user, headers = new_user(source.client)
+    rows = lines(source.export)
+    for row in rows:
+        for field in ("occurred_at", "name", "started_at"):
+            row.pop(field, None)
+        if row["type"] == "message":
+            row.pop("metadata")
+    status, answer = do_import(source.client, user, headers, ndjson(rows))
+    assert status == 200, answer
+    memories = source.client.get(f"/v1/users/{user}/memories?limit=100", headers=headers).json()
+    assert all(m["occurred_at"] == m["created_at"] for m in memories["memories"])
+    said = source.client.get(f"/v1/users/{user}/sessions/trip/messages", headers=headers).json()
+    assert all(m["occurred_at"] == m["created_at"] for m in said["messages"])
+    assert {(m["name"], str(m["metadata"])) for m in said["messages"]} == {(None, "{}")}
+    session = source.client.get(f"/v1/users/{user}/sessions/trip", headers=headers).json()
+    assert session["started_at"] is None
 
 
 def test_an_import_into_another_user_is_that_users(source, servers):
@@ -461,6 +493,16 @@ def _mutations() -> dict[str, Callable[[list[dict[str, Any]]], tuple[list[Any], 
         rows[i]["embedding"] = [1e-8] * len(rows[i]["embedding"])  # zeros in half precision
         return rows, f"line {i + 1}: embedding is all zeros in halfvec precision"
 
+    def naive_event_time(rows):
+        i = at(rows, "message")
+        rows[i]["occurred_at"] = "2024-04-01T18:05:00"
+        return rows, f"line {i + 1}: "
+
+    def bad_speaker_name(rows):
+        i = at(rows, "message")
+        rows[i]["name"] = "Ana\x07"
+        return rows, f"line {i + 1}: name must not contain control characters"
+
     def duplicate_memory(rows):
         i = at(rows, "memory")
         rows.insert(i + 1, rows[i])
@@ -470,7 +512,8 @@ def _mutations() -> dict[str, Callable[[list[dict[str, Any]]], tuple[list[Any], 
     return {f.__name__: f for f in (vector_too_short, nul_in_content, unknown_type, no_header,
                                      no_end, after_the_end, wrong_counts, orphan_chunk,
                                      future_version, duplicate_memory, vector_rounds_to_zero,
-                                     halfvec_rounds_to_zero)}  # fmt: skip
+                                     halfvec_rounds_to_zero, naive_event_time,
+                                     bad_speaker_name)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -237,6 +237,14 @@ class World:
                     person.objects[param] = self.make_object(person, param)
                 except CannotBuild as exc:
                     person.missing[param] = str(exc)
+        # objects a client may name on a create that has no path of their own (messages)
+        for op in client_id_creates():
+            param = object_param_of(op.path)
+            if param not in person.objects:
+                try:
+                    person.objects[param] = self.made_by(op, person, param)
+                except CannotBuild as exc:
+                    person.missing[param] = str(exc)
         # ids that another create answered (a batch_id, say) fill what had no POST of its own
         person.missing = {p: why for p, why in person.missing.items() if p not in person.objects}
 
@@ -249,6 +257,10 @@ class World:
         maker = self.by_name.get(f"POST {collection}")
         if maker is None:
             raise CannotBuild(f"no POST {collection} to make an object for {{{param}}}")
+        return self.made_by(maker, person, param)
+
+    def made_by(self, maker: Operation, person: Person, param: str) -> str:
+        """The id of what ``maker`` (a POST) created for ``person``, noting every id it answered."""
         request = self.build(maker, owner=person, objects=person, author=person)
         answer = self.send(request, person.headers)
         if not answer.is_success:
@@ -627,7 +639,11 @@ def test_searches_by_her_vector_find_only_his(world, alice, bob, embedder):
 
 
 def searchable(world: World, person: Person) -> set[str]:
-    """The ids a search of ``person`` can find: their memories and their documents' chunks."""
+    """The ids a search of ``person`` can find: their memories (their messages' too) and
+    their documents' chunks."""
+    listed = world.client.get(
+        f"/v1/users/{person.user_id}/memories", params={"limit": 100}, headers=person.headers
+    ).json()["memories"]
     base = f"/v1/users/{person.user_id}/documents"
     docs = world.client.get(base, params={"limit": 100}, headers=person.headers).json()
     chunks = {
@@ -637,7 +653,7 @@ def searchable(world: World, person: Person) -> set[str]:
             "chunks"
         ]
     }
-    return person.memory_ids | chunks
+    return {m["id"] for m in listed} | chunks
 
 
 def search_as_bob(world: World, alice: Person, bob: Person, body: dict[str, Any]) -> set[str]:

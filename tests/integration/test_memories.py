@@ -240,6 +240,10 @@ def test_a_bad_item_of_a_batch_is_named_and_nothing_is_written(client, new_user)
         ([{"content": "fine"}, {"content": "bad\x00"}], "memories[1]: content"),
         ([{"content": "fine"}, {"content": "ok", "metadata": {"k\x00": 1}}], "memories[1]: "),
         ([{"content": "x" * 40_000}], "memories[0]: content is longer"),
+        ([{"content": "ok"}, {"content": "ok", "occurred_at": "2024-05-01T09:00:00"}],
+         "memories[1]: occurred_at must carry a UTC offset"),
+        ([{"content": "ok", "occurred_at": "0001-01-01T00:00:00+01:00"}],
+         "memories[0]: occurred_at must be between"),
     ):
         answer = client.post(
             f"/v1/users/{user}/memories", json={"memories": items}, headers=headers
@@ -283,3 +287,33 @@ def test_an_edited_memory_is_found_by_its_old_vector_until_the_new_one_is_stored
     wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready")
     top = search(client, user, headers, query="what is the invoice number?", k=1)[0]
     assert top["id"] == memory["id"]
+
+
+def test_a_memory_happened_when_the_client_says(client, new_user, db):
+    """``occurred_at``: given on adding (with its offset, answered in UTC), else the time of
+    writing; changed by a patch (nothing is embedded again) and by a memory written again
+    with one (kept when written again without)."""
+    user, headers = new_user()
+    then, plain = _add(
+        client, user, headers,
+        [{"content": "Fay moved to Oslo.", "occurred_at": "2019-03-01T10:00:00+01:00"},
+         {"content": "Gus sings."}],
+    )  # fmt: skip
+    assert then["occurred_at"] == "2019-03-01T09:00:00Z"
+    assert plain["occurred_at"] == plain["created_at"]
+    url = f"/v1/users/{user}/memories/{then['id']}"
+    patched = client.patch(url, json={"occurred_at": "2018-01-01T00:00:00Z"}, headers=headers)
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["occurred_at"] == "2018-01-01T00:00:00Z"
+    for bad in ("2018-01-01T00:00:00", None, "someday"):
+        refused = client.patch(url, json={"occurred_at": bad}, headers=headers)
+        assert refused.status_code == 422, refused.text
+    again = _add(client, user, headers, [{"content": "Fay moved to Oslo."}])[0]
+    assert (again["duplicate"], again["occurred_at"]) == (True, "2018-01-01T00:00:00Z")
+    earlier = {"content": "Fay moved to Oslo.", "occurred_at": "2017-06-01T00:00:00Z"}
+    again = _add(client, user, headers, [earlier])
+    assert again[0]["occurred_at"] == "2017-06-01T00:00:00Z"
+    stored = client.get(url, headers=headers).json()
+    assert stored["occurred_at"] == "2017-06-01T00:00:00Z"
+    listed = client.get(f"/v1/users/{user}/memories", headers=headers).json()["memories"]
+    assert {m["occurred_at"] for m in listed} == {"2017-06-01T00:00:00Z", plain["occurred_at"]}

@@ -30,12 +30,16 @@ def test_an_export_of_everything_a_user_wrote_imports_again(client, new_user):
     user, headers = new_user()
     add_memories(client, user, headers, ["Zoe's cat is called Miso.", "ß" * 32_000],
                  metadata={"n": 2**53, "deep": {"a": {"b": {"c": [1.5e300]}}}})  # fmt: skip
-    made = client.post(f"/v1/users/{user}/sessions", json={"id": "s1"}, headers=headers)
+    session = {"id": "s1", "started_at": "0001-01-02T00:00:00Z"}  # as early as it may be
+    made = client.post(f"/v1/users/{user}/sessions", json=session, headers=headers)
     assert made.status_code == 201, made.text
+    turns = [
+        {"role": "user", "content": "hello"},
+        {"role": "user", "content": "hello", "name": "Zoë 😀 " + "z" * 120,
+         "metadata": {"n": 2**53}, "occurred_at": "9999-12-30T23:59:59.999999-00:00"},
+    ]  # fmt: skip
     said = client.post(
-        f"/v1/users/{user}/sessions/s1/messages",
-        json={"messages": [{"role": "user", "content": "hello"}]},
-        headers=headers,
+        f"/v1/users/{user}/sessions/s1/messages", json={"messages": turns}, headers=headers
     )
     assert said.status_code == 201, said.text
     documents = [{"content": text, "title": f"doc{i}.md"} for i, text in enumerate(EDGES)]

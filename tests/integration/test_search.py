@@ -18,6 +18,7 @@ from models.search.hints import SizeHints
 from models.search.planner import search as search_items
 from models.search.query import SearchQuery
 from models.search.statements import Statements
+from models.search.turns import FILLED_IN
 from models.types import SearchHit
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -97,6 +98,46 @@ def test_created_at_ranges(client, library):
     assert search(client, user, headers, query="book", created_before=past) == []
 
 
+def test_occurred_at_ranges_filter_by_when_items_happened(client, new_user):
+    """``occurred_after`` (inclusive) and ``occurred_before`` (exclusive) on the event time,
+    in both modes, compared as instants whatever the offset."""
+    user, headers = new_user()
+    days = [datetime(2023, 5, d, 9, tzinfo=UTC) for d in (1, 2, 3, 4)]
+    for day in days:
+        add_memories(client, user, headers, [f"Diary of May {day.day}"], occurred_at=str(day))
+    for mode in ("vector", "hybrid"):
+        found = search(client, user, headers, query="diary", mode=mode,
+                       occurred_after=days[1].isoformat(),
+                       occurred_before=days[3].isoformat())  # fmt: skip
+        assert sorted(h["content"] for h in found) == ["Diary of May 2", "Diary of May 3"]
+        assert sorted(h["occurred_at"] for h in found) == [
+            "2023-05-02T09:00:00Z",
+            "2023-05-03T09:00:00Z",
+        ]
+    early = "2023-05-01T09:00:00+00:00"
+    assert search(client, user, headers, query="diary", occurred_before=early) == []
+    offset = "2023-05-04T11:00:00+02:00"  # 09:00 UTC: the last diary
+    last = search(client, user, headers, query="diary", occurred_after=offset)
+    assert [h["content"] for h in last] == ["Diary of May 4"]
+
+
+def test_an_occurred_at_range_still_gives_k_of_many(client, new_user):
+    """A filter on event time reads every vector of the user: k results whenever k match,
+    however far down the nearest they lie."""
+    user, headers = new_user()
+    then = datetime(2020, 1, 1, tzinfo=UTC).isoformat()
+    add_memories(client, user, headers, [f"Note {n} about the weather today" for n in range(60)])
+    add_memories(client, user, headers, [f"An old line {n} on gardening" for n in range(3)],
+                 occurred_at=then)  # fmt: skip
+    found = search(client, user, headers, query="the weather today", k=3,
+                   occurred_before="2021-01-01T00:00:00Z")  # fmt: skip
+    old = sorted(h["content"] for h in found)
+    assert old == [f"An old line {n} on gardening" for n in range(3)]
+    recent = search(client, user, headers, query="weather", k=100,
+                    occurred_after="2021-01-01T00:00:00Z")  # fmt: skip
+    assert len(recent) == 60
+
+
 def test_hybrid_finds_exact_names_and_codes_that_vector_search_misses(client, new_user):
     """A small labelled set: look-alike codes that embeddings blur together."""
     user, headers = new_user()
@@ -156,15 +197,19 @@ def test_importance_weighting_is_opt_in(client, new_user):
     assert top["score"] == pytest.approx(0.4 * top["similarity"] + 0.6 * 1.0, abs=1e-3)
 
 
-def test_recency_weighting_prefers_newer_memories(client, new_user, db):
+def test_recency_weighting_ages_memories_from_when_they_happened(client, new_user, db):
+    """Recency counts from ``occurred_at``: a memory written today about a year ago is old,
+    and one written long ago about today is fresh."""
     user, headers = new_user()
-    old = add_memories(client, user, headers, ["Kim's favourite colour is blue."])[0]
-    add_memories(client, user, headers, ["Kim's favourite colour is green now."])
+    year_ago = (datetime.now(UTC) - timedelta(days=365)).isoformat()
+    add_memories(client, user, headers, ["Kim's favourite colour is blue."], occurred_at=year_ago)
+    new = add_memories(client, user, headers, ["Kim's favourite colour is green now."])[0]
     db.execute("UPDATE memories SET created_at = now() - interval '365 days' WHERE id = %s",
-               [old["id"]])  # fmt: skip
+               [new["id"]])  # fmt: skip
     weighted = search(client, user, headers, query="Kim's favourite colour is blue", k=2,
                       weights={"recency": 0.5, "half_life_days": 30})  # fmt: skip
     assert weighted[0]["content"].endswith("green now.")
+    assert weighted[1]["occurred_at"].startswith(year_ago[:10])
 
 
 @pytest.mark.parametrize(
@@ -174,13 +219,30 @@ def test_recency_weighting_prefers_newer_memories(client, new_user, db):
         {"query": "x", "weights": {"half_life_days": 0}},
         {"query": "x", "diversity": 1.5},
         {"vector": [0.1] * 384, "mode": "hybrid"},
+        {"query": "x", "neighbors": 11},
+        {"query": "x", "neighbors": -1},
+        {"query": "x", "occurred_after": "2024-05-01T09:00:00"},
+        {"query": "x", "occurred_before": "10000-01-01T00:00:00Z"},
+        {"query": "x", "occurred_after": "0001-01-01T00:00:00+14:00"},
     ],
-    ids=["weights-over-one", "zero-half-life", "diversity-over-one", "hybrid-without-text"],
+    ids=[
+        "weights-over-one",
+        "zero-half-life",
+        "diversity-over-one",
+        "hybrid-without-text",
+        "neighbors-over-ten",
+        "neighbors-negative",
+        "naive-time",
+        "year-10000",
+        "before-year-1-in-utc",
+    ],
 )
 def test_bad_ranking_options_are_422(client, new_user, body):
     user, headers = new_user()
     answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
     assert answer.status_code == 422, answer.text
+    for field in {"neighbors", "occurred_after", "occurred_before"} & body.keys():
+        assert field in answer.json()["error"]["message"]
 
 
 def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
@@ -402,7 +464,8 @@ def test_search_rows_carry_a_hits_columns_by_name(db, embedder, kind, shape):
     cursor = db.execute(statement.query, statement.params)
     names = [column.name for column in cursor.description or ()]
     counts = ["counted", "other_n"] if shape in ("exact", "approximate") else []
-    assert sorted(names) == sorted([*counts, *SearchHit.__struct_fields__])
+    columns = [f for f in SearchHit.__struct_fields__ if f not in FILLED_IN]
+    assert sorted(names) == sorted([*counts, *columns])
 
 
 @pytest.mark.usefixtures("worker")

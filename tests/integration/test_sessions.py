@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -166,3 +167,181 @@ def test_context_packs_relevant_memories_and_latest_turns_within_the_budget(
     assert no_session["memories"][0]["content"] == "Alice is allergic to peanuts."
     too_small = client.post(url, json={**body, "max_tokens": 5}, headers=headers)
     assert too_small.status_code == 422
+
+
+def add(client, user, headers, session_id, messages, **body):
+    url = f"/v1/users/{user}/sessions/{session_id}/messages"
+    return client.post(url, json={"messages": messages, **body}, headers=headers)
+
+
+def test_a_message_carries_its_time_speaker_and_metadata_into_its_own_memory(
+    client, new_user
+):
+    user, headers = new_user()
+    session = open_session(client, user, headers, started_at="2023-05-08T13:56:00+02:00")
+    assert session["started_at"] == "2023-05-08T11:56:00Z"
+    turns = [
+        {"role": "user", "name": "Caroline", "content": "I went to a support group.",
+         "occurred_at": "2023-05-08T13:56:00+02:00", "metadata": {"dia": "D1:1", "role": "x"}},
+        {"role": "assistant", "name": "Melanie", "content": "Ok."},
+        {"role": "user", "content": "Ok."},
+    ]  # fmt: skip
+    answer = add(client, user, headers, session["id"], turns, wait=True)
+    assert answer.status_code == 201, answer.text
+    first, second, third = answer.json()["messages"]
+    assert (first["name"], first["metadata"]) == ("Caroline", {"dia": "D1:1", "role": "x"})
+    assert first["occurred_at"] == "2023-05-08T11:56:00Z"
+    assert second["occurred_at"] == second["created_at"]  # default: the time of writing
+    assert (third["name"], third["metadata"]) == (None, {})
+    # each message a memory of its own, the same text twice too, all embedded (wait)
+    assert len({m["memory_id"] for m in (first, second, third)}) == 3
+    for message in (first, second, third):
+        memory = client.get(f"/v1/users/{user}/memories/{message['memory_id']}", headers=headers)
+        memory = memory.json()
+        assert memory["status"] == "ready"
+        assert memory["occurred_at"] == message["occurred_at"]
+        assert memory["session_id"] == session["id"]
+    memory = client.get(f"/v1/users/{user}/memories/{first['memory_id']}", headers=headers)
+    # the role and the speaker's name win over the message's own keys
+    assert memory.json()["metadata"] == {"dia": "D1:1", "role": "user", "name": "Caroline"}
+    listed = client.get(f"/v1/users/{user}/sessions/{session['id']}/messages", headers=headers)
+    assert listed.json()["messages"] == [first, second, third]
+    found = search(client, user, headers, query="support group", k=1,
+                   filter={"name": "Caroline"})  # fmt: skip
+    assert found[0]["occurred_at"] == "2023-05-08T11:56:00Z"
+
+
+def test_a_message_the_client_named_is_stored_once(client, new_user):
+    user, headers = new_user()
+    session = open_session(client, user, headers, id="chat")
+    other = open_session(client, user, headers, id="other")
+    named = {"id": str(uuid.uuid4()), "role": "user", "content": "Hello there"}
+    first = add(client, user, headers, "chat", [named, named]).json()["messages"]
+    assert first[0] == first[1]  # the same id twice in a batch: one message
+    again = add(client, user, headers, "chat", [{"role": "user", "content": "new"}, named])
+    assert again.status_code == 201
+    assert again.json()["messages"][1] == first[0]
+    assert [m["seq"] for m in again.json()["messages"]] == [2, 1]
+    for where, body in [
+        ("chat", [{"role": "user", "content": "lost"}, {**named, "content": "Hi!"}]),
+        ("chat", [{**named, "id": str(uuid.uuid4())}, {**named, "content": "x"}, named]),
+        ("other", [named]),  # an id is the user's: one message, in one session
+    ]:
+        conflict = add(client, user, headers, where, body)
+        assert conflict.status_code == 409, conflict.text
+        assert named["id"] in conflict.json()["error"]["message"]
+    # nothing of a refused batch was written
+    assert client.get(f"/v1/users/{user}/sessions/chat", headers=headers).json()[
+        "message_count"
+    ] == 2  # fmt: skip
+    assert client.get(f"/v1/users/{user}/sessions/other", headers=headers).json()[
+        "message_count"
+    ] == 0  # fmt: skip
+    memories = client.get(f"/v1/users/{user}/memories", headers=headers).json()["memories"]
+    assert sorted(m["content"] for m in memories) == ["Hello there", "new"]
+    assert session["id"] == "chat" and other["id"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("message", "words"),
+    [
+        ({"occurred_at": "2023-05-08T13:56:00"}, "messages[1]: occurred_at must carry a UTC"),
+        ({"occurred_at": "9999-12-31T23:00:00-05:00"}, "messages[1]: occurred_at must be"),
+        ({"name": ""}, "messages[1]: name must be 1 to 128"),
+        ({"name": "   "}, "messages[1]: name must be 1 to 128"),
+        ({"name": "x" * 129}, "messages[1]: name must be 1 to 128"),
+        ({"name": "Ann\nSmith"}, "messages[1]: name must not contain control"),
+        ({"metadata": {"a": "\x00"}}, "messages[1]: metadata strings must not contain NUL"),
+        ({"id": "not-a-uuid"}, "messages[1].id"),
+        ({"metadata": []}, "messages[1].metadata"),
+    ],
+)
+def test_bad_message_fields_are_422_and_write_nothing(client, new_user, message, words):
+    user, headers = new_user()
+    open_session(client, user, headers, id="chat")
+    body = [{"role": "user", "content": "fine"}, {"role": "user", "content": "hi", **message}]
+    answer = add(client, user, headers, "chat", body)
+    assert answer.status_code == 422, answer.text
+    assert words in answer.json()["error"]["message"]
+    session = client.get(f"/v1/users/{user}/sessions/chat", headers=headers).json()
+    assert session["message_count"] == 0
+
+
+def test_a_session_start_must_carry_its_offset(client, new_user):
+    user, headers = new_user()
+    for started_at in ("2023-05-08T13:56:00", "10000-01-01T00:00:00Z"):
+        answer = client.post(f"/v1/users/{user}/sessions", json={"started_at": started_at},
+                             headers=headers)  # fmt: skip
+        assert answer.status_code == 422, answer.text
+    assert "started_at" in answer.json()["error"]["message"] or "$.started_at" in answer.text
+    open_session(client, user, headers, id="s", started_at="2023-05-08T11:56:00Z")
+    again = client.post(f"/v1/users/{user}/sessions", json={"id": "s"}, headers=headers)
+    assert again.status_code == 409  # the same id with another start
+    assert client.get(f"/v1/users/{user}/sessions", headers=headers).json()["sessions"][0][
+        "started_at"
+    ] == "2023-05-08T11:56:00Z"  # fmt: skip
+
+
+CHAT = [f"Turn {n}: " + text for n, text in enumerate([
+    "Hi, how was your weekend?",
+    "Great, I adopted a puppy named Biscuit.",
+    "What breed is Biscuit?",
+    "A golden retriever, three months old.",
+    "Does Biscuit sleep well?",
+    "Not yet, he cries at night.",
+], start=1)]  # fmt: skip
+
+
+def tell(client, user, headers, session_id, lines):
+    open_session(client, user, headers, id=session_id)
+    turns = [{"role": ("user", "assistant")[i % 2], "name": ("Ann", "Bo")[i % 2], "content": c}
+             for i, c in enumerate(lines)]  # fmt: skip
+    answer = add(client, user, headers, session_id, turns, wait=True)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["messages"]
+
+
+def test_hits_from_messages_name_them_and_bring_their_neighbors(client, new_user):
+    user, headers = new_user()
+    said = tell(client, user, headers, "pets", CHAT)
+    client.post(f"/v1/users/{user}/memories", json={"memories": [{"content": "Biscuit tin"}],
+                "wait": True}, headers=headers)  # fmt: skip
+    plain = search(client, user, headers, query="a golden retriever puppy", k=10)
+    by_content = {h["content"]: h for h in plain}
+    hit = by_content[CHAT[3]]
+    assert (hit["message_id"], hit["seq"], hit["session_id"]) == (said[3]["id"], 4, "pets")
+    assert hit["neighbors"] is None  # not asked
+    tin = by_content["Biscuit tin"]
+    assert (tin["message_id"], tin["seq"], tin["neighbors"]) == (None, None, None)
+
+    for mode in ("vector", "hybrid"):
+        found = search(client, user, headers, query="golden retriever", k=10, neighbors=2,
+                       mode=mode)  # fmt: skip
+        by_content = {h["content"]: h for h in found}
+        around = by_content[CHAT[3]]["neighbors"]
+        assert [t["seq"] for t in around] == [2, 3, 5, 6]
+        assert around[0] == {
+            "message_id": said[1]["id"], "seq": 2, "role": "assistant", "name": "Bo",
+            "content": CHAT[1], "occurred_at": said[1]["occurred_at"],
+        }  # fmt: skip
+        # at the ends of the session, fewer; a hit that is not a message, none
+        assert [t["seq"] for t in by_content[CHAT[0]]["neighbors"]] == [2, 3]
+        assert [t["seq"] for t in by_content[CHAT[5]]["neighbors"]] == [4, 5]
+        assert by_content["Biscuit tin"]["neighbors"] is None
+    nearest = search(client, user, headers, query="golden retriever", k=1, neighbors=1)
+    assert [t["content"] for t in nearest[0]["neighbors"]] == [CHAT[2], CHAT[4]]
+
+
+def test_neighbors_are_the_users_own_turns(client, new_user):
+    """Two users with a session of the same id: each one's hits bring only their own turns."""
+    alice, alice_headers = new_user()
+    bob, bob_headers = new_user()
+    tell(client, alice, alice_headers, "chat", CHAT)
+    tell(client, bob, bob_headers, "chat", ["Bob's turn one", "Bob's golden retriever", "End"])
+    found = search(client, bob, bob_headers, query="golden retriever", k=10, neighbors=10)
+    assert {h["content"] for h in found} == {"Bob's turn one", "Bob's golden retriever", "End"}
+    seen = {t["content"] for h in found for t in h["neighbors"]}
+    assert seen == {"Bob's turn one", "Bob's golden retriever", "End"}
+    other = client.post(f"/v1/users/{alice}/search", json={"query": "golden", "neighbors": 1},
+                        headers=bob_headers)  # fmt: skip
+    assert other.status_code == 403

@@ -16,12 +16,14 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 def memory(content: str, score: float = 0.5) -> SearchHit:
     return SearchHit(type="memory", id=uuid.uuid4(), score=score, similarity=score,
                      content=content, metadata={}, session_id=None, importance=None,
-                     document_id=None, chunk_index=None, created_at=NOW)  # fmt: skip
+                     document_id=None, chunk_index=None, created_at=NOW,
+                     occurred_at=NOW)  # fmt: skip
 
 
 def message(seq: int, content: str) -> Message:
-    return Message(id=uuid.uuid4(), session_id="s", seq=seq, role="user", content=content,
-                   memory_id=uuid.uuid4(), created_at=NOW)  # fmt: skip
+    return Message(id=uuid.uuid4(), session_id="s", seq=seq, role="user", name=None,
+                   content=content, metadata={}, memory_id=uuid.uuid4(), occurred_at=NOW,
+                   created_at=NOW)  # fmt: skip
 
 
 class Counting:

@@ -22,7 +22,8 @@ def hit(
     fields = {"type": "memory", "id": uuid.uuid4(), "score": score, "similarity": score,
               "content": "x", "metadata": {}, "session_id": None, "importance": importance,
               "document_id": None, "chunk_index": None,
-              "created_at": NOW - timedelta(days=days_old), **extra}  # fmt: skip
+              "created_at": NOW, "occurred_at": NOW - timedelta(days=days_old),
+              **extra}  # fmt: skip
     return SearchHit(**fields)
 
 

@@ -65,6 +65,7 @@ from engram_client.types import (
     SpaceInfo,
     SpaceStatus,
     Status,
+    Turn,
     Weights,
 )
 
@@ -120,6 +121,7 @@ __all__ = [
     "SpaceStatus",
     "Status",
     "TransportError",
+    "Turn",
     "UnavailableError",
     "UnexpectedAnswerError",
     "Weights",

@@ -144,13 +144,18 @@ class Api:
         metadata: dict[str, Any] | Unset = UNSET,
         importance: float | Unset | None = UNSET,
         ttl_seconds: int | Unset | None = UNSET,
+        occurred_at: datetime | Unset = UNSET,
         wait: bool = False,
     ) -> Call[Memory]:
         """Change what is given (None clears importance or TTL); new content is re-embedded,
         so the memory is ``pending`` again until then; with ``wait`` the answer comes once it
         is ``ready`` or ``failed`` (or the server's wait runs out: then it is ``pending``)."""
         body = given(
-            content=content, metadata=metadata, importance=importance, ttl_seconds=ttl_seconds
+            content=content,
+            metadata=metadata,
+            importance=importance,
+            ttl_seconds=ttl_seconds,
+            occurred_at=occurred_at,
         )
         body |= waiting(wait)
         return Call(
@@ -197,10 +202,13 @@ class Api:
         session_id: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        occurred_after: datetime | None = None,
+        occurred_before: datetime | None = None,
         space: str | None = None,
         mode: Literal["vector", "hybrid"] | None = None,
         diversity: float | None = None,
         weights: Weights | None = None,
+        neighbors: int | None = None,
     ) -> Call[SearchResults]:
         """The ``k`` best ready items of the user for a text ``query`` or a ``vector``;
         options not given take the API's defaults (docs/api.md, "Search")."""
@@ -214,10 +222,13 @@ class Api:
             session_id=session_id,
             created_after=created_after,
             created_before=created_before,
+            occurred_after=occurred_after,
+            occurred_before=occurred_before,
             space=space,
             mode=mode,
             diversity=diversity,
             weights=weights,
+            neighbors=neighbors,
         )
         return Call("POST", path("/v1/users/{}/search", user_id), json_as(SearchResults), body=body)
 
@@ -347,10 +358,11 @@ class Api:
         *,
         title: str | None = None,
         metadata: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
     ) -> Call[Session]:
         """Create a session (the id is chosen by the server unless given); the same id with
-        the same title and metadata is a no-op."""
-        body = present(id=session_id, title=title, metadata=metadata)
+        the same title, metadata and start is a no-op."""
+        body = present(id=session_id, title=title, metadata=metadata, started_at=started_at)
         return Call("POST", path("/v1/users/{}/sessions", user_id), json_as(Session), body=body)
 
     @listing
@@ -381,12 +393,14 @@ class Api:
         self,
         user_id: str,
         session_id: str,
-        messages: Sequence[MessageIn | Mapping[str, str]],
+        messages: Sequence[MessageIn | Mapping[str, Any]],
         *,
         wait: bool = False,
     ) -> Call[list[Message]]:
-        """Append messages (``{"role", "content"}``) in order; each is remembered as a
-        memory of the session (``memory_id``); with ``wait`` the answer comes once those
+        """Append messages (``{"role", "content"}``, and optionally the speaker's ``name``,
+        ``metadata``, the client's ``id``, ``occurred_at``) in order; each is remembered as
+        a memory of its own in the session (``memory_id``); a message whose ``id`` is
+        stored already is that message again. With ``wait`` the answer comes once those
         are embedded (or failed, or the server's wait runs out)."""
         return Call(
             "POST",

@@ -52,6 +52,7 @@ __all__ = [
     "SpaceInfo",
     "SpaceStatus",
     "Status",
+    "Turn",
     "Weights",
 ]
 
@@ -82,6 +83,7 @@ class Memory(_Answer, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
+    occurred_at: datetime | None = None  # when it happened (default: when it was written)
 
 
 class AddedMemory(Memory, frozen=True, kw_only=True):
@@ -104,6 +106,22 @@ class SearchHit(_Answer, frozen=True, kw_only=True):
     document_id: UUID | None
     chunk_index: int | None
     created_at: datetime
+    occurred_at: datetime | None = None  # a chunk's: its document's created_at
+    # a hit that is a message's memory: the message, and its neighbours when asked
+    message_id: UUID | None = None
+    seq: int | None = None
+    neighbors: list[Turn] | None = None
+
+
+class Turn(_Answer, frozen=True, kw_only=True):
+    """A turn beside a search hit's message, in its session."""
+
+    message_id: UUID
+    seq: int
+    role: Role
+    name: str | None
+    content: str
+    occurred_at: datetime
 
 
 class SearchResults(_Answer, frozen=True, kw_only=True):
@@ -124,6 +142,9 @@ class Message(_Answer, frozen=True, kw_only=True):
     content: str
     memory_id: UUID | None
     created_at: datetime
+    name: str | None = None  # the speaker's
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    occurred_at: datetime | None = None
 
 
 class Session(_Answer, frozen=True, kw_only=True):
@@ -136,6 +157,7 @@ class Session(_Answer, frozen=True, kw_only=True):
     message_count: int
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = None
 
 
 class ContextMemory(_Answer, frozen=True, kw_only=True):
@@ -403,6 +425,7 @@ class MemoryIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     importance: float | None = None  # 0 to 1
     ttl_seconds: int | None = None
     id: UUID | str | None = None
+    occurred_at: datetime | None = None  # with its UTC offset; default: now
 
 
 class DocumentIn(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -416,11 +439,15 @@ class DocumentIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     format: str | None = None  # "text" or "markdown"; default: from source or title
 
 
-class MessageIn(msgspec.Struct, kw_only=True):
-    """A turn of a conversation."""
+class MessageIn(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A turn of a conversation; ``id`` makes the write idempotent."""
 
     role: Role
     content: str
+    name: str | None = None  # the speaker's
+    metadata: dict[str, Any] | None = None
+    id: UUID | str | None = None
+    occurred_at: datetime | None = None  # with its UTC offset; default: now
 
 
 class Weights(msgspec.Struct, kw_only=True, omit_defaults=True):

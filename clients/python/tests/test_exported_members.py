@@ -55,6 +55,7 @@ PUBLIC = {
     "RetriedJob",
     "SearchHit",
     "SearchResults",
+    "Turn",
     "ServiceStatus",
     "Session",
     "SpaceCounts",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -14,7 +15,13 @@ from models.errors import InvalidInput
 from models.settings import Limits
 from models.store import memories
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
-from models.validation import check_content, check_metadata, check_session_id, naming
+from models.validation import (
+    check_content,
+    check_event_time,
+    check_metadata,
+    check_session_id,
+    naming,
+)
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
@@ -33,6 +40,7 @@ class MemoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     importance: Importance | None = None
     ttl_seconds: Ttl | None = None
     id: UUID | None = None
+    occurred_at: datetime | None = None  # RFC 3339 with an offset; default: now
 
 
 class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -46,6 +54,7 @@ class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     importance: Importance | msgspec.UnsetType | None = msgspec.UNSET
     ttl_seconds: Ttl | msgspec.UnsetType | None = msgspec.UNSET
+    occurred_at: datetime | msgspec.UnsetType = msgspec.UNSET
     wait: bool = False
 
 
@@ -80,6 +89,7 @@ def _new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
         session_id=check_session_id(item.session_id),
         importance=item.importance,
         ttl_seconds=item.ttl_seconds,
+        occurred_at=check_event_time(item.occurred_at),
     )
 
 
@@ -93,6 +103,9 @@ def _patch(change: MemoryChange, limits: Limits) -> MemoryPatch:
         else check_metadata(change.metadata, limits),
         importance=change.importance,
         ttl_seconds=change.ttl_seconds,
+        occurred_at=change.occurred_at
+        if change.occurred_at is msgspec.UNSET
+        else check_event_time(change.occurred_at) or msgspec.UNSET,
     )
 
 

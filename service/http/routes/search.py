@@ -12,8 +12,15 @@ from litestar import Controller, post
 from models.errors import InvalidInput
 from models.search.planner import search
 from models.search.query import SearchQuery, Weights
+from models.search.turns import MAX_NEIGHBORS, with_turns
 from models.types import ItemType, Principal, SearchHit
-from models.validation import check_content, check_filter, check_session_id, check_vector
+from models.validation import (
+    check_content,
+    check_event_time,
+    check_filter,
+    check_session_id,
+    check_vector,
+)
 from service.http.auth import CHARGES_ITSELF, USER_GUARDS, charged
 from service.http.errors import ERRORS
 from service.http.hot_path import HotPath
@@ -40,10 +47,14 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
     space: str | None = None
     mode: Literal["vector", "hybrid"] = "vector"
     diversity: Fraction = 0.0
     weights: WeightsIn | None = None
+    # the turns before and after each hit that is a message, in its session
+    neighbors: Annotated[int, msgspec.Meta(ge=0, le=MAX_NEIGHBORS)] = 0
 
 
 class SearchResults(msgspec.Struct, kw_only=True):
@@ -73,6 +84,8 @@ async def _search(
         raise InvalidInput("weights: recency + importance must be at most 1")
     space = runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
     text = None if data.query is None else check_content(data.query, limits, field="query")
+    occurred_after = check_event_time(data.occurred_after, field="occurred_after")
+    occurred_before = check_event_time(data.occurred_before, field="occurred_before")
     if data.vector is not None:
         vector = check_vector(data.vector, space.dims, space.name)
     else:  # model time is dear: charged before it is spent
@@ -88,14 +101,17 @@ async def _search(
         session_id=check_session_id(data.session_id),
         created_after=data.created_after,
         created_before=data.created_before,
+        occurred_after=occurred_after,
+        occurred_before=occurred_before,
         diversity=data.diversity,
         types=tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk"),
         weights=msgspec.convert(msgspec.to_builtins(data.weights), Weights)
         if data.weights
         else None,
     )
+    read = runtime.reader(owner)
     hits = await search(
-        runtime.reader(owner),
+        read,
         space,
         owner,
         query,
@@ -103,6 +119,7 @@ async def _search(
         ef_search=runtime.settings.search.hnsw_ef_search,
         hints=runtime.size_hints,
     )
+    hits = await with_turns(read, owner, hits, neighbors=data.neighbors)
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     return SearchResults(results=hits, space=space.name, took_ms=took_ms)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -11,10 +12,18 @@ from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from models.errors import InvalidInput
+from models.settings import Limits
 from models.store import memories, sessions
 from models.store.sessions import Message, NewMessage, NewSession, Role, Session
 from models.types import Principal
-from models.validation import check_content, check_metadata, check_session_id, naming
+from models.validation import (
+    check_content,
+    check_event_time,
+    check_metadata,
+    check_session_id,
+    check_speaker_name,
+    naming,
+)
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
@@ -26,6 +35,7 @@ class SessionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str | None = None
     title: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    started_at: datetime | None = None  # RFC 3339 with an offset
 
 
 class SessionList(msgspec.Struct, kw_only=True):
@@ -36,6 +46,10 @@ class SessionList(msgspec.Struct, kw_only=True):
 class MessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     role: Role
     content: Annotated[str, msgspec.Meta(min_length=1)]
+    name: str | None = None  # the speaker's, beside the role
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    id: uuid.UUID | None = None  # the client's: the same message sent again is stored once
+    occurred_at: datetime | None = None  # RFC 3339 with an offset; default: now
 
 
 class AddMessages(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -63,6 +77,7 @@ class SessionController(Controller):
             id=check_session_id(data.id) or str(uuid.uuid4()),
             title=data.title,
             metadata=check_metadata(data.metadata, runtime.settings.limits),
+            started_at=check_event_time(data.started_at, field="started_at"),
         )
         await runtime.limiter.charge(principal.key_id, 1)
         return await runtime.as_user(owner, sessions.create_session, owner, new)
@@ -115,7 +130,7 @@ class SessionController(Controller):
         new = []
         for i, m in enumerate(data.messages):
             with naming(f"messages[{i}]"):
-                new.append(NewMessage(role=m.role, content=check_content(m.content, limits)))
+                new.append(_new_message(m, limits))
         await runtime.limiter.charge(principal.key_id, len(new))
         space = runtime.spaces.default_for("memory")
         added, jobs = await runtime.as_user(
@@ -171,6 +186,17 @@ class SessionController(Controller):
             _id(session_id),
             keep_memories=keep_memories,
         )
+
+
+def _new_message(message: MessageIn, limits: Limits) -> NewMessage:
+    return NewMessage(
+        role=message.role,
+        content=check_content(message.content, limits),
+        name=check_speaker_name(message.name),
+        metadata=check_metadata(message.metadata, limits),
+        id=message.id,
+        occurred_at=check_event_time(message.occurred_at),
+    )
 
 
 def _id(session_id: str) -> str:

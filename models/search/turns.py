@@ -1,0 +1,95 @@
+"""The messages behind a search's hits: which message of its session a hit is, and the
+turns around it.
+
+A hit that is the memory of a message carries the message's id and ``seq``; asked for
+``n`` neighbours, it carries the ``n`` turns before and the ``n`` after it in its session,
+in order (fewer at either end of the session). Each hit is looked at alone: two hits from
+nearby turns each list the other among their neighbours. One statement for every hit,
+scoped to the user. A memory remembered for two messages (written before each message had
+a memory of its own) is the first of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+from uuid import UUID
+
+import msgspec
+
+from models.db.batch import Statement, named
+from models.search.planner import Reader
+from models.types import Role, SearchHit, Turn
+
+MAX_NEIGHBORS = 10
+# the fields of a hit that no search statement gives: they are filled in here
+FILLED_IN = ("message_id", "seq", "neighbors")
+
+_TURNS = """
+    WITH hit AS (
+        SELECT DISTINCT ON (memory_id) memory_id, session_id, seq
+        FROM messages
+        WHERE user_id = %(user_id)s AND memory_id = ANY(%(ids)s)
+        ORDER BY memory_id, seq)
+    SELECT h.memory_id, h.seq AS hit_seq, t.id AS message_id, t.seq, t.role, t.name,
+           t.content, t.occurred_at
+    FROM hit h
+    JOIN messages t ON t.user_id = %(user_id)s AND t.session_id = h.session_id
+                   AND t.seq BETWEEN h.seq - %(n)s AND h.seq + %(n)s
+    ORDER BY h.memory_id, t.seq
+"""
+
+
+class _TurnRow(NamedTuple):
+    memory_id: UUID
+    hit_seq: int
+    message_id: UUID
+    seq: int
+    role: Role
+    name: str | None
+    content: str
+    occurred_at: datetime
+
+
+async def with_turns(
+    read: Reader, user_id: str, hits: list[SearchHit], *, neighbors: int = 0
+) -> list[SearchHit]:
+    """``hits`` with the message each one is (``message_id``, ``seq``) and, when
+    ``neighbors`` is above 0, the turns around it."""
+    ids = [h.id for h in hits if h.type == "memory" and h.session_id is not None]
+    if not ids:
+        return hits
+    params = {"user_id": user_id, "ids": ids, "n": neighbors}
+    (rows,) = await read([Statement(_TURNS, params, rows=named(_TurnRow))], {})
+    own: dict[UUID, _TurnRow] = {}
+    around: dict[UUID, list[Turn]] = {}
+    for row in rows:
+        if row.seq == row.hit_seq:
+            own[row.memory_id] = row
+        else:
+            around.setdefault(row.memory_id, []).append(_turn(row))
+    return [_placed(hit, own.get(hit.id), around.get(hit.id, []), neighbors) for hit in hits]
+
+
+def _placed(
+    hit: SearchHit, message: _TurnRow | None, around: list[Turn], neighbors: int
+) -> SearchHit:
+    if message is None:
+        return hit
+    return msgspec.structs.replace(
+        hit,
+        message_id=message.message_id,
+        seq=message.seq,
+        neighbors=around if neighbors else None,
+    )
+
+
+def _turn(row: _TurnRow) -> Turn:
+    return Turn(
+        message_id=row.message_id,
+        seq=row.seq,
+        role=row.role,
+        name=row.name,
+        content=row.content,
+        occurred_at=row.occurred_at,
+    )
