@@ -8,7 +8,8 @@ Create Date: 2026-12-06
 conversation imported a year later still happened then); ``created_at`` stays the time of
 writing. Existing rows take their ``created_at``; new ones default to the time of writing.
 Searches filter on it (``occurred_after``, ``occurred_before``) and recency weights age from
-it, so memories get an index by user and event time beside the one by creation.
+it. No index serves those filters: like every filter on the items, they are checked on the
+items a user's nearest vectors join by primary key (docs/architecture.md, "Search").
 
 A session may carry when it started (``started_at``, optional). A message may carry the
 speaker's ``name`` beside its role, and ``metadata`` of its own. A search hit that is a
@@ -33,7 +34,6 @@ def upgrade() -> None:
             f"ALTER TABLE {table} ALTER COLUMN occurred_at SET DEFAULT now(), "
             "ALTER COLUMN occurred_at SET NOT NULL"
         )
-    op.execute("CREATE INDEX memories_by_occurred ON memories (user_id, occurred_at DESC, id DESC)")
     op.execute("ALTER TABLE sessions ADD COLUMN started_at timestamptz")
     op.execute("ALTER TABLE messages ADD COLUMN name text")
     op.execute("ALTER TABLE messages ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'::jsonb")
@@ -45,6 +45,6 @@ def downgrade() -> None:
     op.execute("ALTER TABLE messages DROP COLUMN metadata")
     op.execute("ALTER TABLE messages DROP COLUMN name")
     op.execute("ALTER TABLE sessions DROP COLUMN started_at")
-    op.execute("DROP INDEX IF EXISTS memories_by_occurred")
+    op.execute("DROP INDEX IF EXISTS memories_by_occurred")  # made by the first copy of 0017
     for table in reversed(EVENT_TIMED):
         op.execute(f"ALTER TABLE {table} DROP COLUMN occurred_at")

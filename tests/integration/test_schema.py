@@ -111,6 +111,39 @@ def test_the_audit_log_moves_its_users_to_a_column_and_back(scratch_url):
     assert audit_rows(scratch_url, "action, target, details") == AUDIT_0015
 
 
+def test_event_times_start_as_creation_times_and_go_back(scratch_url):
+    """0017: memories and messages written before it happened when they were written."""
+    schema.upgrade(scratch_url, "0016")
+    then = "2021-03-04 05:06:07+00"
+    with psycopg.connect(scratch_url) as conn:
+        memory = conn.execute(
+            "INSERT INTO memories (user_id, id, content, space, content_hash, created_at) "
+            "VALUES ('u', gen_random_uuid(), 'hi', 'minilm-384', '\\x00', %s) RETURNING id",
+            [then],
+        ).fetchone()
+        conn.execute("INSERT INTO sessions (user_id, id) VALUES ('u', 's')")
+        conn.execute(
+            "INSERT INTO messages (user_id, session_id, seq, id, role, content, memory_id, "
+            "created_at) VALUES ('u', 's', 1, gen_random_uuid(), 'user', 'hi', %s, %s)",
+            [memory[0] if memory else None, then],
+        )
+    schema.upgrade(scratch_url, "0017")
+    with psycopg.connect(scratch_url) as conn:
+        for table in ("memories", "messages"):
+            row = conn.execute(f"SELECT occurred_at = created_at FROM {table}").fetchone()
+            assert row == (True,), table
+        assert conn.execute(
+            "SELECT s.started_at, m.name, m.metadata FROM sessions s, messages m"
+        ).fetchone() == (None, None, {})
+    schema.downgrade(scratch_url, "0016")
+    with psycopg.connect(scratch_url) as conn:
+        columns = conn.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE column_name IN "
+            "('occurred_at', 'started_at') OR (table_name = 'messages' AND column_name = 'name')"
+        ).fetchone()
+        assert columns == (0,)
+
+
 def test_user_id_leads_every_primary_key_and_btree_index(db):
     rows = db.execute(
         """
