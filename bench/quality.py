@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -95,6 +96,9 @@ class Conversation:
 
     def turns(self) -> dict[str, Turn]:
         return {t.dia_id: t for turns in self.sessions.values() for t in turns}
+
+
+Memories = dict[str, frozenset[str]]  # a memory's id -> the turns it stands for
 
 
 @dataclass
@@ -180,14 +184,13 @@ def load_conversations(path: Path, limit: int | None) -> tuple[list[Conversation
     return [read_conversation(sample, counts) for sample in samples], counts
 
 
-def units_of(conversation: Conversation) -> list[tuple[str, frozenset[str]]]:
-    """The texts a conversation is remembered as: one a distinct text of a session (as
-    Engram keeps them), with the turns each stands for."""
-    grouped: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for turns in conversation.sessions.values():
-        for turn in turns:
-            grouped[turn.session, turn.content].add(turn.dia_id)
-    return [(content, frozenset(ids)) for (_, content), ids in grouped.items()]
+def remembered(conversation: Conversation, memory_of: dict[str, str]) -> Memories:
+    """Each memory, in the order said, with the turns it stands for (several, should Engram
+    keep one memory of turns with the same text)."""
+    grouped: dict[str, set[str]] = defaultdict(set)
+    for dia_id in conversation.turns():
+        grouped[memory_of[dia_id]].add(dia_id)
+    return {memory: frozenset(ids) for memory, ids in grouped.items()}
 
 
 # -- the measures -----------------------------------------------------------------------
@@ -304,34 +307,45 @@ class Engram:
         self.http.close()
 
 
-def message_id(dia_id: str) -> str:
-    return ID_UNSAFE.sub("-", dia_id)
+def safe_id(text: str) -> str:
+    """``text`` as an id Engram takes (``[A-Za-z0-9._:@-]``)."""
+    return ID_UNSAFE.sub("-", text)
 
 
-def message_body(turn: Turn) -> dict[str, Any]:
-    return {"role": "user", "content": turn.content}
+def message_body(conversation: Conversation, turn: Turn) -> dict[str, Any]:
+    """A turn as a message: who said it, when, and an id of its own that names the turn."""
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"locomo:{conversation.sample_id}:{turn.dia_id}")),
+        "role": "user",  # both speakers are people; the name tells them apart
+        "name": turn.speaker,
+        "content": turn.content,
+        "occurred_at": turn.occurred_at.isoformat(),
+        "metadata": {"dia_id": turn.dia_id},
+    }
 
 
 def store(
     engram: Engram, user: str, headers: dict[str, str], conversation: Conversation
-) -> dict[str, frozenset[str]]:
-    """Every turn as a message of its session; each memory id with the turns it stands for."""
-    memory_turns: dict[str, set[str]] = defaultdict(set)
+) -> Memories:
+    """Every turn as a message of its session; the memories they are remembered as."""
+    memory_of: dict[str, str] = {}
     for n, turns in conversation.sessions.items():
         session = f"session-{n}"
+        title = f"{conversation.sample_id} session {n}"
+        started = turns[0].occurred_at.isoformat()
         engram.call("POST", f"/v1/users/{user}/sessions", headers,
-                    {"id": session, "title": f"{conversation.sample_id} session {n}"})  # fmt: skip
+                    {"id": session, "title": title, "started_at": started})  # fmt: skip
         answer = engram.call(
             "POST",
             f"/v1/users/{user}/sessions/{session}/messages",
             headers,
-            {"messages": [message_body(t) for t in turns], "wait": True},
+            {"messages": [message_body(conversation, t) for t in turns], "wait": True},
         )
         messages = answer["messages"]
         engram.wait_ready(user, headers, {m["memory_id"] for m in messages})
         for turn, message in zip(turns, messages, strict=True):
-            memory_turns[message["memory_id"]].add(turn.dia_id)
-    return {memory: frozenset(ids) for memory, ids in memory_turns.items()}
+            memory_of[turn.dia_id] = message["memory_id"]
+    return remembered(conversation, memory_of)
 
 
 def ask_engram(
@@ -339,7 +353,7 @@ def ask_engram(
     user: str,
     headers: dict[str, str],
     conversation: Conversation,
-    memory_turns: dict[str, frozenset[str]],
+    memories: Memories,
     tally: Tally,
     took_ms: dict[str, list[float]],
 ) -> None:
@@ -350,7 +364,7 @@ def ask_engram(
             body = {"query": question.text, "k": K, "mode": mode, "types": ["memory"]}
             answer = engram.call("POST", f"/v1/users/{user}/search", headers, body)
             took_ms[mode].append(answer["took_ms"])
-            ranked = [memory_turns[hit["id"]] for hit in answer["results"]]
+            ranked = [memories[hit["id"]] for hit in answer["results"]]
             tally[f"engram-{mode}"][question.category].add_ranking(ranked, question.evidence)
         started = time.perf_counter()
         context = engram.call("POST", f"/v1/users/{user}/context", headers,
@@ -362,27 +376,28 @@ def ask_engram(
 
 def run_engram(
     url: str, admin_key: str, conversations: list[Conversation], tally: Tally
-) -> dict[str, Any]:
-    """Stores and asks every conversation; the memories made and the latencies seen."""
+) -> tuple[dict[str, Any], dict[str, Memories]]:
+    """Stores and asks every conversation: the time and latencies seen, and the memories
+    of each conversation."""
     engram = Engram(url, admin_key)
     took_ms: dict[str, list[float]] = defaultdict(list)
-    memories = 0
+    memories: dict[str, Memories] = {}
     started = time.perf_counter()
     try:
         for conversation in conversations:
-            user = f"locomo-{message_id(conversation.sample_id)}"
+            user = f"locomo-{safe_id(conversation.sample_id)}"
             headers = engram.new_user(user)
-            memory_turns = store(engram, user, headers, conversation)
-            memories += len(memory_turns)
-            print(f"{conversation.sample_id}: {len(memory_turns)} memories stored", flush=True)
-            ask_engram(engram, user, headers, conversation, memory_turns, tally, took_ms)
+            memories[conversation.sample_id] = made = store(engram, user, headers, conversation)
+            print(f"{conversation.sample_id}: {len(made)} memories stored", flush=True)
+            ask_engram(engram, user, headers, conversation, made, tally, took_ms)
     finally:
         engram.close()
-    return {
-        "memories": memories,
+    figures = {
+        "memories": sum(len(m) for m in memories.values()),
         "seconds": round(time.perf_counter() - started, 1),
         "median_ms": {name: round(statistics.median(v), 2) for name, v in took_ms.items()},
     }
+    return figures, memories
 
 
 # -- the baselines ----------------------------------------------------------------------
@@ -407,19 +422,23 @@ def cosine_rankings(
     return [np.argsort(-row, kind="stable")[:K].tolist() for row in scores]
 
 
-def run_baselines(conversations: list[Conversation], tally: Tally) -> None:
+def run_baselines(
+    conversations: list[Conversation], memories: dict[str, Memories], tally: Tally
+) -> None:
+    """Ranks the texts of the memories Engram made, each conversation's on their own."""
     embedder = LocalEmbedder(MINILM_384, Settings.from_env().encoder)
     embedder.load()
     for conversation in conversations:
-        units = units_of(conversation)
-        texts = [content for content, _ in units]
+        turns = conversation.turns()
+        units = list(memories[conversation.sample_id].values())  # turns of one text each
+        texts = [turns[min(ids)].content for ids in units]
         queries = [q.text for q in conversation.questions]
         for system, rankings in (
             ("minilm-exact", cosine_rankings(embedder, texts, queries)),
             ("bm25", bm25_rankings(texts, queries)),
         ):
             for question, ranking in zip(conversation.questions, rankings, strict=True):
-                ranked = [units[i][1] for i in ranking]
+                ranked = [units[i] for i in ranking]
                 tally[system][question.category].add_ranking(ranked, question.evidence)
 
 
@@ -477,9 +496,10 @@ def setting(result: dict[str, Any]) -> str:
         f"{data['turns']:,} turns in {data['sessions']} sessions, {data['questions_scored']:,} "
         f"questions of categories 1 to 4 and {data['questions_adversarial']} of category 5. "
         "Each conversation is one user, each LoCoMo session an Engram session, each turn a "
-        "message: its text, with `[shares <caption>]` for a shared photo. They are remembered "
-        f"as {engram['memories']:,} memories (the same text twice in a session is one memory, "
-        "and a result stands for every turn it holds). One API and one worker process (the "
+        "message: its text, with `[shares <caption>]` for a shared photo, its speaker as `name`, "
+        "and as `occurred_at` its session's date and time plus one second a turn. They are "
+        f"remembered as {engram['memories']:,} memories (a result stands for every turn its "
+        "memory holds). One API and one worker process (the "
         f"`{result['backend']}` encoder backend) on embedded PostgreSQL and Redis, on the "
         f"shared {result['machine']} machine."
     )
@@ -550,15 +570,15 @@ def main() -> int:
     conversations, evidence = load_conversations(args.file, args.conversations)
     tally = new_tally()
     if args.url:
-        engram = run_engram(args.url, args.admin_key, conversations, tally)
+        engram, memories = run_engram(args.url, args.admin_key, conversations, tally)
     else:
         home = Path(tempfile.mkdtemp(prefix="engram-bench-quality-"))
         procs, url, _, servers = start_stack(home, free_port(), workers=1)
         try:
-            engram = run_engram(url, "soak-admin", conversations, tally)
+            engram, memories = run_engram(url, "soak-admin", conversations, tally)
         finally:
             stop_stack(procs, servers)
-    run_baselines(conversations, tally)
+    run_baselines(conversations, memories, tally)
     questions = Counter(q.category for c in conversations for q in c.questions)
     result = {
         "date": datetime.now(UTC).date().isoformat(),
@@ -571,7 +591,6 @@ def main() -> int:
             "sample_ids": [c.sample_id for c in conversations],
             "sessions": sum(len(c.sessions) for c in conversations),
             "turns": sum(len(c.turns()) for c in conversations),
-            "units": sum(len(units_of(c)) for c in conversations),
             "questions_by_category": {str(c): n for c, n in sorted(questions.items())},
             "questions_scored": sum(n for c, n in questions.items() if c in SCORED),
             "questions_adversarial": questions.get(5, 0),

@@ -14,13 +14,14 @@ from quality import (
     EvidenceCounts,
     Turn,
     in_context,
+    message_body,
     normalise_evidence,
     parse_locomo_time,
     question_evidence,
     read_conversation,
     recall_at,
     reciprocal_rank,
-    units_of,
+    remembered,
 )
 
 TURNS = {"D1:1", "D1:2", "D8:6", "D9:17", "D11:26", "D30:5"}
@@ -97,12 +98,13 @@ def test_a_conversation_is_read_in_order_with_its_questions() -> None:
     assert first[2].occurred_at == datetime(2023, 5, 1, 13, 56, 2, tzinfo=UTC)
     assert [(q.text, q.evidence) for q in conversation.questions] == [("q1", {"D1:2"})]
     assert counts.questions_without_evidence == 1
-    # the same text twice in a session is one memory, standing for both turns
-    assert sorted(units_of(conversation), key=lambda u: u[0]) == [
-        ("Hi!", {"D1:1", "D1:3"}),
-        ("Later.", {"D2:1"}),
-        ("Look. [shares a photo]", {"D1:2"}),
-    ]
+    # a memory that Engram kept for two turns of the same text stands for both
+    memory_of = {"D1:1": "m1", "D1:2": "m2", "D1:3": "m1", "D2:1": "m3"}
+    assert remembered(conversation, memory_of) == {
+        "m1": {"D1:1", "D1:3"},
+        "m2": {"D1:2"},
+        "m3": {"D2:1"},
+    }
 
 
 def test_recall_counts_the_turns_of_the_first_k_results() -> None:
@@ -128,3 +130,31 @@ def test_a_context_covers_a_question_when_every_evidence_text_is_in_it() -> None
     text = "Relevant memories:\n- I paint sunsets.\n- Something else."
     assert in_context(text, {"D1:1"}, turns)
     assert not in_context(text, {"D1:1", "D1:2"}, turns)
+
+
+def test_a_turn_is_sent_with_its_speaker_time_and_an_id_of_its_own() -> None:
+    conversation = read_conversation(
+        {
+            "sample_id": "conv-1",
+            "conversation": {
+                "session_1_date_time": "1:56 pm on 8 May, 2023",
+                "session_1": [
+                    {"speaker": "Ann", "dia_id": "D1:1", "text": "Hi!"},
+                    {"speaker": "Bo", "dia_id": "D1:2", "text": "Hi!"},
+                ],
+            },
+            "qa": [],
+        },
+        EvidenceCounts(),
+    )
+    first, second = (message_body(conversation, t) for t in conversation.sessions[1])
+    assert second == {
+        "id": second["id"],
+        "role": "user",
+        "name": "Bo",
+        "content": "Hi!",
+        "occurred_at": "2023-05-08T13:56:01+00:00",
+        "metadata": {"dia_id": "D1:2"},
+    }
+    assert first["id"] != second["id"]
+    assert message_body(conversation, conversation.sessions[1][1])["id"] == second["id"]
