@@ -262,6 +262,15 @@ class SearchOptions(msgspec.Struct, frozen=True, kw_only=True):
         Meta(ge=1, le=1000),
         Env("ENGRAM_HNSW_EF_SEARCH", "HNSW candidates for larger users"),
     ] = 800
+    text_search_config: Annotated[
+        str,
+        Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$"),
+        Env(
+            "ENGRAM_TEXT_SEARCH_CONFIG",
+            "PostgreSQL text-search configuration new items' words are indexed in "
+            "(`english`, `simple`, `french`...)",
+        ),
+    ] = "english"
 
 
 class SpaceOptions(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,6 +11,7 @@ from models.embedding.dimensions import verify_spaces
 from models.embedding.provider import Embedder, start_embedders
 from models.embedding.spaces import SpaceRegistry
 from models.jobs.wakeups import WakeUps
+from models.search.languages import verify_text_config
 from models.settings import Settings
 
 
@@ -47,10 +48,12 @@ async def open_resources(settings: Settings, spaces: SpaceRegistry) -> Resources
         max_size=settings.database.worker_pool_size,
         name="engram-worker",
         prepare_threshold=settings.database.prepare_threshold,
+        text_config=settings.search.text_search_config,
     )
     try:
         await pool.open()
         await verify_spaces(pool, embedders)
+        await verify_text_config(pool, settings.search.text_search_config)
     except BaseException:
         await _close(embedders, pool)
         raise

@@ -31,12 +31,14 @@ def create_pool(
     timeout: float = 10,
     prepare_threshold: int | None = 5,
     statement_timeout: float | None = None,
+    text_config: str = "english",
 ) -> AsyncConnectionPool:
     """A closed pool: open it with ``await pool.open()`` where its lifetime begins.
 
     ``prepare_threshold`` None never prepares statements on the server (PgBouncer < 1.21).
     ``statement_timeout`` (seconds) ends any statement that runs longer, so that no request
-    holds a connection indefinitely.
+    holds a connection indefinitely. ``text_config`` is the text-search configuration new
+    memories and chunks are indexed in (the column's default reads it).
     """
     return AsyncConnectionPool(
         url,
@@ -45,15 +47,20 @@ def create_pool(
         name=name,
         timeout=timeout,
         open=False,
-        configure=functools.partial(_configure, statement_timeout=statement_timeout),
+        configure=functools.partial(
+            _configure, statement_timeout=statement_timeout, text_config=text_config
+        ),
         # No check on every checkout (a round trip per transaction): a connection found
         # broken makes ``run_scoped`` check the whole pool, then retry.
         kwargs={"autocommit": True, "connect_timeout": 5, "prepare_threshold": prepare_threshold},
     )
 
 
-async def _configure(conn: psycopg.AsyncConnection, *, statement_timeout: float | None) -> None:
+async def _configure(
+    conn: psycopg.AsyncConnection, *, statement_timeout: float | None, text_config: str
+) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.execute("SELECT set_config('engram.text_config', %s, false)", [text_config])
     if statement_timeout is not None:
         milliseconds = str(int(statement_timeout * 1000))
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", [milliseconds])

@@ -11,8 +11,7 @@ and searches only when its path is the right one; what this process lately learn
 user's counts (``SizeHints``) picks the statements to send: the HNSW one for a large user,
 none for a type of item the user has no vectors of. A second round follows only when the
 first could not answer: the other path was the right one, a type left out has vectors
-now, a window or an index scan came back short (stale or expired items), or a text search
-needs its looser form.
+now, or a window or an index scan came back short (stale or expired items).
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from models.search.statements import (
     Counted,
     Scan,
     Statements,
-    TextMatch,
     hnsw_settings,
     settings_statement,
 )
@@ -59,7 +57,6 @@ class TextAsk(NamedTuple):
     """A text statement of a round (hybrid mode)."""
 
     kind: ItemType
-    match: TextMatch
 
 
 class Round(NamedTuple):
@@ -90,9 +87,7 @@ class Planner:
         self.rounds = 0
         self.found: dict[ItemType, list[SearchHit]] = {}
         self.text_found: dict[ItemType, list[SearchHit]] = {}
-        self.text: dict[ItemType, TextMatch] = dict.fromkeys(
-            query.types if query.hybrid else (), "all_words"
-        )
+        self.text: list[ItemType] = list(query.types if query.hybrid else ())
         hinted = {kind: self._hint(kind) for kind in query.types}
         # a type without vectors is left out only while another type's statement vouches
         sent = [kind for kind in query.types if hinted[kind] != "none"] or list(query.types[:1])
@@ -112,9 +107,9 @@ class Planner:
             if scan != "approximate":
                 asks.append(VectorAsk(kind, scan))
                 statements.append(self.statements.vector(kind, scan))
-        for kind, match in self.text.items():
-            asks.append(TextAsk(kind, match))
-            statements.append(self.statements.text(kind, match))
+        for kind in self.text:
+            asks.append(TextAsk(kind))
+            statements.append(self.statements.text(kind))
         settings = dict(NO_PARALLEL_WORKERS)
         if not self.query.filters_items and not self.text and "all" not in self.pending.values():
             settings |= GENERIC_PLANS
@@ -135,10 +130,10 @@ class Planner:
 
     def take(self, round_: Round, results: list[list[Any]]) -> None:
         """Learn from a round's answers what is found and what the next round must ask."""
-        self.pending, self.text = {}, {}
+        self.pending, self.text = {}, []
         for ask, rows in zip(round_.asks, results, strict=True):
             if isinstance(ask, TextAsk):
-                self._take_text(ask, rows)
+                self.text_found[ask.kind] = rows
             elif isinstance(ask, VectorAsk) and ask.scan == "all":
                 self.found[ask.kind] = rows
             elif isinstance(ask, VectorAsk):
@@ -151,14 +146,8 @@ class Planner:
         return by_similarity(found, self.query.depth)
 
     def text_hits(self) -> list[SearchHit]:
-        """The best hits by text rank, every type together."""
+        """The best hits by BM25, every type together."""
         return by_score([h for rows in self.text_found.values() for h in rows], self.query.depth)
-
-    def _take_text(self, ask: TextAsk, rows: list[SearchHit]) -> None:
-        if rows or ask.match == "any_word":
-            self.text_found[ask.kind] = rows
-        else:  # no item holds every word: any of them will do
-            self.text[ask.kind] = "any_word"
 
     def _take_counted(self, ask: VectorAsk, rows: list[Counted]) -> None:
         vectors, other_vectors = rows[0].vectors, rows[0].other_vectors
@@ -216,7 +205,7 @@ async def search(
         plan.take(round_, await read(round_.statements, round_.settings))
     hits = plan.vector_hits()
     if query.hybrid:
-        hits = fuse(hits, plan.text_hits())
+        hits = fuse(hits, plan.text_hits(), query.fusion)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))
     if query.diversity > 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -22,6 +22,17 @@ class Weights(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     half_life_days: float = 30.0
 
 
+class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How hybrid mode fuses its rankings: weighted reciprocal rank fusion, each item
+    scoring sum over rankings of weight / (k + rank)."""
+
+    vector: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
+    text: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
+    # small, because each ranking holds only the best few dozen: its first places carry
+    # the signal, where the customary 60 would make the 1st and the 10th nearly equal
+    k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+
+
 class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     """A validated search."""
 
@@ -29,6 +40,9 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     k: int
     text: str | None = None
     hybrid: bool = False
+    fusion: Fusion = Fusion()
+    # the text-search configuration the query's words are parsed in, and the items'
+    text_config: str = "english"
     # the least cosine similarity an item may have, on both sides of a hybrid search and
     # before any re-ranking: it never compares ``score``
     threshold: float | None = None

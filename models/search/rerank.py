@@ -10,10 +10,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from models.search.query import Weights
+from models.search.query import Fusion, Weights
 from models.types import SearchHit
-
-RRF_K = 60  # the usual constant of reciprocal rank fusion
 
 
 def by_similarity(hits: list[SearchHit], depth: int) -> list[SearchHit]:
@@ -23,17 +21,20 @@ def by_similarity(hits: list[SearchHit], depth: int) -> list[SearchHit]:
 
 
 def by_score(hits: list[SearchHit], depth: int) -> list[SearchHit]:
-    """The ``depth`` best-scored hits, in the order given where scores tie."""
-    return sorted(hits, key=lambda h: -h.score)[:depth]
+    """The ``depth`` best-scored hits; ties go by id."""
+    return sorted(hits, key=lambda h: (-h.score, h.id))[:depth]
 
 
-def fuse(vector_hits: list[SearchHit], text_hits: list[SearchHit]) -> list[SearchHit]:
-    """Reciprocal rank fusion: score = sum over rankings of 1 / (60 + rank)."""
+def fuse(
+    vector_hits: list[SearchHit], text_hits: list[SearchHit], fusion: Fusion
+) -> list[SearchHit]:
+    """Weighted reciprocal rank fusion: score = sum over rankings of weight / (k + rank).
+    Ties go to the more similar item, then by id, so equal inputs rank equally."""
     fused: dict[Any, float] = {}
     found: dict[Any, SearchHit] = {}
-    for ranking in (vector_hits, text_hits):
+    for ranking, weight in ((vector_hits, fusion.vector), (text_hits, fusion.text)):
         for rank, hit in enumerate(ranking, start=1):
-            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+            fused[hit.id] = fused.get(hit.id, 0.0) + weight / (fusion.k + rank)
             found.setdefault(hit.id, hit)
     ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
     return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]

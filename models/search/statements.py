@@ -26,10 +26,6 @@ from models.store.items import LIVE_MEMORY
 from models.types import ItemType, SearchHit
 
 Scan = Literal["exact", "approximate", "all"]
-# Items holding every word of the query come first and alone (an exact code or name); only
-# when there are none are the words OR-ed, so a question's filler words cannot veto a match.
-TextMatch = Literal["all_words", "any_word"]
-_GLUE: dict[TextMatch, str] = {"all_words": " & ", "any_word": " | "}
 
 # Nearest vectors looked at per result wanted, before their items are checked (expired,
 # filtered out); an answer that comes back short is searched again without a window.
@@ -65,6 +61,7 @@ _WHERE = f"""
 _SOURCES = {
     "memory": {
         "source": "memories",
+        "base": "memories",
         "document_id": "NULL::uuid",
         "chunk_index": "NULL::int",
     },
@@ -73,10 +70,11 @@ _SOURCES = {
             SELECT k.user_id, k.id, k.content, k.content_hash, d.metadata,
                    NULL::text AS session_id, NULL::float8 AS importance, k.document_id,
                    k.chunk_index, k.created_at, d.created_at AS occurred_at,
-                   NULL::timestamptz AS expires_at, k.content_tsv
+                   NULL::timestamptz AS expires_at, k.content_tsv, k.text_config
             FROM chunks k
             JOIN documents d ON d.user_id = k.user_id AND d.id = k.document_id
                             AND d.generation = k.generation)""",
+        "base": "chunks",
         "document_id": "m.document_id",
         "chunk_index": "m.chunk_index",
     },
@@ -136,28 +134,57 @@ _RANKED = """
     ORDER BY {order}
     LIMIT %(limit)s
 """
-# Full-text candidates for hybrid mode, with their cosine similarity for the answer. The
-# query's first ``MAX_TEXT_TERMS`` distinct words make its terms: a query of thousands of
-# words costs the index no more than one of a few dozen.
+# The text side of hybrid mode ranks by BM25 (Okapi, with Lucene's non-negative idf):
+# score = sum over the query's terms t found in an item of
+#   idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average length)),
+#   idf(t) = ln(1 + (n - df(t) + 0.5) / (df(t) + 0.5)),
+# where n and the average length are the user's (items of this type indexed in this
+# configuration, ``text_stats``), df(t) how many of those items hold t (counted through the
+# full-text index), tf how often the item holds it. The query's words are parsed in the
+# search's configuration, which drops its stop words and stems the rest; its first
+# ``MAX_TEXT_TERMS`` distinct terms count, so a query of thousands of words costs no more
+# than one of a few dozen. Candidates are the items holding any of the terms, with their
+# cosine similarity for the answer.
 MAX_TEXT_TERMS = 64
-_TEXT = (
-    """
-    SELECT {kind} AS type, m.id, ts_rank_cd(m.content_tsv, q.query) AS score,
-           1 - (v.embedding <=> {query}) AS similarity, m.content, m.metadata, m.session_id,
-           m.importance, {document_id} AS document_id, {chunk_index} AS chunk_index,
-           m.created_at, m.occurred_at"""
-    + _FROM
-    + " CROSS JOIN (SELECT coalesce(string_agg(quote_literal(t.lexeme), %(glue)s), '')::tsquery"
-    + "   FROM (SELECT w.lexeme FROM unnest(to_tsvector('simple', %(text)s)) AS w"
-    + "         ORDER BY w.positions[1] LIMIT %(max_terms)s) AS t) AS q(query)"
-    + _WHERE
-    + """
-      AND m.content_tsv @@ q.query
-      AND (%(max_distance)s::float8 IS NULL OR (v.embedding <=> {query}) <= %(max_distance)s)
-    ORDER BY score DESC, m.id
+BM25_K1 = 1.2
+BM25_B = 0.75
+_TEXT = f"""
+    WITH terms AS MATERIALIZED (
+        SELECT w.lexeme, quote_literal(w.lexeme)::tsquery AS query
+        FROM unnest(to_tsvector(%(config)s::regconfig, %(text)s)) AS w
+        ORDER BY w.positions[1] LIMIT %(max_terms)s),
+    stats AS MATERIALIZED (
+        SELECT greatest(coalesce(sum(s.items), 0), 1)::float8 AS n,
+               greatest(coalesce(sum(s.terms)::float8 / nullif(sum(s.items), 0), 1), 1) AS avgdl
+        FROM text_stats s
+        WHERE s.user_id = %(user_id)s AND s.kind = {{kind}} AND s.config = %(config)s::regconfig),
+    weighed AS MATERIALIZED (
+        SELECT t.lexeme, ln(1 + (st.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+        FROM terms t CROSS JOIN stats st
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS df FROM {{base}} b
+            WHERE b.user_id = %(user_id)s AND b.content_tsv @@ t.query
+              AND b.text_config = %(config)s::regconfig) d),
+    matched AS (
+        SELECT {_COLUMNS}, m.content_tsv, v.embedding <=> {{query}} AS distance
+        {_FROM}
+        CROSS JOIN (SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery
+                    FROM terms) AS q(query)
+        {_WHERE}
+          AND m.content_tsv @@ q.query AND m.text_config = %(config)s::regconfig)
+    SELECT c.type, c.id, bm25.score, 1 - c.distance AS similarity, c.content, c.metadata,
+           c.session_id, c.importance, c.document_id, c.chunk_index, c.created_at,
+           c.occurred_at
+    FROM matched c CROSS JOIN stats st
+    CROSS JOIN LATERAL (
+        SELECT sum(w.idf * u.tf * {BM25_K1 + 1} / (u.tf + {BM25_K1} * (
+                   1 - {BM25_B} + {BM25_B} * text_length(c.content_tsv) / st.avgdl))) AS score
+        FROM (SELECT lexeme, cardinality(positions) AS tf FROM unnest(c.content_tsv)) u
+        JOIN weighed w ON w.lexeme = u.lexeme) bm25
+    WHERE %(max_distance)s::float8 IS NULL OR c.distance <= %(max_distance)s
+    ORDER BY bm25.score DESC, c.id
     LIMIT %(limit)s
 """
-)
 _VECTORS = (
     "SELECT item_id, embedding FROM {} WHERE user_id = %(user_id)s AND item_id = ANY(%(ids)s)"
 )
@@ -226,6 +253,7 @@ class Statements:
     def __init__(self, space: Space, user_id: str, query: SearchQuery, *, cap: int) -> None:
         compiler = FilterCompiler()
         self.space = space
+        self.text_config = query.text_config
         self.conditions = compiler.compile(query.metadata or {})
         self.cacheable = not query.metadata  # a metadata filter is composed for its query
         depth = query.depth
@@ -256,9 +284,9 @@ class Statements:
             return self._statement(kind, scan, params, named(SearchHit))
         return self._statement(kind, scan, self.params, counted_rows)
 
-    def text(self, kind: ItemType, match: TextMatch) -> Statement:
-        """A full-text search of ``kind``, its rows hits scored by text rank."""
-        params = self.params | {"glue": _GLUE[match], "max_terms": MAX_TEXT_TERMS}
+    def text(self, kind: ItemType) -> Statement:
+        """A full-text search of ``kind``, its rows hits scored by BM25."""
+        params = self.params | {"config": self.text_config, "max_terms": MAX_TEXT_TERMS}
         return self._statement(kind, "text", params, named(SearchHit))
 
     def vectors(self, ids: list[Any]) -> Statement:
@@ -291,6 +319,7 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
     parts = {
         "table": sql.Identifier(space.table),
         "source": sql.SQL(source["source"]),
+        "base": sql.Identifier(source["base"]),
         "kind": sql.Literal(kind),
         "document_id": sql.SQL(source["document_id"]),
         "chunk_index": sql.SQL(source["chunk_index"]),

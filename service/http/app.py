@@ -24,6 +24,7 @@ from models.embedding.provider import Embedder, start_embedders
 from models.embedding.spaces import SpaceRegistry
 from models.errors import InvalidInput
 from models.jobs.wakeups import WakeUps
+from models.search.languages import verify_text_config
 from models.settings import Settings
 from service.http.auth import (
     provide_owner,
@@ -75,11 +76,15 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             timeout=settings.database.timeout_seconds,
             prepare_threshold=settings.database.prepare_threshold,
             statement_timeout=settings.database.statement_timeout_seconds,
+            text_config=settings.search.text_search_config,
         )
         await pool.open()
+        languages = None  # read when first needed if the database cannot be reached now
         try:
-            # a space whose dims disagree anywhere stops the start here, before any write
+            # a space whose dims disagree anywhere stops the start here, before any write;
+            # so does a text-search configuration the database does not have
             await verify_spaces(pool, loaded)
+            languages = await verify_text_config(pool, settings.search.text_search_config)
         except CONNECTION_ERRORS as exc:
             # the worker checks too, at its boot; /readyz reports the database meanwhile
             log.warning("database unreachable (%s): spaces not checked against it", exc)
@@ -112,6 +117,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             failed_keys=failed_keys,
             keys=key_cache,
             schema_head=schema.head_revision(),
+            languages=languages,
         )
         # What start-up made (the model, the libraries) lives as long as the process: out of
         # the collector's sight, a full collection no longer walks it with the loop waiting.

@@ -17,10 +17,11 @@ from psycopg_pool import AsyncConnectionPool
 from models.db.scope import ALL_USERS, read_batch, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
-from models.errors import RateLimited
+from models.errors import InvalidInput, RateLimited
 from models.ingest.tokens import TokenCounter
 from models.jobs.wakeups import WakeUps
 from models.search.hints import SizeHints
+from models.search.languages import text_configs
 from models.search.planner import Reader
 from models.settings import Settings
 from service.http.keycache import KeyCache
@@ -45,6 +46,8 @@ class Runtime:
     failed_keys: FailedKeys
     keys: KeyCache
     schema_head: str
+    # the database's text-search configurations (None: not read yet)
+    languages: frozenset[str] | None = None
     query_cache: OrderedDict[tuple[str, str, str], np.ndarray] = field(default_factory=OrderedDict)
     # which path each user's searches take, and which types they have no vectors of
     size_hints: SizeHints = field(default_factory=SizeHints)
@@ -60,6 +63,21 @@ class Runtime:
             embedder = self.embedders[space.name]
             self.counters[space.name] = await asyncio.to_thread(token_counter, embedder)
         return self.counters[space.name]
+
+    async def text_config(self, language: str | None) -> str:
+        """The text-search configuration a search names, checked (a 422 if the database has
+        none of that name); the configured one when it names none."""
+        if language is None:
+            return self.settings.search.text_search_config
+        if self.languages is None:
+            async with self.pool.connection() as conn:
+                self.languages = await text_configs(conn)
+        if language not in self.languages:
+            raise InvalidInput(
+                f"language {language!r} is not a text-search configuration of this database; "
+                f"it has: {', '.join(sorted(self.languages))}"
+            )
+        return language
 
     async def as_user(
         self,

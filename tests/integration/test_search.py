@@ -153,7 +153,7 @@ def test_hybrid_finds_exact_names_and_codes_that_vector_search_misses(client, ne
         vector_hits += vector[0]["content"] == wanted
         hybrid_hits += hybrid[0]["content"] == wanted
 
-        assert 0 < hybrid[0]["score"] <= 2 / 61  # the fused score; similarity stays cosine
+        assert 0 < hybrid[0]["score"] <= 2 / 11  # the fused score; similarity stays cosine
         assert -1 <= hybrid[0]["similarity"] <= 1
     assert hybrid_hits == len(codes)
     assert vector_hits < hybrid_hits
@@ -457,7 +457,7 @@ def test_search_rows_carry_a_hits_columns_by_name(db, embedder, kind, shape):
     query = SearchQuery(vector=embedder.encode(["anything"])[0], k=3, text="anything")
     statements = Statements(MINILM_384, "nobody", query, cap=20_000)
     if shape == "text":
-        statement = statements.text(kind, "all_words")
+        statement = statements.text(kind)
     else:
         statement = statements.vector(kind, shape)
     register_vector(db)

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from models.search.query import Weights
-from models.search.rerank import RRF_K, blend, by_similarity, diversify, fuse
+from models.search.query import Fusion, Weights
+from models.search.rerank import blend, by_score, by_similarity, diversify, fuse
 from models.types import SearchHit
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+EVEN = Fusion()
+RRF_K = EVEN.k
 
 
 def hit(
@@ -29,7 +31,7 @@ def hit(
 
 def test_fusion_adds_each_rankings_reciprocal_rank():
     a, b, c = hit(0.9), hit(0.8), hit(0.7)
-    fused = fuse([a, b, c], [c, a])
+    fused = fuse([a, b, c], [c, a], EVEN)
     scores = {h.id: h.score for h in fused}
     assert scores[a.id] == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 2))
     assert scores[c.id] == pytest.approx(1 / (RRF_K + 3) + 1 / (RRF_K + 1))
@@ -39,15 +41,30 @@ def test_fusion_adds_each_rankings_reciprocal_rank():
 
 def test_fusion_breaks_ties_by_similarity_then_id():
     first, second = hit(0.5), hit(0.9)  # ranked first in one list each: equal fused scores
-    assert [h.id for h in fuse([first], [second])] == [second.id, first.id]
+    assert [h.id for h in fuse([first], [second], EVEN)] == [second.id, first.id]
     twins = [hit(0.5, id=uuid.UUID(int=2)), hit(0.5, id=uuid.UUID(int=1))]
-    fused = fuse([twins[0]], [twins[1]])
+    fused = fuse([twins[0]], [twins[1]], EVEN)
     assert [h.id.int for h in fused] == [1, 2]
 
 
 def test_fusion_of_one_ranking_keeps_its_order():
     ranking = [hit(0.9), hit(0.8), hit(0.1)]
-    assert [h.id for h in fuse(ranking, [])] == [h.id for h in ranking]
+    assert [h.id for h in fuse(ranking, [], EVEN)] == [h.id for h in ranking]
+
+
+def test_weighted_fusion_scales_each_ranking_and_takes_its_constant():
+    a, b = hit(0.9), hit(0.8)
+    fused = fuse([a, b], [b, a], Fusion(vector=2.0, text=0.5, k=1))
+    scores = {h.id: h.score for h in fused}
+    assert scores[a.id] == pytest.approx(2.0 / 2 + 0.5 / 3)
+    assert scores[b.id] == pytest.approx(2.0 / 3 + 0.5 / 2)
+    text_only = fuse([a, b], [b, a], Fusion(vector=0.0, text=1.0))
+    assert [h.id for h in text_only] == [b.id, a.id]
+
+
+def test_text_ranking_ties_go_by_id():
+    twins = [hit(0.5, id=uuid.UUID(int=n)) for n in (3, 1, 2)]
+    assert [h.id.int for h in by_score(twins, 3)] == [1, 2, 3]
 
 
 def test_blend_weighs_recency_by_half_life_and_importance():

@@ -11,7 +11,7 @@ from litestar import Controller, post
 
 from models.errors import InvalidInput
 from models.search.planner import search
-from models.search.query import SearchQuery, Weights
+from models.search.query import Fusion, SearchQuery, Weights
 from models.search.turns import MAX_NEIGHBORS, with_turns
 from models.types import ItemType, Principal, SearchHit
 from models.validation import (
@@ -51,6 +51,9 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     occurred_before: datetime | None = None
     space: str | None = None
     mode: Literal["vector", "hybrid"] = "vector"
+    # hybrid mode: how the rankings are fused, and the language of the text side
+    fusion: Fusion = Fusion()
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = None
     diversity: Fraction = 0.0
     weights: WeightsIn | None = None
     # the turns before and after each hit that is a message, in its session
@@ -82,6 +85,9 @@ async def _search(
         raise InvalidInput("mode 'hybrid' needs query text")
     if data.weights and data.weights.recency + data.weights.importance > 1:
         raise InvalidInput("weights: recency + importance must be at most 1")
+    if data.fusion.vector + data.fusion.text == 0:
+        raise InvalidInput("fusion: the vector and text weights cannot both be 0")
+    text_config = await runtime.text_config(data.language)
     space = runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
     text = None if data.query is None else check_content(data.query, limits, field="query")
     occurred_after = check_event_time(data.occurred_after, field="occurred_after")
@@ -96,6 +102,8 @@ async def _search(
         k=data.k,
         text=text,
         hybrid=data.mode == "hybrid",
+        fusion=data.fusion,
+        text_config=text_config,
         threshold=data.threshold,
         metadata=check_filter(data.filter, limits),
         session_id=check_session_id(data.session_id),

@@ -1,0 +1,142 @@
+"""The text side of hybrid search: BM25 over the user's own items, in a language's
+text-search configuration, fused with the vector ranking by weighted reciprocal rank fusion.
+
+With ``fusion`` {"vector": 0} the fused order is the text ranking alone (an item found only
+by vector scores 0), which lets these tests look at BM25 through the API.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from support.api import add_memories, search
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+TEXT_ONLY = {"vector": 0, "text": 1}
+
+
+def text_ranking(client, user, headers, query, **body):
+    """The contents the text side ranks, best first (items it does not find left out)."""
+    found = search(client, user, headers, query=query, mode="hybrid", fusion=TEXT_ONLY, **body)
+    return [hit["content"] for hit in found if hit["score"] > 0]
+
+
+def test_rare_words_outweigh_common_ones(client, new_user):
+    """BM25's idf: a word most of the user's items hold says little; a rare one decides."""
+    user, headers = new_user()
+    common = [f"Alice said the weather was fine on day {n}." for n in range(12)]
+    add_memories(client, user, headers, [*common, "A zebra crossed the road by the farm."])
+    ranked = text_ranking(client, user, headers, "What did Alice say about the zebra?", k=20)
+    assert ranked[0] == "A zebra crossed the road by the farm."
+    assert set(ranked[1:]) == set(common)
+
+
+def test_shorter_items_rank_first_for_the_same_words(client, new_user):
+    user, headers = new_user()
+    long = "The invoice " + " ".join(f"line{n}" for n in range(60)) + " was paid."
+    add_memories(client, user, headers, [long, "The invoice was paid."])
+    assert text_ranking(client, user, headers, "invoice paid") == ["The invoice was paid.", long]
+
+
+def test_english_stems_words_and_drops_stop_words(client, new_user):
+    user, headers = new_user()
+    add_memories(client, user, headers, ["Bleed each radiator in the autumn.", "Buy milk."])
+    assert text_ranking(client, user, headers, "bleeding radiators") == [
+        "Bleed each radiator in the autumn."
+    ]
+    assert text_ranking(client, user, headers, "what is it that they were") == []
+
+
+def test_a_search_may_name_its_language(client, new_user):
+    """Items are indexed in the configured language (english here); a search in another
+    language parses its words in that one and looks among items indexed in it."""
+    user, headers = new_user()
+    add_memories(client, user, headers, ["Bleed each radiator in the autumn."])
+    assert text_ranking(client, user, headers, "radiators", language="english") != []
+    assert text_ranking(client, user, headers, "radiators", language="simple") == []
+    for language, why in (("klingon", "not a text-search configuration"), ("DROP", "language")):
+        body = {"query": "radiators", "mode": "hybrid", "language": language}
+        answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
+        assert answer.status_code == 422 and why in answer.text, answer.text
+
+
+def test_fusion_weights_choose_between_the_rankings(client, new_user):
+    user, headers = new_user()
+    add_memories(client, user, headers, [
+        "Ticket HU-9916: the printer jams.",
+        "The office printer keeps jamming on thick paper.",
+        "Lunch is at noon.",
+    ])  # fmt: skip
+    vector = search(client, user, headers, query="HU-9916 printer", k=3)
+    vector_only = search(client, user, headers, query="HU-9916 printer", k=3, mode="hybrid",
+                         fusion={"vector": 1, "text": 0})  # fmt: skip
+    assert [h["id"] for h in vector_only] == [h["id"] for h in vector]
+    assert [h["score"] for h in vector_only] == pytest.approx([1 / 11, 1 / 12, 1 / 13])
+    both = search(client, user, headers, query="HU-9916 printer", k=1, mode="hybrid",
+                  fusion={"vector": 1, "text": 2, "k": 1})  # fmt: skip
+    assert both[0]["content"] == "Ticket HU-9916: the printer jams."
+    body = {"query": "printer", "mode": "hybrid", "fusion": {"vector": 0, "text": 0}}
+    answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
+    assert answer.status_code == 422 and "cannot both be 0" in answer.text
+
+
+def test_equal_items_rank_equally_every_time(client, new_user):
+    """Ties in both rankings go by id, so the same search gives the same order."""
+    user, headers = new_user()
+    ids = sorted(str(uuid.uuid4()) for _ in range(4))
+    body = {"memories": [{"id": i, "content": "Water the ferns on Monday."} for i in ids],
+            "wait": True}  # fmt: skip
+    assert client.post(f"/v1/users/{user}/memories", json=body, headers=headers).is_success
+    add_memories(client, user, headers, ["Feed the cat.", "Water the garden."])
+    orders = {
+        tuple(h["id"] for h in search(client, user, headers, query="water ferns", k=4,
+                                      mode="hybrid"))  # fmt: skip
+        for _ in range(3)
+    }
+    assert orders == {tuple(ids)}
+
+
+def test_another_users_words_do_not_change_a_users_scores(client, new_user):
+    user, headers = new_user()
+    other, other_headers = new_user()
+    add_memories(client, user, headers, ["A zebra at the zoo.", "A lion at the zoo."])
+    before = search(client, user, headers, query="zebra zoo", mode="hybrid", fusion=TEXT_ONLY)
+    add_memories(client, other, other_headers, [f"zebra number {n}" for n in range(20)])
+    after = search(client, user, headers, query="zebra zoo", mode="hybrid", fusion=TEXT_ONLY)
+    assert [(h["id"], h["score"]) for h in after] == [(h["id"], h["score"]) for h in before]
+
+
+def test_text_statistics_follow_every_write(client, new_user, db):
+    """``text_stats`` holds, per user, type and configuration, the number of items and the
+    sum of their lengths: as a recount finds them after inserts, edits and deletes."""
+    user, headers = new_user()
+    stored = add_memories(client, user, headers, ["One two three.", "Four five.", "Six."])
+    patched = client.patch(f"/v1/users/{user}/memories/{stored[0]['id']}",
+                           json={"content": "Seven eight nine ten eleven."}, headers=headers)  # fmt: skip
+    assert patched.status_code == 200, patched.text
+    deleted = client.delete(f"/v1/users/{user}/memories/{stored[1]['id']}", headers=headers)
+    assert deleted.status_code == 204
+    documents = {"documents": [{"content": "Alpha beta gamma. " * 40}], "wait": True}
+    assert client.post(f"/v1/users/{user}/documents", json=documents, headers=headers).is_success
+
+    def kept() -> list[tuple]:
+        return db.execute(
+            "SELECT kind, config::text, items, terms FROM text_stats "
+            "WHERE user_id = %s AND items > 0 ORDER BY 1, 2",
+            [user],
+        ).fetchall()
+
+    recount = db.execute(
+        "SELECT kind, config, count(*), sum(text_length(content_tsv)) FROM ("
+        "  SELECT 'memory' AS kind, text_config::text AS config, content_tsv FROM memories"
+        "  WHERE user_id = %(u)s UNION ALL"
+        "  SELECT 'chunk', text_config::text, content_tsv FROM chunks WHERE user_id = %(u)s) i "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
+        {"u": user},
+    ).fetchall()
+    assert kept() == recount
+    assert ("memory", "english", 2, 6) in recount  # "seven".."eleven" and "six"
+    assert client.delete(f"/v1/users/{user}", headers=headers).status_code == 200
+    assert kept() == []
