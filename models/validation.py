@@ -57,14 +57,23 @@ def check_session_id(session_id: str | None) -> str | None:
 
 
 def check_event_time(at: datetime | None, *, field: str = "occurred_at") -> datetime | None:
-    """An RFC 3339 time with its offset, between the years 1 and 9999 in UTC."""
+    """An RFC 3339 time with its offset, between the years 1 and 9999 in UTC; in UTC
+    (PostgreSQL takes offsets of at most 15:59 hours, RFC 3339 up to 23:59)."""
     if at is None:
         return None
     if at.tzinfo is None or at.utcoffset() is None:
         raise InvalidInput(f"{field} must carry a UTC offset (RFC 3339: 2024-05-01T09:30:00Z)")
     if not EARLIEST <= at <= LATEST:
         raise InvalidInput(f"{field} must be between the years 0001 and 9999 in UTC")
-    return at
+    return at.astimezone(UTC)
+
+
+def check_time_filter(at: datetime | None, *, field: str) -> datetime | None:
+    """A time to compare with (``created_after``...): in UTC when it has an offset (one
+    without is read in UTC, as before), within the years 1 to 9999 in UTC."""
+    if at is None or at.utcoffset() is None:
+        return at
+    return check_event_time(at, field=field)
 
 
 def check_speaker_name(name: str | None) -> str | None:

@@ -240,10 +240,14 @@ def test_a_bad_item_of_a_batch_is_named_and_nothing_is_written(client, new_user)
         ([{"content": "fine"}, {"content": "bad\x00"}], "memories[1]: content"),
         ([{"content": "fine"}, {"content": "ok", "metadata": {"k\x00": 1}}], "memories[1]: "),
         ([{"content": "x" * 40_000}], "memories[0]: content is longer"),
-        ([{"content": "ok"}, {"content": "ok", "occurred_at": "2024-05-01T09:00:00"}],
-         "memories[1]: occurred_at must carry a UTC offset"),
-        ([{"content": "ok", "occurred_at": "0001-01-01T00:00:00+01:00"}],
-         "memories[0]: occurred_at must be between"),
+        (
+            [{"content": "ok"}, {"content": "ok", "occurred_at": "2024-05-01T09:00:00"}],
+            "memories[1]: occurred_at must carry a UTC offset",
+        ),
+        (
+            [{"content": "ok", "occurred_at": "0001-01-01T00:00:00+01:00"}],
+            "memories[0]: occurred_at must be between",
+        ),
     ):
         answer = client.post(
             f"/v1/users/{user}/memories", json={"memories": items}, headers=headers
@@ -317,3 +321,12 @@ def test_a_memory_happened_when_the_client_says(client, new_user, db):
     assert stored["occurred_at"] == "2017-06-01T00:00:00Z"
     listed = client.get(f"/v1/users/{user}/memories", headers=headers).json()["memories"]
     assert {m["occurred_at"] for m in listed} == {"2017-06-01T00:00:00Z", plain["occurred_at"]}
+    # RFC 3339 offsets reach 23:59 hours, PostgreSQL's only 15:59: times are kept in UTC
+    far = _add(
+        client, user, headers, [{"content": "x", "occurred_at": "1597-06-30T15:07:58+21:50"}]
+    )
+    assert far[0]["occurred_at"] == "1597-06-29T17:17:58Z"
+    for field in ("created_after", "created_before", "occurred_after", "occurred_before"):
+        body = {"query": "Fay", field: "2020-01-01T00:00:00-23:59"}
+        answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text

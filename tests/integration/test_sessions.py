@@ -174,9 +174,7 @@ def add(client, user, headers, session_id, messages, **body):
     return client.post(url, json={"messages": messages, **body}, headers=headers)
 
 
-def test_a_message_carries_its_time_speaker_and_metadata_into_its_own_memory(
-    client, new_user
-):
+def test_a_message_carries_its_time_speaker_and_metadata_into_its_own_memory(client, new_user):
     user, headers = new_user()
     session = open_session(client, user, headers, started_at="2023-05-08T13:56:00+02:00")
     assert session["started_at"] == "2023-05-08T11:56:00Z"

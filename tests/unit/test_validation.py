@@ -8,12 +8,18 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from models.errors import InvalidInput
-from models.validation import check_event_time, check_speaker_name, naming
+from models.validation import check_event_time, check_speaker_name, check_time_filter, naming
 
 
-def test_an_event_time_keeps_its_instant():
+def test_an_event_time_keeps_its_instant_in_utc():
+    """RFC 3339 offsets reach 23:59 hours, PostgreSQL's 15:59: times go on in UTC."""
     at = datetime(2023, 5, 8, 13, 56, tzinfo=timezone(timedelta(hours=2)))
     assert check_event_time(at) == datetime(2023, 5, 8, 11, 56, tzinfo=UTC)
+    far = check_event_time(
+        datetime(1597, 6, 30, 15, 7, tzinfo=timezone(timedelta(hours=21, minutes=50)))
+    )
+    assert far is not None and far.utcoffset() == timedelta(0)
+    assert far == datetime(1597, 6, 29, 17, 17, tzinfo=UTC)
     assert check_event_time(None) is None
     assert check_event_time(datetime(1, 1, 2, tzinfo=UTC)) is not None
     assert check_event_time(datetime(9999, 12, 31, tzinfo=UTC)) is not None
@@ -56,3 +62,14 @@ def test_a_speakers_name_may_be_any_printable_text(name):
 def test_a_bad_speakers_name_is_refused(name, words):
     with pytest.raises(InvalidInput, match=words):
         check_speaker_name(name)
+
+
+def test_a_time_filter_may_be_naive_as_before():
+    naive = datetime(2023, 5, 8, 13, 56)
+    assert check_time_filter(naive, field="created_after") is naive
+    far = datetime(2023, 5, 8, tzinfo=timezone(timedelta(hours=-23)))
+    assert check_time_filter(far, field="created_after") == far.astimezone(UTC)
+    with pytest.raises(InvalidInput, match=r"^created_after must be between"):
+        check_time_filter(
+            datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), field="created_after"
+        )

@@ -19,6 +19,7 @@ from models.validation import (
     check_event_time,
     check_filter,
     check_session_id,
+    check_time_filter,
     check_vector,
 )
 from service.http.auth import CHARGES_ITSELF, USER_GUARDS, charged
@@ -92,6 +93,8 @@ async def _search(
     text = None if data.query is None else check_content(data.query, limits, field="query")
     occurred_after = check_event_time(data.occurred_after, field="occurred_after")
     occurred_before = check_event_time(data.occurred_before, field="occurred_before")
+    created_after = check_time_filter(data.created_after, field="created_after")
+    created_before = check_time_filter(data.created_before, field="created_before")
     if data.vector is not None:
         vector = check_vector(data.vector, space.dims, space.name)
     else:  # model time is dear: charged before it is spent
@@ -107,8 +110,8 @@ async def _search(
         threshold=data.threshold,
         metadata=check_filter(data.filter, limits),
         session_id=check_session_id(data.session_id),
-        created_after=data.created_after,
-        created_before=data.created_before,
+        created_after=created_after,
+        created_before=created_before,
         occurred_after=occurred_after,
         occurred_before=occurred_before,
         diversity=data.diversity,
