@@ -1,8 +1,9 @@
 """Sessions and messages: a conversation kept in order, each message remembered as a memory.
 
 Each message becomes a memory of its own in its session (``session_id``, its event time,
-and its metadata with ``{"role": ..., "name": ...}``), so searches and lists of memories
-find it like any other; the message keeps the memory's id. A message the client named
+and its metadata with ``{"role": ..., "name": ...}``; its content led by the speaker's name
+when the message names one), so searches and lists of memories find it like any other;
+the message keeps the memory's id. A message the client named
 (``id``) is stored once: sent again with the same content it is the stored one, with other
 content a conflict. Deleting a session deletes its messages and, unless asked to keep
 them, every memory of the session.
@@ -192,7 +193,7 @@ async def _append(
         [
             NewMemory(
                 id=uuid4(),  # a new id: a memory of its own, whatever its content
-                content=m.content,
+                content=remembered(m),
                 metadata=_memory_metadata(m),
                 session_id=session_id,
                 importance=None,
@@ -238,6 +239,13 @@ async def _append(
         taken = next(i for i in ids if i not in {m.id for m in added})
         raise Conflict(f"message {taken} already exists with other content")
     return sorted(added, key=lambda message: message.seq), written.jobs
+
+
+def remembered(message: NewMessage) -> str:
+    """What a message's memory says: who said it, when the message names its speaker, so
+    that a search finds a person's words by their name and a hit reads as a line of the
+    conversation."""
+    return f"{message.name}: {message.content}" if message.name else message.content
 
 
 def _memory_metadata(message: NewMessage) -> dict[str, Any]:

@@ -290,9 +290,17 @@ CHAT = [f"Turn {n}: " + text for n, text in enumerate([
 ], start=1)]  # fmt: skip
 
 
+SPEAKERS = ("Ann", "Bo")
+
+
+def spoken(i: int) -> str:
+    """What the memory of ``CHAT[i]`` says, as ``tell`` sends it: its speaker, then it."""
+    return f"{SPEAKERS[i % 2]}: {CHAT[i]}"
+
+
 def tell(client, user, headers, session_id, lines):
     open_session(client, user, headers, id=session_id)
-    turns = [{"role": ("user", "assistant")[i % 2], "name": ("Ann", "Bo")[i % 2], "content": c}
+    turns = [{"role": ("user", "assistant")[i % 2], "name": SPEAKERS[i % 2], "content": c}
              for i, c in enumerate(lines)]  # fmt: skip
     answer = add(client, user, headers, session_id, turns, wait=True)
     assert answer.status_code == 201, answer.text
@@ -306,7 +314,7 @@ def test_hits_from_messages_name_them_and_bring_their_neighbors(client, new_user
                 "wait": True}, headers=headers)  # fmt: skip
     plain = search(client, user, headers, query="a golden retriever puppy", k=10)
     by_content = {h["content"]: h for h in plain}
-    hit = by_content[CHAT[3]]
+    hit = by_content[spoken(3)]
     assert (hit["message_id"], hit["seq"], hit["session_id"]) == (said[3]["id"], 4, "pets")
     assert hit["neighbors"] is None  # not asked
     tin = by_content["Biscuit tin"]
@@ -316,15 +324,15 @@ def test_hits_from_messages_name_them_and_bring_their_neighbors(client, new_user
         found = search(client, user, headers, query="golden retriever", k=10, neighbors=2,
                        mode=mode)  # fmt: skip
         by_content = {h["content"]: h for h in found}
-        around = by_content[CHAT[3]]["neighbors"]
+        around = by_content[spoken(3)]["neighbors"]
         assert [t["seq"] for t in around] == [2, 3, 5, 6]
         assert around[0] == {
             "message_id": said[1]["id"], "seq": 2, "role": "assistant", "name": "Bo",
             "content": CHAT[1], "occurred_at": said[1]["occurred_at"],
         }  # fmt: skip
         # at the ends of the session, fewer; a hit that is not a message, none
-        assert [t["seq"] for t in by_content[CHAT[0]]["neighbors"]] == [2, 3]
-        assert [t["seq"] for t in by_content[CHAT[5]]["neighbors"]] == [4, 5]
+        assert [t["seq"] for t in by_content[spoken(0)]["neighbors"]] == [2, 3]
+        assert [t["seq"] for t in by_content[spoken(5)]["neighbors"]] == [4, 5]
         assert by_content["Biscuit tin"]["neighbors"] is None
     nearest = search(client, user, headers, query="golden retriever", k=1, neighbors=1)
     assert [t["content"] for t in nearest[0]["neighbors"]] == [CHAT[2], CHAT[4]]
@@ -337,7 +345,9 @@ def test_neighbors_are_the_users_own_turns(client, new_user):
     tell(client, alice, alice_headers, "chat", CHAT)
     tell(client, bob, bob_headers, "chat", ["Bob's turn one", "Bob's golden retriever", "End"])
     found = search(client, bob, bob_headers, query="golden retriever", k=10, neighbors=10)
-    assert {h["content"] for h in found} == {"Bob's turn one", "Bob's golden retriever", "End"}
+    assert {h["content"] for h in found} == {
+        "Ann: Bob's turn one", "Bo: Bob's golden retriever", "Ann: End"
+    }  # fmt: skip
     seen = {t["content"] for h in found for t in h["neighbors"]}
     assert seen == {"Bob's turn one", "Bob's golden retriever", "End"}
     other = client.post(f"/v1/users/{alice}/search", json={"query": "golden", "neighbors": 1},
