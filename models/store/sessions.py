@@ -146,9 +146,9 @@ async def add_messages(
             if same is None:
                 named[message.id] = message
                 fresh.append(message)
-            elif same.content != message.content or (
-                isinstance(same, Message) and same.session_id != session_id
-            ):
+            elif isinstance(same, Message) and same.session_id != session_id:
+                raise Conflict(f"message {message.id} already exists in another session")
+            elif same.content != message.content:
                 raise Conflict(f"message {message.id} already exists with other content")
         added, jobs = await _append(conn, user_id, session_id, space, fresh, request_id)
         await conn.execute(
@@ -237,7 +237,7 @@ async def _append(
     )
     if len(added) < len(fresh):
         taken = next(i for i in ids if i not in {m.id for m in added})
-        raise Conflict(f"message {taken} already exists with other content")
+        raise Conflict(f"message {taken} already exists in another session")
     return sorted(added, key=lambda message: message.seq), written.jobs
 
 

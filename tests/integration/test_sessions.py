@@ -220,14 +220,17 @@ def test_a_message_the_client_named_is_stored_once(client, new_user):
     assert again.status_code == 201
     assert again.json()["messages"][1] == first[0]
     assert [m["seq"] for m in again.json()["messages"]] == [2, 1]
-    for where, body in [
-        ("chat", [{"role": "user", "content": "lost"}, {**named, "content": "Hi!"}]),
-        ("chat", [{**named, "id": str(uuid.uuid4())}, {**named, "content": "x"}, named]),
-        ("other", [named]),  # an id is the user's: one message, in one session
+    for where, body, why in [
+        ("chat", [{"role": "user", "content": "lost"}, {**named, "content": "Hi!"}], "content"),
+        ("chat", [{**named, "id": str(uuid.uuid4())}, {**named, "content": "x"}, named], "content"),
+        ("other", [named], "session"),  # an id is the user's: one message, in one session
     ]:
         conflict = add(client, user, headers, where, body)
         assert conflict.status_code == 409, conflict.text
-        assert named["id"] in conflict.json()["error"]["message"]
+        said = conflict.json()["error"]["message"]
+        assert said == f"message {named['id']} already exists " + (
+            "with other content" if why == "content" else "in another session"
+        )
     # nothing of a refused batch was written
     assert client.get(f"/v1/users/{user}/sessions/chat", headers=headers).json()[
         "message_count"
