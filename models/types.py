@@ -252,22 +252,46 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ContextMemory(msgspec.Struct, frozen=True, kw_only=True):
-    """A memory packed into a context."""
+    """A search hit packed into a context: a memory, or a message (``message_id``) shown
+    in its passage."""
 
     id: UUID
     content: str
     score: float
     metadata: dict[str, Any]
+    occurred_at: datetime
+    session_id: str | None
+    message_id: UUID | None
+
+
+class Passage(msgspec.Struct, frozen=True, kw_only=True):
+    """Turns of one session packed into a context (found, and around what was found), in
+    the order they were said."""
+
+    session_id: str
+    turns: list[Turn]
+
+
+class LeftOut(msgspec.Struct, frozen=True, kw_only=True):
+    """What a context did not pack: found and relevant but over the budget; found but under
+    the relevance floor; the session's messages that did not fit."""
+
+    memories: int
+    below_floor: int
+    messages: int
 
 
 class Context(msgspec.Struct, frozen=True, kw_only=True):
-    """Relevant memories and the latest messages, packed within a token budget."""
+    """What the user's memory holds on a question and the latest messages, packed within a
+    token budget."""
 
     text: str  # ready to paste into a prompt
     tokens: int  # of ``text``, by the embedding model's tokenizer
     max_tokens: int
     memories: list[ContextMemory]  # by relevance
+    passages: list[Passage]  # by the time of their first turn
     messages: list[Message]  # in the order they were said
+    left_out: LeftOut
 
 
 AuditAction = Literal[

@@ -1,10 +1,18 @@
-"""Context for the next prompt: relevant memories and the latest messages, within a budget.
+"""Context for the next prompt: what the user's memory holds on a question, and the latest
+turns of the session, packed within a token budget.
 
-The packing order (docs/api.md): the latest messages of the session first, newest back,
-until half the budget is used; then memories by relevance until the budget is full; then,
-if room is left, older messages. A memory that is one of the packed messages, or whose
-text is already packed, is left out. The text lists the memories, then the messages in
-the order they were said.
+The packing order (docs/api.md, "Context for the next prompt"):
+
+1. the session's latest messages, newest back, until half the budget is used;
+2. then what the search found, best first, while it is relevant enough (its score at least
+   ``floor`` times the best one's) and fits: a memory alone, or a message with the turns
+   around it in its session (nearest first), each turn packed once;
+3. then, if room is left, older messages of the session.
+
+The text has up to three parts: ``Relevant memories:``, each line led by the day it
+happened; ``From past conversations:``, a passage a session, its turns in the order they
+were said under the time of the first; ``Recent conversation:``. ``left_out`` counts what
+was relevant but did not fit.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
 
 from psycopg import AsyncConnection
 
@@ -20,15 +30,42 @@ from models.embedding.spaces import Space
 from models.ingest.tokens import TokenCounter
 from models.search.planner import search
 from models.search.query import SearchQuery
+from models.search.turns import Window, windows
 from models.store import sessions
 from models.store.sessions import Message
 from models.types import Context as Context
 from models.types import ContextMemory as ContextMemory
-from models.types import SearchHit
+from models.types import LeftOut as LeftOut
+from models.types import Passage as Passage
+from models.types import SearchHit, Turn
 
 LATEST_MESSAGES = 200  # the most messages of a session considered
 MEMORIES_HEADER = "Relevant memories:"
+PASSAGES_HEADER = "From past conversations:"
 MESSAGES_HEADER = "Recent conversation:"
+
+
+class _Budget:
+    """Tokens left. A line is counted only while it may still fit: every word costs at
+    least a token, so a line of more words than the room left is passed over uncounted."""
+
+    def __init__(self, tokens: int, count: TokenCounter) -> None:
+        self.tokens, self.count, self.used = tokens, count, 0
+
+    @property
+    def full(self) -> bool:
+        return self.used >= self.tokens
+
+    def take(self, *lines: str) -> bool:
+        """Spend what ``lines`` cost if they all fit."""
+        words = sum(len(line.split()) for line in lines)
+        if self.used + words > self.tokens:
+            return False
+        cost = sum(self.count(line) for line in lines)
+        if self.used + cost > self.tokens:
+            return False
+        self.used += cost
+        return True
 
 
 def pack(
@@ -37,58 +74,132 @@ def pack(
     *,
     max_tokens: int,
     count: TokenCounter,
+    turns: dict[UUID, Window] | None = None,
+    floor: float = 0.0,
 ) -> Context:
-    """``hits`` best first; ``latest`` newest first. A line is counted only while it may
-    still fit: every word costs at least a token, so a line of more words than the room left
-    is passed over uncounted, and nothing more is counted once the budget is full."""
-    budget = max_tokens - count(MEMORIES_HEADER) - count(MESSAGES_HEADER)
-    used = 0
-    messages: list[Message] = []
-    memories: list[SearchHit] = []
-
-    def fits(line: str) -> bool:
-        nonlocal used
-        if used + len(line.split()) > budget:  # a lower bound of its tokens: no need to count
-            return False
-        cost = count(line)
-        if used + cost > budget:
-            return False
-        used += cost
-        return True
-
+    """``hits`` best first; ``latest`` newest first; ``turns`` the windows of the hits that
+    are messages (``models.search.turns.windows``)."""
+    turns = turns or {}
+    headers = count(MEMORIES_HEADER) + count(PASSAGES_HEADER) + count(MESSAGES_HEADER)
+    budget = _Budget(max_tokens - headers, count)
     remaining = list(latest)
-    while remaining and used < budget // 2 and fits(_line(remaining[0])):
+    messages: list[Message] = []
+    while remaining and budget.used < budget.tokens // 2 and budget.take(_line(remaining[0])):
         messages.append(remaining.pop(0))
-    packed_ids = {m.memory_id for m in messages}
-    packed_texts = {m.content for m in messages}
-    for hit in hits:
-        if used >= budget:
-            break
-        if hit.id in packed_ids or hit.content in packed_texts:
+    seen_messages = {m.id for m in messages}
+    seen_memories = {m.memory_id for m in messages}
+    memories: list[SearchHit] = []
+    passages: dict[str, dict[int, Turn]] = {}  # by session, by seq
+    best = max((hit.score for hit in hits), default=0.0)
+    relevant = [hit for hit in hits if hit.score >= floor * best]
+    did_not_fit = 0
+    for hit in relevant:
+        if hit.id in seen_memories:
             continue
-        if fits(f"- {hit.content}"):
+        window = turns.get(hit.id) if hit.session_id is not None else None
+        if window is None:
+            packed = budget.take(_memory_line(hit))
+        else:
+            packed = _pack_window(hit.session_id or "", window, passages, seen_messages, budget)
+        if packed:
             memories.append(hit)
-            packed_texts.add(hit.content)
-    while remaining and fits(_line(remaining[0])):
+            seen_memories.add(hit.id)
+        else:
+            did_not_fit += 1
+    while remaining and budget.take(_line(remaining[0])):
         messages.append(remaining.pop(0))
     messages.reverse()  # as they were said
-
-    sections = []
-    if memories:
-        sections.append("\n".join([MEMORIES_HEADER, *(f"- {h.content}" for h in memories)]))
-    if messages:
-        sections.append("\n".join([MESSAGES_HEADER, *(_line(m) for m in messages)]))
-    text = "\n\n".join(sections)
+    packed_passages = [
+        Passage(session_id=session_id, turns=[said[seq] for seq in sorted(said)])
+        for session_id, said in sorted(passages.items(), key=lambda p: _first_time(p[1]))
+    ]
+    text = _text([h for h in memories if h.id not in turns], packed_passages, messages)
     return Context(
         text=text,
         tokens=count(text) if text else 0,
         max_tokens=max_tokens,
         memories=[
-            ContextMemory(id=h.id, content=h.content, score=h.score, metadata=h.metadata)
+            ContextMemory(
+                id=h.id,
+                content=h.content,
+                score=h.score,
+                metadata=h.metadata,
+                occurred_at=h.occurred_at,
+                session_id=h.session_id,
+                message_id=turns[h.id].turn.message_id if h.id in turns else None,
+            )
             for h in memories
         ],
+        passages=packed_passages,
         messages=messages,
+        left_out=LeftOut(
+            memories=did_not_fit, below_floor=len(hits) - len(relevant), messages=len(remaining)
+        ),
     )
+
+
+def _pack_window(
+    session_id: str,
+    window: Window,
+    passages: dict[str, dict[int, Turn]],
+    seen: set[UUID],
+    budget: _Budget,
+) -> bool:
+    """The hit's turn, then its neighbours nearest first, while they fit. A passage's first
+    turn also pays for its heading. False if the hit's own turn did not fit."""
+    passage = passages.get(session_id, {})
+    by_distance = sorted(window.around, key=lambda t: (abs(t.seq - window.turn.seq), t.seq))
+    packed_own = False
+    for turn in [window.turn, *by_distance]:
+        if turn.message_id in seen:
+            packed_own = packed_own or turn is window.turn
+            continue
+        lines = [_turn_line(turn)] if passage else [_heading(turn.occurred_at), _turn_line(turn)]
+        if not budget.take(*lines):
+            if turn is window.turn:
+                return False
+            break
+        passage[turn.seq] = turn
+        passages[session_id] = passage
+        seen.add(turn.message_id)
+        packed_own = packed_own or turn is window.turn
+    return packed_own
+
+
+def _text(memories: list[SearchHit], passages: list[Passage], messages: list[Message]) -> str:
+    sections = []
+    if memories:
+        sections.append("\n".join([MEMORIES_HEADER, *(_memory_line(h) for h in memories)]))
+    if passages:
+        blocks = [
+            "\n".join([_heading(p.turns[0].occurred_at), *(_turn_line(t) for t in p.turns)])
+            for p in passages
+        ]
+        sections.append("\n".join([PASSAGES_HEADER, *blocks]))
+    if messages:
+        sections.append("\n".join([MESSAGES_HEADER, *(_line(m) for m in messages)]))
+    return "\n\n".join(sections)
+
+
+def _first_time(said: dict[int, Turn]) -> tuple[datetime, int]:
+    first = said[min(said)]
+    return first.occurred_at, first.seq
+
+
+def _memory_line(hit: SearchHit) -> str:
+    return f"- [{hit.occurred_at:%Y-%m-%d}] {hit.content}"
+
+
+def _heading(when: datetime) -> str:
+    return f"[{when:%Y-%m-%d %H:%M}]"
+
+
+def _turn_line(turn: Turn) -> str:
+    return f"{turn.name or turn.role}: {turn.content}"
+
+
+def _line(message: Message) -> str:
+    return f"{message.name or message.role}: {message.content}"
 
 
 async def build_context(
@@ -102,21 +213,22 @@ async def build_context(
     count: TokenCounter,
     exact_max_rows: int,
     ef_search: int,
+    neighbors: int,
+    floor: float,
 ) -> Context:
-    """Search the user's memories and read the session's latest messages, then pack them."""
+    """Read the session's latest messages, search the user's memories with the turns
+    around the hits that are messages, then pack them."""
     latest = (
         await sessions.latest_messages(conn, user_id, session_id, limit=LATEST_MESSAGES)
         if session_id
         else []
     )
-    # last: the search's HNSW settings last to the end of the transaction
     read = functools.partial(on_connection, conn)
     hits = await search(
         read, space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search
     )
+    found = await windows(read, user_id, hits, neighbors=neighbors)
     # counting tokens is CPU work: off the event loop
-    return await asyncio.to_thread(pack, hits, latest, max_tokens=max_tokens, count=count)
-
-
-def _line(message: Message) -> str:
-    return f"{message.role}: {message.content}"
+    return await asyncio.to_thread(
+        pack, hits, latest, max_tokens=max_tokens, count=count, turns=found, floor=floor
+    )

@@ -32,6 +32,10 @@ class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # the signal, where the customary 60 would make the 1st and the 10th nearly equal
     k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
 
+    def __post_init__(self) -> None:
+        if self.vector + self.text == 0:
+            raise ValueError("the vector and text weights cannot both be 0")
+
 
 class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     """A validated search."""

@@ -11,6 +11,7 @@ a memory of its own) is the first of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -51,36 +52,50 @@ class _TurnRow(NamedTuple):
     occurred_at: datetime
 
 
+class Window(NamedTuple):
+    """A hit's message, and the turns before and after it in its session, in order."""
+
+    turn: Turn
+    around: list[Turn]
+
+
+async def windows(
+    read: Reader, user_id: str, hits: Sequence[SearchHit], *, neighbors: int
+) -> dict[UUID, Window]:
+    """For each hit that is a message's memory (by the hit's id): its message and the
+    ``neighbors`` turns on either side."""
+    ids = [h.id for h in hits if h.type == "memory" and h.session_id is not None]
+    if not ids:
+        return {}
+    params = {"user_id": user_id, "ids": ids, "n": neighbors}
+    (rows,) = await read([Statement(_TURNS, params, rows=named(_TurnRow))], {})
+    own: dict[UUID, Turn] = {}
+    around: dict[UUID, list[Turn]] = {}
+    for row in rows:
+        if row.seq == row.hit_seq:
+            own[row.memory_id] = _turn(row)
+        else:
+            around.setdefault(row.memory_id, []).append(_turn(row))
+    return {memory_id: Window(turn, around.get(memory_id, [])) for memory_id, turn in own.items()}
+
+
 async def with_turns(
     read: Reader, user_id: str, hits: list[SearchHit], *, neighbors: int = 0
 ) -> list[SearchHit]:
     """``hits`` with the message each one is (``message_id``, ``seq``) and, when
     ``neighbors`` is above 0, the turns around it."""
-    ids = [h.id for h in hits if h.type == "memory" and h.session_id is not None]
-    if not ids:
-        return hits
-    params = {"user_id": user_id, "ids": ids, "n": neighbors}
-    (rows,) = await read([Statement(_TURNS, params, rows=named(_TurnRow))], {})
-    own: dict[UUID, _TurnRow] = {}
-    around: dict[UUID, list[Turn]] = {}
-    for row in rows:
-        if row.seq == row.hit_seq:
-            own[row.memory_id] = row
-        else:
-            around.setdefault(row.memory_id, []).append(_turn(row))
-    return [_placed(hit, own.get(hit.id), around.get(hit.id, []), neighbors) for hit in hits]
+    found = await windows(read, user_id, hits, neighbors=neighbors)
+    return [_placed(hit, found.get(hit.id), neighbors) for hit in hits]
 
 
-def _placed(
-    hit: SearchHit, message: _TurnRow | None, around: list[Turn], neighbors: int
-) -> SearchHit:
-    if message is None:
+def _placed(hit: SearchHit, window: Window | None, neighbors: int) -> SearchHit:
+    if window is None:
         return hit
     return msgspec.structs.replace(
         hit,
-        message_id=message.message_id,
-        seq=message.seq,
-        neighbors=around if neighbors else None,
+        message_id=window.turn.message_id,
+        seq=window.turn.seq,
+        neighbors=window.around if neighbors else None,
     )
 
 

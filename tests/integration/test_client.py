@@ -505,7 +505,7 @@ def test_event_times_speakers_and_the_turns_around_a_hit(user):
     assert engram.search(user_id, "plums", **window).results == []  # before is exclusive
     second = then + timedelta(seconds=1)
     found = engram.search(user_id, "plums", occurred_after=then, occurred_before=second)
-    assert [h.content for h in found.results] == ["The plums are ripe."]
+    assert [h.content for h in found.results] == ["Ann: The plums are ripe."]  # who said it
 
 
 def test_edits_documents_uploads_and_messages_wait_when_told(user):

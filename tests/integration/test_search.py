@@ -456,10 +456,7 @@ def test_search_rows_carry_a_hits_columns_by_name(db, embedder, kind, shape):
     fields once (after the two counts in a counted statement), and nothing else."""
     query = SearchQuery(vector=embedder.encode(["anything"])[0], k=3, text="anything")
     statements = Statements(MINILM_384, "nobody", query, cap=20_000)
-    if shape == "text":
-        statement = statements.text(kind)
-    else:
-        statement = statements.vector(kind, shape)
+    statement = statements.text(kind) if shape == "text" else statements.vector(kind, shape)
     register_vector(db)
     cursor = db.execute(statement.query, statement.params)
     names = [column.name for column in cursor.description or ()]

@@ -356,3 +356,38 @@ def test_neighbors_are_the_users_own_turns(client, new_user):
     other = client.post(f"/v1/users/{alice}/search", json={"query": "golden", "neighbors": 1},
                         headers=bob_headers)  # fmt: skip
     assert other.status_code == 403
+
+
+def test_context_brings_the_turns_around_what_it_found_with_their_times(client, new_user):
+    """A question answered a few turns away from where its words are: the context holds the
+    found turn with its neighbours, as a passage under its time, and says what it left out."""
+    user, headers = new_user()
+    open_session(client, user, headers, id="picnic")
+    turns = [
+        {"role": "user", "name": "Ann", "content": "Guess who I met at the market today?"},
+        {"role": "assistant", "name": "Bo", "content": "Who?"},
+        {"role": "user", "name": "Ann", "content": "Carol! She moved to Porto last spring."},
+        {"role": "assistant", "name": "Bo", "content": "How lovely, say hi from me."},
+    ]
+    for n, turn in enumerate(turns):
+        turn["occurred_at"] = f"2023-05-08T13:5{n}:00Z"
+    assert add(client, user, headers, "picnic", turns, wait=True).status_code == 201
+    bees = {"content": "Ann keeps bees.", "occurred_at": "2022-01-02T09:00:00Z"}
+    stored = {"memories": [bees], "wait": True}
+    assert client.post(f"/v1/users/{user}/memories", json=stored, headers=headers).is_success
+    body = {"query": "Where does Carol live now?", "max_tokens": 300}
+    context = client.post(f"/v1/users/{user}/context", json=body, headers=headers).json()
+    assert "Ann: Carol! She moved to Porto last spring." in context["text"]
+    (passage,) = context["passages"]
+    seqs = [t["seq"] for t in passage["turns"]]
+    assert 3 in seqs and seqs == sorted(seqs) and len(seqs) >= 2  # with a neighbour
+    assert "From past conversations:\n[2023-05-08 13:5" in context["text"]
+    assert context["memories"][0]["message_id"] is not None
+    assert set(context["left_out"]) == {"memories", "below_floor", "messages"}
+    lone = client.post(f"/v1/users/{user}/context", json={**body, "neighbors": 0, "floor": 1.0},
+                       headers=headers).json()  # fmt: skip
+    assert [t["seq"] for p in lone["passages"] for t in p["turns"]] == [3]  # the best alone
+    assert lone["left_out"]["below_floor"] == 4  # every other item: under the best's score
+    bees = client.post(f"/v1/users/{user}/context", json={"query": "bees", "floor": 0.9},
+                       headers=headers).json()  # fmt: skip
+    assert bees["text"].startswith("Relevant memories:\n- [2022-01-02] Ann keeps bees.")

@@ -90,11 +90,8 @@ def test_equal_items_rank_equally_every_time(client, new_user):
             "wait": True}  # fmt: skip
     assert client.post(f"/v1/users/{user}/memories", json=body, headers=headers).is_success
     add_memories(client, user, headers, ["Feed the cat.", "Water the garden."])
-    orders = {
-        tuple(h["id"] for h in search(client, user, headers, query="water ferns", k=4,
-                                      mode="hybrid"))  # fmt: skip
-        for _ in range(3)
-    }
+    body = {"query": "water ferns", "k": 4, "mode": "hybrid"}
+    orders = {tuple(h["id"] for h in search(client, user, headers, **body)) for _ in range(3)}
     assert orders == {tuple(ids)}
 
 
@@ -113,8 +110,10 @@ def test_text_statistics_follow_every_write(client, new_user, db):
     sum of their lengths: as a recount finds them after inserts, edits and deletes."""
     user, headers = new_user()
     stored = add_memories(client, user, headers, ["One two three.", "Four five.", "Six."])
-    patched = client.patch(f"/v1/users/{user}/memories/{stored[0]['id']}",
-                           json={"content": "Seven eight nine ten eleven."}, headers=headers)  # fmt: skip
+    edit = {"content": "Seven eight nine ten eleven."}
+    patched = client.patch(
+        f"/v1/users/{user}/memories/{stored[0]['id']}", json=edit, headers=headers
+    )
     assert patched.status_code == 200, patched.text
     deleted = client.delete(f"/v1/users/{user}/memories/{stored[1]['id']}", headers=headers)
     assert deleted.status_code == 204

@@ -44,6 +44,7 @@ from engram_client.types import (
     DroppedSpace,
     Erased,
     FailedJob,
+    Fusion,
     Health,
     Imported,
     ItemType,
@@ -206,6 +207,8 @@ class Api:
         occurred_before: datetime | None = None,
         space: str | None = None,
         mode: Literal["vector", "hybrid"] | None = None,
+        fusion: Fusion | None = None,
+        language: str | None = None,
         diversity: float | None = None,
         weights: Weights | None = None,
         neighbors: int | None = None,
@@ -226,6 +229,8 @@ class Api:
             occurred_before=occurred_before,
             space=space,
             mode=mode,
+            fusion=fusion,
+            language=language,
             diversity=diversity,
             weights=weights,
             neighbors=neighbors,
@@ -241,12 +246,28 @@ class Api:
         session_id: str | None = None,
         max_tokens: int | None = None,
         k: int | None = None,
+        mode: Literal["vector", "hybrid"] | None = None,
+        neighbors: int | None = None,
+        floor: float | None = None,
         threshold: float | None = None,
+        fusion: Fusion | None = None,
+        language: str | None = None,
     ) -> Call[Context]:
-        """The memories most relevant to ``query`` and the session's latest messages, packed
-        within ``max_tokens`` as text ready for a prompt."""
+        """What the user's memory holds on ``query`` (memories, and passages of past
+        conversations around the messages found) and the session's latest messages, packed
+        within ``max_tokens`` as text ready for a prompt; options not given take the API's
+        defaults (docs/api.md, "Context for the next prompt")."""
         body = present(
-            query=query, session_id=session_id, max_tokens=max_tokens, k=k, threshold=threshold
+            query=query,
+            session_id=session_id,
+            max_tokens=max_tokens,
+            k=k,
+            mode=mode,
+            neighbors=neighbors,
+            floor=floor,
+            threshold=threshold,
+            fusion=fusion,
+            language=language,
         )
         return Call("POST", path("/v1/users/{}/context", user_id), json_as(Context), body=body)
 

@@ -32,13 +32,16 @@ __all__ = [
     "FailedJob",
     "FailureReason",
     "Fill",
+    "Fusion",
     "Health",
     "Imported",
     "ItemType",
+    "LeftOut",
     "Memory",
     "MemoryIn",
     "Message",
     "MessageIn",
+    "Passage",
     "QueueDepth",
     "RateLimit",
     "Readiness",
@@ -161,22 +164,45 @@ class Session(_Answer, frozen=True, kw_only=True):
 
 
 class ContextMemory(_Answer, frozen=True, kw_only=True):
-    """A memory packed into a context."""
+    """A search hit packed into a context: a memory, or a message (``message_id``) shown
+    in its passage."""
 
     id: UUID
     content: str
     score: float
     metadata: dict[str, Any]
+    occurred_at: datetime
+    session_id: str | None = None
+    message_id: UUID | None = None
+
+
+class Passage(_Answer, frozen=True, kw_only=True):
+    """Turns of one session packed into a context, in the order they were said."""
+
+    session_id: str
+    turns: list[Turn]
+
+
+class LeftOut(_Answer, frozen=True, kw_only=True):
+    """What a context did not pack: relevant but over the budget; under the relevance
+    floor; the session's messages that did not fit."""
+
+    memories: int
+    below_floor: int
+    messages: int
 
 
 class Context(_Answer, frozen=True, kw_only=True):
-    """Relevant memories and the latest messages, packed within a token budget."""
+    """What the user's memory holds on a question and the latest messages, packed within a
+    token budget."""
 
     text: str  # ready to paste into a prompt
     tokens: int  # of ``text``, by the embedding model's tokenizer
     max_tokens: int
     memories: list[ContextMemory]  # by relevance
+    passages: list[Passage]  # by the time of their first turn
     messages: list[Message]  # in the order they were said
+    left_out: LeftOut
 
 
 class Document(_Answer, frozen=True, kw_only=True):
@@ -448,6 +474,14 @@ class MessageIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     metadata: dict[str, Any] | None = None
     id: UUID | str | None = None
     occurred_at: datetime | None = None  # with its UTC offset; default: now
+
+
+class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How hybrid mode fuses its rankings: weight / (k + rank), summed (docs/api.md)."""
+
+    vector: float = 1.0
+    text: float = 1.0
+    k: int = 10
 
 
 class Weights(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -27,6 +27,7 @@ PUBLIC = {
     "DocumentIn",
     "MemoryIn",
     "MessageIn",
+    "Fusion",
     "Weights",
     # answers
     "AcceptedDocuments",
@@ -47,8 +48,10 @@ PUBLIC = {
     "Fill",
     "Health",
     "Imported",
+    "LeftOut",
     "Memory",
     "Message",
+    "Passage",
     "QueueDepth",
     "RateLimit",
     "Readiness",

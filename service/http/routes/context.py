@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, post
 
 from models.search.context import Context, build_context
-from models.search.query import SearchQuery
+from models.search.query import Fusion, SearchQuery
+from models.search.turns import MAX_NEIGHBORS
 from models.types import Principal
 from models.validation import check_content, check_session_id
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
-from service.http.routes.search import TEXT_QUERY_COST
+from service.http.routes.search import TEXT_QUERY_COST, Language
 from service.http.runtime import Runtime
 
 
@@ -21,8 +22,15 @@ class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query: Annotated[str, msgspec.Meta(min_length=1)]
     max_tokens: Annotated[int, msgspec.Meta(ge=32, le=100_000)] = 1000
     session_id: str | None = None
-    k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20  # memories considered
+    k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50  # hits considered, best first
+    mode: Literal["vector", "hybrid"] = "hybrid"
+    # the turns before and after each hit that is a message, packed with it
+    neighbors: Annotated[int, msgspec.Meta(ge=0, le=MAX_NEIGHBORS)] = 1
+    # a hit is packed only if its score is at least this share of the best hit's
+    floor: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
     threshold: Annotated[float, msgspec.Meta(ge=-1, le=1)] | None = None
+    fusion: Fusion = Fusion()
+    language: Language | None = None
 
 
 class ContextController(Controller):
@@ -34,8 +42,9 @@ class ContextController(Controller):
     async def context(
         self, owner: str, principal: Principal, data: ContextIn, runtime: Runtime
     ) -> Context:
-        """The most relevant memories and the session's latest messages, packed within
-        ``max_tokens`` (docs/api.md gives the order), as text ready for a prompt."""
+        """What the user's memory holds on ``query`` (memories, and passages of past
+        conversations around the messages found) and the session's latest messages, packed
+        within ``max_tokens`` (docs/api.md gives the order), as text ready for a prompt."""
         limits = runtime.settings.limits
         text = check_content(data.query, limits, field="query")
         session_id = check_session_id(data.session_id)
@@ -45,6 +54,9 @@ class ContextController(Controller):
             vector=await runtime.embed_query(owner, space, text),
             k=data.k,
             text=text,
+            hybrid=data.mode == "hybrid",
+            fusion=data.fusion,
+            text_config=await runtime.text_config(data.language),
             threshold=data.threshold,
             types=("memory",),
         )
@@ -59,4 +71,6 @@ class ContextController(Controller):
             count=await runtime.token_counter(space),
             exact_max_rows=runtime.settings.search.exact_max_rows,
             ef_search=runtime.settings.search.hnsw_ef_search,
+            neighbors=data.neighbors,
+            floor=data.floor,
         )

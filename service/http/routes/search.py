@@ -29,6 +29,8 @@ from service.http.runtime import Runtime
 
 TEXT_QUERY_COST = 4  # on top of the request's 1: embedding the query takes model time
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+# a text-search configuration's name (whether the database has it is checked after)
+Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 
 
 class WeightsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,7 +56,7 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mode: Literal["vector", "hybrid"] = "vector"
     # hybrid mode: how the rankings are fused, and the language of the text side
     fusion: Fusion = Fusion()
-    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = None
+    language: Language | None = None
     diversity: Fraction = 0.0
     weights: WeightsIn | None = None
     # the turns before and after each hit that is a message, in its session
@@ -86,8 +88,6 @@ async def _search(
         raise InvalidInput("mode 'hybrid' needs query text")
     if data.weights and data.weights.recency + data.weights.importance > 1:
         raise InvalidInput("weights: recency + importance must be at most 1")
-    if data.fusion.vector + data.fusion.text == 0:
-        raise InvalidInput("fusion: the vector and text weights cannot both be 0")
     text_config = await runtime.text_config(data.language)
     space = runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
     text = None if data.query is None else check_content(data.query, limits, field="query")
