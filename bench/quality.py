@@ -99,6 +99,16 @@ class Conversation:
 
 
 Memories = dict[str, frozenset[str]]  # a memory's id -> the turns it stands for
+Texts = dict[str, str]  # a memory's id -> its content as Engram stores it
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What Engram made of a conversation: its memories, with the turns each stands for
+    and what each says."""
+
+    turns: Memories
+    texts: Texts
 
 
 @dataclass
@@ -296,12 +306,15 @@ class Engram:
         key = self.call("POST", "/v1/keys", self.admin, {"user_id": user})["key"]
         return {"Authorization": f"Bearer {key}"}
 
-    def wait_ready(self, user: str, headers: dict[str, str], ids: Iterable[str]) -> None:
+    def settled_texts(self, user: str, headers: dict[str, str], ids: Iterable[str]) -> Texts:
+        """The memories' texts as stored, once each is embedded (or failed)."""
+        texts = {}
         for memory_id in ids:
-            while self.call("GET", f"/v1/users/{user}/memories/{memory_id}", headers)[
-                "status"
-            ] not in ("ready", "failed"):
+            path = f"/v1/users/{user}/memories/{memory_id}"
+            while (memory := self.call("GET", path, headers))["status"] == "pending":
                 time.sleep(0.5)
+            texts[memory_id] = memory["content"]
+        return texts
 
     def close(self) -> None:
         self.http.close()
@@ -324,11 +337,10 @@ def message_body(conversation: Conversation, turn: Turn) -> dict[str, Any]:
     }
 
 
-def store(
-    engram: Engram, user: str, headers: dict[str, str], conversation: Conversation
-) -> Memories:
-    """Every turn as a message of its session; the memories they are remembered as."""
+def store(engram: Engram, user: str, headers: dict[str, str], conversation: Conversation) -> Stored:
+    """Every turn as a message of its session; what Engram made of them."""
     memory_of: dict[str, str] = {}
+    texts: Texts = {}
     for n, turns in conversation.sessions.items():
         session = f"session-{n}"
         title = f"{conversation.sample_id} session {n}"
@@ -342,10 +354,10 @@ def store(
             {"messages": [message_body(conversation, t) for t in turns], "wait": True},
         )
         messages = answer["messages"]
-        engram.wait_ready(user, headers, {m["memory_id"] for m in messages})
+        texts |= engram.settled_texts(user, headers, {m["memory_id"] for m in messages})
         for turn, message in zip(turns, messages, strict=True):
             memory_of[turn.dia_id] = message["memory_id"]
-    return remembered(conversation, memory_of)
+    return Stored(remembered(conversation, memory_of), texts)
 
 
 def ask_engram(
@@ -374,30 +386,42 @@ def ask_engram(
         tally["engram-context"][question.category].covered.append(covered)
 
 
+def led_by_name(conversation: Conversation, stored: Stored) -> int:
+    """How many memories say ``Speaker: text``: Engram's own way of remembering a turn."""
+    turns = conversation.turns()
+    return sum(
+        stored.texts[memory].startswith(f"{turns[min(ids)].speaker}: ")
+        for memory, ids in stored.turns.items()
+    )
+
+
 def run_engram(
     url: str, admin_key: str, conversations: list[Conversation], tally: Tally
-) -> tuple[dict[str, Any], dict[str, Memories]]:
-    """Stores and asks every conversation: the time and latencies seen, and the memories
-    of each conversation."""
+) -> tuple[dict[str, Any], dict[str, Stored]]:
+    """Stores and asks every conversation: the time and latencies seen, and what Engram
+    made of each conversation."""
     engram = Engram(url, admin_key)
     took_ms: dict[str, list[float]] = defaultdict(list)
-    memories: dict[str, Memories] = {}
+    stored: dict[str, Stored] = {}
     started = time.perf_counter()
     try:
         for conversation in conversations:
             user = f"locomo-{safe_id(conversation.sample_id)}"
             headers = engram.new_user(user)
-            memories[conversation.sample_id] = made = store(engram, user, headers, conversation)
-            print(f"{conversation.sample_id}: {len(made)} memories stored", flush=True)
-            ask_engram(engram, user, headers, conversation, made, tally, took_ms)
+            stored[conversation.sample_id] = made = store(engram, user, headers, conversation)
+            print(f"{conversation.sample_id}: {len(made.turns)} memories stored", flush=True)
+            ask_engram(engram, user, headers, conversation, made.turns, tally, took_ms)
     finally:
         engram.close()
     figures = {
-        "memories": sum(len(m) for m in memories.values()),
+        "memories": sum(len(made.turns) for made in stored.values()),
+        "memories_led_by_name": sum(
+            led_by_name(c, stored[c.sample_id]) for c in conversations if c.sample_id in stored
+        ),
         "seconds": round(time.perf_counter() - started, 1),
         "median_ms": {name: round(statistics.median(v), 2) for name, v in took_ms.items()},
     }
-    return figures, memories
+    return figures, stored
 
 
 # -- the baselines ----------------------------------------------------------------------
@@ -423,15 +447,16 @@ def cosine_rankings(
 
 
 def run_baselines(
-    conversations: list[Conversation], memories: dict[str, Memories], tally: Tally
+    conversations: list[Conversation], stored: dict[str, Stored], tally: Tally
 ) -> None:
-    """Ranks the texts of the memories Engram made, each conversation's on their own."""
+    """Ranks the texts of the memories Engram made, as it stores them, each conversation's
+    on their own."""
     embedder = LocalEmbedder(MINILM_384, Settings.from_env().encoder)
     embedder.load()
     for conversation in conversations:
-        turns = conversation.turns()
-        units = list(memories[conversation.sample_id].values())  # turns of one text each
-        texts = [turns[min(ids)].content for ids in units]
+        made = stored[conversation.sample_id]
+        ids = list(made.turns)
+        units, texts = [made.turns[m] for m in ids], [made.texts[m] for m in ids]
         queries = [q.text for q in conversation.questions]
         for system, rankings in (
             ("minilm-exact", cosine_rankings(embedder, texts, queries)),
@@ -498,10 +523,11 @@ def setting(result: dict[str, Any]) -> str:
         "Each conversation is one user, each LoCoMo session an Engram session, each turn a "
         "message: its text, with `[shares <caption>]` for a shared photo, its speaker as `name`, "
         "and as `occurred_at` its session's date and time plus one second a turn. They are "
-        f"remembered as {engram['memories']:,} memories (a result stands for every turn its "
-        "memory holds). One API and one worker process (the "
-        f"`{result['backend']}` encoder backend) on embedded PostgreSQL and Redis, on the "
-        f"shared {result['machine']} machine."
+        f"remembered as {engram['memories']:,} memories, {engram['memories_led_by_name']:,} of "
+        "them led by the speaker's name (`Caroline: text`, as Engram remembers a named "
+        "message); a result stands for every turn its memory holds. One API and one worker "
+        f"process (the `{result['backend']}` encoder backend) on embedded PostgreSQL and "
+        f"Redis, on the shared {result['machine']} machine."
     )
 
 
@@ -513,8 +539,9 @@ def method(result: dict[str, Any]) -> str:
         "share of a question's evidence turns among the first k results, MRR the reciprocal "
         "rank of the first result that holds an evidence turn, both averaged over the "
         "questions; context coverage is the share of questions whose every evidence turn's "
-        "text is inside the context's `text`. The baselines rank the very same texts outside "
-        "Engram, in this process: all-MiniLM-L6-v2 (the same model and backend) by exact "
+        "text is inside the context's `text`. The baselines rank the very same texts (the "
+        "memories' as Engram stores them, read back through the API) outside Engram, in this "
+        "process: all-MiniLM-L6-v2 (the same model and backend) by exact "
         f"cosine, and BM25 (`bm25s` {result['bm25']['version']}, k1 {BM25_K1}, b {BM25_B}, "
         "Lucene's idf; lowercase `\\w+` word tokens, no stemming, no stop words)."
     )
@@ -588,15 +615,15 @@ def main() -> int:
     conversations, evidence = load_conversations(args.file, args.conversations)
     tally = new_tally()
     if args.url:
-        engram, memories = run_engram(args.url, args.admin_key, conversations, tally)
+        engram, stored = run_engram(args.url, args.admin_key, conversations, tally)
     else:
         home = Path(tempfile.mkdtemp(prefix="engram-bench-quality-"))
         procs, url, _, servers = start_stack(home, free_port(), workers=1)
         try:
-            engram, memories = run_engram(url, "soak-admin", conversations, tally)
+            engram, stored = run_engram(url, "soak-admin", conversations, tally)
         finally:
             stop_stack(procs, servers)
-    run_baselines(conversations, memories, tally)
+    run_baselines(conversations, stored, tally)
     questions = Counter(q.category for c in conversations for q in c.questions)
     result = {
         "date": datetime.now(UTC).date().isoformat(),
