@@ -205,7 +205,8 @@ async def search(
         plan.take(round_, await read(round_.statements, round_.settings))
     hits = plan.vector_hits()
     if query.hybrid:
-        hits = fuse(hits, plan.text_hits(), query.fusion)
+        weighted = [(hits, query.fusion.vector), (plan.text_hits(), query.fusion.text)]
+        hits = fuse(weighted, k=query.fusion.k)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))
     if query.diversity > 0:

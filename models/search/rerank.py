@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from models.search.query import Fusion, Weights
+from models.search.query import Weights
 from models.types import SearchHit
 
 
@@ -25,16 +26,15 @@ def by_score(hits: list[SearchHit], depth: int) -> list[SearchHit]:
     return sorted(hits, key=lambda h: (-h.score, h.id))[:depth]
 
 
-def fuse(
-    vector_hits: list[SearchHit], text_hits: list[SearchHit], fusion: Fusion
-) -> list[SearchHit]:
-    """Weighted reciprocal rank fusion: score = sum over rankings of weight / (k + rank).
-    Ties go to the more similar item, then by id, so equal inputs rank equally."""
+def fuse(rankings: Sequence[tuple[list[SearchHit], float]], *, k: int) -> list[SearchHit]:
+    """Weighted reciprocal rank fusion of (ranking, weight) pairs: score = sum over
+    rankings of weight / (k + rank). Ties go to the more similar item, then by id, so equal
+    inputs rank equally."""
     fused: dict[Any, float] = {}
     found: dict[Any, SearchHit] = {}
-    for ranking, weight in ((vector_hits, fusion.vector), (text_hits, fusion.text)):
+    for ranking, weight in rankings:
         for rank, hit in enumerate(ranking, start=1):
-            fused[hit.id] = fused.get(hit.id, 0.0) + weight / (fusion.k + rank)
+            fused[hit.id] = fused.get(hit.id, 0.0) + weight / (k + rank)
             found.setdefault(hit.id, hit)
     ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
     return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]

@@ -166,6 +166,40 @@ def test_documents_go_to_the_1536_space_when_it_is_enabled(servers, fake, embedd
             assert found[0]["document_id"] == docs[fact]["id"], question
 
 
+def test_a_search_without_a_space_covers_memories_and_documents_where_they_live(
+    servers, fake, embedder, stack
+):
+    """Memories in minilm-384, documents in openai-1536: a search that names no space
+    searches each type where it lives and fuses the two rankings; with k of each, k."""
+    with api(servers, fake, embedder, ENGRAM_DOCUMENT_SPACE="") as client:
+        user, headers = new_user(client)
+        memories = add_memories(client, user, headers, FACTS[:3])
+        body = {"documents": [{"content": fact} for fact in FACTS[3:]], "wait": True}
+        answer = client.post(f"/v1/users/{user}/documents", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        docs = answer.json()["documents"]
+        answer = client.post(f"/v1/users/{user}/search", json={"query": "wifi password"},
+                             headers=headers)  # fmt: skip
+        found = answer.json()
+        assert (
+            found["spaces"] == [MINILM_384.name, OPENAI_1536] and found["space"] == MINILM_384.name
+        )
+        kinds = {hit["type"] for hit in found["results"]}
+        assert kinds == {"memory", "chunk"} and len(found["results"]) == 5
+        assert found["results"][0]["document_id"] == docs[0]["id"]  # the wifi password
+        for question, fact in list(QUESTIONS.items())[:3]:  # the memories' own rankings
+            best = search(client, user, headers, query=question, k=1, types=["memory"])
+            assert best[0]["id"] == memories[fact]["id"]
+        assert len(search(client, user, headers, query="anything", k=2)) == 2
+        chunks = search(client, user, headers, query="carol allergy", types=["chunk"])
+        assert {h["type"] for h in chunks} == {"chunk"} and len(chunks) == 2
+        named = search(client, user, headers, query="carol allergy", space=MINILM_384.name)
+        assert {h["type"] for h in named} == {"memory"}  # the documents are not there
+        vector = {"vector": [0.1] * 384}
+        answer = client.post(f"/v1/users/{user}/search", json=vector, headers=headers)
+        assert answer.status_code == 422 and OPENAI_1536 in answer.text
+
+
 def test_a_request_may_name_its_space(stack):
     user, headers = new_user(stack)
     body = {"memories": [{"content": c} for c in FACTS[:2]], "space": OPENAI_1536, "wait": True}

@@ -14,8 +14,7 @@ from models.search.rerank import blend, by_score, by_similarity, diversify, fuse
 from models.types import SearchHit
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-EVEN = Fusion()
-RRF_K = EVEN.k
+RRF_K = Fusion().k
 
 
 def hit(
@@ -31,7 +30,7 @@ def hit(
 
 def test_fusion_adds_each_rankings_reciprocal_rank():
     a, b, c = hit(0.9), hit(0.8), hit(0.7)
-    fused = fuse([a, b, c], [c, a], EVEN)
+    fused = fuse([([a, b, c], 1.0), ([c, a], 1.0)], k=RRF_K)
     scores = {h.id: h.score for h in fused}
     assert scores[a.id] == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 2))
     assert scores[c.id] == pytest.approx(1 / (RRF_K + 3) + 1 / (RRF_K + 1))
@@ -41,24 +40,24 @@ def test_fusion_adds_each_rankings_reciprocal_rank():
 
 def test_fusion_breaks_ties_by_similarity_then_id():
     first, second = hit(0.5), hit(0.9)  # ranked first in one list each: equal fused scores
-    assert [h.id for h in fuse([first], [second], EVEN)] == [second.id, first.id]
+    assert [h.id for h in fuse([([first], 1.0), ([second], 1.0)], k=RRF_K)] == [second.id, first.id]
     twins = [hit(0.5, id=uuid.UUID(int=2)), hit(0.5, id=uuid.UUID(int=1))]
-    fused = fuse([twins[0]], [twins[1]], EVEN)
+    fused = fuse([([twins[0]], 1.0), ([twins[1]], 1.0)], k=RRF_K)
     assert [h.id.int for h in fused] == [1, 2]
 
 
 def test_fusion_of_one_ranking_keeps_its_order():
     ranking = [hit(0.9), hit(0.8), hit(0.1)]
-    assert [h.id for h in fuse(ranking, [], EVEN)] == [h.id for h in ranking]
+    assert [h.id for h in fuse([(ranking, 1.0), ([], 1.0)], k=RRF_K)] == [h.id for h in ranking]
 
 
 def test_weighted_fusion_scales_each_ranking_and_takes_its_constant():
     a, b = hit(0.9), hit(0.8)
-    fused = fuse([a, b], [b, a], Fusion(vector=2.0, text=0.5, k=1))
+    fused = fuse([([a, b], 2.0), ([b, a], 0.5)], k=1)
     scores = {h.id: h.score for h in fused}
     assert scores[a.id] == pytest.approx(2.0 / 2 + 0.5 / 3)
     assert scores[b.id] == pytest.approx(2.0 / 3 + 0.5 / 2)
-    text_only = fuse([a, b], [b, a], Fusion(vector=0.0, text=1.0))
+    text_only = fuse([([a, b], 0.0), ([b, a], 1.0)], k=RRF_K)
     assert [h.id for h in text_only] == [b.id, a.id]
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+import numpy as np
 from litestar import Controller, post
 
+from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput
 from models.search.planner import search
 from models.search.query import Fusion, SearchQuery, Weights
+from models.search.rerank import fuse
 from models.search.turns import MAX_NEIGHBORS, with_turns
 from models.types import ItemType, Principal, SearchHit
 from models.validation import (
@@ -65,7 +70,8 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class SearchResults(msgspec.Struct, kw_only=True):
     results: list[SearchHit]
-    space: str
+    space: str  # the first of ``spaces``
+    spaces: list[str]  # searched: the named one, else where each type of item lives
     took_ms: float
 
 
@@ -75,6 +81,20 @@ async def answer_search(
     """What a search request answers, by the handler and by its hot path alike. A search
     writes nothing: the rate limit is charged while it runs."""
     return await charged(runtime, principal, 1, _search(owner, principal, data, runtime))
+
+
+def spaces_searched(
+    spaces: SpaceRegistry, named: str | None, types: tuple[ItemType, ...]
+) -> dict[Space, tuple[ItemType, ...]]:
+    """The spaces a search covers, with the types of item it looks for in each: the one it
+    names, else the space each type is written to (memories and documents may live apart)."""
+    if named:
+        return {spaces.get(named): types}
+    found: dict[Space, tuple[ItemType, ...]] = {}
+    for kind in types:
+        space = spaces.default_for("memory" if kind == "memory" else "document")
+        found[space] = (*found.get(space, ()), kind)
+    return found
 
 
 async def _search(
@@ -89,19 +109,11 @@ async def _search(
     if data.weights and data.weights.recency + data.weights.importance > 1:
         raise InvalidInput("weights: recency + importance must be at most 1")
     text_config = await runtime.text_config(data.language)
-    space = runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
+    types = tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk")
+    searched = spaces_searched(runtime.spaces, data.space, types)
     text = None if data.query is None else check_content(data.query, limits, field="query")
-    occurred_after = check_event_time(data.occurred_after, field="occurred_after")
-    occurred_before = check_event_time(data.occurred_before, field="occurred_before")
-    created_after = check_time_filter(data.created_after, field="created_after")
-    created_before = check_time_filter(data.created_before, field="created_before")
-    if data.vector is not None:
-        vector = check_vector(data.vector, space.dims, space.name)
-    else:  # model time is dear: charged before it is spent
-        await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
-        vector = await runtime.embed_query(owner, space, text or "")
     query = SearchQuery(
-        vector=vector,
+        vector=np.zeros(0, np.float32),  # each space's, below
         k=data.k,
         text=text,
         hybrid=data.mode == "hybrid",
@@ -110,29 +122,59 @@ async def _search(
         threshold=data.threshold,
         metadata=check_filter(data.filter, limits),
         session_id=check_session_id(data.session_id),
-        created_after=created_after,
-        created_before=created_before,
-        occurred_after=occurred_after,
-        occurred_before=occurred_before,
+        created_after=check_time_filter(data.created_after, field="created_after"),
+        created_before=check_time_filter(data.created_before, field="created_before"),
+        occurred_after=check_event_time(data.occurred_after, field="occurred_after"),
+        occurred_before=check_event_time(data.occurred_before, field="occurred_before"),
         diversity=data.diversity,
-        types=tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk"),
         weights=msgspec.convert(msgspec.to_builtins(data.weights), Weights)
         if data.weights
         else None,
     )
+    queries = [
+        msgspec.structs.replace(
+            query, vector=await _query_vector(runtime, principal, owner, space, data), types=kinds
+        )
+        for space, kinds in searched.items()
+    ]
     read = runtime.reader(owner)
-    hits = await search(
-        read,
-        space,
-        owner,
-        query,
-        exact_max_rows=runtime.settings.search.exact_max_rows,
-        ef_search=runtime.settings.search.hnsw_ef_search,
-        hints=runtime.size_hints,
+    settings = runtime.settings.search
+    rankings = await asyncio.gather(
+        *(
+            search(
+                read,
+                space,
+                owner,
+                space_query,
+                exact_max_rows=settings.exact_max_rows,
+                ef_search=settings.hnsw_ef_search,
+                hints=runtime.size_hints,
+            )
+            for space, space_query in zip(searched, queries, strict=True)
+        )
     )
+    # Similarities of different models do not compare: the spaces' rankings are fused.
+    hits = rankings[0] if len(rankings) == 1 else across_spaces(rankings, data)
     hits = await with_turns(read, owner, hits, neighbors=data.neighbors)
     took_ms = round((time.perf_counter() - started) * 1000, 3)
-    return SearchResults(results=hits, space=space.name, took_ms=took_ms)
+    names = [space.name for space in searched]
+    return SearchResults(results=hits, space=names[0], spaces=names, took_ms=took_ms)
+
+
+async def _query_vector(
+    runtime: Runtime, principal: Principal, owner: str, space: Space, data: SearchIn
+) -> np.ndarray:
+    """The query in ``space``: the vector given, checked, or the text embedded there."""
+    if data.vector is not None:
+        return check_vector(data.vector, space.dims, space.name)
+    # model time is dear: charged before it is spent
+    await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
+    return await runtime.embed_query(owner, space, data.query or "")
+
+
+def across_spaces(rankings: Sequence[list[SearchHit]], data: SearchIn) -> list[SearchHit]:
+    """The best ``k`` of several spaces' rankings, by reciprocal rank fusion (evenly)."""
+    return fuse([(ranking, 1.0) for ranking in rankings], k=data.fusion.k)[: data.k]
 
 
 class SearchController(Controller):
