@@ -27,9 +27,10 @@ depends_on = None
 
 APP_ROLE = "engram_app"
 TABLES = {"memories": "memory", "chunks": "chunk"}  # table: the type of item it holds
+# the user's own rows first, as every policy tests them (migration 0014)
 IN_SCOPE = (
-    "((SELECT current_setting('engram.all_users', true)) = 'on' "
-    "OR user_id = (SELECT current_setting('engram.user_id', true)))"
+    "(user_id = (SELECT current_setting('engram.user_id', true)) "
+    "OR (SELECT current_setting('engram.all_users', true) = 'on'))"
 )
 DEFAULT_CONFIG = (
     "coalesce(nullif(current_setting('engram.text_config', true), ''), 'english')::regconfig"
