@@ -307,12 +307,15 @@ class Engram:
         return {"Authorization": f"Bearer {key}"}
 
     def settled_texts(self, user: str, headers: dict[str, str], ids: Iterable[str]) -> Texts:
-        """The memories' texts as stored, once each is embedded (or failed)."""
+        """The memories' texts as stored, once each is embedded; a failed one ends the run,
+        since what it would have found would count as missed."""
         texts = {}
         for memory_id in ids:
             path = f"/v1/users/{user}/memories/{memory_id}"
             while (memory := self.call("GET", path, headers))["status"] == "pending":
                 time.sleep(0.5)
+            if memory["status"] == "failed":
+                raise SystemExit(f"memory {memory_id} of {user} failed: {memory['error']}")
             texts[memory_id] = memory["content"]
         return texts
 
@@ -534,8 +537,9 @@ def setting(result: dict[str, Any]) -> str:
 def method(result: dict[str, Any]) -> str:
     return (
         f'For each question: a search with `k` {K} and `types: ["memory"]`, in `vector` and '
-        f"in `hybrid` mode, and a context of `max_tokens` {CONTEXT_TOKENS:,} without a session "
-        "(so the relevant memories alone, the best of the default `k` of 20). Recall@k is the "
+        f"in `hybrid` mode, and a context of `max_tokens` {CONTEXT_TOKENS:,} without a session, "
+        "so what the user's memory holds on the question and nothing recent, the service's "
+        "defaults for the rest (docs/api.md, Context for the next prompt). Recall@k is the "
         "share of a question's evidence turns among the first k results, MRR the reciprocal "
         "rank of the first result that holds an evidence turn, both averaged over the "
         "questions; context coverage is the share of questions whose every evidence turn's "
