@@ -519,8 +519,9 @@ def setting(result: dict[str, Any]) -> str:
     return (
         f"From `make bench-quality FILE=...` (`bench/quality.py`, {result['date']}) on "
         f"`{data['file']}` (sha256 `{data['sha256'][:12]}…`): {data['conversations']} "
-        "conversations of LoCoMo (Maharana et al., ACL 2024; CC BY-NC 4.0, so not in this "
-        "repository: `data/locomo10.json` of the snap-research/LoCoMo repository has all ten), "
+        f"conversation{'s' * (data['conversations'] != 1)} of LoCoMo (Maharana et al., ACL "
+        "2024; CC BY-NC 4.0, so not in this repository: `data/locomo10.json` of the "
+        "snap-research/LoCoMo repository has all ten), "
         f"{data['turns']:,} turns in {data['sessions']} sessions, {data['questions_scored']:,} "
         f"questions of categories 1 to 4 and {data['questions_adversarial']} of category 5. "
         "Each conversation is one user, each LoCoMo session an Engram session, each turn a "
@@ -553,9 +554,9 @@ def method(result: dict[str, Any]) -> str:
 
 def evidence_note(ev: dict[str, int]) -> str:
     return (
-        f"Evidence ids: {ev['ids_read']:,} read, {ev['ids_rewritten']} rewritten (`D:11:26` "
-        "read as `D11:26`, `D30:05` as `D30:5`, `D8:6; D9:17` as two ids), "
-        f"{ev['ids_dropped_malformed']} dropped as malformed (`D` alone), "
+        f"Evidence ids: {ev['ids_read']:,} read, {ev['ids_rewritten']} rewritten (by the rule "
+        "that reads `D:11:26` as `D11:26`, `D30:05` as `D30:5` and `D8:6; D9:17` as two ids), "
+        f"{ev['ids_dropped_malformed']} dropped as malformed (such as `D` alone), "
         f"{ev['ids_dropped_missing']} dropped for naming no turn of its conversation; "
         f"{ev['questions_without_evidence']} questions left with no evidence are left out. "
         "Categories are numbered as in the data: 1 multi-hop, 2 temporal, 3 open-domain, "
