@@ -5,9 +5,12 @@ The packing order (docs/api.md, "Context for the next prompt"):
 
 1. the session's latest messages, newest back, until half the budget is used;
 2. then what the search found, best first, while it is relevant enough (its score at least
-   ``floor`` times the best one's) and fits: a memory alone, or a message with the turns
-   around it in its session (nearest first), each turn packed once;
-3. then, if room is left, older messages of the session.
+   ``floor`` times the best one's) and fits: memories, and messages in passages of their
+   sessions;
+3. then the turns around each message packed, nearest first, in the order of relevance;
+4. then, if room is left, older messages of the session.
+
+Each turn is packed once.
 
 The text has up to three parts: ``Relevant memories:``, each line led by the day it
 happened; ``From past conversations:``, a passage a session, its turns in the order they
@@ -93,19 +96,24 @@ def pack(
     best = max((hit.score for hit in hits), default=0.0)
     relevant = [hit for hit in hits if hit.score >= floor * best]
     did_not_fit = 0
-    for hit in relevant:
+    for hit in relevant:  # what was found, alone, best first
         if hit.id in seen_memories:
             continue
         window = turns.get(hit.id) if hit.session_id is not None else None
         if window is None:
             packed = budget.take(_memory_line(hit))
         else:
-            packed = _pack_window(hit.session_id or "", window, passages, seen_messages, budget)
+            packed = _pack_turn(hit.session_id or "", window.turn, passages, seen_messages, budget)
         if packed:
             memories.append(hit)
             seen_memories.add(hit.id)
         else:
             did_not_fit += 1
+    for hit in memories:  # then the turns around it, nearest first, while they fit
+        if hit.id in turns:
+            window = turns[hit.id]
+            for turn in sorted(window.around, key=lambda t: (abs(t.seq - window.turn.seq), t.seq)):
+                _pack_turn(hit.session_id or "", turn, passages, seen_messages, budget)
     while remaining and budget.take(_line(remaining[0])):
         messages.append(remaining.pop(0))
     messages.reverse()  # as they were said
@@ -138,32 +146,24 @@ def pack(
     )
 
 
-def _pack_window(
+def _pack_turn(
     session_id: str,
-    window: Window,
+    turn: Turn,
     passages: dict[str, dict[int, Turn]],
     seen: set[UUID],
     budget: _Budget,
 ) -> bool:
-    """The hit's turn, then its neighbours nearest first, while they fit. A passage's first
-    turn also pays for its heading. False if the hit's own turn did not fit."""
-    passage = passages.get(session_id, {})
-    by_distance = sorted(window.around, key=lambda t: (abs(t.seq - window.turn.seq), t.seq))
-    packed_own = False
-    for turn in [window.turn, *by_distance]:
-        if turn.message_id in seen:
-            packed_own = packed_own or turn is window.turn
-            continue
-        lines = [_turn_line(turn)] if passage else [_heading(turn.occurred_at), _turn_line(turn)]
-        if not budget.take(*lines):
-            if turn is window.turn:
-                return False
-            break
-        passage[turn.seq] = turn
-        passages[session_id] = passage
-        seen.add(turn.message_id)
-        packed_own = packed_own or turn is window.turn
-    return packed_own
+    """Pack ``turn`` into its session's passage if it fits (the passage's first turn also
+    pays for its heading); True if it is packed, now or before."""
+    if turn.message_id in seen:
+        return True
+    passage = passages.get(session_id)
+    lines = [_turn_line(turn)] if passage else [_heading(turn.occurred_at), _turn_line(turn)]
+    if not budget.take(*lines):
+        return False
+    passages.setdefault(session_id, {})[turn.seq] = turn
+    seen.add(turn.message_id)
+    return True
 
 
 def _text(memories: list[SearchHit], passages: list[Passage], messages: list[Message]) -> str:

@@ -30,7 +30,7 @@ class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     text: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
     # small, because each ranking holds only the best few dozen: its first places carry
     # the signal, where the customary 60 would make the 1st and the 10th nearly equal
-    k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
 
     def __post_init__(self) -> None:
         if self.vector + self.text == 0:

@@ -73,7 +73,7 @@ def test_fusion_weights_choose_between_the_rankings(client, new_user):
     vector_only = search(client, user, headers, query="HU-9916 printer", k=3, mode="hybrid",
                          fusion={"vector": 1, "text": 0})  # fmt: skip
     assert [h["id"] for h in vector_only] == [h["id"] for h in vector]
-    assert [h["score"] for h in vector_only] == pytest.approx([1 / 11, 1 / 12, 1 / 13])
+    assert [h["score"] for h in vector_only] == pytest.approx([1 / 6, 1 / 7, 1 / 8])
     both = search(client, user, headers, query="HU-9916 printer", k=1, mode="hybrid",
                   fusion={"vector": 1, "text": 2, "k": 1})  # fmt: skip
     assert both[0]["content"] == "Ticket HU-9916: the printer jams."

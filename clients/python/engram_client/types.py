@@ -481,7 +481,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     vector: float = 1.0
     text: float = 1.0
-    k: int = 10
+    k: int = 5
 
 
 class Weights(msgspec.Struct, kw_only=True, omit_defaults=True):
