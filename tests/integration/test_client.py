@@ -535,7 +535,8 @@ def test_edits_documents_uploads_and_messages_wait_when_told(user):
     assert [engram.get_memory(user_id, m).status for m in remembered] == ["ready"]
 
 
-def test_the_rate_limit_is_what_the_latest_answer_to_the_key_said(admin, api_url):
+def test_the_rate_limit_is_what_the_latest_answer_to_the_key_said(admin, api_url, settings):
+    limit = settings.server.rate_limit_per_minute
     user_id = f"client-{uuid.uuid4().hex[:10]}"
     made = admin.create_key(user_id)
     with Engram(api_url, made.key) as engram:
@@ -544,13 +545,13 @@ def test_the_rate_limit_is_what_the_latest_answer_to_the_key_said(admin, api_url
         assert engram.rate_limit is None
         bees = engram.add_memories(user_id, ["Jo keeps bees."])[0]
         first = engram.rate_limit
-        assert isinstance(first, RateLimit) and first.limit == 6000  # the default
+        assert isinstance(first, RateLimit) and first.limit == limit  # as the API is set
         assert 0 <= first.remaining < first.limit and 1 <= first.reset <= 60
         with pytest.raises(NotFoundError):  # an error answer tells it too
             engram.get_memory(user_id, uuid.uuid4())
         engram.get_memory(user_id, bees.id)
         later = engram.rate_limit
-        assert later is not None and later.limit == 6000
+        assert later is not None and later.limit == limit
         if later.reset <= first.reset:  # the same minute: one API process counts exactly
             assert later.remaining == first.remaining - 2  # a unit for each request since
         admin.revoke_key(made.id)
@@ -564,7 +565,7 @@ def test_the_rate_limit_is_what_the_latest_answer_to_the_key_said(admin, api_url
             return root.rate_limit
 
     told_async = asyncio.run(told())
-    assert told_async is not None and told_async.limit == 6000
+    assert told_async is not None and told_async.limit == limit
 
 
 # --- the examples of README.md and docs/client.md, as written ---------------------------

@@ -128,11 +128,13 @@ class Turn(_Answer, frozen=True, kw_only=True):
 
 
 class SearchResults(_Answer, frozen=True, kw_only=True):
-    """The best items first, the space searched, and the server's time."""
+    """The best items first, the spaces searched (``space``: the first), and the server's
+    time."""
 
     results: list[SearchHit]
     space: str
     took_ms: float
+    spaces: list[str] = msgspec.field(default_factory=list)
 
 
 class Message(_Answer, frozen=True, kw_only=True):
