@@ -53,10 +53,11 @@ bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agree
 bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
 	$(BIN)/python bench/stall.py
 
-bench-quality: $(STAMP) ## LoCoMo questions: Engram's search and context beside MiniLM and BM25 (FILE=, CONVERSATIONS=n)
+bench-quality: $(STAMP) ## LoCoMo questions: Engram's search and context beside MiniLM and BM25 (FILE=, CONVERSATIONS=n, SWEEP=1)
 	@test -n "$(FILE)" || { echo "make bench-quality FILE=path/to/locomo10.json [CONVERSATIONS=n]:" \
 		"LoCoMo's data/locomo10.json, from the snap-research/LoCoMo repository on GitHub" >&2; exit 2; }
-	$(BIN)/python bench/quality.py '$(FILE)' $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS))
+	$(BIN)/python bench/quality.py '$(FILE)' $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS)) \
+		$(if $(SWEEP),--sweep)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check service worker models migrations tests bench clients

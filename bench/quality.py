@@ -59,6 +59,13 @@ CONTEXT_TOKENS = 1000
 BM25_K1, BM25_B = 1.5, 0.75
 # the categories as the dataset numbers them (its paper lists them in another order)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+# --sweep: the defaults' neighbours, each measured alone on the same stored conversations
+SWEEP: dict[str, tuple[str, dict[str, Any]]] = {
+    **{f"hybrid, fusion k {k}": ("search", {"mode": "hybrid", "fusion": {"k": k}})
+       for k in (5, 10, 20, 60)},
+    **{f"context, neighbors {n}": ("context", {"neighbors": n}) for n in (0, 1, 2)},
+    **{f"context, floor {f}": ("context", {"floor": f}) for f in (0.0, 0.25, 0.5)},
+}  # fmt: skip
 SCORED = (1, 2, 3, 4)  # category 5 asks about things never said: reported on its own
 MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august",
                "september", "october", "november", "december")  # fmt: skip
@@ -389,6 +396,32 @@ def ask_engram(
         tally["engram-context"][question.category].covered.append(covered)
 
 
+def sweep_engram(
+    engram: Engram,
+    user: str,
+    headers: dict[str, str],
+    conversation: Conversation,
+    memories: Memories,
+    swept: dict[str, list[float]],
+) -> None:
+    """Every scored question again under each setting of ``SWEEP``: recall@10 of a search,
+    coverage of a context."""
+    turns = conversation.turns()
+    for question in conversation.questions:
+        if question.category not in SCORED:
+            continue
+        for name, (what, options) in SWEEP.items():
+            if what == "search":
+                body = {"query": question.text, "k": K, "types": ["memory"], **options}
+                answer = engram.call("POST", f"/v1/users/{user}/search", headers, body)
+                ranked = [memories[hit["id"]] for hit in answer["results"]]
+                swept[name].append(recall_at(ranked, question.evidence, K))
+            else:
+                body = {"query": question.text, "max_tokens": CONTEXT_TOKENS, **options}
+                context = engram.call("POST", f"/v1/users/{user}/context", headers, body)
+                swept[name].append(float(in_context(context["text"], question.evidence, turns)))
+
+
 def led_by_name(conversation: Conversation, stored: Stored) -> int:
     """How many memories say ``Speaker: text``: Engram's own way of remembering a turn."""
     turns = conversation.turns()
@@ -399,12 +432,13 @@ def led_by_name(conversation: Conversation, stored: Stored) -> int:
 
 
 def run_engram(
-    url: str, admin_key: str, conversations: list[Conversation], tally: Tally
+    url: str, admin_key: str, conversations: list[Conversation], tally: Tally, *, sweep: bool
 ) -> tuple[dict[str, Any], dict[str, Stored]]:
     """Stores and asks every conversation: the time and latencies seen, and what Engram
     made of each conversation."""
     engram = Engram(url, admin_key)
     took_ms: dict[str, list[float]] = defaultdict(list)
+    swept: dict[str, list[float]] = defaultdict(list)
     stored: dict[str, Stored] = {}
     started = time.perf_counter()
     try:
@@ -414,6 +448,8 @@ def run_engram(
             stored[conversation.sample_id] = made = store(engram, user, headers, conversation)
             print(f"{conversation.sample_id}: {len(made.turns)} memories stored", flush=True)
             ask_engram(engram, user, headers, conversation, made.turns, tally, took_ms)
+            if sweep:
+                sweep_engram(engram, user, headers, conversation, made.turns, swept)
     finally:
         engram.close()
     figures = {
@@ -424,6 +460,8 @@ def run_engram(
         "seconds": round(time.perf_counter() - started, 1),
         "median_ms": {name: round(statistics.median(v), 2) for name, v in took_ms.items()},
     }
+    if swept:
+        figures["sweep"] = {name: round(statistics.mean(v), 4) for name, v in swept.items()}
     return figures, stored
 
 
@@ -584,6 +622,19 @@ def agreement(systems: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def sweep_table(swept: dict[str, float] | None) -> list[str]:
+    """The defaults beside their neighbours (``--sweep``), if measured."""
+    if not swept:
+        return []
+    rows = [f"| {name} | {value:.3f} |" for name, value in swept.items()]
+    return [
+        "The service's defaults beside their neighbours, each changed alone on the same stored "
+        "conversations (categories 1 to 4; `make bench-quality ... SWEEP=1`): recall@10 for "
+        "search, coverage for context. Defaults: fusion k 5, neighbors 1, floor 0.25.",
+        "\n".join(["| setting | figure |\n| --- | --- |", *rows]),
+    ]
+
+
 def write_docs(result: dict[str, Any]) -> None:
     """docs/benchmarks-quality.json, and the section of docs/benchmarks.md before stall's."""
     (DOCS / "benchmarks-quality.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -602,6 +653,7 @@ def write_docs(result: dict[str, Any]) -> None:
             agreement(result["systems"]),
             f"Median latency over the run: {latency} (search: the answer's `took_ms`; context: "
             "the client's round trip).",
+            *sweep_table(result["engram"].get("sweep")),
         ]
     )
     write_section("quality", body + "\n", before="<!-- bench-stall -->")
@@ -616,16 +668,21 @@ def main() -> int:
     parser.add_argument("--url", help="a running Engram instead of embedded servers")
     parser.add_argument("--admin-key", default="soak-admin", help="with --url")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/ alone")
+    parser.add_argument(
+        "--sweep", action="store_true", help="also each default's neighbours (SWEEP), measured"
+    )
     args = parser.parse_args()
     conversations, evidence = load_conversations(args.file, args.conversations)
     tally = new_tally()
     if args.url:
-        engram, stored = run_engram(args.url, args.admin_key, conversations, tally)
+        engram, stored = run_engram(
+            args.url, args.admin_key, conversations, tally, sweep=args.sweep
+        )
     else:
         home = Path(tempfile.mkdtemp(prefix="engram-bench-quality-"))
         procs, url, _, servers = start_stack(home, free_port(), workers=1)
         try:
-            engram, stored = run_engram(url, "soak-admin", conversations, tally)
+            engram, stored = run_engram(url, "soak-admin", conversations, tally, sweep=args.sweep)
         finally:
             stop_stack(procs, servers)
     run_baselines(conversations, stored, tally)
