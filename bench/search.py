@@ -1,14 +1,16 @@
 """Search benchmark: complete and exact-enough per-user results at a million vectors.
 
     make bench-search                 # 1,000,000 vectors (about 30 min on 2 cores)
-    python bench/search.py --rows 100000
+    python bench/search.py --rows 100000 --no-write
 
-Builds clustered 384-dimension vectors over users with a Zipf-like size distribution, loads
-them with COPY, builds the HNSW index, starts `engram api`, then reports in one run:
-recall@10 and result counts by user-size bucket (with and without a metadata filter),
-latency percentiles and throughput of the service next to the same SQL run raw through
-psycopg (the floor), and end-to-end latency of text queries (encode included). Writes a
-table to docs/benchmarks.md and the figures to docs/benchmarks-search.json.
+Builds clustered 384-dimension vectors over users with a Zipf-like size distribution, and
+texts of words with Zipf-like frequencies, loads them with COPY, builds the HNSW and
+full-text indexes, starts `engram api`, then reports in one run: recall@10 and result counts
+by user-size bucket (with and without a metadata filter), latency percentiles and throughput
+of the service next to the same SQL run raw through psycopg (the floor), latency of hybrid
+search beside vector search's by bucket (with its raw SQL), and end-to-end latency of text
+queries (encode included). Writes a table to docs/benchmarks.md and the figures to
+docs/benchmarks-search.json (unless --no-write).
 """
 
 from __future__ import annotations
@@ -38,13 +40,20 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from models.db import schema
+from models.db.batch import Statement
 from models.db.pool import create_pool
 from models.db.scope import read_batch, set_configs
 from models.embedding.spaces import MINILM_384
 from models.search.hints import SizeHints
+from models.search.planner import Planner
 from models.search.planner import search as search_items
 from models.search.query import SearchQuery
-from models.search.statements import GENERIC_PLANS, NO_PARALLEL_WORKERS, hnsw_settings
+from models.search.statements import (
+    GENERIC_PLANS,
+    NO_PARALLEL_WORKERS,
+    Statements,
+    hnsw_settings,
+)
 from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 DIMS = 384
@@ -59,6 +68,79 @@ EXACT_SQL = """
         WHERE v.user_id = %(user)s AND m.metadata @> %(filter)s)
     SELECT id FROM scoped ORDER BY distance, id LIMIT 10
 """
+
+# The items' texts and the hybrid queries' words: drawn with Zipf-like frequencies (s = 1)
+# from a vocabulary that opens with the commonest English words, English stop words among
+# them as real text has them, followed by made-up words of two to four syllables; some items
+# also name one rare word (a name, a code) out of a pool of tens of thousands. No data is
+# downloaded: every word is made here, from fixed seeds.
+_COMMON = """
+    the of and to a in is it you that he was for on are with as i his they be at one have this
+    from or had by not but what some we can out other were all there when up use your how said
+    an each she which do their time if will way about many then them would write like so these
+    her long make thing see him two has look more day could go come did my no most who over
+    know than call first people may down side been now find
+"""
+COMMON_WORDS = _COMMON.split()
+CONTENT_WORDS = 4_000
+RARE_WORDS = 20_000
+RARE_SHARE = 0.25  # of items naming one rare word
+ITEM_WORDS = (10, 40)
+_SYLLABLES = [c + v for c in "bdfgklmnprtvz" for v in "aeiou"]
+
+
+class Texts:
+    """Words for items and queries: the same Zipf-like vocabulary for both."""
+
+    def __init__(self, *, seed: int = 10) -> None:
+        rng = np.random.default_rng(seed)
+        made: dict[str, None] = {}
+        while len(made) < CONTENT_WORDS:
+            parts = rng.choice(_SYLLABLES, size=int(rng.integers(2, 5)))
+            made.setdefault("".join(parts), None)
+        self.words = COMMON_WORDS + list(made)
+        weights = 1.0 / np.arange(1, len(self.words) + 1)
+        self.cumulative = np.cumsum(weights / weights.sum())
+
+    def _zipf(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        picks = np.searchsorted(self.cumulative, rng.random(n), side="right")
+        return np.minimum(picks, len(self.words) - 1)
+
+    @staticmethod
+    def rare(n: int) -> str:
+        """Rare word ``n``: 'q' (which no other word starts with) and its syllables."""
+        word = "q"
+        while True:
+            n, digit = divmod(n, len(_SYLLABLES))
+            word += _SYLLABLES[digit]
+            if not n:
+                return word
+
+    def items(self, rng: np.random.Generator, n: int) -> list[str]:
+        """``n`` items' texts, of 10 to 40 words each."""
+        lengths = rng.integers(ITEM_WORDS[0], ITEM_WORDS[1] + 1, n)
+        picks = self._zipf(rng, int(lengths.sum())).tolist()
+        rare = rng.random(n) < RARE_SHARE
+        names = rng.integers(0, RARE_WORDS, n)
+        texts, at = [], 0
+        for length, named_one, name in zip(lengths.tolist(), rare, names.tolist(), strict=True):
+            words = [self.words[i] for i in picks[at : at + length]]
+            at += length
+            if named_one:
+                words.append(self.rare(name))
+            texts.append(" ".join(words))
+        return texts
+
+    def query(self, rng: np.random.Generator) -> str:
+        """A few words: two or three drawn as the items' are (mostly frequent ones), one or
+        two less common content words, and a third of the time a rare word."""
+        words = [self.words[i] for i in self._zipf(rng, int(rng.integers(2, 4)))]
+        content = rng.integers(len(COMMON_WORDS), len(self.words), int(rng.integers(1, 3)))
+        words += [self.words[i] for i in content]
+        if rng.random() < 1 / 3:
+            words.append(self.rare(int(rng.integers(0, RARE_WORDS))))
+        rng.shuffle(words)
+        return " ".join(words)
 
 
 class Api:
@@ -176,52 +258,57 @@ def clustered(rng: np.random.Generator, centers: np.ndarray, n: int) -> np.ndarr
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def load(database_url: str, sizes: list[int], centers: np.ndarray) -> dict[str, Any]:
+def load(database_url: str, sizes: list[int], centers: np.ndarray, texts: Texts) -> dict[str, Any]:
     rng = np.random.default_rng(1)
+    words = np.random.default_rng(11)  # a stream of its own: the vectors are as they were
     timings: dict[str, Any] = {}
     with psycopg.connect(database_url, autocommit=True) as conn:
         register_vector(conn)
-        # rebuilt after the load, as the migrations define it
-        definition = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'vec_minilm_384_hnsw'"
-        ).fetchone()
-        assert definition, "the schema has no vec_minilm_384_hnsw index"
-        conn.execute("DROP INDEX vec_minilm_384_hnsw")
+        # rebuilt after the load, as the migrations define them
+        definitions = {}
+        for index in ("vec_minilm_384_hnsw", "memories_fts"):
+            definition = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [index]
+            ).fetchone()
+            assert definition, f"the schema has no {index} index"
+            definitions[index] = definition[0]
+            conn.execute(f"DROP INDEX {index}")
         started = time.perf_counter()
         with conn.cursor() as cur:
             for user_index, size in enumerate(sizes):
                 user = f"u{user_index}"
                 ids = [uuid.uuid4() for _ in range(size)]
                 vectors = clustered(rng, centers, size)
+                contents = texts.items(words, size)
+                digests = [hashlib.sha256(c.encode()).digest() for c in contents]
                 with cur.copy(
                     "COPY memories (user_id, id, content, metadata, space, content_hash) FROM STDIN"
                 ) as copy:
-                    for n, item in enumerate(ids):
-                        content = f"item {n} of {user}"
+                    for n, (item, content) in enumerate(zip(ids, contents, strict=True)):
                         tag = '{"tag": "a"}' if n % 2 == 0 else '{"tag": "b"}'
-                        digest = hashlib.sha256(content.encode()).digest()
-                        copy.write_row((user, item, content, tag, "minilm-384", digest))
+                        copy.write_row((user, item, content, tag, "minilm-384", digests[n]))
                 with cur.copy(
                     "COPY embed_state (user_id, item_id, space, kind, content_hash, status) "
                     "FROM STDIN"
                 ) as copy:
-                    for n, item in enumerate(ids):
-                        digest = hashlib.sha256(f"item {n} of {user}".encode()).digest()
+                    for item, digest in zip(ids, digests, strict=True):
                         copy.write_row((user, item, "minilm-384", "memory", digest, "ready"))
                 with cur.copy(
                     "COPY vec_minilm_384 (user_id, item_id, kind, content_hash, embedding) "
                     "FROM STDIN WITH (FORMAT BINARY)"
                 ) as copy:
                     copy.set_types(["text", "uuid", "text", "bytea", "vector"])
-                    for n, (item, vector) in enumerate(zip(ids, vectors, strict=True)):
-                        digest = hashlib.sha256(f"item {n} of {user}".encode()).digest()
+                    for item, digest, vector in zip(ids, digests, vectors, strict=True):
                         copy.write_row((user, item, "memory", digest, vector))
         timings["load_s"] = time.perf_counter() - started
         started = time.perf_counter()
         conn.execute("SET maintenance_work_mem = '6GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")
-        conn.execute(definition[0])
+        conn.execute(definitions["vec_minilm_384_hnsw"])
         timings["hnsw_build_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        conn.execute(definitions["memories_fts"])
+        timings["fts_build_s"] = time.perf_counter() - started
         conn.execute("VACUUM ANALYZE memories")
         conn.execute("VACUUM ANALYZE embed_state")
         conn.execute("VACUUM ANALYZE vec_minilm_384")
@@ -295,38 +382,60 @@ def recall_by_bucket(
     return rows
 
 
+def bucket_of(size: int) -> str:
+    low, high = next((lo, hi) for lo, hi in BUCKETS if lo <= size < hi)
+    return f"{low}-{high if high < 10**9 else '…'}"
+
+
 def latency(
-    client: Api, conn: psycopg.Connection[Any], direct: InProcess, sizes: list[int],
-    centers: np.ndarray, *, queries: int, exact_max_rows: int,
+    client: Api, conn: psycopg.Connection[Any], app: psycopg.Connection[Any],
+    direct: InProcess, sizes: list[int], centers: np.ndarray, texts: Texts, *, queries: int,
+    exact_max_rows: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Service, raw SQL and the search code in-process, for the same users and vectors, in
-    turns, in one run."""
-    rng = np.random.default_rng(3)
+    """Vector search through the service, its raw SQL and the search code in-process, and
+    hybrid search through the service, its first round's raw SQL and its text statement
+    alone (as the owner, and as the service's role: ``app``), for the same users, vectors
+    and words, in turns, in one run."""
+    rng, words = np.random.default_rng(3), np.random.default_rng(8)
     users = random.Random(4).choices(range(len(sizes)), weights=sizes, k=queries)
-    times: dict[str, list[float]] = {"service": [], "raw_sql": [], "in_process": []}
-    paths = []
-    for n, user_index in enumerate(users):
+    asked = [(u, clustered(rng, centers, 1)[0], texts.query(words)) for u in users]
+    for user_index, _, text in asked:  # each text's vector made once, before any timing
+        client.search(f"u{user_index}", {"query": text, "k": 10})
+    times: dict[str, list[float]] = {name: [] for name in RUNS}
+    paths, buckets = [], []
+    for n, (user_index, query, text) in enumerate(asked):
         user = f"u{user_index}"
-        query = clustered(rng, centers, 1)[0]
         big = sizes[user_index] > exact_max_rows
+        hybrid = hybrid_query(query, text)
         runs = {
             "service": functools.partial(through_service, client, user, query),
             "raw_sql": functools.partial(raw_sql, conn, user, query, big=big),
             "in_process": functools.partial(direct.search, user, query),
+            "hybrid_service": functools.partial(hybrid_through_service, client, user, text),
+            "hybrid_raw_sql": functools.partial(
+                raw_hybrid, conn, user, hybrid, big=big, exact_max_rows=exact_max_rows
+            ),
+            "text_raw_sql": functools.partial(raw_text, conn, user, hybrid),
+            "text_scoped_sql": functools.partial(raw_text, app, user, hybrid, scoped=True),
         }
         # rotate who goes first: the later ones find the user's pages in the cache
-        order = list(runs)[n % 3 :] + list(runs)[: n % 3]
+        order = list(runs)[n % len(runs) :] + list(runs)[: n % len(runs)]
         for name in order:
             times[name].append(runs[name]())
         paths.append("hnsw" if big else "exact")
-    by_path = {
-        path: {
-            name: percentiles([t for t, p in zip(values, paths, strict=True) if p == path])
-            for name, values in times.items()
+        buckets.append(bucket_of(sizes[user_index]))
+
+    def by(keys: list[str]) -> dict[str, Any]:
+        return {
+            key: {
+                name: percentiles([t for t, k in zip(values, keys, strict=True) if k == key])
+                for name, values in times.items()
+            }
+            for key in sorted(set(keys), key=lambda k: int(k.split("-")[0]) if "-" in k else k)
         }
-        for path in sorted(set(paths))
-    }
-    return {name: percentiles(values) for name, values in times.items()} | {"by_path": by_path}
+
+    overall = {name: percentiles(values) for name, values in times.items()}
+    return overall | {"by_path": by(paths), "by_bucket": by(buckets)}
 
 
 class InProcess:
@@ -400,6 +509,68 @@ def through_service(client: Api, user: str, query: np.ndarray) -> float:
     client.key_for(user)
     started = time.perf_counter()
     client.search(user, search_body(query))
+    return time.perf_counter() - started
+
+
+def hybrid_through_service(client: Api, user: str, text: str) -> float:
+    """Seconds for a hybrid search of ``text`` through the HTTP API; the text's vector is
+    in the API's cache (made before any timing), so no model runs."""
+    client.key_for(user)
+    started = time.perf_counter()
+    client.search(user, {"query": text, "k": 10, "mode": "hybrid"})
+    return time.perf_counter() - started
+
+
+RUNS = (
+    "service", "raw_sql", "in_process",
+    "hybrid_service", "hybrid_raw_sql", "text_raw_sql", "text_scoped_sql",
+)  # fmt: skip
+# Hybrid statements keep custom plans (models/search/planner.py): the floor's session forces
+# generic ones for the vector statements, so its hybrid transactions ask for PostgreSQL's default.
+HYBRID_SETTINGS = {"plan_cache_mode": "auto"}
+
+
+def hybrid_query(query: np.ndarray, text: str) -> SearchQuery:
+    return SearchQuery(vector=query, k=10, text=text, hybrid=True)
+
+
+def raw_hybrid(
+    conn: psycopg.Connection[Any], user: str, query: SearchQuery, *, big: bool,
+    exact_max_rows: int,
+) -> float:  # fmt: skip
+    """Seconds for the statements of a hybrid search's round (``models.search.planner``, for
+    a user whose sizes it knows: the vector statement of memories on the user's path and
+    the text statements of both types) through psycopg, in one round trip."""
+    hints = SizeHints()
+    hints.remember(MINILM_384.name, user, "memory", "approximate" if big else "exact")
+    hints.remember(MINILM_384.name, user, "chunk", "none")
+    plan = Planner(MINILM_384, user, query, exact_max_rows=exact_max_rows, ef_search=800,
+                   hints=hints)  # fmt: skip
+    round_ = plan.next_round()
+    assert round_ is not None
+    return _raw_batch(conn, round_.statements, round_.settings | HYBRID_SETTINGS)
+
+
+def raw_text(
+    conn: psycopg.Connection[Any], user: str, query: SearchQuery, *, scoped: bool = False
+) -> float:
+    """Seconds for the text statement of memories alone, through psycopg, in one round trip;
+    ``scoped``: on a connection of the service's role, scoped to ``user`` as the service
+    scopes its searches (row security on)."""
+    statement = Statements(MINILM_384, user, query, cap=0).text("memory")
+    scope = {"engram.user_id": user, "engram.all_users": "off"} if scoped else {}
+    return _raw_batch(conn, [statement], scope | NO_PARALLEL_WORKERS | HYBRID_SETTINGS)
+
+
+def _raw_batch(
+    conn: psycopg.Connection[Any], statements: list[Statement], settings: dict[str, str]
+) -> float:
+    started = time.perf_counter()
+    with conn.pipeline():
+        conn.execute(*set_configs(settings))
+        cursors = [conn.execute(s.query, s.params) for s in statements]
+    for cursor in cursors:
+        cursor.fetchall()
     return time.perf_counter() - started
 
 
@@ -485,6 +656,45 @@ def text_latency(client: Api, sizes: list[int], *, queries: int) -> dict[str, fl
     return percentiles(timings)
 
 
+def hybrid_report(results: dict[str, Any]) -> list[str]:
+    """The hybrid lines of the section: by bucket and overall, beside vector search."""
+    lat = results["latency"]
+    lines = [
+        'Hybrid search (`"mode": "hybrid"`, k=10: the vector ranking and BM25\'s, 40 '
+        "candidates each, fused) over the same items, whose texts are words drawn with "
+        f"Zipf-like frequencies (s = 1) from {len(COMMON_WORDS)} common English words (stop "
+        f"words among them) and {CONTENT_WORDS:,} made-up ones, {ITEM_WORDS[0]} to "
+        f"{ITEM_WORDS[1]} an item, {RARE_SHARE:.0%} of items also naming one of "
+        f"{RARE_WORDS:,} rare words; each query is 2-3 words drawn the same way, 1-2 less "
+        "common ones and, a third of the time, a rare one (fixed seeds, nothing downloaded). "
+        "The same queries, users and vectors as the vector search above, in the same turns; "
+        "through the service, each query's text was sent once before any timing, so its "
+        "vector is in the API's cache and no model runs. Raw SQL: the statements of a hybrid "
+        "search's round (the vector statement of memories on the user's path, the text "
+        "statements of memories and chunks) in one round trip, as the database owner, with "
+        "the clustered vector; text statement: the memories' text statement alone, as the "
+        "owner and as the service's role, scoped to the user as the service scopes a search "
+        "(row security on: its policy's condition comes first, so a condition that is not "
+        "leakproof, such as a full-text match, cannot use an index).",
+        "",
+        "| bucket (items) | queries | vector p50 | vector p95 | hybrid p50 | hybrid p95 "
+        "| hybrid / vector p50 | raw vector p50 | raw hybrid p50 | text statement p50: owner "
+        "| service's role |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = [*lat["by_bucket"].items(), ("all", {name: lat[name] for name in RUNS})]
+    for bucket, row in rows:
+        vector, hybrid = row["service"], row["hybrid_service"]
+        lines.append(
+            f"| {'**all**' if bucket == 'all' else bucket} | {vector['n']} | "
+            f"{vector['p50_ms']:.1f} ms | {vector['p95_ms']:.1f} ms | {hybrid['p50_ms']:.1f} ms"
+            f" | {hybrid['p95_ms']:.1f} ms | {hybrid['p50_ms'] / vector['p50_ms']:.2f}x | "
+            f"{row['raw_sql']['p50_ms']:.1f} ms | {row['hybrid_raw_sql']['p50_ms']:.1f} ms | "
+            f"{row['text_raw_sql']['p50_ms']:.1f} ms | {row['text_scoped_sql']['p50_ms']:.1f} ms |"
+        )
+    return [*lines, ""]
+
+
 def write_report(results: dict[str, Any]) -> None:
     (ROOT / "docs" / "benchmarks-search.json").write_text(json.dumps(results, indent=2) + "\n")
     lat, text = results["latency"], results["text_latency"]
@@ -503,8 +713,9 @@ def write_report(results: dict[str, Any]) -> None:
         "made and used once before any timing; raw SQL: the service's search statement "
         "alone through psycopg, in one round trip, as the database owner (no row security, "
         "no size count). Both warm: the tables and indexes are loaded into the buffer cache "
-        "first (pg_prewarm). Same machine, same run; each query goes to all three in turns, "
-        "each first a third of the time (the later ones find the user's pages cached).",
+        "first (pg_prewarm). Same machine, same run; each query goes to all three, and to "
+        "the hybrid runs below, in turns, each first as often as the others (the later ones "
+        "find the user's pages cached).",
         "",
         "| bucket (items) | filter | users | recall@10 | complete answers |",
         "| --- | --- | --- | --- | --- |",
@@ -544,6 +755,7 @@ def write_report(results: dict[str, Any]) -> None:
         f"{lat['in_process']['p50_ms'] - lat['raw_sql']['p50_ms']:.2f} ms). "
         f"Throughput with 4 concurrent clients: {results['throughput_qps']:.0f} searches/s.",
         "",
+        *hybrid_report(results),
         "A round trip to another process of this machine, beyond the time it was idle first: "
         + ", ".join(
             f"{us:.0f} µs after {idle.split('_')[1]} ms"
@@ -569,11 +781,15 @@ def main() -> int:
     parser.add_argument(
         "--home", type=Path, help="reuse the data of an earlier run in this home (skips loading)"
     )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the figures, leave docs/ as it is"
+    )
     args = parser.parse_args()
     users = max(10, args.rows // 50)
     sizes = user_sizes(args.rows, users)
     centers = np.random.default_rng(0).normal(size=(1000, DIMS)).astype(np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    texts = Texts()
     home = args.home or Path(tempfile.mkdtemp(prefix="engram-bench-"))
     postgres, redis = EmbeddedPostgres(home), EmbeddedRedis(home)
     admin_url = postgres.start()
@@ -586,7 +802,7 @@ def main() -> int:
         print(f"reusing the {args.rows:,} vectors loaded in {home}", flush=True)
     else:
         print(f"loading {args.rows:,} vectors for {users:,} users into {home}", flush=True)
-        timings = load(admin_url, sizes, centers)
+        timings = load(admin_url, sizes, centers, texts)
         timings_file.write_text(json.dumps(timings))
     print(timings, flush=True)
     print(f"warmed {warm(admin_url):,} buffers", flush=True)
@@ -615,13 +831,18 @@ def main() -> int:
             for name, value in (NO_PARALLEL_WORKERS | GENERIC_PLANS).items():
                 conn.execute(f"SET {name} = {value}")
             recall = recall_by_bucket(client, conn, sizes, centers, per_bucket=args.per_bucket)
-            for _ in range(50):  # warm both paths before timing
+            warming = np.random.default_rng(9)
+            for _ in range(50):  # warm both paths and both modes before timing
                 client.search("u0", search_body(centers[0]))
+                client.search("u0", {"query": texts.query(warming), "k": 10, "mode": "hybrid"})
             direct = InProcess(postgres.url_for(schema.APP_ROLE), exact_max_rows=20_000)
+            app = psycopg.connect(postgres.url_for(schema.APP_ROLE), autocommit=True)
+            register_vector(app)
             try:
-                lat = latency(client, conn, direct, sizes, centers, queries=args.queries,
-                              exact_max_rows=20_000)  # fmt: skip
+                lat = latency(client, conn, app, direct, sizes, centers, texts,
+                              queries=args.queries, exact_max_rows=20_000)  # fmt: skip
             finally:
+                app.close()
                 direct.close()
         text = text_latency(client, sizes, queries=min(200, args.queries))
         qps = throughput(port, sizes, centers, seconds=20)
@@ -636,7 +857,8 @@ def main() -> int:
         "largest_user": sizes[0], "timings": timings, "recall": recall, "latency": lat,
         "text_latency": text, "throughput_qps": qps, "wake_up_us": wake_up,
     }  # fmt: skip
-    write_report(results)
+    if not args.no_write:
+        write_report(results)
     print(json.dumps(results, indent=2))
     return 0
 
