@@ -139,18 +139,24 @@ _RANKED = """
 #   idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average length)),
 #   idf(t) = ln(1 + (n - df(t) + 0.5) / (df(t) + 0.5)),
 # where n and the average length are the user's (items of this type indexed in this
-# configuration, ``text_stats``), df(t) how many of those items hold t (counted through the
-# full-text index), tf how often the item holds it. The query's words are parsed in the
-# search's configuration, which drops its stop words and stems the rest; its first
-# ``MAX_TEXT_TERMS`` distinct terms count, so a query of thousands of words costs no more
-# than one of a few dozen. Candidates are the items holding any of the terms, with their
-# cosine similarity for the answer.
+# configuration, ``text_stats``), df(t) how many of those items hold t, tf how often the
+# item holds it. The query's words are parsed in the search's configuration, which drops
+# its stop words and stems the rest; its first ``MAX_TEXT_TERMS`` distinct terms count, so
+# a query of thousands of words costs no more than one of a few dozen.
+# The items holding any of the terms are read once (``holding``), and df, tf and each
+# one's length come from their terms (``postings``): under row security, as the service
+# searches, a full-text match cannot use the full-text index (``@@`` is not leakproof, so
+# the policy's condition must come first), and counting df term by term read every item of
+# the user once a term. Every holding item is scored before any is joined to its vector
+# and checked against the search's conditions, best first, so only about ``limit`` items
+# are read again. A score sums its terms in one order (the lexemes' bytes), so equal items
+# score equally every time.
 MAX_TEXT_TERMS = 64
 BM25_K1 = 1.2
 BM25_B = 0.75
 _TEXT = f"""
     WITH terms AS MATERIALIZED (
-        SELECT w.lexeme, quote_literal(w.lexeme)::tsquery AS query
+        SELECT w.lexeme
         FROM unnest(to_tsvector(%(config)s::regconfig, %(text)s)) AS w
         ORDER BY w.positions[1] LIMIT %(max_terms)s),
     stats AS MATERIALIZED (
@@ -158,31 +164,38 @@ _TEXT = f"""
                greatest(coalesce(sum(s.terms)::float8 / nullif(sum(s.items), 0), 1), 1) AS avgdl
         FROM text_stats s
         WHERE s.user_id = %(user_id)s AND s.kind = {{kind}} AND s.config = %(config)s::regconfig),
+    holding AS MATERIALIZED (
+        SELECT b.id, b.content_tsv FROM {{base}} b
+        WHERE b.user_id = %(user_id)s AND b.text_config = %(config)s::regconfig
+          AND b.content_tsv @@ (
+              SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery
+              FROM terms)),
+    postings AS MATERIALIZED (
+        SELECT h.id, u.lexeme, cardinality(u.positions) AS tf, l.length
+        FROM holding h
+        CROSS JOIN LATERAL (SELECT coalesce(sum(cardinality(positions)), 0) AS length
+                            FROM unnest(h.content_tsv)) l
+        CROSS JOIN LATERAL unnest(h.content_tsv) u
+        WHERE u.lexeme IN (SELECT lexeme FROM terms)),
     weighed AS MATERIALIZED (
-        SELECT t.lexeme, ln(1 + (st.n - d.df + 0.5) / (d.df + 0.5)) AS idf
-        FROM terms t CROSS JOIN stats st
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS df FROM {{base}} b
-            WHERE b.user_id = %(user_id)s AND b.content_tsv @@ t.query
-              AND b.text_config = %(config)s::regconfig) d),
-    matched AS (
-        SELECT {_COLUMNS}, m.content_tsv, v.embedding <=> {{query}} AS distance
-        {_FROM}
-        CROSS JOIN (SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery
-                    FROM terms) AS q(query)
-        {_WHERE}
-          AND m.content_tsv @@ q.query AND m.text_config = %(config)s::regconfig)
-    SELECT c.type, c.id, bm25.score, 1 - c.distance AS similarity, c.content, c.metadata,
-           c.session_id, c.importance, c.document_id, c.chunk_index, c.created_at,
-           c.occurred_at
-    FROM matched c CROSS JOIN stats st
-    CROSS JOIN LATERAL (
-        SELECT sum(w.idf * u.tf * {BM25_K1 + 1} / (u.tf + {BM25_K1} * (
-                   1 - {BM25_B} + {BM25_B} * text_length(c.content_tsv) / st.avgdl))) AS score
-        FROM (SELECT lexeme, cardinality(positions) AS tf FROM unnest(c.content_tsv)) u
-        JOIN weighed w ON w.lexeme = u.lexeme) bm25
-    WHERE %(max_distance)s::float8 IS NULL OR c.distance <= %(max_distance)s
-    ORDER BY bm25.score DESC, c.id
+        SELECT d.lexeme, ln(1 + (st.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+        FROM (SELECT lexeme, count(*) AS df FROM postings GROUP BY lexeme) d
+        CROSS JOIN stats st),
+    ranked AS MATERIALIZED (
+        SELECT p.id, sum(w.idf * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (
+                   1 - {BM25_B} + {BM25_B} * p.length / st.avgdl)) ORDER BY p.lexeme COLLATE "C")
+                   AS score
+        FROM postings p JOIN weighed w ON w.lexeme = p.lexeme CROSS JOIN stats st
+        GROUP BY p.id
+        ORDER BY score DESC, p.id)
+    SELECT {{kind}} AS type, m.id, r.score, 1 - (v.embedding <=> {{query}}) AS similarity,
+           m.content, m.metadata, m.session_id, m.importance, {{document_id}} AS document_id,
+           {{chunk_index}} AS chunk_index, m.created_at, m.occurred_at
+    {_FROM}
+    JOIN ranked r ON r.id = v.item_id
+    {_WHERE}
+      AND (%(max_distance)s::float8 IS NULL OR v.embedding <=> {{query}} <= %(max_distance)s)
+    ORDER BY r.score DESC, r.id
     LIMIT %(limit)s
 """
 _VECTORS = (
