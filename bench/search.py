@@ -396,6 +396,7 @@ def latency(
     hybrid search through the service, its first round's raw SQL and its text statement
     alone (as the owner, and as the service's role: ``app``), for the same users, vectors
     and words, in turns, in one run."""
+    load_before = os.getloadavg()[0]
     rng, words = np.random.default_rng(3), np.random.default_rng(8)
     users = random.Random(4).choices(range(len(sizes)), weights=sizes, k=queries)
     asked = [(u, clustered(rng, centers, 1)[0], texts.query(words)) for u in users]
@@ -435,7 +436,8 @@ def latency(
         }
 
     overall = {name: percentiles(values) for name, values in times.items()}
-    return overall | {"by_path": by(paths), "by_bucket": by(buckets)}
+    load = {"load_average": [load_before, os.getloadavg()[0]]}  # 1 minute, before and after
+    return overall | {"by_path": by(paths), "by_bucket": by(buckets)} | load
 
 
 class InProcess:
@@ -659,6 +661,7 @@ def text_latency(client: Api, sizes: list[int], *, queries: int) -> dict[str, fl
 def hybrid_report(results: dict[str, Any]) -> list[str]:
     """The hybrid lines of the section: by bucket and overall, beside vector search."""
     lat = results["latency"]
+    began, ended = lat.get("load_average", [float("nan")] * 2)
     lines = [
         'Hybrid search (`"mode": "hybrid"`, k=10: the vector ranking and BM25\'s, 40 '
         "candidates each, fused) over the same items, whose texts are words drawn with "
@@ -675,7 +678,9 @@ def hybrid_report(results: dict[str, Any]) -> list[str]:
         "the clustered vector; text statement: the memories' text statement alone, as the "
         "owner and as the service's role, scoped to the user as the service scopes a search "
         "(row security on: its policy's condition comes first, so a condition that is not "
-        "leakproof, such as a full-text match, cannot use an index).",
+        "leakproof, such as a full-text match, cannot use an index). The machine's load "
+        f"average over a minute was {began:.1f} as the timing began and {ended:.1f} as it "
+        "ended.",
         "",
         "| bucket (items) | queries | vector p50 | vector p95 | hybrid p50 | hybrid p95 "
         "| hybrid / vector p50 | raw vector p50 | raw hybrid p50 | text statement p50: owner "
