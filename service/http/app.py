@@ -52,6 +52,7 @@ from service.http.routes.spaces import SpaceController
 from service.http.routes.status import StatusController
 from service.http.routes.users import UserController
 from service.http.runtime import Runtime
+from service.mcp.endpoint import McpEndpoint
 
 log = logging.getLogger("engram.api")
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
     """The API for ``settings``; nothing is opened until the app starts."""
     database_url, redis_url = settings.require_urls()
     spaces = SpaceRegistry.configured(settings)
+    mcp = McpEndpoint(max_body_bytes=settings.limits.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -160,9 +162,10 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
                     AuditController,
                 ],
             ),
+            mcp.handler,  # the tools for agents (service/mcp), behind the same keys
             docs_assets(),
         ],
-        lifespan=[lifespan],
+        lifespan=[lifespan, mcp.lifespan],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
