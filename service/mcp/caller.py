@@ -15,6 +15,7 @@ from models.errors import EngramError, Forbidden, RateLimited
 from models.types import Principal
 from models.validation import check_user_id
 from service.http.auth import Connection, provide_principal
+from service.http.observe import current_request_id
 from service.http.runtime import Runtime
 
 USER_HEADER = "x-engram-user"
@@ -23,11 +24,13 @@ _MCP_CALLER = "engram_mcp_caller"
 
 
 class Caller(NamedTuple):
-    """The open resources, the key and the user of one tool call."""
+    """The open resources, the key and the user of one tool call, and the HTTP request's id
+    (tools run in the SDK's tasks, outside the request's context)."""
 
     runtime: Runtime
     principal: Principal
     owner: str
+    request_id: str | None
 
 
 async def names_mcp_user(connection: Connection, handler: Any) -> None:
@@ -40,7 +43,7 @@ async def names_mcp_user(connection: Connection, handler: Any) -> None:
         if user_id is not None and user_id != principal.user_id:
             raise Forbidden("this key may not act on this user")
         user_id = principal.user_id
-    connection.scope["state"][_MCP_CALLER] = (principal, user_id)
+    connection.scope["state"][_MCP_CALLER] = (principal, user_id, current_request_id())
 
 
 def caller(ctx: Context[Any, Any]) -> Caller:
@@ -48,12 +51,12 @@ def caller(ctx: Context[Any, Any]) -> Caller:
     scope = getattr(ctx.request_context.request, "scope", None)
     if scope is None or _MCP_CALLER not in scope.get("state", {}):
         raise ToolError("Engram's tools are served at the API's /mcp only")
-    principal, owner = scope["state"][_MCP_CALLER]
+    principal, owner, request_id = scope["state"][_MCP_CALLER]
     if owner is None:
         raise ToolError(
             "an admin key names the user its tool calls act on, in the X-Engram-User header"
         )
-    return Caller(scope["app"].state.runtime, principal, owner)
+    return Caller(scope["app"].state.runtime, principal, owner, request_id)
 
 
 @contextmanager

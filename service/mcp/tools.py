@@ -21,7 +21,6 @@ from models.search.query import SearchQuery
 from models.store import memories, users
 from models.types import Memory, NewMemory
 from models.validation import check_content, check_session_id
-from service.http.observe import current_request_id
 from service.http.routes.context import ContextIn
 from service.http.routes.memories import MemoryChange, MemoryIn, _new_memory, _patch
 from service.http.routes.search import TEXT_QUERY_COST, SearchIn, answer_search
@@ -116,7 +115,7 @@ async def remember(
             call.owner,
             call.runtime.spaces.default_for("memory"),
             [new],
-            request_id=current_request_id(),
+            request_id=call.request_id,
         )
         await call.runtime.wakeups.embed(written.jobs)
         memory = written.memories[0]
@@ -234,7 +233,7 @@ async def update_memory(
             call.owner,
             memory_id,
             patch,
-            request_id=current_request_id(),
+            request_id=call.request_id,
         )
         await call.runtime.wakeups.embed(written.jobs)
         return _json(written.memories[0])

@@ -256,6 +256,21 @@ def test_a_users_key_never_reaches_another_user(api_url, new_key):
     assert as_user(api_url, bob_key, lambda s: s.list_tools(), **{"X-Engram-User": bob})
 
 
+def test_a_write_carries_the_requests_id(api_url, new_key, db):
+    _, key = new_key()
+    request_id = f"mcp-{uuid.uuid4().hex}"
+
+    async def remember(s: ClientSession) -> str:
+        result = ok(await s.call_tool("remember", {"content": "Gil keeps bees"}))
+        return str(result["id"])
+
+    memory_id = as_user(api_url, key, remember, **{"X-Request-ID": request_id})
+    [(stored,)] = db.execute(
+        "SELECT request_id FROM embed_state WHERE item_id = %s", [memory_id]
+    ).fetchall()
+    assert stored == request_id
+
+
 def test_an_admin_key_names_the_user(api_url, new_key):
     user, key = new_key()
 
