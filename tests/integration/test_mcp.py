@@ -1,11 +1,15 @@
 """The MCP server at ``/mcp`` against a real `engram api` process and a real worker, through
-the SDK's own client (``ClientSession`` over its Streamable HTTP transport): the tools
-listed and each one called, bad arguments as tool errors, keys binding calls to their
-user, an admin key naming one, a bad key refused before any tool runs."""
+the SDK's own client (``ClientSession`` over its Streamable HTTP transport, and over stdio
+through ``python -m service.mcp.stdio``): the tools listed and each one called, bad
+arguments as tool errors, keys binding calls to their user, an admin key naming one, a bad
+key refused before any tool runs."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,9 +19,11 @@ import httpx
 import httpx2
 import pytest
 from mcp.client import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 from support.api import ADMIN
+from support.processes import ADMIN_KEY
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -279,7 +285,7 @@ def test_an_admin_key_names_the_user(api_url, new_key):
         return str(result["id"])
 
     memory_id = as_user(api_url, key, remember)
-    admin_key = ADMIN["Authorization"].removeprefix("Bearer ")
+    admin_key = ADMIN_KEY
 
     async def get(s: ClientSession) -> CallToolResult:
         return await s.call_tool("get_memory", {"id": memory_id})
@@ -305,3 +311,80 @@ def test_a_bad_key_is_a_401_before_any_tool_runs(api_url, headers):
 
     with pytest.raises(BaseException):  # noqa: B017 - the SDK's error for a 401 varies
         asyncio.run(connect())
+
+
+# --- over stdio: `python -m service.mcp.stdio`, forwarding to the running API --------------
+
+
+# a desktop client starts the bridge from a directory of its own, not the repository
+ELSEWHERE = "/"
+
+
+@asynccontextmanager
+async def over_stdio(environ: dict[str, str]) -> AsyncIterator[ClientSession]:
+    bridge = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "service.mcp.stdio"],
+        env={"PATH": os.environ.get("PATH", ""), **environ},
+        cwd=ELSEWHERE,
+    )
+    async with (
+        stdio_client(bridge) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def test_stdio_serves_the_same_tools_bound_to_the_key(api_url, new_key):
+    alice, alice_key = new_key()
+    _, bob_key = new_key()
+
+    async def work() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with over_stdio({"ENGRAM_URL": api_url, "ENGRAM_API_KEY": alice_key}) as s:
+            seen["tools"] = {tool.name for tool in (await s.list_tools()).tools}
+            seen["remember"] = ok(
+                await s.call_tool("remember", {"content": "Hana grows chillies", "wait": True})
+            )
+            seen["recall"] = ok(await s.call_tool("recall", {"query": "what does Hana grow?"}))
+            seen["bad"] = error(await s.call_tool("recall", {"query": "x", "k": 0}))
+        async with over_stdio({"ENGRAM_URL": api_url, "ENGRAM_API_KEY": bob_key}) as s:
+            seen["bob"] = error(await s.call_tool("get_memory", {"id": seen["remember"]["id"]}))
+        admin = {"ENGRAM_URL": api_url, "ENGRAM_API_KEY": ADMIN_KEY, "ENGRAM_USER": alice}
+        async with over_stdio(admin) as s:
+            seen["admin"] = ok(await s.call_tool("get_memory", {"id": seen["remember"]["id"]}))
+        return seen
+
+    seen = asyncio.run(work())
+    assert seen["tools"] == TOOLS
+    assert seen["recall"]["results"][0]["id"] == seen["remember"]["id"]
+    assert "k" in seen["bad"]
+    assert "not found" in seen["bob"]
+    assert seen["admin"]["content"] == "Hana grows chillies"
+
+
+def test_stdio_with_a_bad_key_exits_saying_so(api_url):
+    answer = subprocess.run(
+        [sys.executable, "-m", "service.mcp.stdio"],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "ENGRAM_URL": api_url,
+            "ENGRAM_API_KEY": "egm_0000000000000000_" + "A" * 43,
+        },
+        cwd=ELSEWHERE,
+        input=b"",
+        capture_output=True,
+        timeout=60,
+    )
+    assert answer.returncode == 2
+    assert b"engram mcp: cannot use the API's /mcp" in answer.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "service.mcp.stdio"],
+        env={"PATH": os.environ.get("PATH", "")},
+        cwd=ELSEWHERE,
+        capture_output=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    assert b"ENGRAM_API_KEY" in missing.stderr
