@@ -7,6 +7,7 @@ key refused before any tool runs."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -388,3 +389,28 @@ def test_stdio_with_a_bad_key_exits_saying_so(api_url):
     )
     assert missing.returncode == 2
     assert b"ENGRAM_API_KEY" in missing.stderr
+
+
+def test_bad_calls_log_no_error(client, new_user, caplog):
+    """Tool errors are expected: the API logs none of them as a crash (in-process, to see
+    its log records)."""
+    _, headers = new_user()
+    calls = [
+        ("remember", {"content": "a\x00b"}),
+        ("remember", {"content": "x", "importance": "very"}),
+        ("get_memory", {"id": str(uuid.uuid4())}),
+        ("forget", {"ids": ["nope"]}),
+        ("recall", {"query": "x", "filter": {"$or": "no"}}),
+        ("list_memories", {"cursor": "\x00"}),
+    ]
+    with caplog.at_level(logging.INFO):
+        for i, (tool, arguments) in enumerate(calls):
+            message = {**FORGET_ALL, "id": i, "params": {"name": tool, "arguments": arguments}}
+            answer = client.post(
+                "/mcp",
+                json=message,
+                headers={**headers, "Accept": "application/json, text/event-stream"},
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["result"]["isError"] is True, (tool, answer.json())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
