@@ -24,7 +24,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 from support.api import ADMIN
-from support.processes import ADMIN_KEY
+from support.processes import ADMIN_KEY, start_api, stop_process
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -414,3 +414,26 @@ def test_bad_calls_log_no_error(client, new_user, caplog):
             assert answer.status_code == 200, answer.text
             assert answer.json()["result"]["isError"] is True, (tool, answer.json())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_tool_calls_spend_the_keys_rate_limit(servers):
+    """A recall costs what a search does: past the limit the call is refused (a 429 before
+    the tool, or a tool error saying when to retry), never answered."""
+    process, url = start_api(servers, ENGRAM_RATE_LIMIT_PER_MINUTE="20")
+    try:
+        answer = httpx.post(f"{url}/v1/keys", json={"user_id": "mcp-limited"}, headers=ADMIN)
+        headers = {"Authorization": f"Bearer {answer.json()['key']}"}
+        recall = {**FORGET_ALL, "params": {"name": "recall", "arguments": {"query": "tea"}}}
+        answers = [post_mcp(url, recall, headers) for _ in range(6)]
+    finally:
+        stop_process(process)
+    assert answers[0].status_code == 200
+    assert answers[0].json()["result"]["isError"] is False
+    refused = [
+        a
+        for a in answers
+        if a.status_code == 429
+        or (a.status_code == 200 and "retry after" in str(a.json()["result"]["content"]))
+    ]
+    assert refused, [a.text for a in answers]
+    assert refused[0].headers["ratelimit-remaining"] == "0"
