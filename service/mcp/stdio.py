@@ -1,4 +1,4 @@
-"""``python -m service.mcp.stdio``: the tools over stdio, for desktop clients that start their
+"""``engram mcp``: the tools over stdio, for desktop clients that start their
 servers as processes. It serves no tool of its own: it forwards each listing and call to a
 running API's ``/mcp`` with a key, so the tools, their checks and who they act for are the
 HTTP server's, byte for byte. ``ENGRAM_URL`` (default ``http://127.0.0.1:8000``) and

@@ -16,14 +16,12 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from models.errors import InvalidInput, NotFound
-from models.search.context import build_context
-from models.search.query import SearchQuery
 from models.store import memories, users
 from models.types import Memory, NewMemory
-from models.validation import check_content, check_session_id
-from service.http.routes.context import ContextIn
-from service.http.routes.memories import MemoryChange, MemoryIn, _new_memory, _patch
-from service.http.routes.search import TEXT_QUERY_COST, SearchIn, answer_search
+from models.validation import check_session_id
+from service.http.routes.context import ContextIn, answer_context
+from service.http.routes.memories import MemoryChange, MemoryIn, memory_patch, new_memory
+from service.http.routes.search import SearchIn, answer_search
 from service.mcp.caller import Caller, caller, tool_errors
 
 FORGET_ALL_CONFIRMATION = "forget everything"
@@ -107,7 +105,7 @@ async def remember(
             },
             MemoryIn,
         )
-        new: NewMemory = _new_memory(item, call.runtime.settings.limits)
+        new: NewMemory = new_memory(item, call.runtime.settings.limits)
         await call.runtime.limiter.charge(call.principal.key_id, 1)
         written = await call.runtime.as_user(
             call.owner,
@@ -161,7 +159,7 @@ async def get_context(
         data = _convert(
             {"query": query, "max_tokens": max_tokens, "session_id": session_id}, ContextIn
         )
-        return _json(await _context(call, data))
+        return _json(await answer_context(call.runtime, call.principal, call.owner, data))
 
 
 async def list_memories(
@@ -223,7 +221,7 @@ async def update_memory(
             },
             MemoryChange,
         )
-        patch = _patch(change, call.runtime.settings.limits)
+        patch = memory_patch(change, call.runtime.settings.limits)
         await call.runtime.limiter.charge(
             call.principal.key_id, int(patch.content is not msgspec.UNSET)
         )
@@ -295,39 +293,6 @@ TOOLS: list[tuple[Callable[..., Awaitable[Json]], ToolAnnotations]] = [
     (forget, DELETES),
     (forget_all, DELETES),
 ]
-
-
-async def _context(call: Caller, data: ContextIn) -> Any:
-    """The context route's answer, for ``call``'s user."""
-    runtime, owner = call.runtime, call.owner
-    text = check_content(data.query, runtime.settings.limits, field="query")
-    session_id = check_session_id(data.session_id)
-    await runtime.limiter.charge(call.principal.key_id, TEXT_QUERY_COST)
-    space = runtime.spaces.default_for("memory")
-    query = SearchQuery(
-        vector=await runtime.embed_query(owner, space, text),
-        k=data.k,
-        text=text,
-        hybrid=data.mode == "hybrid",
-        fusion=data.fusion,
-        text_config=await runtime.text_config(data.language),
-        threshold=data.threshold,
-        types=("memory",),
-    )
-    return await runtime.as_user(
-        owner,
-        build_context,
-        space,
-        owner,
-        query,
-        session_id=session_id,
-        max_tokens=data.max_tokens,
-        count=await runtime.token_counter(space),
-        exact_max_rows=runtime.settings.search.exact_max_rows,
-        ef_search=runtime.settings.search.hnsw_ef_search,
-        neighbors=data.neighbors,
-        floor=data.floor,
-    )
 
 
 async def _settled(call: Caller, memory: Memory) -> Memory:

@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--key", help="an admin key (default: $ENGRAM_API_KEY, else the key file)")
     status.add_argument("--top", type=int, default=5, help="failure reasons to show (default 5)")
     status.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    commands.add_parser(
+        "mcp",
+        help="the MCP tools over stdio, for desktop clients: forwarded to a running API's /mcp "
+        "(ENGRAM_URL, ENGRAM_API_KEY, and ENGRAM_USER for an admin key)",
+    )
     migrate = commands.add_parser("migrate", help="migrate the database schema")
     migrate.add_argument(
         "revision", nargs="?", help="target (default: head; --down needs one: a revision or base)"
@@ -210,6 +215,12 @@ def _api_key(settings: Settings, args: argparse.Namespace) -> str | None:
     return key
 
 
+def _mcp(_settings: Settings, _: argparse.Namespace) -> int:
+    from service.mcp.stdio import main as serve_stdio
+
+    return serve_stdio()
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     admin_url = settings.database.admin_url or settings.database.url
     if admin_url is None:
@@ -254,6 +265,7 @@ _COMMANDS = {
     "worker": _worker,
     "ingest": _ingest,
     "status": _status,
+    "mcp": _mcp,
     "migrate": _migrate,
     "backup": _backup,
     "restore": _restore,

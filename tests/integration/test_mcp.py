@@ -1,6 +1,6 @@
 """The MCP server at ``/mcp`` against a real `engram api` process and a real worker, through
 the SDK's own client (``ClientSession`` over its Streamable HTTP transport, and over stdio
-through ``python -m service.mcp.stdio``): the tools listed and each one called, bad
+through ``engram mcp``): the tools listed and each one called, bad
 arguments as tool errors, keys binding calls to their user, an admin key naming one, a bad
 key refused before any tool runs."""
 
@@ -314,7 +314,7 @@ def test_a_bad_key_is_a_401_before_any_tool_runs(api_url, headers):
         asyncio.run(connect())
 
 
-# --- over stdio: `python -m service.mcp.stdio`, forwarding to the running API --------------
+# --- over stdio: `engram mcp`, forwarding to the running API ------------------------------
 
 
 # a desktop client starts the bridge from a directory of its own, not the repository
@@ -325,7 +325,7 @@ ELSEWHERE = "/"
 async def over_stdio(environ: dict[str, str]) -> AsyncIterator[ClientSession]:
     bridge = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "service.mcp.stdio"],
+        args=["-m", "service.ops.cli", "mcp"],
         env={"PATH": os.environ.get("PATH", ""), **environ},
         cwd=ELSEWHERE,
     )
@@ -367,7 +367,7 @@ def test_stdio_serves_the_same_tools_bound_to_the_key(api_url, new_key):
 
 def test_stdio_with_a_bad_key_exits_saying_so(api_url):
     answer = subprocess.run(
-        [sys.executable, "-m", "service.mcp.stdio"],
+        [sys.executable, "-m", "service.ops.cli", "mcp"],
         env={
             "PATH": os.environ.get("PATH", ""),
             "ENGRAM_URL": api_url,
@@ -381,7 +381,7 @@ def test_stdio_with_a_bad_key_exits_saying_so(api_url):
     assert answer.returncode == 2
     assert b"engram mcp: cannot use the API's /mcp" in answer.stderr
     missing = subprocess.run(
-        [sys.executable, "-m", "service.mcp.stdio"],
+        [sys.executable, "-m", "service.ops.cli", "mcp"],
         env={"PATH": os.environ.get("PATH", "")},
         cwd=ELSEWHERE,
         capture_output=True,

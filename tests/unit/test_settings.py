@@ -18,7 +18,7 @@ from models.settings import GROUPS, Settings, settings_table
 ROOT = Path(__file__).resolve().parents[2]
 ENGRAM_VAR = re.compile(r"\bENGRAM_[A-Z0-9_]+\b")
 # read by the client and the CLI's client commands, not by the service
-CLIENT_VARIABLES = {"ENGRAM_URL", "ENGRAM_API_KEY"}
+CLIENT_VARIABLES = {"ENGRAM_URL", "ENGRAM_API_KEY", "ENGRAM_USER"}  # `engram mcp` reads the last
 # read only by the test suite and its fuzz target
 TEST_VARIABLES = {"ENGRAM_TEST_DATABASE_URL", "ENGRAM_TEST_REDIS_URL",
                   "ENGRAM_TEST_APP_DATABASE_URL", "ENGRAM_FUZZ_EXAMPLES"}  # fmt: skip

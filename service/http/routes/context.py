@@ -33,6 +33,41 @@ class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     language: Language | None = None
 
 
+async def answer_context(
+    runtime: Runtime, principal: Principal, owner: str, data: ContextIn
+) -> Context:
+    """What a context request answers, by the route and by the MCP tool alike."""
+    limits = runtime.settings.limits
+    text = check_content(data.query, limits, field="query")
+    session_id = check_session_id(data.session_id)
+    await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
+    space = runtime.spaces.default_for("memory")
+    query = SearchQuery(
+        vector=await runtime.embed_query(owner, space, text),
+        k=data.k,
+        text=text,
+        hybrid=data.mode == "hybrid",
+        fusion=data.fusion,
+        text_config=await runtime.text_config(data.language),
+        threshold=data.threshold,
+        types=("memory",),
+    )
+    return await runtime.as_user(
+        owner,
+        build_context,
+        space,
+        owner,
+        query,
+        session_id=session_id,
+        max_tokens=data.max_tokens,
+        count=await runtime.token_counter(space),
+        exact_max_rows=runtime.settings.search.exact_max_rows,
+        ef_search=runtime.settings.search.hnsw_ef_search,
+        neighbors=data.neighbors,
+        floor=data.floor,
+    )
+
+
 class ContextController(Controller):
     path = "/v1/users/{user_id:str}/context"
     tags = ["sessions"]
@@ -45,32 +80,4 @@ class ContextController(Controller):
         """What the user's memory holds on ``query`` (memories, and passages of past
         conversations around the messages found) and the session's latest messages, packed
         within ``max_tokens`` (docs/api.md gives the order), as text ready for a prompt."""
-        limits = runtime.settings.limits
-        text = check_content(data.query, limits, field="query")
-        session_id = check_session_id(data.session_id)
-        await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
-        space = runtime.spaces.default_for("memory")
-        query = SearchQuery(
-            vector=await runtime.embed_query(owner, space, text),
-            k=data.k,
-            text=text,
-            hybrid=data.mode == "hybrid",
-            fusion=data.fusion,
-            text_config=await runtime.text_config(data.language),
-            threshold=data.threshold,
-            types=("memory",),
-        )
-        return await runtime.as_user(
-            owner,
-            build_context,
-            space,
-            owner,
-            query,
-            session_id=session_id,
-            max_tokens=data.max_tokens,
-            count=await runtime.token_counter(space),
-            exact_max_rows=runtime.settings.search.exact_max_rows,
-            ef_search=runtime.settings.search.hnsw_ef_search,
-            neighbors=data.neighbors,
-            floor=data.floor,
-        )
+        return await answer_context(runtime, principal, owner, data)

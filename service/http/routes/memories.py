@@ -81,7 +81,7 @@ def _added(stored: list[Memory], duplicate: list[bool]) -> AddedMemories:
     )
 
 
-def _new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
+def new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
     return NewMemory(
         id=item.id,
         content=check_content(item.content, limits),
@@ -93,7 +93,7 @@ def _new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
     )
 
 
-def _patch(change: MemoryChange, limits: Limits) -> MemoryPatch:
+def memory_patch(change: MemoryChange, limits: Limits) -> MemoryPatch:
     return MemoryPatch(
         content=change.content
         if change.content is msgspec.UNSET
@@ -146,7 +146,7 @@ class MemoryController(Controller):
         items = []
         for i, item in enumerate(data.memories):
             with naming(f"memories[{i}]"):
-                items.append(_new_memory(item, limits))
+                items.append(new_memory(item, limits))
         space = (
             runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
         )
@@ -214,7 +214,7 @@ class MemoryController(Controller):
     ) -> Response[Memory]:
         """Change a memory; new content is embedded again (``wait`` to wait for it). Until
         its new vector is stored, search finds the memory by its old one."""
-        change = _patch(data, runtime.settings.limits)
+        change = memory_patch(data, runtime.settings.limits)
         await runtime.limiter.charge(principal.key_id, int(change.content is not msgspec.UNSET))
         written = await runtime.as_user(
             owner,
