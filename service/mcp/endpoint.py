@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.types import Receive, Scope, Send
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from service.http.auth import authenticated
@@ -25,17 +26,10 @@ class McpEndpoint:
     """The MCP server of one API app: its route handler and its lifespan."""
 
     def __init__(self, *, max_body_bytes: int) -> None:
-        server = build_server()
-        # stateless: each POST is answered on its own, by whichever API process gets it. Its
-        # Starlette app is not served (only its session manager, below the API's guards);
-        # no DNS-rebinding check: a page cannot send a key it does not know.
-        server.streamable_http_app(
-            json_response=True,
-            stateless_http=True,
-            max_request_body_size=max_body_bytes,
-            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        )
-        sessions = self._sessions = server.session_manager
+        self._server = build_server()
+        self._max_body_bytes = max_body_bytes
+        self._sessions = self._new_sessions()
+        endpoint = self
 
         @asgi(
             PATH,
@@ -44,11 +38,26 @@ class McpEndpoint:
             include_in_schema=False,
         )
         async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
-            await sessions.handle_request(scope, receive, send)  # type: ignore[arg-type]
+            await endpoint._sessions.handle_request(scope, receive, send)  # type: ignore[arg-type]
 
         self.handler: ASGIRouteHandler = mcp
 
+    def _new_sessions(self) -> StreamableHTTPSessionManager:
+        """A session manager (one runs once only, and an app may be started again).
+
+        Stateless: each POST is answered on its own, by whichever API process gets it. The
+        SDK's Starlette app is not served (only its session manager, below the API's guards);
+        no DNS-rebinding check: a page cannot send a key it does not know."""
+        self._server.streamable_http_app(
+            json_response=True,
+            stateless_http=True,
+            max_request_body_size=self._max_body_bytes,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        return self._server.session_manager
+
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        self._sessions = self._new_sessions()
         async with self._sessions.run():
             yield
