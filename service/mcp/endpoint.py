@@ -28,8 +28,8 @@ class McpEndpoint:
     def __init__(self, *, max_body_bytes: int) -> None:
         self._server = build_server()
         self._max_body_bytes = max_body_bytes
-        self._sessions = self._new_sessions()
-        endpoint = self
+        # made each time the app starts: a session manager runs once only
+        self._sessions: StreamableHTTPSessionManager | None = None
 
         @asgi(
             PATH,
@@ -38,26 +38,23 @@ class McpEndpoint:
             include_in_schema=False,
         )
         async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
-            await endpoint._sessions.handle_request(scope, receive, send)  # type: ignore[arg-type]
+            assert self._sessions is not None, "requests arrive only once the app has started"
+            await self._sessions.handle_request(scope, receive, send)  # type: ignore[arg-type]
 
         self.handler: ASGIRouteHandler = mcp
 
-    def _new_sessions(self) -> StreamableHTTPSessionManager:
-        """A session manager (one runs once only, and an app may be started again).
-
-        Stateless: each POST is answered on its own, by whichever API process gets it. The
-        SDK's Starlette app is not served (only its session manager, below the API's guards);
-        no DNS-rebinding check: a page cannot send a key it does not know."""
+    @asynccontextmanager
+    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        """A new session manager, run as long as the app. Stateless: each POST is answered
+        on its own, by whichever API process gets it. The SDK's Starlette app is not served
+        (only its session manager, below the API's guards); no DNS-rebinding check: a page
+        cannot send a key it does not know."""
         self._server.streamable_http_app(
             json_response=True,
             stateless_http=True,
             max_request_body_size=self._max_body_bytes,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
-        return self._server.session_manager
-
-    @asynccontextmanager
-    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
-        self._sessions = self._new_sessions()
+        self._sessions = self._server.session_manager
         async with self._sessions.run():
             yield
