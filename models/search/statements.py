@@ -61,7 +61,7 @@ _WHERE = f"""
 _SOURCES = {
     "memory": {
         "source": "memories",
-        "base": "memories",
+        "matching": "memories_matching",
         "document_id": "NULL::uuid",
         "chunk_index": "NULL::int",
     },
@@ -74,7 +74,7 @@ _SOURCES = {
             FROM chunks k
             JOIN documents d ON d.user_id = k.user_id AND d.id = k.document_id
                             AND d.generation = k.generation)""",
-        "base": "chunks",
+        "matching": "chunks_matching",
         "document_id": "m.document_id",
         "chunk_index": "m.chunk_index",
     },
@@ -143,11 +143,11 @@ _RANKED = """
 # item holds it. The query's words are parsed in the search's configuration, which drops
 # its stop words and stems the rest; its first ``MAX_TEXT_TERMS`` distinct terms count, so
 # a query of thousands of words costs no more than one of a few dozen.
-# The items holding any of the terms are read once (``holding``), and df, tf and each
-# one's length come from their terms (``postings``): under row security, as the service
-# searches, a full-text match cannot use the full-text index (``@@`` is not leakproof, so
-# the policy's condition must come first), and counting df term by term read every item of
-# the user once a term. Every holding item is scored before any is joined to its vector
+# The items holding any of the terms are found once, through the full-text index, by
+# ``memories_matching`` / ``chunks_matching`` (migration 0019: under row security a
+# full-text match could not use the index, as ``@@`` is not leakproof; those functions
+# apply the policies' user condition themselves). df, tf and each one's length come from
+# their terms (``postings``). Every holding item is scored before any is joined to its vector
 # and checked against the search's conditions, best first, so only about ``limit`` items
 # are read again. A score sums its terms in one order (the lexemes' bytes), so equal items
 # score equally every time.
@@ -165,11 +165,9 @@ _TEXT = f"""
         FROM text_stats s
         WHERE s.user_id = %(user_id)s AND s.kind = {{kind}} AND s.config = %(config)s::regconfig),
     holding AS MATERIALIZED (
-        SELECT b.id, b.content_tsv FROM {{base}} b
-        WHERE b.user_id = %(user_id)s AND b.text_config = %(config)s::regconfig
-          AND b.content_tsv @@ (
-              SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery
-              FROM terms)),
+        SELECT h.id, h.content_tsv FROM {{matching}}(
+            (SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery FROM terms),
+            %(config)s::regconfig) h),
     postings AS MATERIALIZED (
         SELECT h.id, u.lexeme, cardinality(u.positions) AS tf, l.length
         FROM holding h
@@ -332,7 +330,7 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
     parts = {
         "table": sql.Identifier(space.table),
         "source": sql.SQL(source["source"]),
-        "base": sql.Identifier(source["base"]),
+        "matching": sql.Identifier(source["matching"]),
         "kind": sql.Literal(kind),
         "document_id": sql.SQL(source["document_id"]),
         "chunk_index": sql.SQL(source["chunk_index"]),

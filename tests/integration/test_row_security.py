@@ -139,3 +139,53 @@ def test_the_scope_never_travels_to_the_next_user_of_a_pooled_connection(servers
             await pool.close()
 
     assert asyncio.run(main()) == (1, 0, 0)
+
+
+def _matching(app_db, function: str, words: str, scope: dict[str, str]) -> set[str]:
+    """The contents ``function`` finds for ``words`` (english) in a transaction of ``scope``."""
+    with app_db.transaction():
+        for name, value in scope.items():
+            app_db.execute("SELECT set_config(%s, %s, true)", [name, value])
+        ids = [
+            row[0]
+            for row in app_db.execute(
+                f"SELECT id FROM {function}(to_tsquery('english', %s), 'english')", [words]
+            )
+        ]
+        app_db.execute("SELECT set_config('engram.all_users', 'on', true)")
+        rows = app_db.execute("SELECT content FROM memories WHERE id = ANY(%s)", [ids])
+        return {row[0] for row in rows}
+
+
+def test_the_text_match_functions_find_only_the_scoped_users_items(app_db, two_users):
+    """memories_matching / chunks_matching run as the owner (so the full-text index serves
+    the match) and apply the policies' user condition themselves."""
+    alice, bob = two_users
+    words = "vault | milk"
+    assert _matching(app_db, "memories_matching", words, {"engram.user_id": alice}) == {
+        "alice's secret: the vault code is 1234"
+    }
+    assert _matching(app_db, "memories_matching", words, {"engram.user_id": bob}) == {
+        "bob's note: buy milk"
+    }
+    # a transaction that sees all users, or none, finds nothing through them
+    assert _matching(app_db, "memories_matching", words, {"engram.all_users": "on"}) == set()
+    assert _matching(app_db, "memories_matching", words, {}) == set()
+    assert _matching(app_db, "chunks_matching", words, {"engram.user_id": alice}) == set()
+
+
+def test_the_text_match_functions_are_the_service_roles_only(db):
+    rows = db.execute(
+        """
+        SELECT p.proname, p.prosecdef, p.proconfig,
+               has_function_privilege('engram_app', p.oid, 'EXECUTE'),
+               has_function_privilege('public', p.oid, 'EXECUTE')
+        FROM pg_proc p WHERE p.proname IN ('memories_matching', 'chunks_matching')
+        ORDER BY 1
+        """
+    ).fetchall()
+    search_path = ["search_path=pg_catalog, pg_temp"]
+    assert rows == [
+        ("chunks_matching", True, search_path, True, False),
+        ("memories_matching", True, search_path, True, False),
+    ]
