@@ -1,0 +1,377 @@
+"""``EngramStore``: LangGraph's ``BaseStore`` on one Engram user's memories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from engram_client import AsyncEngram, ConflictError, Engram
+from engram_client.types import Memory, MemoryIn, SearchHit
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    Item,
+    ListNamespacesOp,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+)
+
+from langgraph_engram import _mapping as mapping
+from langgraph_engram._flow import Flow, Request, arun, run
+
+MAX_K = 100  # Engram's largest search
+PAGE = 100  # memories read a page at a time
+
+
+class EngramStore(BaseStore):
+    """A LangGraph store whose items are the memories of one Engram user.
+
+    ``user_id`` is the Engram user the store reads and writes: give a key of that user, or
+    an admin key. Each item is one memory, whose id is a UUID 5 of its namespace and key (a
+    put of the same key is the same memory), whose metadata holds the value's fields (so
+    Engram filters them) beside the namespace, label by label, and the key under reserved
+    ``langgraph:`` names, and whose content is the text to embed: the value's texts at the
+    index ``fields`` (LangGraph's paths; the whole value as JSON by default), one a line.
+    The namespace tuple is the collection: a prefix is an equality filter on its labels.
+    Memories of the user that are not items are never read as items.
+
+    A batch reads first, then writes: its gets and searches see the store as it was before
+    its puts, as in LangGraph's ``InMemoryStore``; of several puts of one key the last wins.
+    Every write is checked before anything is sent. New items and puts whose text to embed
+    is unchanged go in one Engram batch, which is written whole or not at all; a put that
+    changes an item's text and a delete are one request each after it.
+
+    ``ttl`` (``default_ttl`` and ``refresh_on_read``) works as LangGraph's stores' does:
+    minutes, made Engram's ``ttl_seconds``; an expired item is gone from every read at
+    once. With ``wait`` (the default) a put returns once its item is embedded, so a search
+    right after finds it.
+    """
+
+    supports_ttl = True
+
+    def __init__(
+        self,
+        user_id: str,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Engram | None = None,
+        aclient: AsyncEngram | None = None,
+        index: Mapping[str, Any] | None = None,
+        ttl: TTLConfig | None = None,
+        wait: bool = True,
+        timeout: float = 60.0,
+    ) -> None:
+        if index is not None and ({"dims", "embed"} & set(index)):
+            raise ValueError("Engram embeds on the server: index takes 'fields' only")
+        self.user_id = user_id
+        self.fields: list[str] = list((index or {}).get("fields") or ["$"])
+        self.ttl_config = ttl
+        self.wait = wait
+        self._owned = (client is None, aclient is None)
+        self.client = client or Engram(url, api_key, timeout=timeout)
+        self.aclient = aclient or AsyncEngram(url, api_key, timeout=timeout)
+
+    # --- the two ways in ------------------------------------------------------------------
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run the operations; their results in order."""
+        return run(self._batch(list(ops)), self.client)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run the operations on the async client; their results in order."""
+        return await arun(self._batch(list(ops)), self.aclient)
+
+    def close(self) -> None:
+        """Close the blocking client, if the store made it."""
+        if self._owned[0]:
+            self.client.close()
+
+    async def aclose(self) -> None:
+        """Close both clients the store made."""
+        self.close()
+        if self._owned[1]:
+            await self.aclient.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- a batch --------------------------------------------------------------------------
+
+    def _batch(self, ops: list[Op]) -> Flow[list[Result]]:
+        for op in ops:
+            _check(op)
+        results: list[Result] = [None] * len(ops)
+        if any(_reads_everything(op) for op in ops):
+            memories = yield Request(
+                "list_memories", (self.user_id,), {"page_size": PAGE}, listing=True
+            )
+            everything = [m for m in memories if mapping.is_item(m.metadata)]
+        else:
+            everything = []
+        read: dict[Any, float] = {}  # memory id -> TTL (minutes) of the items read
+        yield from self._gets(ops, results, read)
+        yield from self._searches(ops, results, read)
+        for i, op in enumerate(ops):
+            if isinstance(op, SearchOp) and not op.query:
+                results[i] = self._listed(op, everything, read)
+            elif isinstance(op, ListNamespacesOp):
+                results[i] = _namespaces(op, everything)
+        if read:
+            yield [
+                Request("update_memory", (self.user_id, memory_id), {"ttl_seconds": seconds})
+                for memory_id, seconds in read.items()
+            ]
+        yield from self._writes(ops)
+        return results
+
+    def _gets(self, ops: list[Op], results: list[Result], read: dict[Any, Any]) -> Flow[None]:
+        gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
+        if not gets:
+            return
+        found: list[Memory | None] = yield [
+            Request(
+                "get_memory", (self.user_id, mapping.item_id(op.namespace, op.key)), missing=True
+            )
+            for _, op in gets
+        ]
+        for (i, op), memory in zip(gets, found, strict=True):
+            if memory is None or not mapping.is_item(memory.metadata):
+                continue
+            results[i] = mapping.item_of(memory)
+            _note_read(read, memory.id, memory.metadata, op.refresh_ttl)
+
+    def _searches(self, ops: list[Op], results: list[Result], read: dict[Any, Any]) -> Flow[None]:
+        searches = [(i, op) for i, op in enumerate(ops) if isinstance(op, SearchOp) and op.query]
+        if not searches:
+            return
+        plans = [self._search_plan(op, indexed=True, k=op.offset + op.limit) for _, op in searches]
+        answers = yield [request for request, _ in plans if request is not None]
+        hits = iter(answers)
+        short: list[tuple[int, SearchOp, list[SearchItem]]] = []
+        for (i, op), (request, exact) in zip(searches, plans, strict=True):
+            found = self._kept(op, next(hits).results if request is not None else [], exact)
+            kept = found[op.offset : op.offset + op.limit]
+            results[i] = [mapping.hit_item(hit) for hit in kept]
+            _note_hits(read, kept, op.refresh_ttl)
+            if len(kept) < op.limit:
+                short.append((i, op, results[i]))  # type: ignore[arg-type]
+        yield from self._fill(short, read)
+
+    def _fill(
+        self, short: list[tuple[int, SearchOp, list[SearchItem]]], read: dict[Any, Any]
+    ) -> Flow[None]:
+        """Items without text to embed come after the ranked ones while there is room, as
+        in LangGraph's ``InMemoryStore``."""
+        if not short:
+            return
+        plans = [
+            self._search_plan(op, indexed=False, k=op.limit - len(found)) for _, op, found in short
+        ]
+        answers = yield [request for request, _ in plans if request is not None]
+        hits = iter(answers)
+        for (_, op, found), (request, exact) in zip(short, plans, strict=True):
+            extra = self._kept(op, next(hits).results if request is not None else [], exact)
+            extra = extra[: op.limit - len(found)]
+            found.extend(mapping.hit_item(hit, scored=False) for hit in extra)
+            _note_hits(read, extra, op.refresh_ttl)
+
+    def _search_plan(self, op: SearchOp, *, indexed: bool, k: int) -> tuple[Request | None, bool]:
+        server, exact = mapping.server_filter(op.namespace_prefix, op.filter, indexed=indexed)
+        k = k if exact else MAX_K
+        if k <= 0:
+            return None, exact
+        options = {"k": k, "filter": server, "mode": "vector", "types": ["memory"]}
+        return Request("search", (self.user_id, op.query), options), exact
+
+    @staticmethod
+    def _kept(op: SearchOp, hits: list[SearchHit], exact: bool) -> list[SearchHit]:
+        return [
+            hit
+            for hit in hits
+            if mapping.is_item(hit.metadata)
+            and mapping.in_prefix(mapping.namespace_of(hit.metadata), op.namespace_prefix)
+            and (exact or mapping.passes(mapping.value_of(hit.metadata), op.filter))
+        ]
+
+    def _listed(self, op: SearchOp, everything: list[Memory], read: dict[Any, Any]) -> list[Item]:
+        """A search without a query: the items under the prefix passing the filter, the
+        latest put first."""
+        found = [
+            memory
+            for memory in everything
+            if mapping.in_prefix(mapping.namespace_of(memory.metadata), op.namespace_prefix)
+            and mapping.passes(mapping.value_of(memory.metadata), op.filter)
+        ]
+        items = sorted(
+            (mapping.search_item_of(memory) for memory in found),
+            key=lambda item: (item.updated_at, item.created_at),
+            reverse=True,
+        )[op.offset : op.offset + op.limit]
+        kept = {(item.namespace, item.key) for item in items}
+        for memory in found:
+            if (mapping.namespace_of(memory.metadata), memory.metadata[mapping.KEY]) in kept:
+                _note_read(read, memory.id, memory.metadata, op.refresh_ttl)
+        return list(items)
+
+    def _writes(self, ops: list[Op]) -> Flow[None]:
+        puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        for op in ops:
+            if isinstance(op, PutOp):
+                puts.pop((op.namespace, op.key), None)  # the last put of a key wins
+                puts[(op.namespace, op.key)] = op
+        if not puts:
+            return
+        now = datetime.now(UTC)
+        stores = [self._memory(op, now) for op in puts.values() if op.value is not None]
+        deletes = [
+            mapping.item_id(op.namespace, op.key) for op in puts.values() if op.value is None
+        ]
+        stored: list[Memory | None] = yield [
+            Request("get_memory", (self.user_id, memory.id), missing=True) for memory in stores
+        ]
+        whole = [m for m, old in zip(stores, stored, strict=True) if old is None or _same(m, old)]
+        changed = [m for m, old in zip(stores, stored, strict=True) if old and not _same(m, old)]
+        unknown = [m.id for m, old in zip(stores, stored, strict=True) if old is None]
+        if whole:
+            yield from self._add(whole, unknown)
+        if changed:
+            yield [self._replace(memory) for memory in changed]
+        if deletes:
+            yield [
+                Request("delete_memory", (self.user_id, memory_id), missing=True)
+                for memory_id in deletes
+            ]
+
+    def _add(self, memories: list[MemoryIn], unknown: list[Any]) -> Flow[None]:
+        """One Engram batch: every memory written, or none."""
+        add = Request("add_memories", (self.user_id, memories), {"wait": self.wait})
+        try:
+            yield add
+        except ConflictError:
+            # An expired memory keeps its id until the worker's sweep deletes it, and a
+            # write of that id is refused meanwhile: delete it (it is gone to every read).
+            yield [
+                Request("delete_memory", (self.user_id, memory_id), missing=True)
+                for memory_id in unknown
+            ]
+            yield add
+
+    def _replace(self, memory: MemoryIn) -> Request:
+        change = {
+            "content": memory.content,
+            "metadata": memory.metadata,
+            "ttl_seconds": memory.ttl_seconds,
+            "wait": self.wait,
+        }
+        return Request("update_memory", (self.user_id, memory.id), change)
+
+    def _memory(self, op: PutOp, now: datetime) -> MemoryIn:
+        value = mapping.check_value(op.value or {})
+        text = "" if op.index is False else mapping.index_text(value, self._fields(op))
+        metadata = mapping.metadata_of(
+            op.namespace, op.key, value, indexed=bool(text), ttl=op.ttl, now=now
+        )
+        return MemoryIn(
+            id=mapping.item_id(op.namespace, op.key),
+            content=text or mapping.placeholder(op.namespace, op.key),
+            metadata=metadata,
+            ttl_seconds=mapping.ttl_seconds(op.ttl),
+        )
+
+    def _fields(self, op: PutOp) -> Sequence[str]:
+        return self.fields if op.index is None or op.index is True else list(op.index)
+
+
+def _same(memory: MemoryIn, stored: Memory) -> bool:
+    """Whether Engram takes this write as the stored memory again (same content)."""
+    return stored.content == memory.content
+
+
+def _reads_everything(op: Op) -> bool:
+    return isinstance(op, ListNamespacesOp) or (isinstance(op, SearchOp) and not op.query)
+
+
+def _note_read(
+    read: dict[Any, Any], memory_id: Any, metadata: Mapping[str, Any], refresh: bool
+) -> None:
+    ttl = mapping.ttl_of(metadata)
+    if refresh and ttl is not None:
+        read[memory_id] = mapping.ttl_seconds(ttl)
+
+
+def _note_hits(read: dict[Any, Any], hits: list[SearchHit], refresh: bool) -> None:
+    for hit in hits:
+        _note_read(read, hit.id, hit.metadata, refresh)
+
+
+def _namespaces(op: ListNamespacesOp, everything: list[Memory]) -> list[tuple[str, ...]]:
+    """The namespaces holding items, matching every condition, cut to ``max_depth``,
+    sorted; as LangGraph's ``InMemoryStore`` lists them."""
+    namespaces = {mapping.namespace_of(memory.metadata) for memory in everything}
+    conditions = op.match_conditions or ()
+    found = {ns for ns in namespaces if all(mapping.matches(c, ns) for c in conditions)}
+    if op.max_depth is not None:
+        found = {ns[: op.max_depth] for ns in found}
+    return sorted(found)[op.offset : op.offset + op.limit]
+
+
+def _check(op: Op) -> None:
+    """Refuse an operation Engram could not answer as LangGraph means it, before any
+    request of the batch is sent."""
+    if isinstance(op, GetOp):
+        mapping.check_namespace(op.namespace, prefix=True)
+        _check_key(op.key)
+    elif isinstance(op, PutOp):
+        mapping.check_namespace(op.namespace)
+        _check_key(op.key)
+        if op.value is not None:
+            mapping.check_value(op.value)
+        if op.index not in (None, False, True) and not (
+            isinstance(op.index, list | tuple) and all(isinstance(f, str) for f in op.index)
+        ):
+            raise ValueError(f"index must be False or a list of field paths, not {op.index!r}")
+        if op.ttl is not None and not (isinstance(op.ttl, int | float) and op.ttl > 0):
+            raise ValueError(f"ttl must be a positive number of minutes, not {op.ttl!r}")
+    elif isinstance(op, SearchOp):
+        mapping.check_namespace(op.namespace_prefix, prefix=True)
+        _check_window(op.limit, op.offset)
+        if op.query and op.offset + op.limit > MAX_K:
+            raise ValueError(
+                f"a search with a query reaches the best {MAX_K} items at most: "
+                f"offset + limit is {op.offset + op.limit}"
+            )
+    elif isinstance(op, ListNamespacesOp):
+        for condition in op.match_conditions or ():
+            mapping.check_namespace(tuple(condition.path), prefix=True)
+            if condition.match_type not in ("prefix", "suffix"):
+                raise ValueError(f"unsupported match type: {condition.match_type!r}")
+        _check_window(op.limit, op.offset)
+        if op.max_depth is not None and op.max_depth < 1:
+            raise ValueError(f"max_depth must be at least 1, not {op.max_depth}")
+    else:
+        raise ValueError(f"unknown operation: {type(op).__name__}")
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        raise ValueError(f"a key must be a string, not {type(key).__name__}")
+
+
+def _check_window(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError(f"limit and offset must not be negative: {limit}, {offset}")
