@@ -1,8 +1,9 @@
-"""The user as a whole: erasure, and forgetting what expires."""
+"""The user as a whole: the admin's list of users, erasure, and forgetting what expires."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from support.api import ADMIN, add_memories, search
@@ -72,3 +73,47 @@ def test_expired_memories_vanish_at_once_and_the_sweep_deletes_them(client, new_
     )
     assert [r["id"] for r in search(client, user, headers, query="secret")] == [kept[0]["id"]]
     wait_until(lambda: rows_of(db, user) == dict.fromkeys(USER_TABLES, 1), what="the sweep")
+
+
+def test_the_admin_lists_users_with_their_counts_paged(client, new_user):
+    prefix = f"list-{new_user()[0][5:]}-"
+    users = [f"{prefix}{n}" for n in range(5)]
+    for n, user in enumerate(users):
+        key = client.post("/v1/keys", json={"user_id": user}, headers=ADMIN).json()["key"]
+        headers = {"Authorization": f"Bearer {key}"}
+        if n:
+            add_memories(client, user, headers, [f"m{i}" for i in range(n)])
+        if n == 4:
+            made = client.post(f"/v1/users/{user}/sessions", json={"id": "s1"}, headers=headers)
+            assert made.status_code == 201, made.text
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"prefix": prefix, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/users", params=params, headers=ADMIN)
+        assert page.status_code == 200, page.text
+        seen += page.json()["users"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [u["user_id"] for u in seen] == users
+    assert [u["memories"] for u in seen] == [0, 1, 2, 3, 4]
+    assert {u["keys"] for u in seen} == {1}
+    assert [u["sessions"] for u in seen] == [0, 0, 0, 0, 1]
+    assert {u["documents"] for u in seen} == {0}
+    # a prefix starting after the cursor's user, and one matching nobody
+    assert client.get("/v1/users", params={"prefix": f"{prefix}3"}, headers=ADMIN).json() == {
+        "users": [seen[3]],
+        "next_cursor": None,
+    }
+    nobody = client.get("/v1/users", params={"prefix": f"{prefix}x"}, headers=ADMIN).json()
+    assert nobody == {"users": [], "next_cursor": None}
+
+
+def test_the_user_list_is_for_admins_and_checks_its_parameters(client, new_user):
+    _, headers = new_user()
+    assert client.get("/v1/users", headers=headers).status_code == 403
+    assert client.get("/v1/users").status_code == 401
+    assert client.get("/v1/users?cursor=%%%", headers=ADMIN).status_code == 422
+    assert client.get("/v1/users?prefix=a b", headers=ADMIN).status_code == 422
+    assert client.get("/v1/users?limit=0", headers=ADMIN).status_code == 422
