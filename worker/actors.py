@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from uuid import UUID
 
-from models.jobs.messages import Key
 from worker.embed import embed_batch
 from worker.fill import fill_some
 from worker.resources import current
@@ -14,17 +12,23 @@ log = logging.getLogger("engram.worker")
 
 
 async def embed_items(space_name: str, keys: list[list[str]]) -> None:
-    """Embed the pending items among ``keys`` ([user_id, id] pairs) into ``space_name``."""
+    """Embed as many of ``space_name``'s waiting items as ``keys`` ([user_id, id] pairs)
+    names, taking them as the claims choose (interactive first, users in turns), not
+    necessarily these: a message is a share of the work, whoever's it turns out to be."""
     resources = current()
     if space_name not in resources.spaces.names():
         # a worker configured with that space (its sweep) will take these jobs
         log.warning("message for space %s skipped: not configured here", space_name)
         return
     space = resources.spaces.get(space_name)
-    wanted = [Key(user_id, UUID(item_id)) for user_id, item_id in keys]
-    step = resources.settings.encoder.batch_size * 4
-    for start in range(0, len(wanted), step):
-        await embed_batch(resources, space, wanted[start : start + step])
+    left = len(keys)
+    while left > 0:
+        claimed = await embed_batch(
+            resources, space, limit=min(left, resources.settings.encoder.batch_size)
+        )
+        if claimed == 0:  # nothing waits that nobody holds
+            return
+        left -= claimed
 
 
 async def fill_space(space_name: str) -> None:

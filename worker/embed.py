@@ -25,12 +25,14 @@ from worker.resources import Resources
 log = logging.getLogger("engram.worker")
 
 
-async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> None:
-    """Claim, encode outside any transaction, then store what is still current."""
+async def embed_batch(resources: Resources, space: Space, *, limit: int) -> int:
+    """Claim up to ``limit`` waiting items, encode them outside any transaction, then store
+    what is still current; return how many were claimed."""
     settings, pool = resources.settings, resources.pool
     claims = await run_scoped(
-        pool, ALL_USERS, outbox.claim, space, keys, lease_seconds=settings.worker.claim_seconds
-    )
+        pool, ALL_USERS, outbox.claim, space, limit=limit,
+        lease_seconds=settings.worker.claim_seconds,
+    )  # fmt: skip
     for item in claims:
         if item.attempts > settings.worker.max_attempts:  # it kept killing or stalling its workers
             reason = item.last_error or "the worker stopped while embedding it"
@@ -38,8 +40,13 @@ async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> No
             await _record_failure(resources, space, item, gave_up, permanent=True)
     work = [c for c in claims if c.attempts <= settings.worker.max_attempts]
     if not work:
-        return
-    embedder = resources.embedders[space.name]
+        return len(claims)
+    embedder = resources.embedders.get(space.name)
+    if embedder is None:  # an external space: its clients send the vectors, never a worker
+        for item in work:
+            reason = f"space {space.name} is external: its clients send the vectors"
+            await _record_failure(resources, space, item, reason, permanent=True)
+        return len(claims)
     # lines logged while embedding (a provider's retries) name the request, if there is one
     with request_context(_shared_request_id(work)):
         vectors, failures = await embed_isolating_failures(embedder, work)
@@ -51,6 +58,7 @@ async def embed_batch(resources: Resources, space: Space, keys: list[Key]) -> No
     log.info(
         "space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures), len(claims)
     )
+    return len(claims)
 
 
 async def _record_failure(

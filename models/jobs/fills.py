@@ -106,8 +106,8 @@ async def fill_step(conn: AsyncConnection, space: str, *, limit: int) -> list[Ke
                     ORDER BY user_id, id
                     LIMIT %(limit)s
                 ), created AS (
-                    INSERT INTO embed_state (user_id, item_id, space, kind, content_hash)
-                    SELECT user_id, id, %(space)s, %(kind)s, content_hash FROM batch
+                    INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, lane)
+                    SELECT user_id, id, %(space)s, %(kind)s, content_hash, 'bulk' FROM batch
                     ON CONFLICT DO NOTHING
                     RETURNING user_id, item_id
                 ), last AS (

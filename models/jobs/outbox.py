@@ -8,22 +8,143 @@ was computed from is still the current content.
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import UUID
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, scalar_row
 
-from models.db.rows import fetch_all
+from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import Space
 from models.jobs.messages import Job, Key
 from models.observe import audit
 from models.types import Claim, Embedded, FailedJob
 
+# Lanes, in the order claims serve them (migration 0020). ``interactive``: memories,
+# messages, single documents, anything written with ``wait``; ``bulk``: batches of
+# documents, imports, space fills.
+Lane = Literal["interactive", "bulk"]
+LANES: tuple[Lane, ...] = ("interactive", "bulk")
+
 
 async def claim(
+    conn: AsyncConnection, space: Space, *, limit: int, lease_seconds: float
+) -> list[Claim]:
+    """Claim up to ``limit`` of the space's waiting jobs, fairly; each claim counts an attempt.
+
+    The interactive lane's jobs go before the bulk lane's. Within a lane the users take
+    turns (each one's oldest waiting job, then each one's second...), starting after the
+    user the lane's previous claim ended with, so one user's many jobs delay another's few
+    by about one claim. Claims of a space run one at a time (a transaction-scoped advisory
+    lock), so concurrent workers take consecutive turns instead of the same rows.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('engram.claim ' || %s))", [space.name]
+    )
+    keys: list[Key] = []
+    for lane in LANES:
+        if len(keys) < limit:
+            keys += await _turns(conn, space.name, lane, limit - len(keys))
+    return await _claim_keys(conn, space, keys, lease_seconds=lease_seconds)
+
+
+async def _turns(conn: AsyncConnection, space: str, lane: Lane, limit: int) -> list[Key]:
+    """The next ``limit`` jobs of the lane, its users in turns, and the lane's turn moved on."""
+    last = await fetch_one(
+        conn,
+        scalar_row,
+        "SELECT last_user FROM job_turns WHERE space = %s AND lane = %s",
+        [space, lane],
+    )
+    users = await _waiting_users(conn, space, lane, after=last or "", until=None, limit=limit)
+    if len(users) < limit and last is not None:  # round the circle: from the first user on
+        users += await _waiting_users(
+            conn, space, lane, after="", until=last, limit=limit - len(users)
+        )
+    if not users:
+        return []
+    keys = await fetch_all(
+        conn,
+        class_row(Key),
+        """
+        SELECT t.user_id, t.item_id FROM (
+            SELECT f.user_id, f.item_id, u.turn_order,
+                   row_number() OVER (PARTITION BY f.user_id
+                                      ORDER BY f.pending_since, f.item_id) AS turn
+            FROM unnest(%(users)s::text[]) WITH ORDINALITY AS u(user_id, turn_order)
+            CROSS JOIN LATERAL (
+                SELECT e.user_id, e.item_id, e.pending_since FROM embed_state e
+                WHERE e.space = %(space)s AND e.lane = %(lane)s AND e.status = 'pending'
+                  AND e.user_id = u.user_id
+                  AND (e.claimed_until IS NULL OR e.claimed_until < now())
+                ORDER BY e.pending_since, e.item_id
+                LIMIT %(limit)s) f
+        ) t
+        ORDER BY t.turn, t.turn_order
+        LIMIT %(limit)s
+        """,
+        {"users": users, "space": space, "lane": lane, "limit": limit},
+    )
+    if keys:
+        await conn.execute(
+            "INSERT INTO job_turns (space, lane, last_user) VALUES (%s, %s, %s) "
+            "ON CONFLICT (space, lane) DO UPDATE SET last_user = EXCLUDED.last_user",
+            [space, lane, keys[-1].user_id],
+        )
+    return keys
+
+
+async def _waiting_users(
+    conn: AsyncConnection, space: str, lane: Lane, *, after: str, until: str | None, limit: int
+) -> list[str]:
+    """Up to ``limit`` users with jobs in the lane that nobody holds, in id order after
+    ``after`` (and up to ``until``), found by skipping from one user with pending jobs to the
+    next in ``embed_state_waiting``; a user whose pending jobs are all held is passed over."""
+    return await fetch_all(
+        conn,
+        scalar_row,
+        """
+        WITH RECURSIVE waiting(user_id, free, n) AS (
+            SELECT first.user_id, free.found, free.found::int
+            FROM (SELECT e.user_id FROM embed_state e
+                  WHERE e.space = %(space)s AND e.lane = %(lane)s AND e.status = 'pending'
+                    AND e.user_id > %(after)s
+                  ORDER BY e.user_id LIMIT 1) first
+            CROSS JOIN LATERAL (
+                SELECT EXISTS (
+                    SELECT FROM embed_state e
+                    WHERE e.space = %(space)s AND e.lane = %(lane)s AND e.status = 'pending'
+                      AND e.user_id = first.user_id
+                      AND (e.claimed_until IS NULL OR e.claimed_until < now())) AS found) free
+            UNION ALL
+            SELECT later.user_id, free.found, w.n + free.found::int
+            FROM waiting w
+            CROSS JOIN LATERAL (
+                SELECT e.user_id FROM embed_state e
+                WHERE e.space = %(space)s AND e.lane = %(lane)s AND e.status = 'pending'
+                  AND e.user_id > w.user_id
+                ORDER BY e.user_id LIMIT 1) later
+            CROSS JOIN LATERAL (
+                SELECT EXISTS (
+                    SELECT FROM embed_state e
+                    WHERE e.space = %(space)s AND e.lane = %(lane)s AND e.status = 'pending'
+                      AND e.user_id = later.user_id
+                      AND (e.claimed_until IS NULL OR e.claimed_until < now())) AS found) free
+            WHERE w.n < %(limit)s AND (%(until)s::text IS NULL OR w.user_id < %(until)s)
+        )
+        SELECT user_id FROM waiting
+        WHERE free AND (%(until)s::text IS NULL OR user_id <= %(until)s)
+        """,
+        {"space": space, "lane": lane, "after": after, "until": until, "limit": limit},
+    )
+
+
+async def _claim_keys(
     conn: AsyncConnection, space: Space, keys: list[Key], *, lease_seconds: float
 ) -> list[Claim]:
-    """Claim the pending, unclaimed items among ``keys``; each claim counts an attempt."""
+    """Claim the pending, unclaimed items among ``keys``."""
+    if not keys:
+        return []
     return await fetch_all(
         conn,
         class_row(Claim),
@@ -204,9 +325,15 @@ async def list_failed(
 
 
 async def retry_failed(
-    conn: AsyncConnection, item_id: UUID, *, actor: str, request_id: str | None = None
+    conn: AsyncConnection,
+    item_id: UUID,
+    *,
+    actor: str,
+    request_id: str | None = None,
+    external: list[str] | None = None,
 ) -> list[Job]:
-    """Send failed jobs of this item id back to ``pending`` with fresh attempts."""
+    """Send failed jobs of this item id back to ``pending`` with fresh attempts, but in the
+    ``external`` spaces (no worker embeds there: their clients send the vectors)."""
     async with conn.transaction():
         retried = await fetch_all(
             conn,
@@ -216,10 +343,10 @@ async def retry_failed(
             SET status = 'pending', attempts = 0, last_error = NULL, claimed_until = NULL,
                 queued_at = now(), updated_at = now(), pending_since = now(),
                 request_id = %s
-            WHERE item_id = %s AND status = 'failed'
+            WHERE item_id = %s AND status = 'failed' AND space <> ALL(%s)
             RETURNING space, user_id, item_id
             """,
-            [request_id, item_id],
+            [request_id, item_id, external or []],
         )
         for job in retried:
             await audit.record(

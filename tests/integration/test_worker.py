@@ -17,9 +17,8 @@ from support.processes import wait_until
 
 from models.embedding.spaces import MINILM_384
 from models.jobs import outbox as jobs
-from models.jobs.messages import Key
 from models.jobs.wakeups import WakeUps
-from models.types import Embedded
+from models.types import Claim, Embedded
 
 T = TypeVar("T")
 
@@ -48,6 +47,12 @@ def insert_pending(db, user: str, content: str, *, claimed_for: str | None = "1 
         [user, item, digest, claimed_for],
     )
     return item
+
+
+async def claim_one(conn: psycopg.AsyncConnection[Any]) -> list[Claim]:
+    """A claim of one job, as a worker makes it (on a quiet database: the test's own job)."""
+    async with conn.transaction():
+        return await jobs.claim(conn, MINILM_384, limit=1, lease_seconds=60)
 
 
 def state(db, user: str, item: uuid.UUID) -> tuple[Any, ...] | None:
@@ -87,35 +92,26 @@ def test_a_duplicate_result_never_makes_a_second_vector(servers, db):
     assert state(db, user, item) == ("ready", 0, None, 1)
 
 
-def test_a_deleted_item_stays_deleted(servers, db):
-    user = f"u-{uuid.uuid4().hex[:8]}"
+def test_a_deleted_item_stays_deleted(quiet_db):
+    (database, db), user = quiet_db, f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "to be deleted", claimed_for=None)
-    claims = run(
-        servers.database_url,
-        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
-    )
+    claims = run(database.owner_url, claim_one)
     assert [c.id for c in claims] == [item]
     db.execute("DELETE FROM memories WHERE user_id = %s AND id = %s", [user, item])
     db.execute("DELETE FROM embed_state WHERE user_id = %s AND item_id = %s", [user, item])
     done = result(user, item, "to be deleted")
-    assert run(servers.database_url, lambda c: jobs.store_vectors(c, MINILM_384, [done])) == 0
+    assert run(database.owner_url, lambda c: jobs.store_vectors(c, MINILM_384, [done])) == 0
     assert state(db, user, item) is None
     assert db.execute(
         "SELECT count(*) FROM vec_minilm_384 WHERE item_id = %s", [item]
     ).fetchone() == (0,)
 
 
-def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(servers, db):
-    user = f"u-{uuid.uuid4().hex[:8]}"
+def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(quiet_db):
+    (database, db), user = quiet_db, f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "claim me", claimed_for=None)
-    first = run(
-        servers.database_url,
-        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
-    )
-    second = run(
-        servers.database_url,
-        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
-    )
+    first = run(database.owner_url, claim_one)
+    second = run(database.owner_url, claim_one)
     assert len(first) == 1 and first[0].attempts == 1
     assert second == []
 
@@ -125,17 +121,14 @@ def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(servers, db
     [(False, 0, "pending"), (False, 4, "failed"), (True, 0, "failed")],
 )
 def test_failures_retry_until_attempts_run_out(
-    servers, db, permanent, attempts_before, expected_status
+    quiet_db, permanent, attempts_before, expected_status
 ):
-    user = f"u-{uuid.uuid4().hex[:8]}"
+    (database, db), user = quiet_db, f"u-{uuid.uuid4().hex[:8]}"
     item = insert_pending(db, user, "flaky", claimed_for=None)
     db.execute("UPDATE embed_state SET attempts = %s WHERE item_id = %s", [attempts_before, item])
-    claimed = run(
-        servers.database_url,
-        lambda c: jobs.claim(c, MINILM_384, [Key(user, item)], lease_seconds=60),
-    )[0]
+    claimed = run(database.owner_url, claim_one)[0]
     run(
-        servers.database_url,
+        database.owner_url,
         lambda c: jobs.record_failure(
             c,
             MINILM_384,

@@ -20,6 +20,7 @@ from models.settings import Settings
 from service.http.app import create_app
 from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 from support.api import ADMIN
+from support.databases import Database, fresh_database
 from support.processes import (
     Servers,
     api_env,
@@ -92,6 +93,17 @@ def db(servers: Servers) -> Iterator[psycopg.Connection[Any]]:
     """A direct connection, to check what the database really holds."""
     with psycopg.connect(servers.database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def quiet_db(servers: Servers) -> Iterator[tuple[Database, psycopg.Connection[Any]]]:
+    """A fresh database no worker and no other test uses, and a connection to it as its
+    owner: for tests that claim jobs by hand and must see only their own."""
+    with (
+        fresh_database(servers) as database,
+        psycopg.connect(database.owner_url, autocommit=True) as conn,
+    ):
+        yield database, conn
 
 
 @pytest.fixture

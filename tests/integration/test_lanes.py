@@ -1,0 +1,137 @@
+"""Fair claims: the interactive lane goes first, and within a lane the users take turns.
+
+Claims are made by hand on a database of this module's own, where no worker runs, so each
+test sees exactly the jobs it wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections import Counter
+from typing import Any
+
+from models.db.pool import create_pool
+from models.db.scope import ALL_USERS, run_scoped
+from models.embedding.spaces import MINILM_384
+from models.jobs import outbox
+
+
+def waiting(conn, user: str, count: int, *, lane: str = "interactive") -> list[uuid.UUID]:
+    """``count`` pending memories of ``user`` in ``lane``, each written after the one before."""
+    ids = []
+    for n in range(count):
+        item, content = uuid.uuid4(), f"{user} item {n}"
+        digest = hashlib.sha256(content.encode()).digest()
+        conn.execute(
+            "INSERT INTO memories (user_id, id, content, space, content_hash) "
+            "VALUES (%s, %s, %s, 'minilm-384', %s)",
+            [user, item, content, digest],
+        )
+        conn.execute(
+            "INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, lane, "
+            "pending_since) VALUES (%s, %s, 'minilm-384', 'memory', %s, %s, "
+            "clock_timestamp())",
+            [user, item, digest, lane],
+        )
+        ids.append(item)
+    return ids
+
+
+def claim(app_url: str, limit: int, *, claims: int = 1) -> list[list[Any]]:
+    """``claims`` claims of ``limit`` made at once by as many connections, as the service's
+    role: the (user, item) pairs each one got."""
+
+    async def main() -> list[list[Any]]:
+        pool = create_pool(app_url, min_size=claims, max_size=claims)
+        await pool.open()
+        try:
+            made = await asyncio.gather(
+                *(
+                    run_scoped(
+                        pool, ALL_USERS, outbox.claim, MINILM_384, limit=limit, lease_seconds=60
+                    )
+                    for _ in range(claims)
+                )
+            )
+        finally:
+            await pool.close()
+        return [[(c.user_id, c.id) for c in got] for got in made]
+
+    return asyncio.run(main())
+
+
+def test_interactive_jobs_go_before_bulk_jobs(quiet_db):
+    database, conn = quiet_db
+    bulk = waiting(conn, "loader", 100, lane="bulk")
+    chat = waiting(conn, "chatter", 3)
+    [first] = claim(database.app_url, 10)
+    assert set(first) == {("chatter", item) for item in chat} | {
+        ("loader", item) for item in bulk[:7]
+    }
+
+
+def test_within_a_lane_users_take_turns(quiet_db):
+    database, conn = quiet_db
+    big = waiting(conn, "big", 200, lane="bulk")
+    small = waiting(conn, "small", 5, lane="bulk")
+    [first] = claim(database.app_url, 10)
+    # each one's oldest, then each one's second...: the small user's five all go now
+    assert set(first) == {("big", item) for item in big[:5]} | {("small", item) for item in small}
+    [second] = claim(database.app_url, 10)
+    assert set(second) == {("big", item) for item in big[5:15]}
+
+
+def test_when_more_users_wait_than_a_claim_takes_the_next_claim_starts_after_the_last(quiet_db):
+    database, conn = quiet_db
+    users = [f"user-{n:02d}" for n in range(25)]
+    for user in users:
+        waiting(conn, user, 2)
+    served = [{user for user, _ in claim(database.app_url, 10)[0]} for _ in range(5)]
+    # round the circle: every user's first job before anyone's second
+    assert served == [
+        set(users[:10]),
+        set(users[10:20]),
+        set(users[20:] + users[:5]),
+        set(users[5:15]),
+        set(users[15:]),
+    ]
+
+
+def test_concurrent_claims_take_consecutive_turns_never_the_same_jobs(quiet_db):
+    database, conn = quiet_db
+    for user in ("a", "b", "c", "d"):
+        waiting(conn, user, 30, lane="bulk")
+    made = claim(database.app_url, 20, claims=4)
+    taken = [pair for got in made for pair in got]
+    assert all(len(got) == 20 for got in made)
+    assert len(set(taken)) == 80
+    assert Counter(user for user, _ in taken) == {"a": 20, "b": 20, "c": 20, "d": 20}
+
+
+def test_a_held_job_is_passed_over_and_its_user_keeps_its_turn(quiet_db):
+    database, conn = quiet_db
+    first, second = waiting(conn, "held", 2)
+    other = waiting(conn, "other", 1)
+    conn.execute(
+        "UPDATE embed_state SET claimed_until = now() + interval '1 hour' WHERE item_id = %s",
+        [first],
+    )
+    [got] = claim(database.app_url, 5)
+    assert sorted(got) == sorted([("held", second), ("other", other[0])])
+    assert claim(database.app_url, 5) == [[]]
+
+
+def test_a_user_whose_jobs_are_all_held_does_not_stop_the_turns(quiet_db):
+    """A claim of one passes over the next user in turn if nobody can take their jobs."""
+    database, conn = quiet_db
+    waiting(conn, "a-first", 1)
+    claim(database.app_url, 1)  # the lane's turn is now after a-first
+    [held] = waiting(conn, "b-held", 1)
+    conn.execute(
+        "UPDATE embed_state SET claimed_until = now() + interval '1 hour' WHERE item_id = %s",
+        [held],
+    )
+    later = waiting(conn, "c-later", 1)
+    assert claim(database.app_url, 1) == [[("c-later", later[0])]]
