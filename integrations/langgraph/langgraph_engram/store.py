@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
+from uuid import UUID
 
 from engram_client import AsyncEngram, ConflictError, Engram
 from engram_client.types import Memory, MemoryIn, SearchHit
@@ -26,6 +27,7 @@ from langgraph_engram._flow import Flow, Request, arun, run
 
 MAX_K = 100  # Engram's largest search
 PAGE = 100  # memories read a page at a time
+Refresh = dict[UUID, int]  # the items read whose TTL starts again: memory id -> ttl_seconds
 
 
 class EngramStore(BaseStore):
@@ -123,23 +125,28 @@ class EngramStore(BaseStore):
             everything = [m for m in memories if mapping.is_item(m.metadata)]
         else:
             everything = []
-        read: dict[Any, float] = {}  # memory id -> TTL (minutes) of the items read
-        yield from self._gets(ops, results, read)
-        yield from self._searches(ops, results, read)
+        refresh: Refresh = {}
+        yield from self._gets(ops, results, refresh)
+        yield from self._searches(ops, results, refresh)
         for i, op in enumerate(ops):
             if isinstance(op, SearchOp) and not op.query:
-                results[i] = self._listed(op, everything, read)
+                results[i] = self._listed(op, everything, refresh)
             elif isinstance(op, ListNamespacesOp):
                 results[i] = _namespaces(op, everything)
-        if read:
+        if refresh:  # the TTLs of the items read start again (an item gone since is skipped)
             yield [
-                Request("update_memory", (self.user_id, memory_id), {"ttl_seconds": seconds})
-                for memory_id, seconds in read.items()
+                Request(
+                    "update_memory",
+                    (self.user_id, memory_id),
+                    {"ttl_seconds": seconds},
+                    missing=True,
+                )
+                for memory_id, seconds in refresh.items()
             ]
         yield from self._writes(ops)
         return results
 
-    def _gets(self, ops: list[Op], results: list[Result], read: dict[Any, Any]) -> Flow[None]:
+    def _gets(self, ops: list[Op], results: list[Result], refresh: Refresh) -> Flow[None]:
         gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
         if not gets:
             return
@@ -153,62 +160,65 @@ class EngramStore(BaseStore):
             if memory is None or not mapping.is_item(memory.metadata):
                 continue
             results[i] = mapping.item_of(memory)
-            _note_read(read, memory.id, memory.metadata, op.refresh_ttl)
+            _note_read(refresh, memory.id, memory.metadata, op.refresh_ttl)
 
-    def _searches(self, ops: list[Op], results: list[Result], read: dict[Any, Any]) -> Flow[None]:
+    def _searches(self, ops: list[Op], results: list[Result], refresh: Refresh) -> Flow[None]:
         searches = [(i, op) for i, op in enumerate(ops) if isinstance(op, SearchOp) and op.query]
         if not searches:
             return
         plans = [self._search_plan(op, indexed=True, k=op.offset + op.limit) for _, op in searches]
-        answers = yield [request for request, _ in plans if request is not None]
+        answers = yield [request for request in plans if request is not None]
         hits = iter(answers)
-        short: list[tuple[int, SearchOp, list[SearchItem]]] = []
-        for (i, op), (request, exact) in zip(searches, plans, strict=True):
-            found = self._kept(op, next(hits).results if request is not None else [], exact)
+        short: list[tuple[SearchOp, list[SearchItem]]] = []
+        for (i, op), request in zip(searches, plans, strict=True):
+            found = self._kept(op, next(hits).results if request is not None else [])
             kept = found[op.offset : op.offset + op.limit]
-            results[i] = [mapping.hit_item(hit) for hit in kept]
-            _note_hits(read, kept, op.refresh_ttl)
+            items = [mapping.hit_item(hit) for hit in kept]
+            results[i] = items
+            _note_hits(refresh, kept, op.refresh_ttl)
             if len(kept) < op.limit:
-                short.append((i, op, results[i]))  # type: ignore[arg-type]
-        yield from self._fill(short, read)
+                short.append((op, items))
+        yield from self._fill(short, refresh)
 
-    def _fill(
-        self, short: list[tuple[int, SearchOp, list[SearchItem]]], read: dict[Any, Any]
-    ) -> Flow[None]:
+    def _fill(self, short: list[tuple[SearchOp, list[SearchItem]]], refresh: Refresh) -> Flow[None]:
         """Items without text to embed come after the ranked ones while there is room, as
         in LangGraph's ``InMemoryStore``."""
         if not short:
             return
         plans = [
-            self._search_plan(op, indexed=False, k=op.limit - len(found)) for _, op, found in short
+            self._search_plan(op, indexed=False, k=op.limit - len(found)) for op, found in short
         ]
-        answers = yield [request for request, _ in plans if request is not None]
+        answers = yield [request for request in plans if request is not None]
         hits = iter(answers)
-        for (_, op, found), (request, exact) in zip(short, plans, strict=True):
-            extra = self._kept(op, next(hits).results if request is not None else [], exact)
+        for (op, found), request in zip(short, plans, strict=True):
+            extra = self._kept(op, next(hits).results if request is not None else [])
             extra = extra[: op.limit - len(found)]
             found.extend(mapping.hit_item(hit, scored=False) for hit in extra)
-            _note_hits(read, extra, op.refresh_ttl)
+            _note_hits(refresh, extra, op.refresh_ttl)
 
-    def _search_plan(self, op: SearchOp, *, indexed: bool, k: int) -> tuple[Request | None, bool]:
+    def _search_plan(self, op: SearchOp, *, indexed: bool, k: int) -> Request | None:
+        """The Engram search for the ``k`` best items of ``op`` (more when part of its
+        filter is checked here only); None when none is wanted."""
         server, exact = mapping.server_filter(op.namespace_prefix, op.filter, indexed=indexed)
         k = k if exact else MAX_K
         if k <= 0:
-            return None, exact
+            return None
         options = {"k": k, "filter": server, "mode": "vector", "types": ["memory"]}
-        return Request("search", (self.user_id, op.query), options), exact
+        return Request("search", (self.user_id, op.query), options)
 
     @staticmethod
-    def _kept(op: SearchOp, hits: list[SearchHit], exact: bool) -> list[SearchHit]:
+    def _kept(op: SearchOp, hits: list[SearchHit]) -> list[SearchHit]:
+        # Engram's filter says what it can; the rest (and JSON containment's extra matches,
+        # such as a list holding the value) is checked here
         return [
             hit
             for hit in hits
             if mapping.is_item(hit.metadata)
             and mapping.in_prefix(mapping.namespace_of(hit.metadata), op.namespace_prefix)
-            and (exact or mapping.passes(mapping.value_of(hit.metadata), op.filter))
+            and mapping.passes(mapping.value_of(hit.metadata), op.filter)
         ]
 
-    def _listed(self, op: SearchOp, everything: list[Memory], read: dict[Any, Any]) -> list[Item]:
+    def _listed(self, op: SearchOp, everything: list[Memory], refresh: Refresh) -> list[Item]:
         """A search without a query: the items under the prefix passing the filter, the
         latest put first."""
         found = [
@@ -225,7 +235,7 @@ class EngramStore(BaseStore):
         kept = {(item.namespace, item.key) for item in items}
         for memory in found:
             if (mapping.namespace_of(memory.metadata), memory.metadata[mapping.KEY]) in kept:
-                _note_read(read, memory.id, memory.metadata, op.refresh_ttl)
+                _note_read(refresh, memory.id, memory.metadata, op.refresh_ttl)
         return list(items)
 
     def _writes(self, ops: list[Op]) -> Flow[None]:
@@ -294,7 +304,7 @@ class EngramStore(BaseStore):
         )
 
     def _fields(self, op: PutOp) -> Sequence[str]:
-        return self.fields if op.index is None or op.index is True else list(op.index)
+        return self.fields if op.index is None else list(op.index or ())
 
 
 def _same(memory: MemoryIn, stored: Memory) -> bool:
@@ -307,16 +317,17 @@ def _reads_everything(op: Op) -> bool:
 
 
 def _note_read(
-    read: dict[Any, Any], memory_id: Any, metadata: Mapping[str, Any], refresh: bool
+    refresh: Refresh, memory_id: UUID, metadata: Mapping[str, Any], wanted: bool
 ) -> None:
-    ttl = mapping.ttl_of(metadata)
-    if refresh and ttl is not None:
-        read[memory_id] = mapping.ttl_seconds(ttl)
+    """Remember to start the TTL of an item read again, if it has one and that is wanted."""
+    seconds = mapping.ttl_seconds(mapping.ttl_of(metadata))
+    if wanted and seconds is not None:
+        refresh[memory_id] = seconds
 
 
-def _note_hits(read: dict[Any, Any], hits: list[SearchHit], refresh: bool) -> None:
+def _note_hits(refresh: Refresh, hits: list[SearchHit], wanted: bool) -> None:
     for hit in hits:
-        _note_read(read, hit.id, hit.metadata, refresh)
+        _note_read(refresh, hit.id, hit.metadata, wanted)
 
 
 def _namespaces(op: ListNamespacesOp, everything: list[Memory]) -> list[tuple[str, ...]]:
@@ -341,7 +352,7 @@ def _check(op: Op) -> None:
         _check_key(op.key)
         if op.value is not None:
             mapping.check_value(op.value)
-        if op.index not in (None, False, True) and not (
+        if op.index not in (None, False) and not (
             isinstance(op.index, list | tuple) and all(isinstance(f, str) for f in op.index)
         ):
             raise ValueError(f"index must be False or a list of field paths, not {op.index!r}")

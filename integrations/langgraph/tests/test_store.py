@@ -205,6 +205,9 @@ def test_query_searches_rank_as_in_memory(
         {"namespace_prefix": ("users",), "query": "drinks", "filter": {"n": {"$gte": 3}}},
         {"namespace_prefix": ("docs",), "query": "learning to code", "filter": {"meta": {"v": 2}}},
         {"namespace_prefix": ("nowhere",), "query": "anything"},
+        {"namespace_prefix": (), "query": "code", "filter": {"tags": "code"}},  # a list is no str
+        {"namespace_prefix": (), "query": "code", "filter": {"tags": ["code"]}},
+        {"namespace_prefix": (), "query": "guide", "filter": {"meta": {"lang": "ts"}}},
     ]
     for case in cases:
         prefix = case.pop("namespace_prefix")
