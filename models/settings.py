@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -273,6 +274,45 @@ class SearchOptions(msgspec.Struct, frozen=True, kw_only=True):
     ] = "english"
 
 
+# the built-in spaces' names (models/embedding/spaces.py): an external space takes none
+BUILT_IN_SPACES = ("minilm-384", "openai-1536")
+# PostgreSQL's identifiers hold 63 bytes: ``vec_<name>_counted_moves`` must fit
+EXTERNAL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+MAX_DIMS = {"vector": 2000, "halfvec": 4000}  # what pgvector's HNSW index takes
+
+
+class ExternalSpace(msgspec.Struct, frozen=True, kw_only=True):
+    """A space whose vectors the clients send: its name, length and column type."""
+
+    name: str
+    dims: int
+    storage: Literal["vector", "halfvec"] = "vector"
+
+
+def _external_spaces(value: str) -> tuple[ExternalSpace, ...]:
+    """``name:dims`` or ``name:dims:halfvec``, comma-separated."""
+    spaces: dict[str, ExternalSpace] = {}
+    for entry in _words(value):
+        name, _, rest = entry.partition(":")
+        dims, _, storage = rest.partition(":")
+        storage = storage or "vector"
+        if not EXTERNAL_NAME.fullmatch(name):
+            raise ValueError(
+                f"{entry!r}: a name is 1 to 40 lowercase letters, digits and '-' "
+                "(not starting with '-')"
+            )
+        if name in BUILT_IN_SPACES:
+            raise ValueError(f"{entry!r}: {name} is a built-in space's name")
+        if name in spaces:
+            raise ValueError(f"{entry!r}: the space {name} is declared twice")
+        if storage not in MAX_DIMS:
+            raise ValueError(f"{entry!r}: the storage is 'vector' or 'halfvec'")
+        if not dims.isdigit() or not 1 <= int(dims) <= MAX_DIMS[storage]:
+            raise ValueError(f"{entry!r}: dims must be 1 to {MAX_DIMS[storage]} as {storage}")
+        spaces[name] = ExternalSpace(name=name, dims=int(dims), storage=storage)  # type: ignore[arg-type]
+    return tuple(spaces.values())
+
+
 class SpaceOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Embedding spaces"""
 
@@ -287,6 +327,15 @@ class SpaceOptions(msgspec.Struct, frozen=True, kw_only=True):
             shown="`openai-1536` if enabled, else `minilm-384`",
         ),
     ] = None
+    external_spaces: Annotated[
+        tuple[ExternalSpace, ...],
+        Env(
+            "ENGRAM_EXTERNAL_SPACES",
+            "spaces whose vectors the clients send: comma-separated `name:dims` "
+            "(up to 2000) or `name:dims:halfvec` (up to 4000)",
+            parse=_external_spaces,
+        ),
+    ] = ()
     minilm_chunk_tokens: Annotated[
         PositiveInt | None,
         Env("ENGRAM_MINILM_CHUNK_TOKENS", "word pieces a `minilm-384` chunk holds", shown="`256`"),

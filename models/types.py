@@ -41,6 +41,8 @@ class NewMemory(msgspec.Struct, frozen=True, kw_only=True):
     importance: float | None
     ttl_seconds: int | None
     occurred_at: datetime | None = None  # None: now
+    # the client's vector (numpy.ndarray, unit length), for an external space only
+    vector: Any = None
 
 
 class MemoryPatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +53,8 @@ class MemoryPatch(msgspec.Struct, frozen=True, kw_only=True):
     importance: float | msgspec.UnsetType | None = msgspec.UNSET
     ttl_seconds: int | msgspec.UnsetType | None = msgspec.UNSET
     occurred_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    # the new content's vector as the client sent it, for a memory of an external space
+    vector: list[float] | None = None
 
 
 class Turn(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,10 +159,10 @@ class SpaceInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     dims: int
     provider: str
-    model: str
+    model: str  # "external" for an external space: the clients embed
     default_for: list[str]
     storage: str
-    max_input_tokens: int
+    max_input_tokens: int | None  # None for an external space: no model reads here
     # the caller's items (every user's, for an admin) by embedding state in this space
     counts: SpaceCounts
     fill: Fill | None = None
@@ -362,3 +366,6 @@ class Imported(msgspec.Struct, frozen=True, kw_only=True):
     existing: dict[str, int]  # rows the user already had, left as they were
     vectors_skipped: int  # vectors not stored: no matching space here, or their item existed
     queued: int  # embedding jobs made pending: items without a usable vector
+    # items of an external space without a usable vector: stored ``failed`` (the server
+    # cannot embed them), by id
+    without_vector: list[UUID] = msgspec.field(default_factory=list)

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from models.embedding.spaces import Space
 from models.errors import InvalidInput
 from models.settings import Limits
 
@@ -129,6 +130,28 @@ def check_vector(vector: Sequence[float], dims: int, space: str) -> np.ndarray:
     # divided by the largest component first, so squaring can neither overflow nor underflow
     scaled = wide / peak
     return (scaled / math.sqrt(float(scaled @ scaled))).astype(np.float32)
+
+
+def client_vector(vector: Sequence[float] | None, space: Space) -> np.ndarray:
+    """The vector an item brings for an external ``space`` (its clients embed): exactly the
+    space's length, finite, not all zeros. A space the server embeds in takes none."""
+    if not space.external:
+        if vector is not None:
+            raise InvalidInput(
+                f"vector: space {space.name} embeds its items itself; "
+                "vectors are sent only to external spaces"
+            )
+        raise InvalidInput(f"space {space.name} embeds its items itself")
+    if vector is None:
+        raise InvalidInput(
+            f"vector is required: space {space.name} is external and stores the vectors "
+            "its clients send"
+        )
+    if len(vector) != space.dims:
+        raise InvalidInput(
+            f"vector must have {space.dims} numbers, not {len(vector)} (space {space.name})"
+        )
+    return check_vector(vector, space.dims, space.name)
 
 
 def check_filter(conditions: dict[str, Any] | None, limits: Limits) -> dict[str, Any]:

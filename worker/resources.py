@@ -52,7 +52,7 @@ async def open_resources(settings: Settings, spaces: SpaceRegistry) -> Resources
     )
     try:
         await pool.open()
-        await verify_spaces(pool, embedders)
+        await verify_spaces(pool, spaces.all(), embedders)
         await verify_text_config(pool, settings.search.text_search_config)
     except BaseException:
         await _close(embedders, pool)

@@ -59,9 +59,12 @@ async def start_embedders(
     local: EncoderOptions | None = None,
     given: dict[str, Embedder] | None = None,
 ) -> dict[str, Embedder]:
-    """A started embedder for each space, by name (``given`` ones are used as they are)."""
+    """A started embedder for each space but the external ones (their clients embed), by
+    name (``given`` ones are used as they are)."""
     embedders: dict[str, Embedder] = {}
     for space in spaces:
+        if space.external:
+            continue
         embedder = (given or {}).get(space.name) or make_embedder(space, local)
         await embedder.start()
         embedders[space.name] = embedder

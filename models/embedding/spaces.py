@@ -4,6 +4,10 @@ Two spaces are built in: ``minilm-384`` (the local all-MiniLM-L6-v2, always ther
 ``openai-1536`` (any server speaking the OpenAI embeddings protocol; enabled when its base
 URL is configured). Memories go to ``minilm-384`` by default; documents go to
 ``openai-1536`` when it is enabled, else to ``minilm-384``.
+
+An operator may declare external spaces (``ENGRAM_EXTERNAL_SPACES``): their provider is
+``external``, there is no model on the server, and the clients send every vector, with
+the items they write and with the queries they search by.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from typing import Literal
 import msgspec
 
 from models.errors import ConfigError, InvalidInput
-from models.settings import OpenAIOptions, Settings
+from models.settings import ExternalSpace, OpenAIOptions, Settings
 
-Provider = Literal["sentence-transformers", "openai"]
+Provider = Literal["sentence-transformers", "openai", "external"]
+EXTERNAL_MODEL = "external"  # the model of an external space: the client's own
 Storage = Literal["vector", "halfvec"]  # pgvector's 32-bit and 16-bit vector types
 
 
@@ -35,6 +40,11 @@ class Space(msgspec.Struct, frozen=True, kw_only=True):
     chunk_overlap: int = 32
     storage: Storage = "vector"
     openai: OpenAIOptions | None = None
+
+    @property
+    def external(self) -> bool:
+        """Whether the clients send this space's vectors (the server embeds nothing)."""
+        return self.provider == "external"
 
     @property
     def table(self) -> str:
@@ -74,6 +84,17 @@ def openai_space(options: OpenAIOptions) -> Space:
     )
 
 
+def external_space(declared: ExternalSpace) -> Space:
+    """A space whose vectors the clients send (``ENGRAM_EXTERNAL_SPACES``)."""
+    return Space(
+        name=declared.name,
+        dims=declared.dims,
+        provider="external",
+        model=EXTERNAL_MODEL,
+        storage=declared.storage,
+    )
+
+
 class SpaceRegistry:
     """The configured spaces, by name."""
 
@@ -90,6 +111,7 @@ class SpaceRegistry:
             spaces.append(
                 _chunking(openai, options.openai_chunk_tokens, options.openai_chunk_overlap)
             )
+        spaces.extend(external_space(declared) for declared in options.external_spaces)
         chosen = {"memory": options.memory_space, "document": options.document_space}
         names = {s.name for s in spaces}
         for kind, name in chosen.items():
@@ -98,6 +120,13 @@ class SpaceRegistry:
                     f"ENGRAM_{kind.upper()}_SPACE={name} is not a configured space "
                     f"(configured: {', '.join(sorted(names))})"
                 )
+        document_space = next((s for s in spaces if s.name == options.document_space), None)
+        if document_space is not None and document_space.external:
+            raise ConfigError(
+                f"ENGRAM_DOCUMENT_SPACE={document_space.name} is an external space: the server "
+                "splits documents into chunks and embeds them, so their space must be one it "
+                "embeds in"
+            )
         return cls.with_defaults(tuple(spaces), chosen)
 
     @classmethod
@@ -122,6 +151,10 @@ class SpaceRegistry:
 
     def all(self) -> list[Space]:
         return list(self._spaces.values())
+
+    def external(self) -> list[Space]:
+        """The spaces whose vectors the clients send."""
+        return [space for space in self._spaces.values() if space.external]
 
     def names(self) -> list[str]:
         return list(self._spaces)

@@ -6,13 +6,14 @@ from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 import msgspec
+import numpy as np
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, scalar_row
 from psycopg.types.json import Jsonb
 
-from models.db.rows import fetch_all
-from models.embedding.spaces import Space
-from models.errors import Conflict, NotFound
+from models.db.rows import fetch_all, fetch_one
+from models.embedding.spaces import Space, SpaceRegistry
+from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs import fills
 from models.jobs.messages import Job, Key
 from models.store.cursors import decode_newest_first, newest_first_page
@@ -24,6 +25,7 @@ from models.store.items import (
     named_by_the_other_type,
 )
 from models.types import Memory, MemoryPatch, NewMemory, Status
+from models.validation import client_vector
 
 # A memory's status is its embedding state in its own space (``memories.space``).
 COLUMNS = (
@@ -64,7 +66,10 @@ async def insert_memories(
     - A known id with other content is a ``Conflict``, and nothing of the batch is written.
       A new id always names a new memory, whatever its content.
     - Each new memory gets a job in ``space`` and in every space being filled, which
-      remembers ``request_id`` (the HTTP request's, for the worker's log lines).
+      remembers ``request_id`` (the HTTP request's, for the worker's log lines). In an
+      external space the memory brings its vector (``NewMemory.vector``): it is stored in
+      the same transaction and the memory is ``ready`` there at once, with no job. A memory
+      written again keeps the vector it has.
 
     One transaction, serialised per user, so two concurrent writes of the same text cannot
     both store it.
@@ -188,7 +193,7 @@ async def _insert(
     request_id: str | None,
 ) -> list[Job]:
     spaces = [space.name, *(s for s in await fills.fill_spaces(conn) if s != space.name)]
-    return await fetch_all(
+    jobs = await fetch_all(
         conn,
         class_row(Job),
         """
@@ -204,8 +209,9 @@ async def _insert(
                  AS b(id, content, metadata, session_id, importance, hash, ttl, occurred_at)
             RETURNING user_id, id, content_hash
         )
-        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id)
-        SELECT c.user_id, c.id, s.space, 'memory', c.content_hash, %(request_id)s
+        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id, status)
+        SELECT c.user_id, c.id, s.space, 'memory', c.content_hash, %(request_id)s,
+               CASE WHEN s.space = %(ready_in)s THEN 'ready' ELSE 'pending' END
         FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
         RETURNING space, user_id, item_id
         """,
@@ -213,6 +219,7 @@ async def _insert(
             "user_id": user_id,
             "space": space.name,
             "spaces": spaces,
+            "ready_in": space.name if space.external else None,
             "request_id": request_id,
             "ids": [item.id for item, _ in fresh],
             "contents": [item.content for item, _ in fresh],
@@ -224,6 +231,46 @@ async def _insert(
             "occurred": [item.occurred_at for item, _ in fresh],
         },
     )
+    if not space.external:
+        return jobs
+    await store_client_vectors(
+        conn, user_id, space, [(item.id, digest, item.vector) for item, digest in fresh]
+    )
+    return [job for job in jobs if job.space != space.name]
+
+
+async def store_client_vectors(
+    conn: AsyncConnection,
+    user_id: str,
+    space: Space,
+    rows: list[tuple[UUID | None, bytes, np.ndarray]],
+) -> None:
+    """Store vectors the client sent for memories of an external space: (id, content
+    hash, unit vector). A vector an item already has is replaced."""
+    await conn.execute(
+        sql.SQL(
+            """
+            INSERT INTO {table} (user_id, item_id, kind, content_hash, embedding)
+            SELECT %(user)s, t.id, 'memory', t.hash, t.embedding::{storage}
+            FROM unnest(%(ids)s::uuid[], %(hashes)s::bytea[], %(embeddings)s::text[])
+                 AS t(id, hash, embedding)
+            ON CONFLICT (user_id, item_id)
+            DO UPDATE SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash,
+                          kind = EXCLUDED.kind
+            """
+        ).format(table=sql.Identifier(space.table), storage=sql.SQL(space.storage)),
+        {
+            "user": user_id,
+            "ids": [row[0] for row in rows],
+            "hashes": [row[1] for row in rows],
+            "embeddings": [vector_text(row[2]) for row in rows],
+        },
+    )
+
+
+def vector_text(vector: np.ndarray) -> str:
+    """pgvector's text form of a float32 vector; each number reads back as the same float32."""
+    return "[" + ",".join(repr(float(x)) for x in vector.astype(np.float32).tolist()) + "]"
 
 
 async def get_memories(conn: AsyncConnection, user_id: str, ids: list[UUID]) -> list[Memory]:
@@ -279,9 +326,11 @@ async def update_memory(
     memory_id: UUID,
     patch: MemoryPatch,
     *,
+    spaces: SpaceRegistry,
     request_id: str | None = None,
 ) -> Written:
-    """Apply a patch; new content sends the memory back to ``pending`` in every space."""
+    """Apply a patch; new content sends the memory back to ``pending`` in every space, but
+    its own space when that is external: there the patch's vector is stored at once."""
     changes: list[sql.Composable] = [sql.SQL("updated_at = now()")]
     params: dict[str, Any] = {"user_id": user_id, "id": memory_id, "request_id": request_id}
     if patch.content is not msgspec.UNSET:
@@ -303,10 +352,24 @@ async def update_memory(
         "UPDATE memories m SET {changes} WHERE user_id = %(user_id)s AND id = %(id)s AND {live}"
     ).format(changes=sql.SQL(", ").join(changes), live=sql.SQL(LIVE_MEMORY))
     async with conn.transaction():
+        space = await _space_of(conn, user_id, memory_id, spaces)
+        vector = patched_vector(space, patch)
         cur = await conn.execute(query, params)
         if cur.rowcount == 0:
             raise NotFound(f"memory {memory_id} not found")
         repended: list[Job] = []
+        if vector is not None:
+            # the client's vector of the new content: ready at once, the worker never sees it
+            await store_client_vectors(conn, user_id, space, [(memory_id, params["hash"], vector)])
+            await conn.execute(
+                """
+                UPDATE embed_state
+                SET content_hash = %(hash)s, status = 'ready', attempts = 0, last_error = NULL,
+                    claimed_until = NULL, updated_at = now(), request_id = %(request_id)s
+                WHERE user_id = %(user_id)s AND item_id = %(id)s AND space = %(space)s
+                """,
+                params | {"space": space.name},
+            )
         if "hash" in params:
             # Only a real change of content re-embeds; the same text keeps its vectors.
             repended = await fetch_all(
@@ -324,6 +387,37 @@ async def update_memory(
             )
         memory = await get_memory(conn, user_id, memory_id)
     return Written(memories=[memory], jobs=repended)
+
+
+async def _space_of(
+    conn: AsyncConnection, user_id: str, memory_id: UUID, spaces: SpaceRegistry
+) -> Space:
+    """The space of a live memory, locked until the transaction ends (``NotFound``: none)."""
+    name = await fetch_one(
+        conn,
+        scalar_row,
+        f"SELECT m.space FROM memories m WHERE m.user_id = %s AND m.id = %s AND {LIVE_MEMORY} "
+        "FOR UPDATE",
+        [user_id, memory_id],
+    )
+    if name is None:
+        raise NotFound(f"memory {memory_id} not found")
+    return spaces.get(name)
+
+
+def patched_vector(space: Space, patch: MemoryPatch) -> np.ndarray | None:
+    """The vector a patch brings, checked against the memory's space: new content of a
+    memory in an external space needs one, and only such a memory takes one."""
+    if patch.vector is None:
+        if space.external and patch.content is not msgspec.UNSET:
+            raise InvalidInput(
+                f"vector: the memory is in the external space {space.name}: "
+                "new content needs its new vector"
+            )
+        return None
+    if patch.content is msgspec.UNSET:
+        raise InvalidInput("vector: send it with the new content it was made from")
+    return client_vector(patch.vector, space)
 
 
 async def delete_memory(conn: AsyncConnection, user_id: str, memory_id: UUID) -> None:

@@ -46,6 +46,8 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     id: UUID | None = None  # the client's
     occurred_at: datetime | None = None  # None: now
+    # its memory's vector (numpy.ndarray), when the memory space is external
+    vector: Any = None
 
 
 _SESSION = """
@@ -199,6 +201,7 @@ async def _append(
                 importance=None,
                 ttl_seconds=None,
                 occurred_at=m.occurred_at,
+                vector=m.vector,
             )
             for m in fresh
         ],

@@ -10,6 +10,9 @@ checked every line: one transaction, so an import is all or nothing.
   again, when this server has a space of the same name, length and model, and the vector
   was made from the item's content. Every other item is queued for embedding in its home
   space (the kind's default space here, when its own is not configured), like a new one.
+  An item of an external space without a usable vector there is not queued (the server
+  cannot embed it): it is stored ``failed``, saying so, and the answer lists it in
+  ``without_vector``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ from models.transfer.format import LINE_TYPES
 from models.transfer.reader import Plan
 from models.types import Imported as Imported
 from models.types import ItemType
+
+# an imported item of an external space without its vector: the server cannot embed it
+NO_CLIENT_VECTOR = (
+    "no vector: the space is external and its clients send the vectors; PATCH the memory "
+    "with its content and vector"
+)
 
 
 async def write_import(
@@ -67,6 +76,8 @@ class _Writer:
         self.conn, self.user_id, self.plan, self.fill = conn, user_id, plan, fill
         self.request_id = request_id
         self.configured = set(spaces.names())
+        self.external = {space.name for space in spaces.external()}
+        self.without_vector: list[UUID] = []
         self.defaults = {kind: spaces.default_for(kind).name for kind in ("memory", "document")}
         self.imported: Counter[str] = Counter()
         self.existing: Counter[str] = Counter()
@@ -104,6 +115,7 @@ class _Writer:
             existing={kind: self.existing[kind] for kind in LINE_TYPES if kind != "vector"},
             vectors_skipped=self.vectors_skipped,
             queued=len(self.jobs),
+            without_vector=self.without_vector,
         )
 
     def _home(self, space: str, kind: str) -> str:
@@ -323,7 +335,7 @@ class _Writer:
     async def _embeddings(self, kind: ItemType, items: list[tuple[UUID, str, str]]) -> None:
         """Jobs of new items (id, content, home space): ``ready`` with their vector where one
         is usable, else ``pending`` (in their home space, and in every space being filled)."""
-        states: list[tuple[UUID, str, bytes, str]] = []
+        states: list[tuple[UUID, str, bytes, str, str | None]] = []
         vectors: dict[str, list[tuple[UUID, bytes, str]]] = {}
         for item_id, content, home in items:
             digest = content_hash(content)
@@ -333,22 +345,26 @@ class _Writer:
                 if line.space in self.plan.usable and line.content_sha256 == digest.hex()
             }
             for space in dict.fromkeys([home, *self.fill, *usable]):
-                ready = space in usable
-                states.append((item_id, space, digest, "ready" if ready else "pending"))
-                if ready:
+                if space in usable:
+                    states.append((item_id, space, digest, "ready", None))
                     vectors.setdefault(space, []).append((item_id, digest, usable[space]))
+                elif space in self.external:
+                    states.append((item_id, space, digest, "failed", NO_CLIENT_VECTOR))
+                    self.without_vector.append(item_id)
                 else:
+                    states.append((item_id, space, digest, "pending", None))
                     self.jobs.append(Job(space, self.user_id, item_id))
         await self.conn.execute(
             """
             INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, status,
-                                     request_id)
-            SELECT %(user)s, t.id, t.space, %(kind)s, t.hash, t.status, %(request_id)s
+                                     last_error, request_id)
+            SELECT %(user)s, t.id, t.space, %(kind)s, t.hash, t.status, t.error, %(request_id)s
             FROM unnest(%(ids)s::uuid[], %(spaces)s::text[], %(hashes)s::bytea[],
-                        %(statuses)s::text[]) AS t(id, space, hash, status)
+                        %(statuses)s::text[], %(errors)s::text[])
+                 AS t(id, space, hash, status, error)
             ON CONFLICT (user_id, item_id, space) DO UPDATE
             SET content_hash = EXCLUDED.content_hash, status = EXCLUDED.status, attempts = 0,
-                last_error = NULL, claimed_until = NULL, queued_at = now(), updated_at = now(),
+                last_error = EXCLUDED.last_error, claimed_until = NULL, queued_at = now(), updated_at = now(),
                 pending_since = now(), request_id = EXCLUDED.request_id
             """,
             {
@@ -359,6 +375,7 @@ class _Writer:
                 "spaces": [s[1] for s in states],
                 "hashes": [s[2] for s in states],
                 "statuses": [s[3] for s in states],
+                "errors": [s[4] for s in states],
             },
         )
         for space, rows in vectors.items():

@@ -85,7 +85,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         try:
             # a space whose dims disagree anywhere stops the start here, before any write;
             # so does a text-search configuration the database does not have
-            await verify_spaces(pool, loaded)
+            await verify_spaces(pool, spaces.all(), loaded)
             languages = await verify_text_config(pool, settings.search.text_search_config)
         except CONNECTION_ERRORS as exc:
             # the worker checks too, at its boot; /readyz reports the database meanwhile

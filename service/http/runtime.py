@@ -18,7 +18,7 @@ from models.db.scope import ALL_USERS, read_batch, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput, RateLimited
-from models.ingest.tokens import TokenCounter
+from models.ingest.tokens import TokenCounter, estimate_tokens
 from models.jobs.wakeups import WakeUps
 from models.search.hints import SizeHints
 from models.search.languages import text_configs
@@ -60,8 +60,12 @@ class Runtime:
         """How chunks of ``space`` are measured: made once per space, off the event loop
         (copying a tokenizer takes a tenth of a second)."""
         if space.name not in self.counters:
-            embedder = self.embedders[space.name]
-            self.counters[space.name] = await asyncio.to_thread(token_counter, embedder)
+            embedder = self.embedders.get(space.name)
+            self.counters[space.name] = (
+                estimate_tokens  # an external space: no tokenizer of its model here
+                if embedder is None
+                else await asyncio.to_thread(token_counter, embedder)
+            )
         return self.counters[space.name]
 
     async def text_config(self, language: str | None) -> str:

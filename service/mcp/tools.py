@@ -105,13 +105,14 @@ async def remember(
             },
             MemoryIn,
         )
-        new: NewMemory = new_memory(item, call.runtime.settings.limits)
+        space = call.runtime.spaces.default_for("memory")
+        new: NewMemory = new_memory(item, call.runtime.settings.limits, space)
         await call.runtime.limiter.charge(call.principal.key_id, 1)
         written = await call.runtime.as_user(
             call.owner,
             memories.insert_memories,
             call.owner,
-            call.runtime.spaces.default_for("memory"),
+            space,
             [new],
             request_id=call.request_id,
         )
@@ -231,6 +232,7 @@ async def update_memory(
             call.owner,
             memory_id,
             patch,
+            spaces=call.runtime.spaces,
             request_id=call.request_id,
         )
         await call.runtime.wakeups.embed(written.jobs)

@@ -231,7 +231,12 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.down:
         schema.downgrade(admin_url, args.revision)
         return 0
-    schema.upgrade(admin_url, args.revision or "head")
+    if args.revision in (None, "head"):
+        from models.embedding.tables import bring_schema_up_to_date
+
+        bring_schema_up_to_date(admin_url, settings)
+    else:
+        schema.upgrade(admin_url, args.revision)
     if settings.database.app_password:
         schema.enable_app_login(admin_url, password=settings.database.app_password)
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from models.db import schema
+from models.embedding.tables import bring_schema_up_to_date
 from models.errors import ConfigError
 from models.observe import metrics
 from models.settings import Settings
@@ -42,7 +43,7 @@ def run_everything(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with _home_lock(settings.home), _servers(settings) as (admin_url, database_url, redis_url):
-        schema.upgrade(admin_url)
+        bring_schema_up_to_date(admin_url, settings)
         if settings.database.url is None or settings.database.app_password:
             schema.enable_app_login(admin_url, password=settings.database.app_password)
         keys.resolve_admin_key(settings.server.admin_key, settings.admin_key_file)

@@ -13,7 +13,7 @@ import pytest
 
 from models.environment import declared
 from models.errors import ConfigError
-from models.settings import GROUPS, Settings, settings_table
+from models.settings import GROUPS, ExternalSpace, Settings, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGRAM_VAR = re.compile(r"\bENGRAM_[A-Z0-9_]+\b")
@@ -94,6 +94,7 @@ def _sample(variable: str, kind: Any) -> tuple[str, Any]:
         "ENGRAM_LOG_LEVEL": ("debug", "DEBUG"),
         "ENGRAM_OPENAI_BASE_URL": ("http://other.test/v1/", "http://other.test/v1"),
         "ENGRAM_HNSW_EF_SEARCH": ("700", 700),
+        "ENGRAM_EXTERNAL_SPACES": ("mine:6", (ExternalSpace(name="mine", dims=6),)),
         "ENGRAM_MINILM_CHUNK_TOKENS": ("200", 200),
         "ENGRAM_MINILM_CHUNK_OVERLAP": ("20", 20),
         "ENGRAM_TRUSTED_PROXIES": ("10.0.0.1, 192.168.1.0/24, fd00::/8",

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+import numpy as np
 from litestar import Controller, post
 
+from models.embedding.spaces import Space
+from models.errors import InvalidInput
 from models.search.context import Context, build_context
 from models.search.query import Fusion, SearchQuery
 from models.search.turns import MAX_NEIGHBORS
 from models.types import Principal
-from models.validation import check_content, check_session_id
+from models.validation import check_content, check_session_id, check_vector
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.routes.search import TEXT_QUERY_COST, Language
@@ -20,6 +23,8 @@ from service.http.runtime import Runtime
 
 class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query: Annotated[str, msgspec.Meta(min_length=1)]
+    # the query's vector, made by the client: when the memory space is external, and only then
+    vector: list[float] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=32, le=100_000)] = 1000
     session_id: str | None = None
     k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50  # hits considered, best first
@@ -40,10 +45,9 @@ async def answer_context(
     limits = runtime.settings.limits
     text = check_content(data.query, limits, field="query")
     session_id = check_session_id(data.session_id)
-    await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
     space = runtime.spaces.default_for("memory")
     query = SearchQuery(
-        vector=await runtime.embed_query(owner, space, text),
+        vector=await _query_vector(runtime, principal, owner, space, text, data.vector),
         k=data.k,
         text=text,
         hybrid=data.mode == "hybrid",
@@ -66,6 +70,32 @@ async def answer_context(
         neighbors=data.neighbors,
         floor=data.floor,
     )
+
+
+async def _query_vector(
+    runtime: Runtime,
+    principal: Principal,
+    owner: str,
+    space: Space,
+    text: str,
+    vector: list[float] | None,
+) -> np.ndarray:
+    """The query's vector in the memory space: the client's in an external space (required
+    there, refused elsewhere), else the text embedded (charged first: model time is dear)."""
+    if space.external or vector is not None:
+        if space.external and vector is None:
+            raise InvalidInput(
+                f"the memory space {space.name} is external: its clients embed, so context "
+                "needs the query's vector (`vector`) beside its text"
+            )
+        if not space.external:
+            raise InvalidInput(
+                f"vector: the memory space {space.name} embeds the query itself; "
+                "a vector is for an external memory space"
+            )
+        return check_vector(vector or [], space.dims, space.name)
+    await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
+    return await runtime.embed_query(owner, space, text)
 
 
 class ContextController(Controller):

@@ -211,6 +211,12 @@ async def _ingest(
     if not USER_ID_RE.fullmatch(collection):
         raise InvalidInput("collection must be 1 to 128 characters of [A-Za-z0-9._:@-]")
     space = runtime.spaces.get(space_name) if space_name else runtime.spaces.default_for("document")
+    if space.external:
+        raise InvalidInput(
+            f"space {space.name} is external: the server splits documents into chunks and "
+            "embeds them, which it cannot do there; store your own chunks as memories of "
+            "that space, each with its vector"
+        )
     text_chars = sum(len(d.content) for d in docs)
     # a written item costs 1; a document costs 1 and 1 more each 4,096 characters
     await runtime.limiter.charge(principal.key_id, len(docs) + text_chars // 4096)

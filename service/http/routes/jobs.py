@@ -57,7 +57,11 @@ class JobController(Controller):
     async def retry_job(self, principal: Principal, item_id: UUID, runtime: Runtime) -> RetriedJob:
         """Embed a failed item again, with a fresh count of attempts."""
         retried = await runtime.across_users(
-            jobs.retry_failed, item_id, actor=principal.key_id, request_id=current_request_id()
+            jobs.retry_failed,
+            item_id,
+            actor=principal.key_id,
+            request_id=current_request_id(),
+            external=[space.name for space in runtime.spaces.external()],
         )
         if not retried:
             raise NotFound(f"no failed job {item_id}")

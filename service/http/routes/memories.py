@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
+from models.embedding.spaces import Space
 from models.errors import InvalidInput
 from models.settings import Limits
 from models.store import memories
@@ -20,6 +21,7 @@ from models.validation import (
     check_event_time,
     check_metadata,
     check_session_id,
+    client_vector,
     naming,
 )
 from service.http.auth import USER_GUARDS
@@ -41,6 +43,8 @@ class MemoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ttl_seconds: Ttl | None = None
     id: UUID | None = None
     occurred_at: datetime | None = None  # RFC 3339 with an offset; default: now
+    # the content's vector, made by the client: for an external space, and only there
+    vector: list[float] | None = None
 
 
 class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -55,6 +59,8 @@ class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     importance: Importance | msgspec.UnsetType | None = msgspec.UNSET
     ttl_seconds: Ttl | msgspec.UnsetType | None = msgspec.UNSET
     occurred_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    # new content's vector, for a memory of an external space (required there with content)
+    vector: list[float] | None = None
     wait: bool = False
 
 
@@ -81,8 +87,12 @@ def _added(stored: list[Memory], duplicate: list[bool]) -> AddedMemories:
     )
 
 
-def new_memory(item: MemoryIn, limits: Limits) -> NewMemory:
+def new_memory(item: MemoryIn, limits: Limits, space: Space) -> NewMemory:
+    """A memory to write into ``space``, checked: its vector is the client's in an external
+    space (required there), and refused in a space the server embeds in."""
+    external = space.external or item.vector is not None
     return NewMemory(
+        vector=client_vector(item.vector, space) if external else None,
         id=item.id,
         content=check_content(item.content, limits),
         metadata=check_metadata(item.metadata, limits),
@@ -106,6 +116,7 @@ def memory_patch(change: MemoryChange, limits: Limits) -> MemoryPatch:
         occurred_at=change.occurred_at
         if change.occurred_at is msgspec.UNSET
         else check_event_time(change.occurred_at) or msgspec.UNSET,
+        vector=change.vector,
     )
 
 
@@ -134,7 +145,8 @@ class MemoryController(Controller):
         data: AddMemories,
         runtime: Runtime,
     ) -> Response[AddedMemories]:
-        """Add memories; they are embedded in the background (``wait`` to wait for it).
+        """Add memories; they are embedded in the background (``wait`` to wait for it). In
+        an external space each brings its ``vector`` and is ready at once.
 
         Content the user already has (in the same session) is stored once: its answer is the
         existing memory with ``duplicate`` true.
@@ -143,13 +155,13 @@ class MemoryController(Controller):
         if len(data.memories) > limits.max_batch:
             raise InvalidInput(f"at most {limits.max_batch} items a batch")
         await runtime.limiter.charge(principal.key_id, len(data.memories))
-        items = []
-        for i, item in enumerate(data.memories):
-            with naming(f"memories[{i}]"):
-                items.append(new_memory(item, limits))
         space = (
             runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
         )
+        items = []
+        for i, item in enumerate(data.memories):
+            with naming(f"memories[{i}]"):
+                items.append(new_memory(item, limits, space))
         written = await runtime.as_user(
             owner,
             memories.insert_memories,
@@ -222,6 +234,7 @@ class MemoryController(Controller):
             owner,
             memory_id,
             change,
+            spaces=runtime.spaces,
             request_id=current_request_id(),
         )
         await runtime.wakeups.embed(written.jobs)

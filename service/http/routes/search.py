@@ -102,15 +102,12 @@ async def _search(
 ) -> SearchResults:
     started = time.perf_counter()
     limits = runtime.settings.limits
-    if (data.query is None) == (data.vector is None):
-        raise InvalidInput("give exactly one of query and vector")
-    if data.mode == "hybrid" and data.query is None:
-        raise InvalidInput("mode 'hybrid' needs query text")
+    types = tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk")
+    searched = spaces_searched(runtime.spaces, data.space, types)
+    check_query_parts(list(searched), query=data.query, vector=data.vector, mode=data.mode)
     if data.weights and data.weights.recency + data.weights.importance > 1:
         raise InvalidInput("weights: recency + importance must be at most 1")
     text_config = await runtime.text_config(data.language)
-    types = tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk")
-    searched = spaces_searched(runtime.spaces, data.space, types)
     text = None if data.query is None else check_content(data.query, limits, field="query")
     query = SearchQuery(
         vector=np.zeros(0, np.float32),  # each space's, below
@@ -161,11 +158,35 @@ async def _search(
     return SearchResults(results=hits, space=names[0], spaces=names, took_ms=took_ms)
 
 
+def check_query_parts(
+    searched: Sequence[Space], *, query: str | None, vector: list[float] | None, mode: str
+) -> None:
+    """What a search must give of ``query`` and ``vector``: exactly one where the server
+    embeds the query; in an external space the query's vector (its clients embed), with the
+    text too for mode 'hybrid', or for the spaces the server embeds in beside it."""
+    external = [space.name for space in searched if space.external]
+    if not external and (query is None) == (vector is None):
+        raise InvalidInput("give exactly one of query and vector")
+    if external and vector is None:
+        raise InvalidInput(
+            f"space {', '.join(external)} is external: its clients embed, so a search there "
+            "needs the query's vector (`vector`; with `query` too for mode 'hybrid')"
+        )
+    if external and query is not None and mode != "hybrid" and len(external) == len(searched):
+        raise InvalidInput(
+            "query and vector together are for mode 'hybrid' (its text side and its vector "
+            "side); a vector search takes the vector alone"
+        )
+    if mode == "hybrid" and query is None:
+        raise InvalidInput("mode 'hybrid' needs query text")
+
+
 async def _query_vector(
     runtime: Runtime, principal: Principal, owner: str, space: Space, data: SearchIn
 ) -> np.ndarray:
-    """The query in ``space``: the vector given, checked, or the text embedded there."""
-    if data.vector is not None:
+    """The query in ``space``: the vector given, checked, or the text embedded there (a
+    space the server embeds in takes the text when both are given)."""
+    if data.vector is not None and (space.external or data.query is None):
         return check_vector(data.vector, space.dims, space.name)
     # model time is dear: charged before it is spent
     await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)

@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
+from models.embedding.spaces import Space
 from models.errors import InvalidInput
 from models.settings import Limits
 from models.store import memories, sessions
@@ -22,6 +23,7 @@ from models.validation import (
     check_metadata,
     check_session_id,
     check_speaker_name,
+    client_vector,
     naming,
 )
 from service.http.auth import USER_GUARDS
@@ -50,6 +52,8 @@ class MessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     id: uuid.UUID | None = None  # the client's: the same message sent again is stored once
     occurred_at: datetime | None = None  # RFC 3339 with an offset; default: now
+    # its memory's vector, made by the client: when the memory space is external, and only then
+    vector: list[float] | None = None
 
 
 class AddMessages(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -123,16 +127,17 @@ class SessionController(Controller):
         runtime: Runtime,
     ) -> Response[MessageList]:
         """Append messages in order; each is remembered as a memory of the session
-        (``wait`` to answer once those are embedded)."""
+        (``wait`` to answer once those are embedded). When the memory space is external,
+        each message brings its memory's ``vector``."""
         limits = runtime.settings.limits
         if len(data.messages) > limits.max_batch:
             raise InvalidInput(f"at most {limits.max_batch} messages a request")
+        space = runtime.spaces.default_for("memory")
         new = []
         for i, m in enumerate(data.messages):
             with naming(f"messages[{i}]"):
-                new.append(_new_message(m, limits))
+                new.append(_new_message(m, limits, space))
         await runtime.limiter.charge(principal.key_id, len(new))
-        space = runtime.spaces.default_for("memory")
         added, jobs = await runtime.as_user(
             owner,
             sessions.add_messages,
@@ -188,8 +193,12 @@ class SessionController(Controller):
         )
 
 
-def _new_message(message: MessageIn, limits: Limits) -> NewMessage:
+def _new_message(message: MessageIn, limits: Limits, space: Space) -> NewMessage:
+    """A message to append, checked; its memory goes to ``space``, with the message's
+    vector when that space is external."""
+    external = space.external or message.vector is not None
     return NewMessage(
+        vector=client_vector(message.vector, space) if external else None,
         role=message.role,
         content=check_content(message.content, limits),
         name=check_speaker_name(message.name),

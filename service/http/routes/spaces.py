@@ -6,7 +6,7 @@ import msgspec
 from litestar import Controller, delete, get, post
 
 from models.embedding.spaces import Space
-from models.errors import Conflict, NotFound
+from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs import fills, status
 from models.types import Fill, Principal, SpaceCounts, SpaceInfo
 from service.http.auth import admin_only, authenticated
@@ -49,6 +49,11 @@ class SpaceController(Controller):
         ``fill`` here and in ``GET /v1/spaces``.
         """
         space = _named(runtime, name)
+        if space.external:
+            raise InvalidInput(
+                f"space {name} is external: the server cannot embed items there; its "
+                "clients send each item's vector as they write it"
+            )
         await runtime.across_users(fills.request_fill, space.name, actor=principal.key_id)
         await runtime.wakeups.fill(space.name)
         return (await _describe(runtime, principal, [space]))[0]
@@ -87,7 +92,7 @@ def _space_out(space: Space, counts: SpaceCounts, fill: fills.FillProgress | Non
         model=space.model,
         default_for=list(space.default_for),
         storage=space.storage,
-        max_input_tokens=space.max_input_tokens,
+        max_input_tokens=None if space.external else space.max_input_tokens,
         counts=counts,
         fill=None
         if fill is None
