@@ -146,17 +146,20 @@ class Api:
         importance: float | Unset | None = UNSET,
         ttl_seconds: int | Unset | None = UNSET,
         occurred_at: datetime | Unset = UNSET,
+        vector: Sequence[float] | Unset = UNSET,
         wait: bool = False,
     ) -> Call[Memory]:
         """Change what is given (None clears importance or TTL); new content is re-embedded,
         so the memory is ``pending`` again until then; with ``wait`` the answer comes once it
-        is ``ready`` or ``failed`` (or the server's wait runs out: then it is ``pending``)."""
+        is ``ready`` or ``failed`` (or the server's wait runs out: then it is ``pending``).
+        In an external space new content comes with its ``vector`` and is ready at once."""
         body = given(
             content=content,
             metadata=metadata,
             importance=importance,
             ttl_seconds=ttl_seconds,
             occurred_at=occurred_at,
+            vector=vector if isinstance(vector, Unset) else list(vector),
         )
         body |= waiting(wait)
         return Call(
@@ -213,11 +216,12 @@ class Api:
         weights: Weights | None = None,
         neighbors: int | None = None,
     ) -> Call[SearchResults]:
-        """The ``k`` best ready items of the user for a text ``query`` or a ``vector``;
-        options not given take the API's defaults (docs/api.md, "Search")."""
+        """The ``k`` best ready items of the user for a text ``query`` or a ``vector`` (in an
+        external space the ``vector``, with the ``query`` too for hybrid mode); options not
+        given take the API's defaults (docs/api.md, "Search")."""
         body = present(
             query=query,
-            vector=vector,
+            vector=None if vector is None else list(vector),
             k=k,
             threshold=threshold,
             types=types,
@@ -243,6 +247,7 @@ class Api:
         user_id: str,
         query: str,
         *,
+        vector: Sequence[float] | None = None,
         session_id: str | None = None,
         max_tokens: int | None = None,
         k: int | None = None,
@@ -256,9 +261,11 @@ class Api:
         """What the user's memory holds on ``query`` (memories, and passages of past
         conversations around the messages found) and the session's latest messages, packed
         within ``max_tokens`` as text ready for a prompt; options not given take the API's
-        defaults (docs/api.md, "Context for the next prompt")."""
+        defaults (docs/api.md, "Context for the next prompt"). When the memory space is
+        external, ``vector`` is the query's."""
         body = present(
             query=query,
+            vector=None if vector is None else list(vector),
             session_id=session_id,
             max_tokens=max_tokens,
             k=k,

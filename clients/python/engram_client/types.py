@@ -281,6 +281,8 @@ class Imported(_Answer, frozen=True, kw_only=True):
     existing: dict[str, int]  # rows the user already had, left as they were
     vectors_skipped: int  # vectors not stored: no matching space there, or their item existed
     queued: int  # embedding jobs made pending: items without a usable vector
+    # items of an external space without a usable vector there: stored ``failed``
+    without_vector: list[UUID] = msgspec.field(default_factory=list)
 
 
 class ApiKey(_Answer, frozen=True, kw_only=True):
@@ -327,10 +329,10 @@ class SpaceInfo(_Answer, frozen=True, kw_only=True):
     name: str
     dims: int
     provider: str
-    model: str
+    model: str  # "external" where the clients send the vectors (provider "external")
     default_for: list[str]
     storage: str
-    max_input_tokens: int
+    max_input_tokens: int | None  # None in an external space: no model reads there
     counts: SpaceCounts
     fill: Fill | None = None
 
@@ -454,6 +456,7 @@ class MemoryIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     ttl_seconds: int | None = None
     id: UUID | str | None = None
     occurred_at: datetime | None = None  # with its UTC offset; default: now
+    vector: list[float] | None = None  # the content's vector: for an external space only
 
 
 class DocumentIn(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -476,6 +479,7 @@ class MessageIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     metadata: dict[str, Any] | None = None
     id: UUID | str | None = None
     occurred_at: datetime | None = None  # with its UTC offset; default: now
+    vector: list[float] | None = None  # its memory's vector: when the memory space is external
 
 
 class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
