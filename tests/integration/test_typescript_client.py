@@ -1,0 +1,61 @@
+"""The TypeScript client (clients/typescript, npm package ``@engram/client``): its own tests,
+run with Node's test runner (``npm test``) against a real ``engram api`` process and a real
+worker. They cover every operation, the typed errors, two users' keys, waits, paging, aborts,
+the chat-app example on the AI SDK, and that src/schema.ts is what this API's OpenAPI
+document generates. A second API with a small rate limit serves the 429 test."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from support.processes import ADMIN_KEY, REPO, Servers, start_api, stop_process
+
+pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.timeout(900)]
+
+PACKAGE = REPO / "clients" / "typescript"
+
+
+@pytest.fixture(scope="module")
+def limited_api_url(servers: Servers) -> Iterator[str]:
+    """An API whose keys may spend 20 units a minute (below 50, so counted exactly)."""
+    process, url = start_api(servers, ENGRAM_RATE_LIMIT_PER_MINUTE="20")
+    try:
+        yield url
+    finally:
+        stop_process(process)
+
+
+def test_the_typescript_client_passes_its_tests_against_the_api(
+    api_url: str, limited_api_url: str
+) -> None:
+    npm = shutil.which("npm")
+    assert npm, "npm is not on PATH: the TypeScript client's tests need Node 20+ and npm"
+    assert (PACKAGE / "node_modules").is_dir(), (
+        "clients/typescript has no node_modules: run `make install` (npm ci there)"
+    )
+    env = {
+        **os.environ,
+        "ENGRAM_URL": api_url,
+        "ENGRAM_ADMIN_KEY": ADMIN_KEY,
+        "ENGRAM_LIMITED_URL": limited_api_url,
+        "NO_COLOR": "1",
+    }
+    env.pop("ENGRAM_API_KEY", None)  # the tests make their own keys
+    run = subprocess.run(
+        [npm, "test", "--silent"],
+        cwd=PACKAGE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, f"npm test failed ({run.returncode}):\n{output}"
+    assert re.search(r"\bfail 0\b", output), output
+    assert re.search(r"\bskipped 0\b", output), f"a test was skipped:\n{output}"
