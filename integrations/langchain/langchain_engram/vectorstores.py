@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Self
 
-from engram_client import AsyncEngram, ConflictError, Engram, NotFoundError
+from engram_client import AsyncEngram, ConflictError, Engram, MemoryIn, NotFoundError
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -24,8 +24,6 @@ from langchain_engram._search import (
 
 if TYPE_CHECKING:
     from langchain_engram.retrievers import EngramRetriever
-
-Item = dict[str, Any]  # a memory to write, as the API takes it
 
 
 class EngramVectorStore(VectorStore):
@@ -157,32 +155,32 @@ class EngramVectorStore(VectorStore):
             await self._awrite(batch)
         return chosen
 
-    def _write(self, batch: list[Item]) -> None:
+    def _write(self, batch: list[MemoryIn]) -> None:
         client, user = self.client, self.user_id
         try:
             client.add_memories(user, batch, wait=self.wait, space=self.space)
         except ConflictError:  # an id known with other content: replace that memory
-            for item in batch:
+            for item_id, content in _chosen(batch):
                 try:
-                    stored = client.get_memory(user, item["id"])
+                    stored = client.get_memory(user, item_id)
                 except NotFoundError:
                     continue
-                if stored.content != item["content"]:
-                    client.delete_memory(user, item["id"])
+                if stored.content != content:
+                    client.delete_memory(user, item_id)
             client.add_memories(user, batch, wait=self.wait, space=self.space)
 
-    async def _awrite(self, batch: list[Item]) -> None:
+    async def _awrite(self, batch: list[MemoryIn]) -> None:
         client, user = self.async_client, self.user_id
         try:
             await client.add_memories(user, batch, wait=self.wait, space=self.space)
         except ConflictError:  # an id known with other content: replace that memory
-            for item in batch:
+            for item_id, content in _chosen(batch):
                 try:
-                    stored = await client.get_memory(user, item["id"])
+                    stored = await client.get_memory(user, item_id)
                 except NotFoundError:
                     continue
-                if stored.content != item["content"]:
-                    await client.delete_memory(user, item["id"])
+                if stored.content != content:
+                    await client.delete_memory(user, item_id)
             await client.add_memories(user, batch, wait=self.wait, space=self.space)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
@@ -405,24 +403,29 @@ def _items(
     metadatas: list[dict[str, Any]] | None,
     ids: list[str],
     vectors: list[list[float]] | None,
-) -> list[Item]:
+) -> list[MemoryIn]:
     """The memories to write; an id given twice is written once, as its last text."""
-    items: dict[str, Item] = {}
+    items: dict[uuid.UUID, MemoryIn] = {}
     for position, (content, langchain_id) in enumerate(zip(contents, ids, strict=True)):
         metadata = metadatas[position] if metadatas else None
-        item: Item = {
-            "id": str(memory_id(langchain_id)),
-            "content": content,
-            "metadata": stored_metadata(langchain_id, metadata),
-        }
-        if vectors is not None:
-            item["vector"] = [float(x) for x in vectors[position]]  # numpy floats too
-        items.pop(item["id"], None)
-        items[item["id"]] = item
+        item_id = memory_id(langchain_id)
+        items.pop(item_id, None)
+        items[item_id] = MemoryIn(
+            content=content,
+            metadata=stored_metadata(langchain_id, metadata),
+            id=item_id,
+            # numpy floats too (LangChain's fake embeddings give them)
+            vector=[float(x) for x in vectors[position]] if vectors is not None else None,
+        )
     return list(items.values())
 
 
-def _batches(items: list[Item], size: int) -> Iterable[list[Item]]:
+def _chosen(batch: list[MemoryIn]) -> list[tuple[uuid.UUID | str, str]]:
+    """(id, content) of each memory of a batch (every one has an id)."""
+    return [(item.id, item.content) for item in batch if item.id is not None]
+
+
+def _batches(items: list[MemoryIn], size: int) -> Iterable[list[MemoryIn]]:
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
