@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import NamedTuple
+from uuid import UUID
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from models.db.rows import fetch_all
 from models.types import FailureReason as FailureReason
 from models.types import QueueDepth as QueueDepth
-from models.types import SpaceCounts
+from models.types import SpaceCounts, Status
 from models.types import SpaceStatus as SpaceStatus
 
 
@@ -85,3 +88,24 @@ async def space_counts(conn: AsyncConnection) -> dict[str, SpaceCounts]:
         )
         for space, c in counts.items()
     }
+
+
+class ItemState(msgspec.Struct, frozen=True, kw_only=True):
+    """An item's embedding job in one space."""
+
+    space: str
+    status: Status
+    attempts: int
+    error: str | None
+    updated_at: datetime
+
+
+async def item_states(conn: AsyncConnection, user_id: str, item_id: UUID) -> list[ItemState]:
+    """The item's embedding state in every space it has a job in, by space."""
+    return await fetch_all(
+        conn,
+        class_row(ItemState),
+        "SELECT space, status, attempts, last_error AS error, updated_at FROM embed_state "
+        "WHERE user_id = %s AND item_id = %s ORDER BY space",
+        [user_id, item_id],
+    )

@@ -99,9 +99,16 @@ async def authenticate(runtime: Runtime, connection: Connection) -> Principal:
     """The key in the request's ``Authorization`` header; the same 401 for any bad key, or a
     429 once the client's address is past its limit of them (``FailedKeys``)."""
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-    token = token.strip()
+    return await authenticate_token(
+        runtime, connection, token.strip() if scheme.lower() == "bearer" else ""
+    )
+
+
+async def authenticate_token(runtime: Runtime, connection: Connection, token: str) -> Principal:
+    """The key ``token`` (from a header, or the console's session cookie), checked as
+    ``authenticate`` checks it: the same 401 for any bad key, counted against the address."""
     principal = None
-    if scheme.lower() == "bearer" and token:
+    if token:
         if keys.matches_bootstrap(token, runtime.settings.server.admin_key):
             return _BOOTSTRAP
         principal = await runtime.keys.verify(
@@ -152,6 +159,12 @@ async def rate_limit_headers(message: Message, scope: Scope) -> None:
         (b"ratelimit-remaining", b"%d" % left),
         (b"ratelimit-reset", b"%d" % reset),
     ]
+
+
+def admit(connection: Connection, principal: Principal) -> None:
+    """Leave ``principal`` as the request's caller, as ``authenticated`` does (the console
+    signs its callers in from a cookie): ``acts_on_path_user`` and ``principal`` read it."""
+    _state(connection)[_PRINCIPAL] = principal
 
 
 def provide_runtime(state: State) -> Runtime:

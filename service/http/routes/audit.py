@@ -50,10 +50,10 @@ class AuditController(Controller):
         ``until`` (exclusive) times."""
         where = AuditFilter(
             action=action,
-            actor=None if actor is None else _actor(actor),
+            actor=None if actor is None else actor_id(actor),
             user_id=None if user_id is None else check_user_id(user_id),
-            since=None if since is None else _aware("since", since),
-            until=None if until is None else _aware("until", until),
+            since=None if since is None else aware_time("since", since),
+            until=None if until is None else aware_time("until", until),
         )
         found = await runtime.across_users(
             audit.list_entries, limit=limit + 1, before=cursor, where=where
@@ -63,7 +63,7 @@ class AuditController(Controller):
         return AuditPage(entries=found[:limit], next_cursor=found[limit - 1].id)
 
 
-def _actor(actor: str) -> str:
+def actor_id(actor: str) -> str:
     """A key id as the log holds it: the bootstrap key's name, or a UUID in lower case."""
     if actor == BOOTSTRAP_KEY_ID:
         return actor
@@ -73,7 +73,7 @@ def _actor(actor: str) -> str:
         raise InvalidInput(f"actor must be a key id (a UUID) or {BOOTSTRAP_KEY_ID!r}") from None
 
 
-def _aware(name: str, when: datetime) -> datetime:
+def aware_time(name: str, when: datetime) -> datetime:
     """A time with its offset: one without would be read in the database's time zone."""
     if when.tzinfo is None:
         raise InvalidInput(f"{name} must be an RFC 3339 time with an offset: 2026-01-01T00:00:00Z")

@@ -1,0 +1,1 @@
+"""The web console at ``/console/``: server-rendered pages on the core calls the routes make."""

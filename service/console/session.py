@@ -1,0 +1,136 @@
+"""Signing in to the console with an Engram key, and the guards of its pages.
+
+The key lives in a session cookie (``HttpOnly``, ``SameSite=Strict``, no expiry: it goes
+when the browser ends the session or the user signs out). Every request checks it as the
+API checks an ``Authorization`` header (``service/http/auth.py``): a revoked key is signed
+out at once, and a bad key counts against the client address's limit of failed keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.handlers import BaseRouteHandler
+from litestar.response import Redirect
+
+from models.errors import EngramError, Forbidden, Unauthenticated
+from models.types import Principal
+from models.validation import check_user_id
+from service.console.render import FORM, page
+from service.http.auth import Connection, admit, authenticate_token, runtime_of
+
+COOKIE = "engram_console"
+PATH = "/console"
+_SIGNED_IN = "engram_console_signed_in"
+
+
+class SignedOut(Unauthenticated):
+    """No console session: the browser is sent to the sign-in page."""
+
+
+async def signed_in(connection: Connection, handler: BaseRouteHandler) -> None:
+    """Guard: the session's key is valid (else the sign-in page), charged one request."""
+    state: dict[str, Any] = connection.scope["state"]
+    if _SIGNED_IN in state:
+        return
+    token = connection.cookies.get(COOKIE)
+    if not token:
+        raise SignedOut("sign in with an Engram key")
+    runtime = runtime_of(connection)
+    principal = await authenticate_token(runtime, connection, token)
+    admit(connection, principal)
+    state[_SIGNED_IN] = principal
+    await runtime.limiter.charge(principal.key_id)
+
+
+async def admin_page(connection: Connection, handler: BaseRouteHandler) -> None:
+    """Guard, after ``signed_in``: an admin key, else 403."""
+    if not caller(connection).is_admin:
+        raise Forbidden("this page needs an admin key")
+
+
+async def own_user(connection: Connection, handler: BaseRouteHandler) -> None:
+    """Guard, after ``signed_in``: the key may act on the user in the path, else 403."""
+    user_id = check_user_id(connection.path_params["user_id"])
+    principal = caller(connection)
+    if not principal.is_admin and principal.user_id != user_id:
+        raise Forbidden("this key may not see this user")
+
+
+def caller(connection: Connection) -> Principal:
+    """Who is signed in, as ``signed_in`` found them."""
+    principal: Principal = connection.scope["state"][_SIGNED_IN]
+    return principal
+
+
+def session_cookie(request: Connection, token: str) -> Cookie:
+    """The cookie that holds ``token`` for the browser's session, for the console only."""
+    return Cookie(
+        key=COOKIE,
+        value=token,
+        path=PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def forget(response: Response[Any]) -> Response[Any]:
+    """``response``, telling the browser to drop the session cookie."""
+    response.delete_cookie(COOKIE, path=PATH)
+    return response
+
+
+def home(principal: Principal) -> str:
+    """Where a caller starts: the users (an admin), or the key's own user."""
+    return f"{PATH}/users" if principal.is_admin else f"{PATH}/users/{principal.user_id}"
+
+
+class SessionController(Controller):
+    """The sign-in page, signing in and out."""
+
+    path = PATH
+
+    @get("/sign-in")
+    async def sign_in_page(self, request: Request[Any, Any, Any]) -> Response[str]:
+        return page(request, "sign_in.html", signed_out=request.query_params.get("signed_out"))
+
+    @post("/sign-in", opt=FORM)
+    async def sign_in(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Sign in with the key in the form; a bad key answers the form again with a 401."""
+        form = await request.form()
+        token = str(form.get("key", "")).strip()
+        try:
+            principal = await authenticate_token(runtime_of(request), request, token)
+        except EngramError as exc:
+            return page(
+                request, "sign_in.html", status=exc.status, error=_refusal(exc), signed_out=None
+            )
+        redirect = Redirect(home(principal), status_code=303)
+        redirect.set_cookie(session_cookie(request, token))
+        return redirect
+
+    @post("/sign-out", opt=FORM)
+    async def sign_out(self) -> Response[Any]:
+        """Forget the key: the cookie is deleted."""
+        return forget(Redirect(f"{PATH}/sign-in?signed_out=1", status_code=303))
+
+    @get("/")
+    async def index(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        if not request.cookies.get(COOKIE):
+            return Redirect(f"{PATH}/sign-in", status_code=303)
+        await signed_in(request, request.route_handler)
+        return Redirect(home(caller(request)), status_code=303)
+
+
+def _refusal(exc: EngramError) -> str:
+    if isinstance(exc, Unauthenticated):
+        return "That key is not valid: it may be mistyped or revoked."
+    return str(exc)
+
+
+# Every page of one user's data is guarded by these; every other page by the first.
+USER_PAGE_GUARDS = [signed_in, own_user]
+SIGNED_IN_GUARDS = [signed_in]
