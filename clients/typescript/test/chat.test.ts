@@ -4,6 +4,7 @@
  * call the running Engram.
  */
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 import type { LanguageModelV3CallOptions, LanguageModelV3GenerateResult } from "@ai-sdk/provider";
 import { MockLanguageModelV3 } from "ai/test";
@@ -85,4 +86,21 @@ test("a chat remembers through its tools and recalls in a later conversation", a
       ["assistant", "A vegetarian place it is."],
     ],
   );
+});
+
+test("docs/typescript.md shows the code of examples/chat-memory.ts", async () => {
+  const read = (path: string) => readFile(new URL(path, import.meta.url), "utf8");
+  const doc = await read("../../../../docs/typescript.md");
+  const example = (await read("../../examples/chat-memory.ts")).split("\n");
+  const shown = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)]
+    .map((block) => block[1]!)
+    .filter((code) => /function (memoryTools|chatTurn)/.test(code));
+  assert.equal(shown.length, 2);
+  // each line shown is in the example, in the same order (the example may comment more)
+  let at = 0;
+  for (const line of shown.join("\n").split("\n")) {
+    const found = example.indexOf(line, at);
+    assert.ok(found >= 0, `docs/typescript.md shows a line examples/chat-memory.ts lacks: ${line}`);
+    at = found + 1;
+  }
 });
