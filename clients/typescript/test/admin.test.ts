@@ -40,7 +40,8 @@ describe("keys", () => {
     await admin.revokeKey(adminKey.id);
     await admin.revokeKey(created.id);
 
-    const entries = await admin.auditLog({ action: "key.create", user_id: userId, since: new Date(Date.now() - 3_600_000) }).toArray();
+    const since = new Date(Date.now() - 3_600_000);
+    const entries = await admin.auditLog({ action: "key.create", user_id: userId, since }).toArray();
     assert.deepEqual(
       entries.map((entry) => [entry.action, entry.target]),
       [["key.create", created.id]],
