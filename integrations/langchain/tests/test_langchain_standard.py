@@ -28,7 +28,7 @@ class TestEngramVectorStore(VectorStoreIntegrationTests):
     """Each test gets a fresh user: an empty store."""
 
     @pytest.fixture
-    async def vectorstore(  # type: ignore[override]
+    async def vectorstore(
         self,
         engram_url: str,
         new_user: Callable[[], tuple[str, str]],
