@@ -630,3 +630,37 @@ def _config_error(error: BaseException) -> ConfigError | None:
             if (found := _config_error(inner)) is not None:
                 return found
     return None
+
+
+def call_tool(
+    http: httpx.Client, headers: dict[str, str], name: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """One MCP tool call posted to ``/mcp``: its result."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+    answer = http.post(
+        "/mcp", json=message, headers={"Accept": "application/json, text/event-stream", **headers}
+    )
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()["result"]
+    return result
+
+
+def test_mcp_tools_on_an_external_memory_space_are_clear_tool_errors(http, user, db):
+    """The tools take no vectors: remembering, recalling or asking for context in an
+    external memory space is a tool error that says why, and writes nothing."""
+    user_id, headers = user
+    calls = {
+        "remember": ({"content": "I like tea"}, "vector is required"),
+        "recall": ({"query": "tea"}, "needs the query's vector"),
+        "get_context": ({"query": "tea"}, "needs the query's vector"),
+    }
+    for tool, (arguments, reason) in calls.items():
+        result = call_tool(http, headers, tool, arguments)
+        assert result["isError"] is True, (tool, result)
+        assert reason in result["content"][0]["text"], (tool, result)
+    assert user_rows(db, user_id, "vec_langchain_6") == (0, 0, 0)
