@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
+import msgspec
 from engram_client import AsyncEngram, ConflictError, Engram, MemoryIn, NotFoundError
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -58,6 +58,7 @@ class EngramVectorStore(VectorStore):
         space: str | None = None,
         wait: bool = True,
         batch_size: int = 500,
+        batch_bytes: int = 4 * 1024 * 1024,
         timeout: float = 60.0,
     ) -> None:
         if embedding is not None and space is None:
@@ -73,6 +74,7 @@ class EngramVectorStore(VectorStore):
         self.space = space
         self.wait = wait
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
         self._client = client if given else Engram(url, api_key, timeout=timeout)
         self._async_client = async_client if given else AsyncEngram(url, api_key, timeout=timeout)
         self._owns_clients = not given
@@ -135,7 +137,7 @@ class EngramVectorStore(VectorStore):
         contents = list(texts)
         chosen = _ids_for(contents, metadatas, ids, kwargs)
         vectors = self.embedding.embed_documents(contents) if self.embedding else None
-        for batch in _batches(_items(contents, metadatas, chosen, vectors), self.batch_size):
+        for batch in self._batches(_items(contents, metadatas, chosen, vectors)):
             self._write(batch)
         return chosen
 
@@ -151,9 +153,25 @@ class EngramVectorStore(VectorStore):
         contents = list(texts)
         chosen = _ids_for(contents, metadatas, ids, kwargs)
         vectors = await self.embedding.aembed_documents(contents) if self.embedding else None
-        for batch in _batches(_items(contents, metadatas, chosen, vectors), self.batch_size):
+        for batch in self._batches(_items(contents, metadatas, chosen, vectors)):
             await self._awrite(batch)
         return chosen
+
+    def _batches(self, items: list[MemoryIn]) -> Iterator[list[MemoryIn]]:
+        """The items in requests of at most ``batch_size`` items and about ``batch_bytes``
+        of JSON (Engram refuses bodies over ``ENGRAM_MAX_BODY_BYTES``, 10 MiB by default;
+        one item over the size goes alone)."""
+        batch: list[MemoryIn] = []
+        size = 0
+        for item in items:
+            item_size = len(msgspec.json.encode(item))
+            if batch and (len(batch) == self.batch_size or size + item_size > self.batch_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append(item)
+            size += item_size
+        if batch:
+            yield batch
 
     def _write(self, batch: list[MemoryIn]) -> None:
         client, user = self.client, self.user_id
@@ -423,12 +441,6 @@ def _items(
 def _chosen(batch: list[MemoryIn]) -> list[tuple[uuid.UUID | str, str]]:
     """(id, content) of each memory of a batch (every one has an id)."""
     return [(item.id, item.content) for item in batch if item.id is not None]
-
-
-def _batches(items: list[MemoryIn], size: int) -> Iterable[list[MemoryIn]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
 
 
 def _deletable(ids: list[str] | None, kwargs: dict[str, Any]) -> list[uuid.UUID]:

@@ -1,5 +1,5 @@
 """Installed into a bare virtual environment beside the client, as a user of LangChain would
-install it, langchain-engram requires the client and langchain-core only, and importing it
+install it, langchain-engram requires the client, langchain-core and msgspec only, and importing it
 loads nothing of Engram's server."""
 
 from __future__ import annotations
@@ -71,4 +71,4 @@ def test_importing_the_installed_package_loads_nothing_of_the_server(
     assert [m for m in loaded if m.split(".")[0] in SERVER + HEAVY] == []
     assert found["findable"] == [], "the bare environment holds nothing of the server"
     names = sorted(r.split(">")[0].split("<")[0] for r in found["requires"])
-    assert names == ["engram-client", "langchain-core"]
+    assert names == ["engram-client", "langchain-core", "msgspec"]

@@ -15,6 +15,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import VectorStoreRetriever
 from langchain_engram import EngramRetriever, EngramVectorStore
 from langchain_engram._ids import ID_KEY, NAMESPACE
+from langchain_engram.vectorstores import _items
 
 NewUser = Callable[[], tuple[str, str]]
 
@@ -151,11 +152,19 @@ def test_an_id_given_twice_in_one_call_is_written_once_as_its_last_text(
     assert [d.page_content for d in store.get_by_ids(["same"])] == ["new words"]
 
 
-def test_large_adds_go_in_batches(engram_url: str, new_user: NewUser) -> None:
+def test_large_adds_go_in_batches_of_a_number_and_a_size(
+    engram_url: str, new_user: NewUser
+) -> None:
     user_id, key = new_user()
+    texts = [f"note number {n}" for n in range(5)] + ["a long note " + "word " * 500]
     with EngramVectorStore(user_id, url=engram_url, api_key=key, batch_size=2) as store:
-        ids = store.add_texts([f"note number {n}" for n in range(5)])
-        assert len(store.get_by_ids(ids)) == 5
+        ids = store.add_texts(texts)
+        assert [d.page_content for d in store.get_by_ids(ids)] == texts
+    with EngramVectorStore(user_id, url=engram_url, api_key=key, batch_bytes=1000) as store:
+        batches = list(store._batches(_items(texts, None, ids, None)))
+        assert [len(batch) for batch in batches] == [5, 1]  # the long note goes alone
+        more = store.add_texts([f"{text} again" for text in texts])
+        assert len(store.get_by_ids(more)) == 6
 
 
 def test_delete_removes_from_search_and_ignores_unknown_ids(facts: EngramVectorStore) -> None:
