@@ -6,7 +6,7 @@ imports the other.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 from uuid import UUID
 
 EMBED_QUEUE = "embeddings"
@@ -28,3 +28,9 @@ class Job(NamedTuple):
     space: str
     user_id: str
     item_id: UUID
+
+
+# Which jobs a claim serves first (models/jobs/outbox.py): ``interactive`` (memories,
+# messages, single documents, anything written with ``wait``), then ``bulk`` (batches of
+# documents, imports, space fills).
+Lane = Literal["interactive", "bulk"]

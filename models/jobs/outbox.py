@@ -8,7 +8,6 @@ was computed from is still the current content.
 
 from __future__ import annotations
 
-from typing import Literal
 from uuid import UUID
 
 from psycopg import AsyncConnection, sql
@@ -16,14 +15,11 @@ from psycopg.rows import class_row, scalar_row
 
 from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import Space
-from models.jobs.messages import Job, Key
+from models.jobs.messages import Job, Key, Lane
 from models.observe import audit
 from models.types import Claim, Embedded, FailedJob
 
-# Lanes, in the order claims serve them (migration 0020). ``interactive``: memories,
-# messages, single documents, anything written with ``wait``; ``bulk``: batches of
-# documents, imports, space fills.
-Lane = Literal["interactive", "bulk"]
+# in the order claims serve them (migration 0020)
 LANES: tuple[Lane, ...] = ("interactive", "bulk")
 
 

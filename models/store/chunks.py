@@ -16,7 +16,7 @@ from psycopg.rows import class_row, scalar_row
 from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import Space
 from models.ingest.chunking import Chunk
-from models.jobs.messages import Job, Key
+from models.jobs.messages import Job, Key, Lane
 from models.store.items import content_hash, delete_vectors
 
 # The chunks being worked on: the pending generation while there is one, else the live one.
@@ -31,7 +31,10 @@ async def add_chunks(
     chunks: list[Chunk],
     spaces: list[str],
     request_id: str | None,
+    *,
+    lane: Lane,
 ) -> list[Job]:
+    """Insert a generation of a document's chunks, each with a job in every space."""
     return await fetch_all(
         conn,
         class_row(Job),
@@ -45,8 +48,8 @@ async def add_chunks(
                         %(tokens)s::int[]) AS c(i, content, hash, tokens)
             RETURNING user_id, id, content_hash
         )
-        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id)
-        SELECT c.user_id, c.id, s.space, 'chunk', c.content_hash, %(request_id)s
+        INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, request_id, lane)
+        SELECT c.user_id, c.id, s.space, 'chunk', c.content_hash, %(request_id)s, %(lane)s
         FROM created c CROSS JOIN unnest(%(spaces)s::text[]) AS s(space)
         RETURNING space, user_id, item_id
         """,
@@ -60,6 +63,7 @@ async def add_chunks(
             "tokens": [c.tokens for c in chunks],
             "spaces": spaces,
             "request_id": request_id,
+            "lane": lane,
         },
     )
 

@@ -21,7 +21,7 @@ from models.embedding.spaces import Space
 from models.errors import NotFound
 from models.ingest.chunking import Chunk
 from models.jobs import fills
-from models.jobs.messages import Job
+from models.jobs.messages import Job, Lane
 from models.store import chunks
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.store.items import lock_writes
@@ -78,11 +78,13 @@ async def write_documents(
     items: list[NewDocument],
     *,
     request_id: str | None = None,
+    lane: Lane = "interactive",
 ) -> WrittenDocuments:
     """Write a batch: new documents, replacements, and no-ops for content already there.
 
     The same content in the same collection (by id, or without an id by content) embeds
-    nothing again. New content for a known id starts a replacement.
+    nothing again. New content for a known id starts a replacement. Its chunks' jobs go
+    to ``lane``.
     """
     batch_id = uuid4()
     async with conn.transaction():
@@ -100,7 +102,7 @@ async def write_documents(
                 doc_id = item.id or uuid4()
                 await _insert(conn, user_id, doc_id, space, collection, batch_id, item)
                 created += await chunks.add_chunks(
-                    conn, user_id, doc_id, 1, item.chunks, spaces, request_id
+                    conn, user_id, doc_id, 1, item.chunks, spaces, request_id, lane=lane
                 )
                 known[doc_id] = known[item.content_hash] = _Stored(
                     id=doc_id,
@@ -113,7 +115,7 @@ async def write_documents(
             else:
                 doc_id = existing.id
                 created += await _update(
-                    conn, user_id, existing, collection, batch_id, item, spaces, request_id
+                    conn, user_id, existing, collection, batch_id, item, spaces, request_id, lane
                 )
             answer.append(doc_id)
         found = {d.id: d for d in await get_documents(conn, user_id, answer)}
@@ -198,6 +200,7 @@ async def _update(
     item: NewDocument,
     spaces: list[str],
     request_id: str | None,
+    lane: Lane,
 ) -> list[Job]:
     """Same content: only the descriptive fields change. New content: a new generation."""
     doc_id = existing.id
@@ -212,7 +215,7 @@ async def _update(
     if not same_as_live and not same_as_pending:
         pending = max(existing.generation, existing.pending_generation or 0) + 1
         created = await chunks.add_chunks(
-            conn, user_id, doc_id, pending, item.chunks, spaces, request_id
+            conn, user_id, doc_id, pending, item.chunks, spaces, request_id, lane=lane
         )
     await conn.execute(
         """

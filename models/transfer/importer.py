@@ -357,15 +357,17 @@ class _Writer:
         await self.conn.execute(
             """
             INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, status,
-                                     last_error, request_id)
-            SELECT %(user)s, t.id, t.space, %(kind)s, t.hash, t.status, t.error, %(request_id)s
+                                     last_error, request_id, lane)
+            SELECT %(user)s, t.id, t.space, %(kind)s, t.hash, t.status, t.error, %(request_id)s,
+                   'bulk'
             FROM unnest(%(ids)s::uuid[], %(spaces)s::text[], %(hashes)s::bytea[],
                         %(statuses)s::text[], %(errors)s::text[])
                  AS t(id, space, hash, status, error)
             ON CONFLICT (user_id, item_id, space) DO UPDATE
             SET content_hash = EXCLUDED.content_hash, status = EXCLUDED.status, attempts = 0,
-                last_error = EXCLUDED.last_error, claimed_until = NULL, queued_at = now(), updated_at = now(),
-                pending_since = now(), request_id = EXCLUDED.request_id
+                last_error = EXCLUDED.last_error, claimed_until = NULL, queued_at = now(),
+                updated_at = now(), pending_since = now(), request_id = EXCLUDED.request_id,
+                lane = 'bulk'
             """,
             {
                 "user": self.user_id,

@@ -1,16 +1,20 @@
 """Fair claims: the interactive lane goes first, and within a lane the users take turns.
 
 Claims are made by hand on a database of this module's own, where no worker runs, so each
-test sees exactly the jobs it wrote.
+test sees exactly the jobs it wrote; the last test runs the real worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import uuid
 from collections import Counter
 from typing import Any
+
+import pytest
+from support.processes import wait_until
 
 from models.db.pool import create_pool
 from models.db.scope import ALL_USERS, run_scoped
@@ -135,3 +139,50 @@ def test_a_user_whose_jobs_are_all_held_does_not_stop_the_turns(quiet_db):
     )
     later = waiting(conn, "c-later", 1)
     assert claim(database.app_url, 1) == [[("c-later", later[0])]]
+
+
+WORDS = ("river", "stone", "lantern", "harbour", "meadow", "copper", "violin", "orchard")
+
+
+def paragraphs(rng: random.Random, count: int) -> str:
+    """``count`` paragraphs of about 200 words: about one chunk each."""
+    return "\n\n".join(
+        " ".join(rng.choice(WORDS) for _ in range(200)).capitalize() + "." for _ in range(count)
+    )
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_chat_memory_is_embedded_while_another_users_bulk_load_waits(client, db, new_user):
+    """A batch of documents is bulk work: a memory written afterwards, by someone else, with
+    ``wait``, is ready long before the batch, however many wake-ups the batch sent first."""
+    loader, loader_headers = new_user()
+    chatter, chatter_headers = new_user()
+    rng = random.Random(7)
+    docs = [{"content": paragraphs(rng, 5), "title": f"doc {n}"} for n in range(120)]
+    answer = client.post(
+        f"/v1/users/{loader}/documents", json={"documents": docs}, headers=loader_headers
+    )
+    assert answer.status_code == 202, answer.text
+
+    def pending(user: str) -> int:
+        row = db.execute(
+            "SELECT count(*) FROM embed_state WHERE user_id = %s AND status = 'pending'", [user]
+        ).fetchone()
+        return int(row[0])
+
+    bulk = pending(loader)
+    assert bulk >= 550  # more wake-up messages' worth, ahead of the chat's in Redis
+    chat = client.post(
+        f"/v1/users/{chatter}/memories",
+        json={"memories": [{"content": "The train to Lyon leaves at nine."}], "wait": True},
+        headers=chatter_headers,
+    )
+    left = pending(loader)
+    assert chat.status_code == 200 and chat.json()["memories"][0]["status"] == "ready"
+    assert left > bulk / 2, f"{left} of {bulk} bulk chunks still waiting"
+    lanes = db.execute(
+        "SELECT DISTINCT lane FROM embed_state WHERE user_id = %s", [loader]
+    ).fetchall()
+    assert lanes == [("bulk",)]
+    # the rest of the suite should not wait behind this module's bulk load
+    wait_until(lambda: pending(loader) == 0, timeout=240, what="the bulk load embedded")

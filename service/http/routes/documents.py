@@ -17,6 +17,7 @@ from litestar.params import Body, Parameter
 from models.errors import InvalidInput
 from models.ingest.chunking import ChunkSpec, split_text
 from models.ingest.extract import file_text
+from models.jobs.messages import Lane
 from models.settings import Limits
 from models.store import documents
 from models.store.documents import Batch, ChunkOut, Document, NewDocument
@@ -105,8 +106,9 @@ class DocumentController(Controller):
         again; new content for a known id replaces its chunks atomically once embedded.
         """
         accepted = await _ingest(
-            runtime, owner, principal, data.documents, data.collection, data.space
-        )
+            runtime, owner, principal, data.documents, data.collection, data.space,
+            lane=lane_of(len(data.documents), wait=data.wait),
+        )  # fmt: skip
         return await _answer(request, runtime, owner, accepted, wait=data.wait)
 
     @post(
@@ -144,7 +146,10 @@ class DocumentController(Controller):
                 raise InvalidInput(f"{name} is larger than {limits.max_document_bytes} bytes")
             text, kind = await asyncio.to_thread(file_text, name, upload.content_type, raw)
             docs.append(DocumentIn(content=text, title=name, source=name, format=kind))
-        accepted = await _ingest(runtime, owner, principal, docs, data.collection, data.space)
+        accepted = await _ingest(
+            runtime, owner, principal, docs, data.collection, data.space,
+            lane=lane_of(len(docs), wait=data.wait),
+        )  # fmt: skip
         return await _answer(request, runtime, owner, accepted, wait=data.wait)
 
     @get("/", responses=ERRORS)
@@ -204,6 +209,8 @@ async def _ingest(
     docs: list[DocumentIn],
     collection: str,
     space_name: str | None,
+    *,
+    lane: Lane,
 ) -> AcceptedDocuments:
     limits = runtime.settings.limits
     if len(docs) > limits.max_batch:
@@ -235,9 +242,16 @@ async def _ingest(
         collection,
         items,
         request_id=current_request_id(),
+        lane=lane,
     )
     await runtime.wakeups.embed(written.jobs)
     return AcceptedDocuments(batch_id=written.batch_id, documents=written.documents)
+
+
+def lane_of(documents: int, *, wait: bool) -> Lane:
+    """A batch of several documents, unless written with ``wait``, is bulk work: a single
+    document and anything a client waits for go ahead of it (models/jobs/outbox.py)."""
+    return "bulk" if documents > 1 and not wait else "interactive"
 
 
 def _new_documents(
