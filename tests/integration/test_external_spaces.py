@@ -25,7 +25,15 @@ from engram_client import AsyncEngram, Engram, InvalidRequestError, MemoryIn, Me
 from litestar.testing import TestClient
 from support.api import ADMIN
 from support.databases import fresh_database, servers_of_their_own
-from support.processes import REPO, Servers, answers, api_env, free_port, stop_process
+from support.processes import (
+    REPO,
+    Servers,
+    answers,
+    api_env,
+    free_port,
+    start_worker,
+    stop_process,
+)
 
 from models.embedding.spaces import MINILM_384, external_space
 from models.embedding.tables import create_missing_tables
@@ -664,3 +672,19 @@ def test_mcp_tools_on_an_external_memory_space_are_clear_tool_errors(http, user,
         assert result["isError"] is True, (tool, result)
         assert reason in result["content"][0]["text"], (tool, result)
     assert user_rows(db, user_id, "vec_langchain_6") == (0, 0, 0)
+
+
+def test_a_worker_starts_with_external_spaces_and_never_claims_their_items(servers, http, user, db):
+    """The worker checks the external tables' dims without a provider to probe, and finds
+    no work in an external space: its items never become jobs."""
+    user_id, headers = user
+    worker = start_worker(servers, **SPACE_ENV)
+    try:
+        stored = store(http, user_id, headers, vectors(4, 6, seed=17))
+        time.sleep(3)  # several of the worker's sweeps
+        states = db.execute(
+            "SELECT status, attempts FROM embed_state WHERE user_id = %s", [user_id]
+        ).fetchall()
+        assert states == [("ready", 0)] * len(stored)
+    finally:
+        stop_process(worker)
