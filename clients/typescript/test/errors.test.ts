@@ -16,7 +16,7 @@ import {
   RequestTimeoutError,
   TransportError,
 } from "@engram/client";
-import { ENGRAM_URL, admin, newUser, rejection } from "./support.js";
+import { ENGRAM_URL, admin, newUser, otherEngram, rejection } from "./support.js";
 
 describe("typed errors", async () => {
   const { userId, engram } = await newUser("ts-err");
@@ -71,7 +71,7 @@ describe("typed errors", async () => {
   });
 
   test("429: past the key's rate limit, with when to try again", async (t) => {
-    const limited = process.env.ENGRAM_LIMITED_URL;
+    const limited = otherEngram("ENGRAM_LIMITED_URL");
     if (!limited) {
       t.skip("set ENGRAM_LIMITED_URL to an Engram with a small ENGRAM_RATE_LIMIT_PER_MINUTE");
       return;

@@ -38,3 +38,16 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
   }
   throw new Error("expected the call to fail, and it succeeded");
 }
+
+/**
+ * The URL of another Engram a few tests need (a small rate limit, an external space), from
+ * `variable`: without it they are skipped, unless ENGRAM_TEST_NO_SKIP is set (as `make test`
+ * does), when its absence is an error.
+ */
+export function otherEngram(variable: string): string | undefined {
+  const url = process.env[variable];
+  if (!url && process.env.ENGRAM_TEST_NO_SKIP) {
+    throw new Error(`${variable} is not set, and ENGRAM_TEST_NO_SKIP asks for every test`);
+  }
+  return url || undefined;
+}
