@@ -18,8 +18,9 @@ test("src/schema.ts is generated from the running Engram's OpenAPI document", as
   if (fresh !== committed) {
     const lines = diffLines(committed, fresh);
     throw new Error(
-      `src/schema.ts is stale against ${location}: run npm run generate (ENGRAM_URL=${ENGRAM_URL}) ` +
-        `and commit it.\nFirst differences (- committed, + served):\n${lines.join("\n")}`,
+      `src/schema.ts is stale against ${location}: run npm run generate in clients/typescript ` +
+        "with an Engram of this checkout running (make run; ENGRAM_URL if not http://127.0.0.1:8000), " +
+        `and commit src/schema.ts.\nFirst differences (- committed, + served):\n${lines.join("\n")}`,
     );
   }
 });
