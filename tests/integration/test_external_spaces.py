@@ -10,6 +10,7 @@ Searches are checked against a brute-force ranking over the same vectors.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -418,6 +419,9 @@ def test_a_search_in_an_external_space_needs_the_query_vector(http, user):
     covering = search(http, user_id, headers, query="apple", vector=[1, 0, 0, 0, 0, 0])
     assert covering.status_code == 200, covering.text
     assert covering.json()["spaces"] == [SMALL, MINILM_384.name]
+    # the vector alone fits one space only: the documents' space needs 384 numbers
+    alone = search(http, user_id, headers, vector=[1, 0, 0, 0, 0, 0])
+    assert alone.status_code == 422 and f"space {MINILM_384.name} needs 384" in error_of(alone)
 
 
 def test_documents_and_fills_in_an_external_space_are_422s(http, user, db):
@@ -688,3 +692,43 @@ def test_a_worker_starts_with_external_spaces_and_never_claims_their_items(serve
         assert states == [("ready", 0)] * len(stored)
     finally:
         stop_process(worker)
+
+
+@pytest.mark.slow
+def test_engram_run_makes_the_tables_and_serves_the_spaces(tmp_path):
+    """``engram run`` on a new home: its embedded database gets the external tables as it
+    is migrated, and the space takes vectors at once."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    env |= {"ENGRAM_HOME": str(tmp_path), "ENGRAM_PORT": str(port), **SPACE_ENV}
+    log = tmp_path / "run.log"
+    with open(log, "wb") as output:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "service.ops.cli", "run"],
+            env=env,
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "Engram is running at" not in log.read_text(errors="replace"):
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {(tmp_path / 'admin.key').read_text().strip()}"}
+        url = f"http://127.0.0.1:{port}"
+        spaces = {s["name"]: s for s in httpx.get(f"{url}/v1/spaces", headers=admin).json()}
+        assert spaces[BIG]["storage"] == "halfvec" and spaces[SMALL]["provider"] == "external"
+        body = {"memories": [{"content": "Run note.", "vector": [1, 2, 3, 4, 5, 6]}]}
+        added = httpx.post(f"{url}/v1/users/ann/memories", json=body, headers=admin)
+        assert added.status_code == 202 and added.json()["memories"][0]["status"] == "ready"
+        query = {"vector": [1, 2, 3, 4, 5, 6], "space": SMALL}
+        found = httpx.post(f"{url}/v1/users/ann/search", json=query, headers=admin)
+        assert found.json()["results"][0]["content"] == "Run note."
+    finally:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
