@@ -190,3 +190,15 @@ def test_failed_sign_ins_count_against_the_address_as_the_apis_failed_keys(stric
     assert strict_console.get("/v1/users/someone/memories").status_code == 429
     # the admin key is served as ever
     assert sign_in(strict_console, ADMIN_KEY).status_code == 303
+
+
+def test_over_https_the_session_cookie_is_secure(console):
+    page = console.get("https://testserver.local/console/sign-in")
+    answer = console.post(
+        "https://testserver.local/console/sign-in",
+        data={"key": ADMIN_KEY, "_csrf_token": form_token(page.text)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}="))
+    assert "secure" in {part.strip().lower() for part in cookie.split(";")}
