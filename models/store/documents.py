@@ -267,6 +267,7 @@ async def list_documents(
     cursor: str | None = None,
     collection: str | None = None,
     status: Status | None = None,
+    batch_id: UUID | None = None,
 ) -> tuple[list[Document], str | None]:
     """A page of documents, newest first, and the next page's cursor (None at the end)."""
     after = decode_newest_first(cursor)
@@ -274,6 +275,7 @@ async def list_documents(
         SELECT * FROM ({_DOCUMENT}
             WHERE d.user_id = %(user)s
               AND (%(collection)s::text IS NULL OR d.collection = %(collection)s)
+              AND (%(batch)s::uuid IS NULL OR d.batch_id = %(batch)s)
               AND (%(after_at)s::timestamptz IS NULL
                    OR (d.created_at, d.id) < (%(after_at)s, %(after_id)s))
         ) docs
@@ -285,6 +287,7 @@ async def list_documents(
         "user": user_id,
         "collection": collection,
         "status": status,
+        "batch": batch_id,
         "after_at": after[0] if after else None,
         "after_id": after[1] if after else None,
         "limit": limit + 1,

@@ -26,6 +26,7 @@ from models.errors import InvalidInput
 from models.jobs.wakeups import WakeUps
 from models.search.languages import verify_text_config
 from models.settings import Settings
+from service.console.app import console_router
 from service.http.auth import (
     provide_owner,
     provide_principal,
@@ -163,6 +164,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
                 ],
             ),
             mcp.handler,  # the tools for agents (service/mcp), behind the same keys
+            console_router(settings),  # the web console at /console (service/console)
             docs_assets(),
         ],
         lifespan=[lifespan, mcp.lifespan],
