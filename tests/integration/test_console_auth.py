@@ -4,6 +4,7 @@ sign-out and revocation, failed sign-ins counted as the API's failed keys."""
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -202,3 +203,14 @@ def test_over_https_the_session_cookie_is_secure(console):
     assert answer.status_code == 303
     cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}="))
     assert "secure" in {part.strip().lower() for part in cookie.split(";")}
+
+
+def test_keys_signed_in_with_never_reach_the_logs(console, new_user, caplog):
+    caplog.set_level(logging.DEBUG)
+    _, headers = new_user()
+    key = headers["Authorization"].split()[1]
+    sign_in(console, key)
+    console.get("/console/spaces")
+    sign_in(console, key[:-4] + "AAAA")
+    assert key not in caplog.text
+    assert key[:-4] not in caplog.text
