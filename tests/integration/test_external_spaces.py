@@ -438,6 +438,14 @@ def test_documents_and_fills_in_an_external_space_are_422s(http, user, db):
     assert db.execute("SELECT count(*) FROM space_fills").fetchone() == (0,)
 
 
+def test_an_external_space_is_not_dropped(http, user, db):
+    user_id, headers = user
+    store(http, user_id, headers, vectors(2, 2500, seed=18), space=BIG)
+    dropped = http.delete(f"/v1/spaces/{BIG}", headers=ADMIN)
+    assert dropped.status_code == 409 and "could not be made again" in error_of(dropped)
+    assert user_rows(db, user_id, "vec_big_2500") == (2, 2, 2)
+
+
 def test_patching_content_needs_a_new_vector(http, user, db):
     user_id, headers = user
     (memory,) = store(http, user_id, headers, vectors(1, 6, seed=12))

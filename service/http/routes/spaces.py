@@ -60,8 +60,14 @@ class SpaceController(Controller):
 
     @delete("/{name:str}", status_code=200, responses=ERRORS, guards=[admin_only])
     async def drop(self, principal: Principal, name: str, runtime: Runtime) -> DroppedSpace:
-        """Drop the space's vectors and jobs (not its items); refused for a default space."""
+        """Drop the space's vectors and jobs (not its items); refused for a default space,
+        and for an external one (nothing could make its vectors again)."""
         space = _named(runtime, name)
+        if space.external:
+            raise Conflict(
+                f"space {name} is external: its vectors come from its clients alone and "
+                "could not be made again; delete its memories instead"
+            )
         if space.default_for:
             raise Conflict(
                 f"space {name} is the default for {', '.join(space.default_for)}: "
