@@ -153,6 +153,7 @@ def test_bad_parameters_are_a_page_with_a_4xx(console, new_user):
         f"/console/users/{user}/memories?metadata=[1",
         "/console/users/bad%20id",
         "/console/audit?since=yesterday",
+        "/console/status?refresh=1",
     ):
         answer = console.get(path)
         assert 400 <= answer.status_code < 500, (path, answer.status_code)
@@ -214,3 +215,12 @@ def test_keys_signed_in_with_never_reach_the_logs(console, new_user, caplog):
     sign_in(console, key[:-4] + "AAAA")
     assert key not in caplog.text
     assert key[:-4] not in caplog.text
+
+
+def test_the_figures_reload_themselves_when_asked(console):
+    sign_in(console, ADMIN_KEY)
+    for path in ("/console/status", "/console/spaces"):
+        assert 'http-equiv="refresh"' not in console.get(path).text
+        page = console.get(f"{path}?refresh=5").text
+        assert '<meta http-equiv="refresh" content="5">' in page
+        assert "Stop reloading" in page

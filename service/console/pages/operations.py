@@ -31,6 +31,8 @@ from service.http.runtime import Runtime
 
 PAGE_SIZE = 50
 Cursor = Annotated[str | None, Parameter(max_length=512)]
+# how often a page of figures reloads itself, in seconds (none: it does not)
+Reload = Annotated[int | None, Parameter(ge=2, le=3600)]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
 
@@ -72,11 +74,18 @@ class OperationPages(Controller):
         return Redirect(f"{PATH}/jobs?retried={item_id}", status_code=303)
 
     @get("/spaces")
-    async def spaces(self, request: Request[Any, Any, Any], runtime: Runtime) -> Response[str]:
-        """Each space with its items by state and how far its fill has got."""
+    async def spaces(
+        self, request: Request[Any, Any, Any], runtime: Runtime, refresh: Reload = None
+    ) -> Response[str]:
+        """Each space with its items by state and how far its fill has got (``refresh``:
+        the page reloads itself that often, in seconds)."""
         described = await describe_spaces(runtime, caller(request), runtime.spaces.all())
         return page(
-            request, "spaces.html", spaces=described, filling=request.query_params.get("filling")
+            request,
+            "spaces.html",
+            spaces=described,
+            filling=request.query_params.get("filling"),
+            refresh=refresh,
         )
 
     @post("/spaces/{name:str}/backfill", guards=[admin_page], opt=FORM)
@@ -155,7 +164,9 @@ class OperationPages(Controller):
         )  # fmt: skip
 
     @get("/status", guards=[admin_page])
-    async def status(self, request: Request[Any, Any, Any], runtime: Runtime) -> Response[str]:
+    async def status(
+        self, request: Request[Any, Any, Any], runtime: Runtime, refresh: Reload = None
+    ) -> Response[str]:
         """Jobs by space and state, throughput, the broker's queue and the common errors."""
         found = {s.space: s for s in await runtime.across_users(status.space_status)}
         names = runtime.spaces.names()
@@ -164,6 +175,7 @@ class OperationPages(Controller):
         return page(
             request, "status.html", spaces=spaces, queue=await runtime.wakeups.queue_depth(),
             failures=await runtime.across_users(status.failure_reasons, limit=10),
+            refresh=refresh,
         )  # fmt: skip
 
 
