@@ -65,7 +65,7 @@ export interface EngramOptions {
    * server's wait for a write with `wait: true` (30 s by default).
    */
   timeoutMs?: number;
-  /** Headers sent with every call (an admin key's `X-Engram-User` is for `/mcp` only). */
+  /** Headers sent with every call. */
   headers?: Record<string, string>;
   /** The `fetch` to use; default the global one. */
   fetch?: typeof fetch;
