@@ -202,7 +202,13 @@ def contains(value: Any, wanted: Any) -> bool:
         return isinstance(value, list) and all(
             any(contains(item, part) for item in value) for part in wanted
         )
+    if _number(value) and _number(wanted):
+        return bool(value == wanted)  # JSON numbers compare by value: 1 holds 1.0
     return bool(value == wanted and type(value) is type(wanted))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _matching(
