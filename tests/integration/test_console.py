@@ -1,6 +1,7 @@
 """The web console in a real browser: Playwright driving Debian's Chromium against a real
 `engram api` process and a real worker. Sign in (with the keyboard alone too), browse a user,
-edit and delete a memory, search and preview a context, retry a failed job, create and revoke
+edit and delete a memory, documents, batches and sessions with their states, search and
+preview a context, retry a failed job, fill a space, create and revoke
 a key, a user key kept to its user, a form without its token refused, sign-out, and a phone's
 screen. With ENGRAM_CONSOLE_SCREENSHOTS set to a folder, the main pages are photographed
 into it (``make console-screenshots`` writes docs/console/)."""
@@ -191,6 +192,59 @@ def test_the_search_playground_and_the_context_preview(api, open_page):
     shot(page, "context")
 
 
+def test_documents_batches_and_sessions_with_their_states(api, open_page, db):
+    user, headers, _ = new_user(api, "docs")
+    written = api.post(
+        f"/v1/users/{user}/documents",
+        json={
+            "documents": [
+                {"title": "Handbook", "content": "Holidays are booked in the portal. " * 60},
+                {"title": "Menu", "content": "Soup of the day, bread, and tea."},
+            ],
+            "wait": True,
+        },
+        headers=headers,
+    ).json()
+    menu = written["documents"][1]
+    chunk = db.execute(
+        "SELECT id FROM chunks WHERE user_id = %s AND document_id = %s",
+        [user, menu["id"]],
+    ).fetchone()[0]
+    fail(db, user, str(chunk), error="provider said 400: chunk refused (console test)")
+    api.post(f"/v1/users/{user}/sessions", json={"id": "day-1"}, headers=headers)
+    turns = [
+        {"role": "user", "content": "What is for lunch?"},
+        {"role": "assistant", "content": "Soup of the day."},
+    ]
+    api.post(
+        f"/v1/users/{user}/sessions/day-1/messages",
+        json={"messages": turns, "wait": True},
+        headers=headers,
+    )
+    page = open_page()
+    sign_in(page, ADMIN_KEY)
+    page.goto(f"/console/users/{user}/documents")
+    rows = page.get_by_role("table", name="Documents, newest first")
+    assert "Handbook" in rows.inner_text() and "Menu" in rows.inner_text()
+    page.get_by_label("State").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    assert page.get_by_role("row").filter(has_text="Menu").count() == 1
+    assert page.get_by_role("row").filter(has_text="Handbook").count() == 0
+    page.get_by_role("link", name="Menu").click()
+    assert "chunk refused (console test)" in page.locator("ol.items").inner_text()
+    page.get_by_role("link", name="Its batch").click()
+    fields = page.locator("dl.fields").inner_text()
+    assert "Failed\n1" in fields and "Ready\n1" in fields and "Total\n2" in fields
+    assert page.locator("ul.items > li").count() == 2
+
+    page.get_by_role("navigation", name=f"User {user}").get_by_role("link", name="Sessions").click()
+    page.get_by_role("link", name="day-1").click()
+    said = page.locator("ol.turns > li").all_inner_texts()
+    assert ["What is for lunch?" in said[0], "Soup of the day." in said[1]] == [True, True]
+    page.locator("ol.turns > li").first.get_by_role("link", name="its memory").click()
+    assert page.get_by_label("Content").input_value() == "What is for lunch?"
+
+
 def test_a_failed_job_is_retried_from_the_console(api, open_page, db):
     user, headers, _ = new_user(api, "retry")
     memory = add_memories(api, user, headers, ["This one will fail once."])[0]
@@ -211,6 +265,23 @@ def test_a_failed_job_is_retried_from_the_console(api, open_page, db):
     wait_until(ready, timeout=60, what="the retried memory to be embedded")
     page.reload()
     assert page.get_by_role("row").filter(has_text=user).count() == 0
+
+
+def test_a_space_is_filled_from_the_console_and_the_fill_is_audited(api, open_page):
+    page = open_page()
+    sign_in(page, ADMIN_KEY)
+    page.get_by_role("link", name="Spaces").click()
+    space = api.get("/v1/spaces", headers=ADMIN).json()[0]
+    progress = page.get_by_role("progressbar").first  # named by its label: "Embedded: n of m"
+    assert progress.get_attribute("max") is not None
+    assert "Embedded:" in page.locator("label[for=fill-1]").inner_text()
+    page.get_by_role("button", name=f"Fill {space['name']} with every existing item").click()
+    page.get_by_text(f"Filling {space['name']} with every existing item").wait_for()
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Action").select_option("space.fill")
+    page.get_by_role("button", name="Filter").click()
+    entries = page.get_by_role("table", name="Admin actions, newest first")
+    assert space["name"] in entries.get_by_role("row").nth(1).inner_text()
 
 
 def test_a_key_is_created_shown_once_and_revoked_and_its_session_ends(api, open_page):
