@@ -405,13 +405,23 @@ def test_signing_in_with_the_keyboard_alone(open_page):
 
 def test_a_phone_sized_screen(api, open_page):
     user, headers, _ = new_user(api, "phone")
-    add_memories(api, user, headers, ["Small screens need readable tables."])
+    memory = add_memories(api, user, headers, ["Small screens need readable tables."])[0]
     page = open_page(PHONE, is_mobile=True, has_touch=True)
     sign_in(page, ADMIN_KEY)
     for path in (
         f"/console/users?prefix={user}",
+        f"/console/users/{user}",
         f"/console/users/{user}/memories",
+        f"/console/users/{user}/memories/{memory['id']}",
+        f"/console/users/{user}/documents",
+        f"/console/users/{user}/sessions",
+        f"/console/users/{user}/search",
+        f"/console/users/{user}/context",
         "/console/status",
+        "/console/jobs",
+        "/console/spaces",
+        "/console/keys",
+        "/console/audit",
     ):
         page.goto(path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
