@@ -138,7 +138,10 @@ def _announce(
     else:
         return
     where = "ENGRAM_ADMIN_KEY" if settings.server.admin_key else str(settings.admin_key_file)
-    _say(settings, f"Engram is running at {url} (OpenAPI docs: {url}/schema)")
+    _say(
+        settings,
+        f"Engram is running at {url} (console: {url}/console/, OpenAPI docs: {url}/schema)",
+    )
     _say(settings, f"Admin key: {where}. Stop with Ctrl-C.")
 
 
