@@ -314,6 +314,13 @@ def test_filters_and_threshold(http, user):
     expected = [(i, s) for i, s in brute_force(matrix, query, 32) if s >= threshold]
     assert [h["id"] for h in above] == [stored[i]["id"] for i, _ in expected]
     assert all(h["similarity"] >= threshold for h in above)
+    # diversity re-ranks the nearest candidates: the nearest item still leads
+    diverse = search(
+        http, user_id, headers, space=SMALL, vector=query.tolist(), k=5, diversity=0.5
+    ).json()["results"]
+    assert (
+        len(diverse) == 5 and diverse[0]["id"] == stored[brute_force(matrix, query, 1)[0][0]]["id"]
+    )
 
 
 def test_hybrid_search_takes_query_and_vector(http, user):
