@@ -105,11 +105,16 @@ class Api:
         *,
         wait: bool = False,
         space: str | None = None,
+        replace: bool = False,
+        delete: Iterable[Id] = (),
     ) -> Call[list[AddedMemory]]:
         """Add memories, in order; with ``wait`` the answer comes once each is ``ready`` or
-        ``failed`` (or the server's wait runs out: then some are still ``pending``)."""
+        ``failed`` (or the server's wait runs out: then some are still ``pending``). With
+        ``replace`` a known id with other content takes the new one; ``delete`` deletes
+        memories in the same transaction: all of it is written, or nothing."""
         items = [MemoryIn(content=m) if isinstance(m, str) else m for m in memories]
         body = {"memories": items, "wait": wait, **present(space=space)}
+        body |= ({"replace": True} if replace else {}) | _deleting(delete)
         return Call(
             "POST",
             path("/v1/users/{}/memories", user_id),
@@ -541,6 +546,12 @@ class Api:
             "until": None if until is None else until.isoformat(),
         }
         return cursor_pages("/v1/audit", "entries", AuditEntry, params)
+
+
+def _deleting(ids: Iterable[Id]) -> dict[str, list[str]]:
+    """The body field deleting these memories, if any."""
+    chosen = [str(memory_id) for memory_id in ids]
+    return {"delete": chosen} if chosen else {}
 
 
 def _get_memory(user_id: str, memory_id: Id) -> Call[Memory]:

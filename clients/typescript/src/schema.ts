@@ -512,6 +512,8 @@ export interface components {
         };
         /** AddedMemories */
         AddedMemories: {
+            /** @default 0 */
+            deleted?: number;
             memories: components["schemas"]["AddedMemory"][];
         };
         /** AddedMemory */
@@ -541,7 +543,10 @@ export interface components {
         };
         /** AddMemories */
         AddMemories: {
-            memories: components["schemas"]["MemoryIn"][];
+            delete?: string[];
+            memories?: components["schemas"]["MemoryIn"][];
+            /** @default false */
+            replace?: boolean;
             space?: string | null;
             /** @default false */
             wait?: boolean;

@@ -48,9 +48,11 @@ class MemoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    memories: Annotated[list[MemoryIn], msgspec.Meta(min_length=1)]
+    memories: list[MemoryIn] = []  # at least one, unless ``delete`` names some
     wait: bool = False
     space: str | None = None  # default: the memory default space
+    replace: bool = False  # a known id with other content (or expired) takes the item's
+    delete: list[UUID] = []  # memories deleted in the same transaction (unknown: skipped)
 
 
 class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -76,15 +78,30 @@ class AddedMemory(Memory, frozen=True, kw_only=True):
 
 class AddedMemories(msgspec.Struct, kw_only=True):
     memories: list[AddedMemory]
+    deleted: int = 0  # the memories of ``delete`` that were deleted
 
 
-def _added(stored: list[Memory], duplicate: list[bool]) -> AddedMemories:
+def _added(stored: list[Memory], written: memories.Written) -> AddedMemories:
     return AddedMemories(
         memories=[
             AddedMemory(**msgspec.structs.asdict(memory), duplicate=dup)
-            for memory, dup in zip(stored, duplicate, strict=True)
-        ]
+            for memory, dup in zip(stored, written.duplicate, strict=True)
+        ],
+        deleted=written.deleted,
     )
+
+
+def check_batch(data: AddMemories, limits: Limits) -> None:
+    """Something to write or delete, within the batch limit, and no id both written and
+    deleted."""
+    if not data.memories and not data.delete:
+        raise InvalidInput("memories must not be empty (or delete must name memories)")
+    for name, count in (("memories", len(data.memories)), ("delete", len(data.delete))):
+        if count > limits.max_batch:
+            raise InvalidInput(f"at most {limits.max_batch} items in {name}")
+    written = {item.id for item in data.memories if item.id is not None}
+    if both := sorted(written.intersection(data.delete)):
+        raise InvalidInput(f"memory {both[0]} is both written and deleted")
 
 
 def new_memory(item: MemoryIn, limits: Limits, space: Space) -> NewMemory:
@@ -149,12 +166,12 @@ class MemoryController(Controller):
         an external space each brings its ``vector`` and is ready at once.
 
         Content the user already has (in the same session) is stored once: its answer is the
-        existing memory with ``duplicate`` true.
+        existing memory with ``duplicate`` true. With ``replace``, a known id with other
+        content takes the item's; ``delete`` deletes memories in the same transaction.
         """
         limits = runtime.settings.limits
-        if len(data.memories) > limits.max_batch:
-            raise InvalidInput(f"at most {limits.max_batch} items a batch")
-        await runtime.limiter.charge(principal.key_id, len(data.memories))
+        check_batch(data, limits)
+        await runtime.limiter.charge(principal.key_id, max(1, len(data.memories)))
         space = (
             runtime.spaces.get(data.space) if data.space else runtime.spaces.default_for("memory")
         )
@@ -169,13 +186,15 @@ class MemoryController(Controller):
             space,
             items,
             request_id=current_request_id(),
+            replace=data.replace,
+            delete=data.delete,
         )
         await runtime.wakeups.embed(written.jobs)
         stored = written.memories
         if not data.wait:
-            return Response(_added(stored, written.duplicate), status_code=202)
+            return Response(_added(stored, written), status_code=202)
         now, done = await _settled(request, runtime, owner, stored)
-        return Response(_added(now, written.duplicate), status_code=200 if done else 202)
+        return Response(_added(now, written), status_code=200 if done else 202)
 
     @get("/", responses=ERRORS)
     async def list_memories(
