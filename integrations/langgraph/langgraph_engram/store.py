@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 from uuid import UUID
 
-from engram_client import AsyncEngram, ConflictError, Engram
+from engram_client import AsyncEngram, Engram
 from engram_client.types import Memory, MemoryIn, SearchHit
 from langgraph.store.base import (
     BaseStore,
@@ -44,9 +44,9 @@ class EngramStore(BaseStore):
 
     A batch reads first, then writes: its gets and searches see the store as it was before
     its puts, as in LangGraph's ``InMemoryStore``; of several puts of one key the last wins.
-    Every write is checked before anything is sent. New items and puts whose text to embed
-    is unchanged go in one Engram batch, which is written whole or not at all; a put that
-    changes an item's text and a delete are one request each after it.
+    Every write is checked before anything is sent, and all of a batch's puts and deletes
+    are one Engram request (``replace`` and ``delete``), one transaction: written whole or
+    not at all.
 
     ``ttl`` (``default_ttl`` and ``refresh_on_read``) works as LangGraph's stores' does:
     minutes, made Engram's ``ttl_seconds``; an expired item is gone from every read at
@@ -239,6 +239,8 @@ class EngramStore(BaseStore):
         return list(items)
 
     def _writes(self, ops: list[Op]) -> Flow[None]:
+        """Every put and delete of the batch in one Engram request, one transaction: a
+        known item takes its new value and text (``replace``), deletes go with it."""
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for op in ops:
             if isinstance(op, PutOp):
@@ -251,44 +253,8 @@ class EngramStore(BaseStore):
         deletes = [
             mapping.item_id(op.namespace, op.key) for op in puts.values() if op.value is None
         ]
-        stored: list[Memory | None] = yield [
-            Request("get_memory", (self.user_id, memory.id), missing=True) for memory in stores
-        ]
-        whole = [m for m, old in zip(stores, stored, strict=True) if old is None or _same(m, old)]
-        changed = [m for m, old in zip(stores, stored, strict=True) if old and not _same(m, old)]
-        unknown = [m.id for m, old in zip(stores, stored, strict=True) if old is None]
-        if whole:
-            yield from self._add(whole, unknown)
-        if changed:
-            yield [self._replace(memory) for memory in changed]
-        if deletes:
-            yield [
-                Request("delete_memory", (self.user_id, memory_id), missing=True)
-                for memory_id in deletes
-            ]
-
-    def _add(self, memories: list[MemoryIn], unknown: list[Any]) -> Flow[None]:
-        """One Engram batch: every memory written, or none."""
-        add = Request("add_memories", (self.user_id, memories), {"wait": self.wait})
-        try:
-            yield add
-        except ConflictError:
-            # An expired memory keeps its id until the worker's sweep deletes it, and a
-            # write of that id is refused meanwhile: delete it (it is gone to every read).
-            yield [
-                Request("delete_memory", (self.user_id, memory_id), missing=True)
-                for memory_id in unknown
-            ]
-            yield add
-
-    def _replace(self, memory: MemoryIn) -> Request:
-        change = {
-            "content": memory.content,
-            "metadata": memory.metadata,
-            "ttl_seconds": memory.ttl_seconds,
-            "wait": self.wait,
-        }
-        return Request("update_memory", (self.user_id, memory.id), change)
+        options = {"wait": self.wait, "replace": True, "delete": deletes}
+        yield Request("add_memories", (self.user_id, stores), options)
 
     def _memory(self, op: PutOp, now: datetime) -> MemoryIn:
         value = mapping.check_value(op.value or {})
@@ -305,11 +271,6 @@ class EngramStore(BaseStore):
 
     def _fields(self, op: PutOp) -> Sequence[str]:
         return self.fields if op.index is None else list(op.index or ())
-
-
-def _same(memory: MemoryIn, stored: Memory) -> bool:
-    """Whether Engram takes this write as the stored memory again (same content)."""
-    return stored.content == memory.content
 
 
 def _reads_everything(op: Op) -> bool:

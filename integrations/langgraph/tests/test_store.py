@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -327,8 +329,15 @@ def test_a_batch_with_a_bad_write_changes_nothing(
     store = new_store(index={"fields": FIELDS})
     ns = ("atomic",)
     store.put(ns, "kept", {"text": "as it was", "v": 1})
+    store.put(ns, "edited", {"text": "the first text"})
+    store.put(ns, "deleted", {"text": "still here"}, ttl=60)
     before = seen(store.search(ns, limit=100))
-    good = [PutOp(ns, "kept", {"text": "as it was", "v": 2}), PutOp(ns, "new", {"text": "x"})]
+    good = [
+        PutOp(ns, "kept", {"text": "as it was", "v": 2}),  # a new value, the same text
+        PutOp(ns, "edited", {"text": "a second text"}),  # a new text, embedded again
+        PutOp(ns, "deleted", None),
+        PutOp(ns, "new", {"text": "x"}),
+    ]
     refused_here = [
         PutOp(ns, "bad", {"langgraph:key": "reserved"}),
         PutOp(ns, "bad", {"x": float("nan")}),
@@ -345,7 +354,16 @@ def test_a_batch_with_a_bad_write_changes_nothing(
         with pytest.raises(InvalidRequestError):
             store.batch([*good, bad])
     assert seen(store.search(ns, limit=100)) == before
-    assert len(list(admin.list_memories(store.user_id))) == 1
+    assert len(list(admin.list_memories(store.user_id))) == 3
+    assert [i.key for i in store.search(ns, query="the first text", limit=1)] == ["edited"]
+    store.batch(good)  # the same batch, without the bad write, is written whole
+    assert {i.key: i.value for i in store.search(ns, limit=100)} == {
+        "kept": {"text": "as it was", "v": 2},
+        "edited": {"text": "a second text"},
+        "new": {"text": "x"},
+    }
+    edited = store.search(ns, query="a second text", limit=1)
+    assert [i.key for i in edited] == ["edited"] and edited[0].score == pytest.approx(1, abs=1e-3)
 
 
 def test_ttl_expires_items_and_reads_refresh_it(new_store: Callable[..., EngramStore]) -> None:
@@ -431,3 +449,16 @@ def test_an_admin_key_acts_for_the_user_it_names(api_url: str, admin: Engram) ->
     with EngramStore(user_id, url=api_url, api_key=ADMIN_KEY) as store:
         store.put(("admin",), "k", {"text": "written for the user"})
         assert [m.metadata["langgraph:key"] for m in admin.list_memories(user_id)] == ["k"]
+
+
+def test_the_readme_example_prints_what_the_readme_says(
+    api_url: str, admin: Engram, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code, printed = re.findall(r"```python\n(.*?)```\n\n```\n(.*?)```", readme, re.DOTALL)[0]
+    user_id = f"lg-{uuid.uuid4().hex[:12]}"
+    key = admin.create_key(user_id).key
+    code = re.sub(r'EngramStore\(\s*"alice"', f"EngramStore({user_id!r}", code)
+    code = code.replace("http://127.0.0.1:8000", api_url).replace("egm_...", key)
+    exec(code, {})  # as a reader would paste it, with their URL, user and key
+    assert capsys.readouterr().out == printed
