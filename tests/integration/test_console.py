@@ -56,7 +56,11 @@ def open_page(browser: Any, api_url: str) -> Iterator[Any]:
         context = browser.new_context(base_url=api_url, viewport=viewport, **options)
         context.set_default_timeout(30_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.errors = []  # what the browser complained of: a refused script or style, say
+        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        return page
 
     yield make
     for context in contexts:
@@ -284,6 +288,26 @@ def test_a_space_is_filled_from_the_console_and_the_fill_is_audited(api, open_pa
     assert space["name"] in entries.get_by_role("row").nth(1).inner_text()
 
 
+def test_the_status_figures_reload_in_place(api, open_page):
+    page = open_page()
+    sign_in(page, ADMIN_KEY)
+    page.goto("/console/status")
+    page.get_by_role("link", name="Reload every 5 seconds").click()
+    assert page.get_by_role("link", name="Stop reloading").is_visible()
+    page.evaluate("window.stayed = true")  # gone if the page itself were loaded again
+    ready = page.get_by_role("row").nth(1).get_by_role("cell").nth(2)
+    before = int(ready.inner_text())
+    user, headers, _ = new_user(api, "status")
+    add_memories(api, user, headers, ["one more", "and another"])
+    page.wait_for_function(
+        f"() => Number(document.querySelectorAll('#figures tbody tr')[0]"
+        f".querySelectorAll('td')[2].textContent) >= {before + 2}",
+        timeout=20_000,
+    )
+    assert page.evaluate("window.stayed") is True
+    assert page.errors == []
+
+
 def test_a_key_is_created_shown_once_and_revoked_and_its_session_ends(api, open_page):
     admin = open_page()
     sign_in(admin, ADMIN_KEY)
@@ -426,6 +450,7 @@ def test_a_phone_sized_screen(api, open_page):
         page.goto(path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, path  # nothing wider than the screen
+    assert page.errors == []  # nothing the Content-Security-Policy refused, no script error
     page.goto(f"/console/users?prefix={user}")
     cell = page.get_by_role("cell").first
     assert "Memories" in page.evaluate(

@@ -222,5 +222,7 @@ def test_the_figures_reload_themselves_when_asked(console):
     for path in ("/console/status", "/console/spaces"):
         assert 'http-equiv="refresh"' not in console.get(path).text
         page = console.get(f"{path}?refresh=5").text
-        assert '<meta http-equiv="refresh" content="5">' in page
+        # without script the page reloads whole; with it, htmx reloads the figures in place
+        assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in page
+        assert 'hx-trigger="every 5s"' in page
         assert "Stop reloading" in page
