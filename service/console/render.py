@@ -17,6 +17,8 @@ from litestar.utils.scope.state import ScopeState
 
 from models.errors import InvalidInput
 
+# Where the console's guard leaves the signed-in caller, in the request's scope state.
+CALLER = "engram_console_signed_in"
 # A console form's route: its body is a form (service/http/app.py checks bodies by this).
 FORM = {"body": "application/x-www-form-urlencoded"}
 # the embedding states an item can be in, as filters offer them
@@ -25,8 +27,8 @@ STATES = ("pending", "ready", "failed")
 _HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -64,7 +66,7 @@ def page(
         .get_template(template)
         .render(
             path=connection.url.path,
-            principal=state.get("engram_console_signed_in"),
+            principal=state.get(CALLER),
             csrf_token=ScopeState.from_scope(connection.scope).csrf_token or "",
             **context,
         )

@@ -18,12 +18,11 @@ from litestar.response import Redirect
 from models.errors import EngramError, Forbidden, Unauthenticated
 from models.types import Principal
 from models.validation import check_user_id
-from service.console.render import FORM, page
+from service.console.render import CALLER, FORM, page
 from service.http.auth import Connection, admit, authenticate_token, runtime_of
 
 COOKIE = "engram_console"
 PATH = "/console"
-_SIGNED_IN = "engram_console_signed_in"
 
 
 class SignedOut(Unauthenticated):
@@ -33,7 +32,7 @@ class SignedOut(Unauthenticated):
 async def signed_in(connection: Connection, handler: BaseRouteHandler) -> None:
     """Guard: the session's key is valid (else the sign-in page), charged one request."""
     state: dict[str, Any] = connection.scope["state"]
-    if _SIGNED_IN in state:
+    if CALLER in state:
         return
     token = connection.cookies.get(COOKIE)
     if not token:
@@ -41,7 +40,7 @@ async def signed_in(connection: Connection, handler: BaseRouteHandler) -> None:
     runtime = runtime_of(connection)
     principal = await authenticate_token(runtime, connection, token)
     admit(connection, principal)
-    state[_SIGNED_IN] = principal
+    state[CALLER] = principal
     await runtime.limiter.charge(principal.key_id)
 
 
@@ -61,7 +60,7 @@ async def own_user(connection: Connection, handler: BaseRouteHandler) -> None:
 
 def caller(connection: Connection) -> Principal:
     """Who is signed in, as ``signed_in`` found them."""
-    principal: Principal = connection.scope["state"][_SIGNED_IN]
+    principal: Principal = connection.scope["state"][CALLER]
     return principal
 
 

@@ -19,7 +19,7 @@ from models.store.cursors import encode_cursor
 from models.types import Memory, Status
 from models.validation import check_session_id
 from service.console.render import FORM, STATES, chosen, page
-from service.console.session import PATH, USER_PAGE_GUARDS
+from service.console.session import PATH, USER_PAGE_GUARDS, caller
 from service.http.observe import current_request_id
 from service.http.routes.memories import MemoryChange, memory_patch
 from service.http.runtime import Runtime
@@ -91,7 +91,7 @@ class MemoryPages(Controller):
             return await _memory_page(
                 request, runtime, user_id, memory_id, error=str(exc), form=form, status=422
             )
-        principal = request.scope["state"]["engram_console_signed_in"]
+        principal = caller(request)
         await runtime.limiter.charge(principal.key_id, int(change.content is not msgspec.UNSET))
         written = await runtime.as_user(
             user_id,
