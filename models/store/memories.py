@@ -17,6 +17,7 @@ from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs import fills
 from models.jobs.messages import Job, Key
+from models.search.filters import FilterCompiler
 from models.store.cursors import decode_newest_first, newest_first_page
 from models.store.items import (
     LIVE_MEMORY,
@@ -427,18 +428,23 @@ async def list_memories(
     cursor: str | None = None,
     session_id: str | None = None,
     status: Status | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> tuple[list[Memory], str | None]:
-    """A page of memories, newest first, and the cursor of the next page (None at the end)."""
+    """A page of memories, newest first, and the cursor of the next page (None at the end);
+    ``metadata`` is a filter of search's language (``models.search.filters``)."""
     after = decode_newest_first(cursor)
+    matching = FilterCompiler("m.metadata")
+    condition = matching.compile(metadata) if metadata is not None else sql.SQL("TRUE")
     query = sql.SQL(
         f"SELECT {COLUMNS} {FROM} WHERE m.user_id = %(user_id)s AND {LIVE_MEMORY}"
         " AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)"
         " AND (%(status)s::text IS NULL OR e.status = %(status)s)"
+        " AND {condition}"
         " AND (%(after_at)s::timestamptz IS NULL"
         "      OR (m.created_at, m.id) < (%(after_at)s, %(after_id)s))"
         " ORDER BY m.created_at DESC, m.id DESC LIMIT %(limit)s"
-    )
-    params = {
+    ).format(condition=condition)
+    params = matching.params | {
         "user_id": user_id,
         "session_id": session_id,
         "status": status,

@@ -129,10 +129,17 @@ class Api:
         *,
         session_id: str | None = None,
         status: Status | None = None,
+        filter: Mapping[str, Any] | None = None,
         page_size: int = 100,
     ) -> Call[Page[Memory]]:
-        """Every memory of the user, newest first, fetched a page at a time as you iterate."""
-        params = {"limit": page_size, "session_id": session_id, "status": status}
+        """Every memory of the user, newest first, fetched a page at a time as you iterate;
+        ``filter`` keeps those whose metadata matches (search's filter language)."""
+        params = {
+            "limit": page_size,
+            "session_id": session_id,
+            "status": status,
+            "filter": None if filter is None else msgspec.json.encode(filter).decode(),
+        }
         return cursor_pages(path("/v1/users/{}/memories", user_id), "memories", Memory, params)
 
     @operation

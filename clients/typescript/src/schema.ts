@@ -4130,6 +4130,8 @@ export interface operations {
         parameters: {
             query?: {
                 cursor?: string | null;
+                /** @description a metadata filter: a JSON object, in search's filter language */
+                filter?: string | null;
                 limit?: number;
                 session_id?: string | null;
                 status?: "pending" | "ready" | "failed" | null;

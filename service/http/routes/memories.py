@@ -104,6 +104,20 @@ def check_batch(data: AddMemories, limits: Limits) -> None:
         raise InvalidInput(f"memory {both[0]} is both written and deleted")
 
 
+def metadata_filter(text: str | None) -> dict[str, Any] | None:
+    """The ``filter`` query parameter: a JSON object (its conditions are checked when it is
+    compiled), or None."""
+    if text is None:
+        return None
+    try:
+        conditions = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"filter must be a JSON object: {exc}") from None
+    if not isinstance(conditions, dict):
+        raise InvalidInput("filter must be a JSON object")
+    return conditions
+
+
 def new_memory(item: MemoryIn, limits: Limits, space: Space) -> NewMemory:
     """A memory to write into ``space``, checked: its vector is the client's in an external
     space (required there), and refused in a space the server embeds in."""
@@ -205,8 +219,16 @@ class MemoryController(Controller):
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         session_id: str | None = None,
         status: Status | None = None,
+        filter: Annotated[
+            str | None,
+            Parameter(
+                max_length=16384,
+                description="a metadata filter: a JSON object, in search's filter language",
+            ),
+        ] = None,
     ) -> MemoryList:
-        """List memories, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
+        """List memories, newest first; pass ``next_cursor`` back as ``cursor`` for more
+        (with the same filters)."""
         rows, next_cursor = await runtime.as_user(
             owner,
             memories.list_memories,
@@ -215,6 +237,7 @@ class MemoryController(Controller):
             cursor=cursor,
             session_id=session_id,
             status=status,
+            metadata=metadata_filter(filter),
         )
         return MemoryList(memories=rows, next_cursor=next_cursor)
 
