@@ -266,6 +266,22 @@ def server_filter(
     return clauses, exact
 
 
+def namespace_filter(prefixes: Sequence[Namespace], *, depth: int) -> dict[str, Any]:
+    """Engram's filter for items under each of ``prefixes`` (``*`` stands for any label) and
+    at least ``depth`` labels deep."""
+    clauses: dict[str, Any] = {KEY: {"$exists": True}}
+    for prefix in prefixes:
+        clauses |= {f"{LABEL}{i}": label for i, label in enumerate(prefix) if label != "*"}
+    if depth > 1:
+        clauses[DEPTH] = {"$gte": depth}
+    return clauses
+
+
+def canonical(conditions: Mapping[str, Any]) -> str:
+    """One text for equal filters."""
+    return json.dumps(conditions, sort_keys=True)
+
+
 def _filterable(field: Any) -> bool:
     return (
         isinstance(field, str)

@@ -118,21 +118,10 @@ class EngramStore(BaseStore):
         for op in ops:
             _check(op)
         results: list[Result] = [None] * len(ops)
-        if any(_reads_everything(op) for op in ops):
-            memories = yield Request(
-                "list_memories", (self.user_id,), {"page_size": PAGE}, listing=True
-            )
-            everything = [m for m in memories if mapping.is_item(m.metadata)]
-        else:
-            everything = []
         refresh: Refresh = {}
         yield from self._gets(ops, results, refresh)
         yield from self._searches(ops, results, refresh)
-        for i, op in enumerate(ops):
-            if isinstance(op, SearchOp) and not op.query:
-                results[i] = self._listed(op, everything, refresh)
-            elif isinstance(op, ListNamespacesOp):
-                results[i] = _namespaces(op, everything)
+        yield from self._listings(ops, results, refresh)
         if refresh:  # the TTLs of the items read start again (an item gone since is skipped)
             yield [
                 Request(
@@ -218,12 +207,37 @@ class EngramStore(BaseStore):
             and mapping.passes(mapping.value_of(hit.metadata), op.filter)
         ]
 
-    def _listed(self, op: SearchOp, everything: list[Memory], refresh: Refresh) -> list[Item]:
+    def _listings(self, ops: list[Op], results: list[Result], refresh: Refresh) -> Flow[None]:
+        """Searches without a query and namespace listings: the memories Engram's filter
+        keeps (the namespace's labels, the value's fields where it can say them), read
+        whole, a listing for each different filter."""
+        filters = {i: _listing_filter(op) for i, op in enumerate(ops) if _lists(op)}
+        if not filters:
+            return
+        distinct = {mapping.canonical(f): f for f in filters.values()}
+        answers: list[list[Memory]] = yield [
+            Request(
+                "list_memories", (self.user_id,), {"page_size": PAGE, "filter": f}, listing=True
+            )
+            for f in distinct.values()
+        ]
+        found = dict(zip(distinct, answers, strict=True))
+        for i, conditions in filters.items():
+            op = ops[i]
+            memories = [
+                m for m in found[mapping.canonical(conditions)] if mapping.is_item(m.metadata)
+            ]
+            if isinstance(op, SearchOp):
+                results[i] = self._listed(op, memories, refresh)
+            elif isinstance(op, ListNamespacesOp):
+                results[i] = _namespaces(op, memories)
+
+    def _listed(self, op: SearchOp, memories: list[Memory], refresh: Refresh) -> list[Item]:
         """A search without a query: the items under the prefix passing the filter, the
         latest put first."""
         found = [
             memory
-            for memory in everything
+            for memory in memories
             if mapping.in_prefix(mapping.namespace_of(memory.metadata), op.namespace_prefix)
             and mapping.passes(mapping.value_of(memory.metadata), op.filter)
         ]
@@ -273,8 +287,21 @@ class EngramStore(BaseStore):
         return self.fields if op.index is None else list(op.index or ())
 
 
-def _reads_everything(op: Op) -> bool:
+def _lists(op: Op) -> bool:
     return isinstance(op, ListNamespacesOp) or (isinstance(op, SearchOp) and not op.query)
+
+
+def _listing_filter(op: Op) -> dict[str, Any]:
+    """Engram's filter for the memories a listing may need (a superset: what it cannot say,
+    such as a suffix, is checked here)."""
+    if isinstance(op, SearchOp):
+        return mapping.server_filter(op.namespace_prefix, op.filter)[0]
+    assert isinstance(op, ListNamespacesOp)
+    conditions = op.match_conditions or ()
+    prefixes = [tuple(c.path) for c in conditions if c.match_type == "prefix"]
+    return mapping.namespace_filter(
+        prefixes, depth=max((len(c.path) for c in conditions), default=0)
+    )
 
 
 def _note_read(
@@ -291,10 +318,10 @@ def _note_hits(refresh: Refresh, hits: list[SearchHit], wanted: bool) -> None:
         _note_read(refresh, hit.id, hit.metadata, wanted)
 
 
-def _namespaces(op: ListNamespacesOp, everything: list[Memory]) -> list[tuple[str, ...]]:
+def _namespaces(op: ListNamespacesOp, memories: list[Memory]) -> list[tuple[str, ...]]:
     """The namespaces holding items, matching every condition, cut to ``max_depth``,
     sorted; as LangGraph's ``InMemoryStore`` lists them."""
-    namespaces = {mapping.namespace_of(memory.metadata) for memory in everything}
+    namespaces = {mapping.namespace_of(memory.metadata) for memory in memories}
     conditions = op.match_conditions or ()
     found = {ns for ns in namespaces if all(mapping.matches(c, ns) for c in conditions)}
     if op.max_depth is not None:
