@@ -73,6 +73,8 @@ def test_pages_of_a_filtered_list_add_up_to_it(client, user):
         ('{"tag": {"$regex": "x"}}', "unknown filter operator"),
         ('{"bad key!": 1}', "invalid filter key"),
         ('{"flag": {"$gt": true}}', "range operators take a number or a string"),
+        ('{"tag": "a\\u0000b"}', "must not contain NUL characters"),
+        ('{"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}', "nested deeper than"),
     ],
 )
 def test_a_bad_filter_is_a_422_saying_why(client, user, text, says):

@@ -19,6 +19,7 @@ from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import (
     check_content,
     check_event_time,
+    check_filter,
     check_metadata,
     check_session_id,
     client_vector,
@@ -104,9 +105,9 @@ def check_batch(data: AddMemories, limits: Limits) -> None:
         raise InvalidInput(f"memory {both[0]} is both written and deleted")
 
 
-def metadata_filter(text: str | None) -> dict[str, Any] | None:
-    """The ``filter`` query parameter: a JSON object (its conditions are checked when it is
-    compiled), or None."""
+def metadata_filter(text: str | None, limits: Limits) -> dict[str, Any] | None:
+    """The ``filter`` query parameter: a JSON object within the metadata limits (its grammar
+    is checked when it is compiled), or None."""
     if text is None:
         return None
     try:
@@ -115,7 +116,7 @@ def metadata_filter(text: str | None) -> dict[str, Any] | None:
         raise InvalidInput(f"filter must be a JSON object: {exc}") from None
     if not isinstance(conditions, dict):
         raise InvalidInput("filter must be a JSON object")
-    return conditions
+    return check_filter(conditions, limits)
 
 
 def new_memory(item: MemoryIn, limits: Limits, space: Space) -> NewMemory:
@@ -237,7 +238,7 @@ class MemoryController(Controller):
             cursor=cursor,
             session_id=session_id,
             status=status,
-            metadata=metadata_filter(filter),
+            metadata=metadata_filter(filter, runtime.settings.limits),
         )
         return MemoryList(memories=rows, next_cursor=next_cursor)
 
