@@ -141,7 +141,11 @@ def test_an_admin_browses_a_user_edits_and_deletes_a_memory(api, open_page):
 
 def test_filters_say_when_nothing_matches_and_pages_go_to_the_end(api, open_page):
     user, headers, _ = new_user(api, "pages")
-    add_memories(api, user, headers, [f"note number {n}" for n in range(55)])
+    notes = [{"content": f"note number {n}", "metadata": {"n": n}} for n in range(55)]
+    written = api.post(
+        f"/v1/users/{user}/memories", json={"memories": notes, "wait": True}, headers=headers
+    )
+    assert written.status_code == 200, written.text
     page = open_page()
     sign_in(page, ADMIN_KEY)
     page.goto(f"/console/users/{user}/memories")
@@ -150,13 +154,23 @@ def test_filters_say_when_nothing_matches_and_pages_go_to_the_end(api, open_page
     seen += page.locator("ol.items > li").count()
     assert seen == 55
     assert page.get_by_text("End of the list").is_visible()
-    page.get_by_label("Metadata holds (JSON)").fill('{"topic": "nowhere"}')
+
+    metadata = page.get_by_label("Metadata filter (JSON, as search takes it)")
+    metadata.fill('{"n": {"$gte": 3}, "$or": [{"n": {"$lt": 6}}, {"n": 54}]}')
+    page.get_by_role("button", name="Filter").click()
+    shown = page.locator("ol.items > li a").all_inner_texts()
+    assert sorted(shown) == sorted(f"note number {n}" for n in (3, 4, 5, 54))
+    metadata.fill('{"topic": "nowhere"}')
     page.get_by_role("button", name="Filter").click()
     empty = page.get_by_role("status")
     assert "No memories match" in empty.inner_text()
     assert 'metadata = {"topic": "nowhere"}' in empty.inner_text()
+    metadata.fill('{"n": {"$near": 1}}')
+    page.get_by_role("button", name="Filter").click()
+    assert "$near" in page.get_by_role("alert").inner_text()  # said, as a 422
+    page.go_back()
     page.get_by_label("State").select_option("failed")
-    page.get_by_label("Metadata holds (JSON)").fill("")
+    page.get_by_label("Metadata filter (JSON, as search takes it)").fill("")
     page.get_by_role("button", name="Filter").click()
     assert "state = failed" in page.get_by_role("status").inner_text()
 

@@ -1,5 +1,6 @@
-"""A user's memories: the list, filtered by session, state and metadata; one memory, its
-embedding state in every space, editing and deleting it."""
+"""A user's memories: the list, filtered by session, state and metadata (search's filter
+language, applied in the database); one memory, its embedding state in every space, editing
+and deleting it."""
 
 from __future__ import annotations
 
@@ -15,18 +16,15 @@ from litestar.response import Redirect
 from models.errors import InvalidInput
 from models.jobs import status as job_status
 from models.store import memories
-from models.store.cursors import encode_cursor
 from models.types import Memory, Status
 from models.validation import check_session_id
 from service.console.render import FORM, STATES, chosen, page
 from service.console.session import PATH, USER_PAGE_GUARDS, caller
 from service.http.observe import current_request_id
-from service.http.routes.memories import MemoryChange, memory_patch
+from service.http.routes.memories import MemoryChange, memory_patch, metadata_filter
 from service.http.runtime import Runtime
 
 PAGE_SIZE = 50
-# a metadata filter reads this many memories at most for one page of matches
-SCAN_LIMIT = 1000
 Cursor = Annotated[str | None, Parameter(max_length=512)]
 
 
@@ -43,24 +41,24 @@ class MemoryPages(Controller):
         cursor: Cursor = None,
         session_id: Annotated[str | None, Parameter(max_length=256)] = None,
         state_filter: Annotated[str | None, Parameter(query="state", max_length=16)] = None,
-        metadata: Annotated[str | None, Parameter(max_length=4096)] = None,
+        metadata: Annotated[str | None, Parameter(max_length=16384)] = None,
         deleted: UUID | None = None,
     ) -> Response[str]:
         """A page of memories, newest first; each filter is shown, and a filter that matches
         nothing says so."""
         item_state = cast(Status | None, chosen(state_filter, STATES, "state"))
         session = check_session_id(session_id or None)
-        wanted = _metadata_filter(metadata)
-        shown, next_cursor, scanned = await _matching(
-            runtime, user_id, cursor=cursor, session_id=session, status=item_state, wanted=wanted
-        )
+        wanted = metadata_filter((metadata or "").strip() or None, runtime.settings.limits)
+        shown, next_cursor = await runtime.as_user(
+            user_id, memories.list_memories, user_id, limit=PAGE_SIZE, cursor=cursor,
+            session_id=session, status=item_state, metadata=wanted,
+        )  # fmt: skip
         return page(
             request,
             "memories.html",
             user_id=user_id,
             memories=shown,
             next_cursor=next_cursor,
-            scanned=scanned,
             filters={
                 "session_id": session or "",
                 "state": item_state or "",
@@ -184,69 +182,3 @@ def _json_object(text: str, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(f'{name} must be a JSON object, like {{"topic": "travel"}}')
     return value
-
-
-def _metadata_filter(text: str | None) -> dict[str, Any] | None:
-    if not text or not text.strip():
-        return None
-    return _json_object(text, "the metadata filter")
-
-
-def contains(value: Any, wanted: Any) -> bool:
-    """Whether ``value`` holds ``wanted`` as JSON containment (``@>``) reads it."""
-    if isinstance(wanted, dict):
-        return isinstance(value, dict) and all(
-            key in value and contains(value[key], part) for key, part in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return isinstance(value, list) and all(
-            any(contains(item, part) for item in value) for part in wanted
-        )
-    if _number(value) and _number(wanted):
-        return bool(value == wanted)  # JSON numbers compare by value: 1 holds 1.0
-    return bool(value == wanted and type(value) is type(wanted))
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-async def _matching(
-    runtime: Runtime,
-    user_id: str,
-    *,
-    cursor: str | None,
-    session_id: str | None,
-    status: Status | None,
-    wanted: dict[str, Any] | None,
-) -> tuple[list[Memory], str | None, int]:
-    """A page of memories, the next page's cursor and how many were read. A metadata filter
-    reads pages of the list and keeps those that hold it, until a page is full, the list
-    ends, or ``SCAN_LIMIT`` memories were read (the cursor then continues the reading)."""
-    if wanted is None:
-        rows, next_cursor = await runtime.as_user(
-            user_id, memories.list_memories, user_id, limit=PAGE_SIZE, cursor=cursor,
-            session_id=session_id, status=status,
-        )  # fmt: skip
-        return rows, next_cursor, len(rows)
-    shown: list[Memory] = []
-    scanned = 0
-    while scanned < SCAN_LIMIT and len(shown) < PAGE_SIZE:
-        rows, next_page = await runtime.as_user(
-            user_id, memories.list_memories, user_id, limit=100, cursor=cursor,
-            session_id=session_id, status=status,
-        )  # fmt: skip
-        for row in rows:
-            scanned += 1
-            if contains(row.metadata, wanted):
-                shown.append(row)
-            if len(shown) == PAGE_SIZE:
-                return shown, _cursor_at(row) if row is not rows[-1] or next_page else None, scanned
-        cursor = next_page
-        if cursor is None:
-            return shown, None, scanned
-    return shown, cursor, scanned
-
-
-def _cursor_at(row: Memory) -> str:
-    return encode_cursor(row.created_at.isoformat(), str(row.id))
