@@ -12,6 +12,8 @@ import uuid
 import pytest
 from support.api import add_memories, search
 
+from models.search import statements
+
 pytestmark = pytest.mark.usefixtures("worker")
 
 TEXT_ONLY = {"vector": 0, "text": 1}
@@ -139,3 +141,30 @@ def test_text_statistics_follow_every_write(client, new_user, db):
     assert ("memory", "english", 2, 6) in recount  # "seven".."eleven" and "six"
     assert client.delete(f"/v1/users/{user}", headers=headers).status_code == 200
     assert kept() == []
+
+
+def test_common_words_score_but_do_not_make_candidates(client, new_user, monkeypatch):
+    """Past ``COMMON_FLOOR`` items, a word more than ``COMMON_SHARE`` of them hold ranks the
+    items another word of the query finds, and finds none itself (Lucene's common terms);
+    with every word common, the items holding all of them are ranked."""
+    user, headers = new_user()
+    harbour = [f"The harbour was quiet on day {n}." for n in range(6)]
+    lights = [f"The harbour lights were on at {n} o'clock." for n in range(2)]
+    zeppelin = ["A zeppelin flew over the harbour.", "The zeppelin landed in a field."]
+    add_memories(client, user, headers, [*harbour, *lights, *zeppelin])
+    plain = search(client, user, headers, query="harbour zeppelin", mode="hybrid",
+                   fusion=TEXT_ONLY, k=20)  # fmt: skip
+    assert {h["content"] for h in plain if h["score"] > 0} == {*harbour, *lights, *zeppelin}
+    monkeypatch.setattr(statements, "COMMON_FLOOR", 5)
+    monkeypatch.setattr(statements, "COMMON_SHARE", 0.3)
+    common = search(client, user, headers, query="harbour zeppelin", mode="hybrid",
+                    fusion=TEXT_ONLY, k=20)  # fmt: skip
+    assert [h["content"] for h in common if h["score"] > 0] == zeppelin
+    # up to the sample's size, a common word's df is its count: the scores are BM25's
+    scores = {h["content"]: h["score"] for h in plain}
+    assert {h["content"]: h["score"] for h in common if h["score"] > 0} == {
+        text: scores[text] for text in zeppelin
+    }
+    assert set(text_ranking(client, user, headers, "harbour lights", k=20)) == set(lights)
+    # every word common ("quiet" is in 6 of 10): the items holding both
+    assert set(text_ranking(client, user, headers, "quiet harbour", k=20)) == set(harbour)
