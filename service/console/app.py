@@ -26,8 +26,15 @@ from service.console.pages.operations import OperationPages
 from service.console.pages.search import SearchPages
 from service.console.pages.sessions import SessionPages
 from service.console.pages.users import UserPages
-from service.console.render import page
-from service.console.session import COOKIE, PATH, SessionController, SignedOut, forget
+from service.console.render import page, query
+from service.console.session import (
+    COOKIE,
+    PATH,
+    SessionController,
+    SignedOut,
+    back_to,
+    forget,
+)
 
 STATIC = Path(__file__).parent / "static"
 CSRF_COOKIE = "engram_console_csrf"
@@ -85,8 +92,11 @@ def _csrf(settings: Settings) -> CSRFConfig:
 def _engram_error(request: Request[Any, Any, Any], exc: EngramError) -> Response[Any]:
     if isinstance(exc, Unauthenticated):
         # no session, or its key is no longer valid (revoked): sign in again
-        reason = "" if isinstance(exc, SignedOut) else "?signed_out=invalid"
-        return forget(Redirect(f"{PATH}/sign-in{reason}", status_code=303))
+        reason = None if isinstance(exc, SignedOut) else "invalid"
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        after = back if request.method == "GET" else None  # a form is not sent again
+        where = query(signed_out=reason, next=back_to(after))
+        return forget(Redirect(f"{PATH}/sign-in{where}", status_code=303))
     response = _error_page(request, exc.status, str(exc))
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)

@@ -82,6 +82,16 @@ def forget(response: Response[Any]) -> Response[Any]:
     return response
 
 
+def back_to(path: str | None) -> str | None:
+    """A console page to return to after signing in: a path of the console, nothing else
+    (never another site: ``//host`` or a scheme)."""
+    if not path or not path.startswith(f"{PATH}/") or path.startswith("//") or "\\" in path:
+        return None
+    if path.startswith((f"{PATH}/sign-in", f"{PATH}/sign-out", f"{PATH}/static/")):
+        return None
+    return path
+
+
 def home(principal: Principal) -> str:
     """Where a caller starts: the users (an admin), or the key's own user."""
     return f"{PATH}/users" if principal.is_admin else f"{PATH}/users/{principal.user_id}"
@@ -94,20 +104,27 @@ class SessionController(Controller):
 
     @get("/sign-in")
     async def sign_in_page(self, request: Request[Any, Any, Any]) -> Response[str]:
-        return page(request, "sign_in.html", signed_out=request.query_params.get("signed_out"))
+        return page(
+            request,
+            "sign_in.html",
+            signed_out=request.query_params.get("signed_out"),
+            next_page=back_to(request.query_params.get("next")),
+        )
 
     @post("/sign-in", opt=FORM)
     async def sign_in(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Sign in with the key in the form; a bad key answers the form again with a 401."""
         form = await request.form()
         token = str(form.get("key", "")).strip()
+        next_page = back_to(str(form.get("next", "")))
         try:
             principal = await authenticate_token(runtime_of(request), request, token)
         except EngramError as exc:
             return page(
-                request, "sign_in.html", status=exc.status, error=_refusal(exc), signed_out=None
-            )
-        redirect = Redirect(home(principal), status_code=303)
+                request, "sign_in.html", status=exc.status, error=_refusal(exc), signed_out=None,
+                next_page=next_page,
+            )  # fmt: skip
+        redirect = Redirect(next_page or home(principal), status_code=303)
         redirect.set_cookie(session_cookie(request, token))
         return redirect
 

@@ -71,7 +71,7 @@ def test_a_bad_key_is_refused_with_the_form_again(console):
     assert "That key is not valid" in answer.text
     assert COOKIE not in console.cookies
     assert console.get("/console/users", follow_redirects=False).headers["location"] == (
-        "/console/sign-in"
+        "/console/sign-in?next=%2Fconsole%2Fusers"
     )
 
 
@@ -140,7 +140,7 @@ def test_a_revoked_key_is_signed_out_at_once(console):
     answer = console.get("/console/status", follow_redirects=False)
     assert (answer.status_code, answer.headers["location"]) == (
         303,
-        "/console/sign-in?signed_out=invalid",
+        "/console/sign-in?signed_out=invalid&next=%2Fconsole%2Fstatus",
     )
 
 
@@ -226,3 +226,28 @@ def test_the_figures_reload_themselves_when_asked(console):
         assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in page
         assert 'hx-trigger="every 5s"' in page
         assert "Stop reloading" in page
+
+
+def test_signing_in_returns_to_the_page_asked_for_and_nowhere_else(console, new_user):
+    user, _ = new_user()
+    asked = f"/console/users/{user}/memories?state=ready"
+    sent = console.get(asked, follow_redirects=False).headers["location"]
+    page = console.get(sent)
+    assert f'name="next" value="{asked.replace("&", "&amp;")}"' in page.text
+    answer = console.post(
+        "/console/sign-in",
+        data={"key": ADMIN_KEY, "next": asked, "_csrf_token": form_token(page.text)},
+        follow_redirects=False,
+    )
+    assert answer.headers["location"] == asked
+    console.cookies.clear()
+    for elsewhere in ("https://example.com/", "//example.com/console/", "/v1/keys", "/console\\x"):
+        page = console.get("/console/sign-in", params={"next": elsewhere})
+        assert 'name="next"' not in page.text
+        answer = console.post(
+            "/console/sign-in",
+            data={"key": ADMIN_KEY, "next": elsewhere, "_csrf_token": form_token(page.text)},
+            follow_redirects=False,
+        )
+        assert answer.headers["location"] == "/console/users", elsewhere
+        console.cookies.clear()
