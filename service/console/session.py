@@ -15,11 +15,17 @@ from litestar.datastructures import Cookie
 from litestar.handlers import BaseRouteHandler
 from litestar.response import Redirect
 
-from models.errors import EngramError, Forbidden, Unauthenticated
+from models.errors import EngramError, Unauthenticated
 from models.types import Principal
-from models.validation import check_user_id
 from service.console.render import CALLER, FORM, page
-from service.http.auth import Connection, admit, authenticate_token, runtime_of
+from service.http.auth import (
+    Connection,
+    acts_on_path_user,
+    admin_only,
+    admit,
+    authenticate_token,
+    runtime_of,
+)
 
 COOKIE = "engram_console"
 PATH = "/console"
@@ -42,20 +48,6 @@ async def signed_in(connection: Connection, handler: BaseRouteHandler) -> None:
     admit(connection, principal)
     state[CALLER] = principal
     await runtime.limiter.charge(principal.key_id)
-
-
-async def admin_page(connection: Connection, handler: BaseRouteHandler) -> None:
-    """Guard, after ``signed_in``: an admin key, else 403."""
-    if not caller(connection).is_admin:
-        raise Forbidden("this page needs an admin key")
-
-
-async def own_user(connection: Connection, handler: BaseRouteHandler) -> None:
-    """Guard, after ``signed_in``: the key may act on the user in the path, else 403."""
-    user_id = check_user_id(connection.path_params["user_id"])
-    principal = caller(connection)
-    if not principal.is_admin and principal.user_id != user_id:
-        raise Forbidden("this key may not see this user")
 
 
 def caller(connection: Connection) -> Principal:
@@ -147,6 +139,9 @@ def _refusal(exc: EngramError) -> str:
     return str(exc)
 
 
-# Every page of one user's data is guarded by these; every other page by the first.
-USER_PAGE_GUARDS = [signed_in, own_user]
+# Every page of one user's data is guarded by these, the routes' own check of the user in
+# the path after the session's; every other page by the first, and admin pages' by the API's
+# admin check after it.
+USER_PAGE_GUARDS = [signed_in, acts_on_path_user]
 SIGNED_IN_GUARDS = [signed_in]
+admin_page = admin_only

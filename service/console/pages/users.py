@@ -11,7 +11,8 @@ from litestar.response import Redirect
 from models.store import users
 from models.validation import check_user_id
 from service.console.render import page
-from service.console.session import PATH, SIGNED_IN_GUARDS, admin_page, own_user
+from service.console.session import PATH, SIGNED_IN_GUARDS, admin_page
+from service.http.auth import acts_on_path_user
 from service.http.routes.users import Prefix, user_page
 from service.http.runtime import Runtime
 
@@ -41,7 +42,7 @@ class UserPages(Controller):
             cursor=cursor,
         )  # fmt: skip
 
-    @get("/{user_id:str}", guards=[own_user])
+    @get("/{user_id:str}", guards=[acts_on_path_user])
     async def user(
         self, request: Request[Any, Any, Any], user_id: str, runtime: Runtime
     ) -> Response[str]:
