@@ -448,13 +448,7 @@ export class Engram {
   }
 }
 
-/** A path whose parts are each escaped as one segment ("." and ".." too). */
+/** A path whose parts are each escaped as one segment. */
 function route(strings: TemplateStringsArray, ...parts: string[]): string {
-  return strings.reduce((path, text, index) => path + segment(parts[index - 1] ?? "") + text);
-}
-
-function segment(part: string): string {
-  const escaped = encodeURIComponent(part);
-  // "." and ".." would be resolved away as relative paths: escape their dots too
-  return /^\.*$/.test(escaped) ? escaped.replaceAll(".", "%2E") : escaped;
+  return strings.reduce((path, text, index) => path + encodeURIComponent(parts[index - 1] ?? "") + text);
 }

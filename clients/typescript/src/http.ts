@@ -52,9 +52,8 @@ export class Http {
   constructor(private readonly options: HttpOptions) {}
 
   async send<T>(call: Call, options: RequestOptions = {}): Promise<T> {
-    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
-    const deadline = new Deadline(timeoutMs, options.signal);
     const url = this.url(call);
+    const deadline = new Deadline(options.timeoutMs ?? this.options.timeoutMs, options.signal);
     try {
       const response = await this.options.fetch(url, this.init(call, options, deadline.signal));
       this.rateLimit = rateLimitOf(response.headers) ?? this.rateLimit;
@@ -71,6 +70,10 @@ export class Http {
   }
 
   private url(call: Call): URL {
+    // URLs resolve "." and ".." segments (escaped too) away: such an id cannot be sent
+    if (call.path.split("/").some((part) => /^(\.|%2e){1,2}$/i.test(part))) {
+      throw new EngramError(`${call.method} ${call.path}: "." and ".." cannot be sent as path parts`);
+    }
     const url = new URL(this.options.baseUrl.replace(/\/+$/, "") + call.path);
     for (const [name, value] of Object.entries(call.query ?? {})) {
       if (value !== undefined && value !== null) {
