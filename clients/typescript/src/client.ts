@@ -132,7 +132,8 @@ export class Engram {
 
   /** Add memories (text, or `{content, metadata, session_id, ...}`), answered in order; with
    * `wait` the answer comes once each is `ready` or `failed` (or the server's wait runs out:
-   * then some are still `pending`). */
+   * then some are still `pending`). With `replace` a known id with other content takes the
+   * new one; `delete` deletes memories in the same transaction: all of it, or nothing. */
   async addMemories(
     userId: string,
     memories: ReadonlyArray<string | MemoryIn>,
@@ -146,9 +147,12 @@ export class Engram {
     return answer.memories;
   }
 
-  /** Every memory of the user, newest first, `limit` a page. */
+  /** Every memory of the user, newest first, `limit` a page; `filter` keeps those whose
+   * metadata matches (search's filter language). */
   listMemories(userId: string, params: ListMemoriesParams = {}, options?: RequestOptions): Listing<Memory> {
-    return this.#cursorListing(route`/v1/users/${userId}/memories`, "memories", params, options);
+    const { filter, ...rest } = params;
+    const query = { ...rest, filter: filter === undefined || filter === null ? filter : JSON.stringify(filter) };
+    return this.#cursorListing(route`/v1/users/${userId}/memories`, "memories", query, options);
   }
 
   /** One memory. */

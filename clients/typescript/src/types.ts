@@ -71,7 +71,10 @@ export type AddDocumentsParams = Omit<Schemas["AddDocuments"], "documents">;
 export type UploadParams = Omit<Schemas["FilesIn"], "files">;
 
 // the listings' filters; `limit` is the size of each page fetched
-export type ListMemoriesParams = Omit<Query<"/v1/users/{user_id}/memories", "get">, "cursor">;
+export type ListMemoriesParams = Omit<Query<"/v1/users/{user_id}/memories", "get">, "cursor" | "filter"> & {
+  /** Keeps the memories whose metadata matches, in search's filter language. */
+  filter?: Record<string, unknown> | null;
+};
 export type ListDocumentsParams = Omit<Query<"/v1/users/{user_id}/documents", "get">, "cursor">;
 export type ListSessionsParams = Omit<Query<"/v1/users/{user_id}/sessions", "get">, "cursor">;
 export type ListMessagesParams = Query<"/v1/users/{user_id}/sessions/{session_id}/messages", "get">;

@@ -1,5 +1,6 @@
 /** Memories, search and context through the client, against the running Engram. */
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 import { NotFoundError, type Memory } from "@engram/client";
 import { newUser, rejection } from "./support.js";
@@ -58,6 +59,38 @@ describe("memories", async () => {
     assert.ok(error instanceof NotFoundError, String(error));
     assert.equal(error.status, 404);
     assert.equal(error.code, "not_found");
+  });
+
+  test("replaced and deleted in one batch; listed by a metadata filter", async () => {
+    const { userId: owner, engram: client } = await newUser("ts-replace");
+    const id = randomUUID();
+    await client.addMemories(owner, [{ id, content: "The gate code is 1234.", metadata: { kind: "code" } }]);
+    const [kept] = await client.addMemories(owner, [{ content: "The shed is blue.", metadata: { kind: "shed" } }]);
+    const replaced = await client.addMemories(
+      owner,
+      [{ id, content: "The gate code is 9876.", metadata: { kind: "code" } }],
+      { replace: true, delete: [kept!.id], wait: true },
+    );
+    assert.deepEqual(
+      replaced.map((memory) => [memory.id, memory.content, memory.status]),
+      [[id, "The gate code is 9876.", "ready"]],
+    );
+    assert.ok((await rejection(client.getMemory(owner, kept!.id))) instanceof NotFoundError);
+
+    const chore = { content: "Bins go out on Monday.", metadata: { kind: "chore" } };
+    await client.addMemories(owner, ["A note without a kind.", chore]);
+    const filter = { kind: { $in: ["code", "chore"] } };
+    const found = await client.listMemories(owner, { filter, limit: 1 }).toArray();
+    assert.deepEqual(
+      found.map((memory) => memory.content),
+      ["Bins go out on Monday.", "The gate code is 9876."],
+    );
+    const only = await client.addMemories(owner, [], { delete: [id] });
+    assert.deepEqual(only, []);
+    assert.deepEqual(
+      (await client.listMemories(owner, { filter: { kind: "code" } }).toArray()).map((memory) => memory.id),
+      [],
+    );
   });
 
   test("listed to the end, a page at a time, newest first", async () => {
