@@ -28,20 +28,22 @@ async def claim(
 ) -> list[Claim]:
     """Claim up to ``limit`` of the space's waiting jobs, fairly; each claim counts an attempt.
 
-    The interactive lane's jobs go before the bulk lane's. Within a lane the users take
-    turns (each one's oldest waiting job, then each one's second...), starting after the
-    user the lane's previous claim ended with, so one user's many jobs delay another's few
-    by about one claim. Claims of a space run one at a time (a transaction-scoped advisory
-    lock), so concurrent workers take consecutive turns instead of the same rows.
+    The interactive lane's jobs go before the bulk lane's, and a claim takes jobs of one
+    lane only, so an interactive item is never encoded in a batch of bulk ones. Within a
+    lane the users take turns (each one's oldest waiting job, then each one's second...),
+    starting after the user the lane's previous claim ended with, so one user's many jobs
+    delay another's few by about one claim. Claims of a space run one at a time (a
+    transaction-scoped advisory lock), so concurrent workers take consecutive turns instead
+    of the same rows.
     """
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('engram.claim ' || %s))", [space.name]
     )
-    keys: list[Key] = []
     for lane in LANES:
-        if len(keys) < limit:
-            keys += await _turns(conn, space.name, lane, limit - len(keys))
-    return await _claim_keys(conn, space, keys, lease_seconds=lease_seconds)
+        keys = await _turns(conn, space.name, lane, limit)
+        if keys:  # a claim holds one lane: a chat's item is never encoded with bulk ones
+            return await _claim_keys(conn, space, keys, lease_seconds=lease_seconds)
+    return []
 
 
 async def _turns(conn: AsyncConnection, space: str, lane: Lane, limit: int) -> list[Key]:
