@@ -70,21 +70,21 @@ def test_interactive_jobs_go_before_bulk_jobs(quiet_db):
     database, conn = quiet_db
     bulk = waiting(conn, "loader", 100, lane="bulk")
     chat = waiting(conn, "chatter", 3)
-    # a claim holds one lane: the chat's items alone, then the bulk's
-    [first] = claim(database.app_url, 10)
+    # a claim holds one lane: the chat's items alone, then the bulk's (a quarter as many)
+    [first] = claim(database.app_url, 40)
     assert set(first) == {("chatter", item) for item in chat}
-    [second] = claim(database.app_url, 10)
-    assert set(second) == {("loader", item) for item in bulk[:10]}
+    [second] = claim(database.app_url, 40)
+    assert set(second) == {("loader", item) for item in bulk[: 40 // outbox.BULK_SHARE]}
 
 
 def test_within_a_lane_users_take_turns(quiet_db):
     database, conn = quiet_db
     big = waiting(conn, "big", 200, lane="bulk")
     small = waiting(conn, "small", 5, lane="bulk")
-    [first] = claim(database.app_url, 10)
+    [first] = claim(database.app_url, 10 * outbox.BULK_SHARE)
     # each one's oldest, then each one's second...: the small user's five all go now
     assert set(first) == {("big", item) for item in big[:5]} | {("small", item) for item in small}
-    [second] = claim(database.app_url, 10)
+    [second] = claim(database.app_url, 10 * outbox.BULK_SHARE)
     assert set(second) == {("big", item) for item in big[5:15]}
 
 
@@ -108,7 +108,7 @@ def test_concurrent_claims_take_consecutive_turns_never_the_same_jobs(quiet_db):
     database, conn = quiet_db
     for user in ("a", "b", "c", "d"):
         waiting(conn, user, 30, lane="bulk")
-    made = claim(database.app_url, 20, claims=4)
+    made = claim(database.app_url, 20 * outbox.BULK_SHARE, claims=4)
     taken = [pair for got in made for pair in got]
     assert all(len(got) == 20 for got in made)
     assert len(set(taken)) == 80
