@@ -4,8 +4,8 @@ recency and importance, and diversity. Formulas are in docs/api.md."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec

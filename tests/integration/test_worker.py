@@ -109,7 +109,7 @@ def test_a_deleted_item_stays_deleted(quiet_db):
 
 def test_a_claimed_item_cannot_be_claimed_again_until_its_lease_ends(quiet_db):
     (database, db), user = quiet_db, f"u-{uuid.uuid4().hex[:8]}"
-    item = insert_pending(db, user, "claim me", claimed_for=None)
+    insert_pending(db, user, "claim me", claimed_for=None)
     first = run(database.owner_url, claim_one)
     second = run(database.owner_url, claim_one)
     assert len(first) == 1 and first[0].attempts == 1
