@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TS_CLIENT := clients/typescript
+TS_STAMP := $(TS_CLIENT)/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders bench-stall bench-quality lint typecheck docs-settings clean
+.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders bench-fairness bench-stall bench-quality console-screenshots lint typecheck docs-settings clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -13,19 +15,35 @@ help: ## list the targets
 # torch is installed first and pinned: the CPU build lies on this machine's disk, and an
 # unpinned resolver would pull a CUDA build of several GB through sentence-transformers.
 # The client (clients/python) is its own distribution; the server's CLI and tests use it.
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+# langchain-engram (integrations/langchain) depends on that client, installed just before it;
+# so does langgraph-engram (integrations/langgraph).
+$(STAMP): pyproject.toml clients/python/pyproject.toml integrations/langchain/pyproject.toml \
+		integrations/langgraph/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e clients/python
+	$(BIN)/python -m pip install --quiet -e integrations/langchain
+	$(BIN)/python -m pip install --quiet -e integrations/langgraph
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# the console's browser tests drive Debian's Chromium (Playwright cannot fetch browsers)
+	test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@test -x /usr/bin/chromium || echo "no /usr/bin/chromium: install the chromium package" \
+		"(as root: apt-get install chromium chromium-driver) or the console's browser tests skip"
 	touch $(STAMP)
 
-install: $(STAMP) ## create the virtualenv and install Engram with its dev tools
+# The TypeScript client (clients/typescript) is an npm package; make test runs its tests.
+$(TS_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build
+	touch $(TS_STAMP)
+
+install: $(STAMP) $(TS_STAMP) ## create the virtualenv and install Engram with its dev tools
 
 run: $(STAMP) ## start API + worker (embedded Postgres and Redis unless URLs are set)
 	exec $(BIN)/engram run
 
-test: $(STAMP) ## run the whole test suite against real servers
+test: $(STAMP) $(TS_STAMP) ## run the whole test suite against real servers
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP) ## the tests that need no server or model, in seconds (tests/unit, the client's)
@@ -50,6 +68,9 @@ bench-ingest: $(STAMP) ## documents through the API vs raw encode() (DOCS=200 to
 bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agreement (TEXTS=500 smaller)
 	$(BIN)/python bench/encoders.py --texts $(or $(TEXTS),2000)
 
+bench-fairness: $(STAMP) ## a chat memory with wait during another user's bulk load, against idle (DOCS=200 smaller)
+	$(BIN)/python bench/fairness.py --docs $(or $(DOCS),600)
+
 bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
 	$(BIN)/python bench/stall.py
 
@@ -59,8 +80,12 @@ bench-quality: $(STAMP) ## LoCoMo questions: Engram's search and context beside 
 	$(BIN)/python bench/quality.py '$(FILE)' $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS)) \
 		$(if $(SWEEP),--sweep)
 
+console-screenshots: $(STAMP) ## photograph the console's main pages into docs/console/ (Chromium)
+	ENGRAM_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(BIN)/python -m pytest \
+		tests/integration/test_console.py
+
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check service worker models migrations tests bench clients
+	$(BIN)/ruff check service worker models migrations tests bench clients integrations
 
 docs-settings: $(STAMP) ## render the README's configuration tables from models/settings.py
 	$(BIN)/python -c "import re, pathlib; from models.settings import settings_table; \
@@ -73,3 +98,4 @@ typecheck: $(STAMP) ## mypy (strict) on our packages
 
 clean: ## remove the virtualenv and caches (not ENGRAM_HOME)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist $(TS_CLIENT)/build
