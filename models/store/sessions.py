@@ -24,7 +24,7 @@ from models.db.rows import fetch_all, fetch_one
 from models.embedding.spaces import Space
 from models.errors import Conflict, InvalidInput, NotFound
 from models.jobs.messages import Job
-from models.store import memories
+from models.store import memories, memory_writes
 from models.store.cursors import decode_cursor, encode_cursor
 from models.types import Message as Message
 from models.types import NewMemory
@@ -188,7 +188,7 @@ async def _append(
     A client's id another session took meanwhile is a ``Conflict``."""
     if not fresh:
         return [], []
-    written = await memories.insert_memories(
+    written = await memory_writes.insert_memories(
         conn,
         user_id,
         space,

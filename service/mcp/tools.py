@@ -16,7 +16,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from models.errors import InvalidInput, NotFound
-from models.store import memories, users
+from models.store import memories, memory_writes, users
 from models.types import Memory, NewMemory
 from models.validation import check_session_id
 from service.http.routes.context import ContextIn, answer_context
@@ -110,7 +110,7 @@ async def remember(
         await call.runtime.limiter.charge(call.principal.key_id, 1)
         written = await call.runtime.as_user(
             call.owner,
-            memories.insert_memories,
+            memory_writes.insert_memories,
             call.owner,
             space,
             [new],

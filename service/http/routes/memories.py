@@ -14,7 +14,7 @@ from litestar.params import Parameter
 from models.embedding.spaces import Space
 from models.errors import InvalidInput
 from models.settings import Limits
-from models.store import memories
+from models.store import memories, memory_writes
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import (
     check_content,
@@ -196,7 +196,7 @@ class MemoryController(Controller):
                 items.append(new_memory(item, limits, space))
         written = await runtime.as_user(
             owner,
-            memories.insert_memories,
+            memory_writes.insert_memories,
             owner,
             space,
             items,
