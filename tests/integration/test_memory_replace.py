@@ -139,7 +139,9 @@ def test_a_batch_may_only_delete(client, new_user, db):
     user, headers = new_user()
     memory_id = str(uuid.uuid4())
     write(client, user, headers, memories=[{"id": memory_id, "content": "Hal is tall."}])
-    answer = post(client, user, headers, {"delete": [memory_id]})
+    missing = post(client, user, headers, {"delete": [memory_id]})
+    assert missing.status_code == 422 and "memories" in missing.text  # a batch lists its writes
+    answer = post(client, user, headers, {"memories": [], "delete": [memory_id]})
     assert answer.status_code == 202, answer.text
     assert answer.json() == {"memories": [], "deleted": 1}
     assert contents(db, user) == {}

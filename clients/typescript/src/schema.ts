@@ -544,7 +544,7 @@ export interface components {
         /** AddMemories */
         AddMemories: {
             delete?: string[];
-            memories?: components["schemas"]["MemoryIn"][];
+            memories: components["schemas"]["MemoryIn"][];
             /** @default false */
             replace?: boolean;
             space?: string | null;

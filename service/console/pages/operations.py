@@ -24,9 +24,8 @@ from service.console.render import FORM, chosen, moment, page
 from service.console.session import PATH, SIGNED_IN_GUARDS, admin_page, caller
 from service.http.observe import current_request_id
 from service.http.routes.audit import actor_id, aware_time
-from service.http.routes.jobs import _decode as decode_job_cursor
-from service.http.routes.spaces import _describe as describe_spaces
-from service.http.routes.spaces import _named as named_space
+from service.http.routes.jobs import decode_job_cursor
+from service.http.routes.spaces import describe_spaces, named_space
 from service.http.runtime import Runtime
 
 PAGE_SIZE = 50

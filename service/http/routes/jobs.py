@@ -45,7 +45,7 @@ class JobController(Controller):
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> FailedJobs:
         """Items whose embedding failed for good, with their last error."""
-        after = _decode(cursor) if cursor else None
+        after = decode_job_cursor(cursor) if cursor else None
         found = await runtime.across_users(jobs.list_failed, limit=limit + 1, after=after)
         if len(found) <= limit:
             return FailedJobs(jobs=found)
@@ -69,7 +69,8 @@ class JobController(Controller):
         return RetriedJob(id=item_id, retried=len(retried), status="pending")
 
 
-def _decode(cursor: str) -> messages.Job:
+def decode_job_cursor(cursor: str) -> messages.Job:
+    """The failed job a page of failed jobs starts after; a malformed cursor is a 422."""
     space, user_id, item_id = decode_cursor(cursor, parts=3)
     try:
         return messages.Job(space, user_id, UUID(item_id))

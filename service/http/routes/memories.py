@@ -49,7 +49,7 @@ class MemoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    memories: list[MemoryIn] = []  # at least one, unless ``delete`` names some
+    memories: list[MemoryIn]  # at least one, unless ``delete`` names some
     wait: bool = False
     space: str | None = None  # default: the memory default space
     replace: bool = False  # a known id with other content (or expired) takes the item's

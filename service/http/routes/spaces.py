@@ -19,7 +19,7 @@ class DroppedSpace(msgspec.Struct, kw_only=True):
     vectors: int
 
 
-def _named(runtime: Runtime, name: str) -> Space:
+def named_space(runtime: Runtime, name: str) -> Space:
     """The space in the path: an unknown one is a 404 (in a request body it is a 422)."""
     if name not in runtime.spaces.names():
         raise NotFound(f"no space {name!r} (configured: {', '.join(runtime.spaces.names())})")
@@ -34,12 +34,12 @@ class SpaceController(Controller):
     @get("/", responses=ERRORS)
     async def list_spaces(self, principal: Principal, runtime: Runtime) -> list[SpaceInfo]:
         """The embedding spaces, what each is the default for, and how full each is."""
-        return await _describe(runtime, principal, runtime.spaces.all())
+        return await describe_spaces(runtime, principal, runtime.spaces.all())
 
     @get("/{name:str}", responses=ERRORS)
     async def get_space(self, principal: Principal, name: str, runtime: Runtime) -> SpaceInfo:
         """One space, with its counts and fill progress."""
-        return (await _describe(runtime, principal, [_named(runtime, name)]))[0]
+        return (await describe_spaces(runtime, principal, [named_space(runtime, name)]))[0]
 
     @post("/{name:str}/backfill", status_code=202, responses=ERRORS, guards=[admin_only])
     async def backfill(self, principal: Principal, name: str, runtime: Runtime) -> SpaceInfo:
@@ -48,7 +48,7 @@ class SpaceController(Controller):
         Searches keep being served from every space meanwhile. Progress: ``counts`` and
         ``fill`` here and in ``GET /v1/spaces``.
         """
-        space = _named(runtime, name)
+        space = named_space(runtime, name)
         if space.external:
             raise InvalidInput(
                 f"space {name} is external: the server cannot embed items there; its "
@@ -56,13 +56,13 @@ class SpaceController(Controller):
             )
         await runtime.across_users(fills.request_fill, space.name, actor=principal.key_id)
         await runtime.wakeups.fill(space.name)
-        return (await _describe(runtime, principal, [space]))[0]
+        return (await describe_spaces(runtime, principal, [space]))[0]
 
     @delete("/{name:str}", status_code=200, responses=ERRORS, guards=[admin_only])
     async def drop(self, principal: Principal, name: str, runtime: Runtime) -> DroppedSpace:
         """Drop the space's vectors and jobs (not its items); refused for a default space,
         and for an external one (nothing could make its vectors again)."""
-        space = _named(runtime, name)
+        space = named_space(runtime, name)
         if space.external:
             raise Conflict(
                 f"space {name} is external: its vectors come from its clients alone and "
@@ -79,7 +79,9 @@ class SpaceController(Controller):
         return DroppedSpace(name=name, vectors=vectors)
 
 
-async def _describe(runtime: Runtime, principal: Principal, spaces: list[Space]) -> list[SpaceInfo]:
+async def describe_spaces(
+    runtime: Runtime, principal: Principal, spaces: list[Space]
+) -> list[SpaceInfo]:
     """The spaces with their counts and fills, each read once for all of them."""
     if principal.user_id is None:
         counts = await runtime.across_users(status.space_counts)
