@@ -333,7 +333,7 @@ def test_every_unknown_parameter_is_named_with_what_the_route_takes(client, targ
     assert_error(answer, UNPROCESSABLE, "invalid_input")
     assert answer.json()["error"]["message"] == (
         "unknown query parameters 'colour', 'sort'; "
-        "the route takes cursor, limit, session_id, status"
+        "the route takes cursor, filter, limit, session_id, status"
     )
     answer = client.get(f"{MEMORY.format(user=target.user, memory=target.memory)}?x=1",
                         headers=target.headers)  # fmt: skip
