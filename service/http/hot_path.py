@@ -59,7 +59,10 @@ class HotPath(ASGIMiddleware, Generic[B]):
         request: Request[Any, Any, Any] = Request(scope, receive, send)
         handler = cast(HTTPRouteHandler, scope["route_handler"])
         try:  # what Litestar runs before it reads the body: the guards, then the hook
-            await handler.authorize_connection(request)
+            for guard in handler.resolve_guards():
+                # as ``authorize_connection`` calls them, less its copy of the handler for
+                # each guard (none of ours changes the handler it is given)
+                await guard(request, handler)  # type: ignore[misc]  # async, as Litestar awaits them
             if before := handler.resolve_before_request():
                 await before(request)
         except Exception as exc:  # Litestar's handling lies around the handler only
