@@ -111,17 +111,7 @@ async def _waiting_users(
         scalar_row,
         """
         WITH RECURSIVE waiting(user_id, free, n) AS (
-            SELECT first.user_id, free.found, free.found::int
-            FROM (SELECT e.user_id FROM embed_state e
-                  WHERE e.space = %(space)s AND e.lane = %(lane)s AND e.status = 'pending'
-                    AND e.user_id > %(after)s
-                  ORDER BY e.user_id LIMIT 1) first
-            CROSS JOIN LATERAL (
-                SELECT EXISTS (
-                    SELECT FROM embed_state e
-                    WHERE e.space = %(space)s AND e.lane = %(lane)s AND e.status = 'pending'
-                      AND e.user_id = first.user_id
-                      AND (e.claimed_until IS NULL OR e.claimed_until < now())) AS found) free
+            SELECT %(after)s::text, false, 0  -- where the skipping starts; not a user
             UNION ALL
             SELECT later.user_id, free.found, w.n + free.found::int
             FROM waiting w
