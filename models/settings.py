@@ -203,6 +203,14 @@ class Worker(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_seconds: Annotated[
         float, Seconds, Env("ENGRAM_SWEEP_INTERVAL_SECONDS", "how often each worker sweeps")
     ] = 15.0
+    index_interval_seconds: Annotated[
+        float,
+        Seconds,
+        Env(
+            "ENGRAM_INDEX_INTERVAL_SECONDS",
+            "how often an idle worker looks for large users' vectors to put into HNSW indexes",
+        ),
+    ] = 2.0
     requeue_after_seconds: Annotated[
         float,
         Meta(ge=0),

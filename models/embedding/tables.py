@@ -2,9 +2,10 @@
 made where they are missing when the schema is brought up to date.
 
 A vector table has what the built-in spaces' tables have from the migrations (0001, 0005,
-0007, 0011, 0012, 0014): the columns and key, the index by user and type, the HNSW index
-built with ``ef_construction`` 128, row-level security whose policy tests the user first,
-the application role's grants, and the triggers that keep ``vector_counts``.
+0007, 0011, 0012, 0014, 0021): the columns and key, the index by user and type, the HNSW
+index built with ``ef_construction`` 128 over the indexed vectors and the index of the
+unindexed ones (tiered storage), row-level security whose policy tests the user first, the
+application role's grants, and the triggers that keep ``vector_counts``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def vector_table_statements(space: Space) -> list[sql.Composed]:
         "hnsw": named("hnsw"),
         "by_kind": named("by_kind"),
         "by_user": named("by_user"),
-        "moves": named("counted_moves"),
+        "unindexed": named("unindexed"),
+        "changes": named("counted_changes"),
         "ins": named("counted_in"),
         "outs": named("counted_out"),
     }
@@ -60,17 +62,20 @@ def vector_table_statements(space: Space) -> list[sql.Composed]:
             kind         text NOT NULL CHECK (kind IN ('memory', 'chunk')),
             content_hash bytea NOT NULL,
             embedding    {column} NOT NULL,
+            indexed      boolean NOT NULL DEFAULT false,
             PRIMARY KEY (user_id, item_id)
         )
         """,
-        "CREATE INDEX {hnsw} ON {table} USING hnsw (embedding {ops}) WITH (ef_construction = {ef})",
+        "CREATE INDEX {hnsw} ON {table} USING hnsw (embedding {ops}) WITH (ef_construction = {ef}) "
+        "WHERE indexed",
         "CREATE INDEX {by_kind} ON {table} (user_id, kind)",
+        "CREATE INDEX {unindexed} ON {table} (user_id, kind) WHERE NOT indexed",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}",
         "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         "CREATE POLICY {by_user} ON {table} TO {role} USING {scope} WITH CHECK {scope}",
-        "CREATE TRIGGER {moves} AFTER UPDATE ON {table} FOR EACH ROW "
-        "WHEN (OLD.kind IS DISTINCT FROM NEW.kind OR OLD.user_id IS DISTINCT FROM NEW.user_id) "
-        "EXECUTE FUNCTION count_moved_vector({space})",
+        "CREATE TRIGGER {changes} AFTER UPDATE ON {table} "
+        "REFERENCING OLD TABLE AS before NEW TABLE AS after FOR EACH STATEMENT "
+        "EXECUTE FUNCTION count_updated_vectors({space})",
         "CREATE TRIGGER {ins} AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
         "FOR EACH STATEMENT EXECUTE FUNCTION count_inserted_vectors({space})",
         "CREATE TRIGGER {outs} AFTER DELETE ON {table} REFERENCING OLD TABLE AS deleted "

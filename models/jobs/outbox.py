@@ -198,7 +198,8 @@ async def store_vectors(conn: AsyncConnection, space: Space, results: list[Embed
         INSERT INTO {table} (user_id, item_id, kind, content_hash, embedding)
         SELECT user_id, item_id, kind, %(hash)s, %(embedding)s::{storage} FROM done
         ON CONFLICT (user_id, item_id)
-        DO UPDATE SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash
+        DO UPDATE SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash,
+                      indexed = false
         RETURNING item_id
         """
     ).format(table=sql.Identifier(space.table), storage=sql.SQL(space.storage))

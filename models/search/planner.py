@@ -4,7 +4,8 @@ pgvector filters rows *after* an HNSW scan, so a user who owns a small share of 
 would get short answers from the index. We therefore search a user's vectors exactly when
 they are few, and through HNSW with an iterative scan otherwise; an HNSW answer shorter than
 asked is re-checked exactly, so a user with at least ``k`` matching items always gets ``k``
-results.
+results. Only large users' vectors are in the HNSW index (tiered storage): one whose
+vectors are still being indexed is searched exactly meanwhile.
 
 A search is usually one round trip: each statement reads the user's vector counts itself
 and searches only when its path is the right one; what this process lately learned of a
@@ -31,8 +32,10 @@ from models.search.statements import (
     GENERIC_PLANS,
     NO_PARALLEL_WORKERS,
     OTHER,
+    UNINDEXED_MAX,
     Counted,
     Scan,
+    Sizes,
     Statements,
     hnsw_settings,
     settings_statement,
@@ -150,19 +153,19 @@ class Planner:
         return by_score([h for rows in self.text_found.values() for h in rows], self.query.depth)
 
     def _take_counted(self, ask: VectorAsk, rows: list[Counted]) -> None:
-        vectors, other_vectors = rows[0].vectors, rows[0].other_vectors
+        sizes, other_sizes = rows[0].sizes, rows[0].other
         other = OTHER[ask.kind]
-        self._remember(ask.kind, vectors)
-        self._remember(other, other_vectors)
+        self._remember(ask.kind, sizes)
+        self._remember(other, other_sizes)
         if other in self.unsent:  # left out as empty: search it after all if it is not
             self.unsent.discard(other)
-            if other_vectors:
-                self.pending[other] = self._path(other_vectors)
-        right = self._path(vectors)
+            if other_sizes.vectors:
+                self.pending[other] = self._path(other_sizes)
+        right = self._path(sizes)
         hits = [row.hit for row in rows if row.hit is not None]
         window = self.statements.window
         complete = len(hits) >= self.query.depth or (
-            ask.scan == "exact" and (window is None or vectors <= window)
+            ask.scan == "exact" and (window is None or sizes.vectors <= window)
         )
         if ask.scan == right and complete:
             self.found[ask.kind] = hits
@@ -171,17 +174,19 @@ class Planner:
         else:  # a short window or index scan: at last, everything
             self.pending[ask.kind] = "all"
 
-    def _path(self, vectors: int) -> Path:
-        return "exact" if vectors <= self.exact_max_rows else "approximate"
+    def _path(self, sizes: Sizes) -> Path:
+        """The statements' gates (``models.search.statements``), in Python."""
+        indexed = sizes.vectors - sizes.unindexed > self.exact_max_rows
+        return "approximate" if indexed and sizes.unindexed <= UNINDEXED_MAX else "exact"
 
     def _hint(self, kind: ItemType) -> Hint:
         if self.hints is None:
             return "exact"
         return self.hints.path(self.space.name, self.user_id, kind)
 
-    def _remember(self, kind: ItemType, vectors: int) -> None:
+    def _remember(self, kind: ItemType, sizes: Sizes) -> None:
         if self.hints is not None:
-            hint: Hint = self._path(vectors) if vectors else "none"
+            hint: Hint = self._path(sizes) if sizes.vectors else "none"
             self.hints.remember(self.space.name, self.user_id, kind, hint)
 
 

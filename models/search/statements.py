@@ -2,8 +2,9 @@
 
 A vector statement searches one type of item (memories, or chunks of documents) on one scan:
 ``exact`` (the user's vectors measured one by one, through a window of the nearest),
-``approximate`` (the HNSW index with pgvector's iterative scan), both counted and gated by
-the user's number of vectors; or ``all`` (exact, every vector, ungated), when a window or an
+``approximate`` (the HNSW index with pgvector's iterative scan for the user's indexed
+vectors, and the unindexed rest measured one by one), both counted and gated by the user's
+numbers of vectors; or ``all`` (exact, every vector, ungated), when a window or an
 index scan came back short. A text statement ranks the user's items by full text for hybrid
 mode. Why each statement is written as it is, with its measurements: docs/benchmarks.md,
 "Why search is written as it is".
@@ -33,6 +34,12 @@ WINDOW_PER_RESULT = 2
 WINDOW_SLACK = 20
 # Each counted statement also reports the count of the other type of item.
 OTHER: dict[ItemType, ItemType] = {"memory": "chunk", "chunk": "memory"}
+# Only indexed vectors are in a space's HNSW index (tiered storage, migration 0021); the
+# worker's indexer indexes the vectors of users above the exact-search limit. The HNSW path
+# serves a user whose indexed vectors alone are over that limit while at most this many
+# others wait to be indexed, and measures those exactly; otherwise (a user who just crossed
+# the limit, a large import) the exact path serves them.
+UNINDEXED_MAX = 2000
 
 _COLUMNS = """
     {kind} AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
@@ -82,7 +89,17 @@ _SOURCES = {
     },
 }
 _MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
-_APPROXIMATE = "WITH {counting} matches AS ({matches} {gate}), ranked AS ({ranked}) {answer}"
+# The HNSW path: the nearest of the user's indexed vectors in the index's order, beside all
+# of the user's unindexed ones (at most ``UNINDEXED_MAX``), the best of both ranked. The
+# index scan is ordered by distance alone, the order it gives: breaking ties by id as well
+# would sort, and so fetch one row more than the limit from the scan.
+_APPROXIMATE = """
+    WITH {counting} matches AS (
+        ({indexed} AND v.indexed {gate} ORDER BY distance LIMIT %(limit)s)
+        UNION ALL
+        ({unindexed} AND NOT v.indexed {gate})),
+    ranked AS ({ranked})
+    {answer}"""
 # The exact scan measures the user's vectors alone first, keeps the nearest ``window`` of
 # them, and only then joins their items. Its order, ``distance + 0``, is one that no index
 # offers, so the planner cannot reach for the HNSW index (which would filter by user after
@@ -100,22 +117,28 @@ _EXACT = f"""
         WHERE {_ITEM_CONDITIONS}),
     ranked AS ({{ranked}})
     {{answer}}"""
-# The exact and HNSW statements both read the user's number of vectors (kept by triggers,
-# migration 0011): the exact one scans only when there are at most ``cap``, the HNSW one
-# only when there are more. The gates are one-time filters, so the statement not taken
-# costs its count alone. Their rows carry the count of their own type and of the other one
+# The exact and HNSW statements both read the user's numbers of vectors and of unindexed
+# vectors (kept by triggers, migrations 0011 and 0021): the HNSW one searches only when
+# more than ``cap`` are indexed and at most ``unindexed_max`` are not, the exact one only
+# otherwise. The gates are one-time filters, so the statement not taken
+# costs its count alone. Their rows carry the counts of their own type and of the other one
 # (which vouches for a type not searched), and there is a row even when nothing is found.
 _COUNTING = """counted AS MATERIALIZED (
         SELECT coalesce(sum(vectors) FILTER (WHERE kind = {kind}), 0) AS n,
-               coalesce(sum(vectors) FILTER (WHERE kind = {other}), 0) AS other_n
+               coalesce(sum(unindexed) FILTER (WHERE kind = {kind}), 0) AS unindexed,
+               coalesce(sum(vectors) FILTER (WHERE kind = {other}), 0) AS other_n,
+               coalesce(sum(unindexed) FILTER (WHERE kind = {other}), 0) AS other_unindexed
         FROM vector_counts WHERE user_id = %(user_id)s AND space = %(space)s),"""
 _GATES = {
-    "exact": "AND (SELECT n FROM counted) <= %(cap)s",
-    "approximate": "AND (SELECT n FROM counted) > %(cap)s",
+    "exact": "AND ((SELECT n - unindexed FROM counted) <= %(cap)s "
+    "OR (SELECT unindexed FROM counted) > %(unindexed_max)s)",
+    "approximate": "AND (SELECT n - unindexed FROM counted) > %(cap)s "
+    "AND (SELECT unindexed FROM counted) <= %(unindexed_max)s",
 }
+_COUNTS = ("counted", "unindexed", "other_n", "other_unindexed")
 _COUNTED_ANSWER = (
-    "SELECT c.n AS counted, c.other_n, r.* FROM counted c LEFT JOIN ranked r ON true "
-    "ORDER BY r.score DESC, r.id"
+    "SELECT c.n AS counted, c.unindexed, c.other_n, c.other_unindexed, r.* "
+    "FROM counted c LEFT JOIN ranked r ON true ORDER BY r.score DESC, r.id"
 )
 _ANSWER = "SELECT * FROM ranked ORDER BY score DESC, id"
 # How the HNSW path and hybrid mode find the user's vectors. For the HNSW path the
@@ -125,15 +148,12 @@ _USER_MATCH = {
     "exact": sql.SQL("v.user_id = %(user_id)s"),
     "approximate": sql.SQL("(v.user_id || '') = %(user_id)s"),
 }
-# The HNSW path orders by distance alone, the order its index scan gives: breaking ties by
-# id as well would sort, and so fetch one row more than the limit from the scan. Its answer
-# is still sorted by (score, id) in the end.
 _RANKED = """
     SELECT type, id, 1 - distance AS score, 1 - distance AS similarity, content, metadata,
            session_id, importance, document_id, chunk_index, created_at, occurred_at
     FROM matches
     WHERE %(max_distance)s::float8 IS NULL OR distance <= %(max_distance)s
-    ORDER BY {order}
+    ORDER BY distance, id
     LIMIT %(limit)s
 """
 # The text side of hybrid mode ranks by BM25 (Okapi, with Lucene's non-negative idf):
@@ -250,12 +270,19 @@ NO_PARALLEL_WORKERS = {"max_parallel_workers_per_gather": "0"}
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
-class Counted(NamedTuple):
-    """A row of a counted statement: the user's vectors of its type and of the other type,
-    and a hit (None in the one row of a statement that found nothing)."""
+class Sizes(NamedTuple):
+    """A user's number of vectors of one type in a space, and how many are unindexed."""
 
     vectors: int
-    other_vectors: int
+    unindexed: int
+
+
+class Counted(NamedTuple):
+    """A row of a counted statement: the user's sizes of its type and of the other type,
+    and a hit (None in the one row of a statement that found nothing)."""
+
+    sizes: Sizes
+    other: Sizes
     hit: SearchHit | None
 
 
@@ -281,12 +308,14 @@ def hnsw_settings(ef_search: int, limit: int) -> dict[str, str]:
 
 def counted_rows(names: Sequence[str]) -> RowMaker:
     """Rows of a counted statement as ``Counted``, the names read once per result."""
-    vectors, other, first = names.index("counted"), names.index("other_n"), names.index("id")
-    hit_fields = [(name, i) for i, name in enumerate(names) if name not in ("counted", "other_n")]
+    vectors, unindexed, other, other_unindexed = (names.index(name) for name in _COUNTS)
+    first = names.index("id")
+    hit_fields = [(name, i) for i, name in enumerate(names) if name not in _COUNTS]
 
     def make(values: Sequence[Any]) -> Counted:
         hit = None if values[first] is None else SearchHit(**{n: values[i] for n, i in hit_fields})
-        return Counted(int(values[vectors]), int(values[other]), hit)
+        sizes = Sizes(int(values[vectors]), int(values[unindexed]))
+        return Counted(sizes, Sizes(int(values[other]), int(values[other_unindexed])), hit)
 
     return make
 
@@ -320,6 +349,7 @@ class Statements:
             "text": query.text,
             "limit": depth,
             "cap": cap,
+            "unindexed_max": UNINDEXED_MAX,
             "window": self.window,
             "space": space.name,
             **compiler.params,
@@ -383,9 +413,7 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
         "user_match": _USER_MATCH["approximate" if shape == "approximate" else "exact"],
         # the query vector in the column's type (halfvec spaces compare in halfvec)
         "query": sql.SQL("%(query)s::{}").format(sql.SQL(space.storage)),
-        "ranked": sql.SQL(_RANKED).format(
-            order=sql.SQL("distance" if shape == "approximate" else "distance, id")
-        ),
+        "ranked": sql.SQL(_RANKED),
     }
     if shape == "text":
         return sql.SQL(_TEXT).format(**parts)
@@ -401,6 +429,9 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
             "answer": sql.SQL(_COUNTED_ANSWER),
         }
     if shape == "approximate":
-        matches = sql.SQL(_MATCHES).format(**parts)
-        return sql.SQL(_APPROXIMATE).format(matches=matches, **counted, ranked=parts["ranked"])
+        indexed = sql.SQL(_MATCHES).format(**parts)
+        unindexed = sql.SQL(_MATCHES).format(**parts | {"user_match": _USER_MATCH["exact"]})
+        return sql.SQL(_APPROXIMATE).format(
+            indexed=indexed, unindexed=unindexed, **counted, ranked=parts["ranked"]
+        )
     return sql.SQL(_EXACT).format(**parts, **counted)

@@ -63,7 +63,7 @@ async def store_client_vectors(
                  AS t(id, hash, embedding)
             ON CONFLICT (user_id, item_id)
             DO UPDATE SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash,
-                          kind = EXCLUDED.kind
+                          kind = EXCLUDED.kind, indexed = false
             """
         ).format(table=sql.Identifier(space.table), storage=sql.SQL(space.storage)),
         {

@@ -396,7 +396,7 @@ class _Writer:
                      AS t(id, hash, embedding)
                 ON CONFLICT (user_id, item_id)
                 DO UPDATE SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash,
-                              kind = EXCLUDED.kind
+                              kind = EXCLUDED.kind, indexed = false
                 """
             ).format(table=sql.Identifier(space.table), storage=sql.SQL(space.storage)),
             {

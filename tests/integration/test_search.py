@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,12 +9,10 @@ import pytest
 from pgvector.psycopg import register_vector
 from support.api import ADMIN, add_memories, search
 from support.processes import wait_until
+from support.searching import index_vectors, search_directly
 
-from models.db.pool import create_pool
-from models.db.scope import read_batch
 from models.embedding.spaces import MINILM_384
 from models.search.hints import SizeHints
-from models.search.planner import search as search_items
 from models.search.query import SearchQuery
 from models.search.statements import Statements
 from models.search.turns import FILLED_IN
@@ -30,28 +27,6 @@ BOOKS = [
     ({"genre": "fantasy", "year": 1997, "rating": 4.3}, "Harry Potter and the wizard school"),
     ({"genre": "mystery", "year": 1926, "tags": "classic"}, "Murder of Roger Ackroyd"),
 ]
-
-
-def search_directly(
-    servers: Any, user: str, query: SearchQuery, sent: list[Any] | None = None, **options: Any
-) -> list[Any]:
-    """``models.search.search`` as the API runs it (``read_batch``), on a pool of its own;
-    the statements it sends are added to ``sent``."""
-
-    async def run() -> list[Any]:
-        pool = create_pool(servers.app_url, min_size=1, max_size=1)
-        await pool.open(wait=True)
-
-        async def read(statements: Any, settings: Any) -> Any:
-            (sent if sent is not None else []).extend(statements)
-            return await read_batch(pool, user, statements, settings)
-
-        try:
-            return await search_items(read, MINILM_384, user, query, **options)
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 @pytest.fixture
@@ -255,6 +230,7 @@ def test_the_hnsw_path_is_complete_and_agrees_with_the_exact_path(
     user, headers = new_user()
     notes = [f"note {i} about {topic}" for i, topic in enumerate(["tea", "rain", "jazz"] * 10)]
     add_memories(client, user, headers, notes, metadata={"kind": "note"})
+    assert index_vectors(servers, user) == 30
     query = SearchQuery(vector=embedder.encode(["jazz music"])[0], k=7, metadata={"kind": "note"})
 
     exact = search_directly(servers, user, query, exact_max_rows=1000)
@@ -283,31 +259,41 @@ def test_the_exact_path_never_takes_the_hnsw_index(client, new_user, servers, em
             return "\n".join(row[0] for row in db.execute("EXPLAIN " + sql, exact.params))
 
     assert "hnsw" not in plan(exact.query)
-    assert "hnsw" in plan(exact.query.replace(") + 0 AS distance", ") AS distance"))
+    # the index holds indexed vectors only: a statement the planner could answer from it
+    control = exact.query.replace(") + 0 AS distance", ") AS distance").replace(
+        "v.kind = 'memory'", "v.kind = 'memory' AND v.indexed"
+    )
+    assert "hnsw" in plan(control)
 
 
-def test_vector_counts_follow_every_write(client, new_user, db):
-    """The counts a search chooses its path by (kept by triggers) match the vectors through
-    writes, updates, deletes, a change of type and erasure."""
+def test_vector_counts_follow_every_write(client, new_user, servers, db):
+    """The counts a search chooses its path by (kept by triggers: vectors, and how many are
+    unindexed) match the vectors through writes, indexing, updates, deletes, a change of
+    type and erasure."""
     user, headers = new_user()
 
-    def counted() -> tuple[int, int]:
+    def counted(kind: str = "memory") -> tuple[tuple[int, int], tuple[int, int]]:
         kept = db.execute(
-            "SELECT coalesce(sum(vectors), 0) FROM vector_counts "
-            "WHERE user_id = %s AND space = %s AND kind = 'memory'",
-            [user, MINILM_384.name],
+            "SELECT coalesce(sum(vectors), 0), coalesce(sum(unindexed), 0) FROM vector_counts "
+            "WHERE user_id = %s AND space = %s AND kind = %s",
+            [user, MINILM_384.name, kind],
         ).fetchone()
         real = db.execute(
-            "SELECT count(*) FROM vec_minilm_384 WHERE user_id = %s AND kind = 'memory'", [user]
+            "SELECT count(*), count(*) FILTER (WHERE NOT indexed) FROM vec_minilm_384 "
+            "WHERE user_id = %s AND kind = %s",
+            [user, kind],
         ).fetchone()
-        return int(kept[0]), int(real[0])
+        assert kept is not None and real is not None
+        return (int(kept[0]), int(kept[1])), (int(real[0]), int(real[1]))
 
     stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(12)])
-    assert counted() == (12, 12)
+    assert counted() == ((12, 12), (12, 12))  # written unindexed
+    assert index_vectors(servers, user, batch=5) == 12
+    assert counted() == ((12, 0), (12, 0))
     for memory in stored[:5]:
         answer = client.delete(f"/v1/users/{user}/memories/{memory['id']}", headers=headers)
         assert answer.status_code in (200, 204), answer.text
-    assert counted() == (7, 7)
+    assert counted() == ((7, 0), (7, 0))
     changed = client.patch(
         f"/v1/users/{user}/memories/{stored[6]['id']}",
         json={"content": "a new note about the garden"},
@@ -316,20 +302,18 @@ def test_vector_counts_follow_every_write(client, new_user, db):
     assert changed.status_code == 200, changed.text
     url = f"/v1/users/{user}/memories/{stored[6]['id']}"
     wait_until(lambda: client.get(url, headers=headers).json()["status"] == "ready")
-    assert counted() == (7, 7)
-    # a vector whose type changes (an import replacing an old item's vector) moves its count
-    db.execute(
-        "UPDATE vec_minilm_384 SET kind = 'chunk' WHERE user_id = %s AND item_id = %s",
-        [user, stored[5]["id"]],
-    )
-    assert counted() == (6, 6)
-    chunks = db.execute(
-        "SELECT vectors FROM vector_counts WHERE user_id = %s AND space = %s AND kind = 'chunk'",
-        [user, MINILM_384.name],
-    ).fetchone()
-    assert chunks == (1,)
+    assert counted() == ((7, 1), (7, 1))  # its new vector waits to be indexed
+    # a vector whose type changes (an import replacing an old item's vector) moves its counts
+    for item in (stored[5]["id"], stored[6]["id"]):
+        db.execute(
+            "UPDATE vec_minilm_384 SET kind = 'chunk' WHERE user_id = %s AND item_id = %s",
+            [user, item],
+        )
+    assert counted() == ((5, 0), (5, 0))
+    assert counted("chunk") == ((2, 1), (2, 1))
     assert client.delete(f"/v1/users/{user}", headers=ADMIN).status_code == 200
-    assert counted() == (0, 0)
+    assert counted() == ((0, 0), (0, 0))
+    assert counted("chunk") == ((0, 0), (0, 0))
 
 
 def test_the_path_follows_the_count_as_a_user_shrinks(client, new_user, servers, embedder):
@@ -337,6 +321,7 @@ def test_the_path_follows_the_count_as_a_user_shrinks(client, new_user, servers,
     after deletes, the exact one, hint or not, with the same answers as an exact search."""
     user, headers = new_user()
     stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(12)])
+    index_vectors(servers, user)
     query = SearchQuery(vector=embedder.encode(["garden"])[0], k=10)
 
     def run(**options: Any) -> list[Any]:
@@ -433,6 +418,7 @@ def test_a_window_of_expired_items_still_gives_complete_answers(
     expired, the answer is still complete and exact."""
     user, headers = new_user()
     stored = add_memories(client, user, headers, [f"garden note {i}" for i in range(45)])
+    index_vectors(servers, user)
     query = SearchQuery(vector=embedder.encode(["garden"])[0], k=10)
 
     def run(**options: Any) -> list[Any]:
@@ -456,14 +442,15 @@ def test_a_window_of_expired_items_still_gives_complete_answers(
 @pytest.mark.parametrize("shape", ["exact", "approximate", "all", "text"])
 def test_search_rows_carry_a_hits_columns_by_name(db, embedder, kind, shape):
     """Hits are made from their columns' names, so every statement names each of SearchHit's
-    fields once (after the two counts in a counted statement), and nothing else."""
+    fields once (after the four counts in a counted statement), and nothing else."""
     query = SearchQuery(vector=embedder.encode(["anything"])[0], k=3, text="anything")
     statements = Statements(MINILM_384, "nobody", query, cap=20_000)
     statement = statements.text(kind) if shape == "text" else statements.vector(kind, shape)
     register_vector(db)
     cursor = db.execute(statement.query, statement.params)
     names = [column.name for column in cursor.description or ()]
-    counts = ["counted", "other_n"] if shape in ("exact", "approximate") else []
+    counted = shape in ("exact", "approximate")
+    counts = ["counted", "unindexed", "other_n", "other_unindexed"] if counted else []
     columns = [f for f in SearchHit.__struct_fields__ if f not in FILLED_IN]
     assert sorted(names) == sorted([*counts, *columns])
 

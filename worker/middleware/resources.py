@@ -1,4 +1,5 @@
-"""Opens the worker's resources at boot, runs the sweep beside the actors, closes at shutdown."""
+"""Opens the worker's resources at boot, runs the sweep and the indexer beside the actors,
+closes at shutdown."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dramatiq.middleware import Middleware
 
 from models.embedding.spaces import SpaceRegistry
 from models.settings import Settings
+from worker.indexer import index_forever
 from worker.resources import close_resources, current, open_resources
 from worker.sweep import sweep_forever
 
@@ -29,7 +31,7 @@ class ResourcesMiddleware(Middleware):
         self.settings = settings
         self.spaces = spaces
         self._stop = threading.Event()
-        self._sweeper: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # dramatiq logs a middleware's failure and boots anyway: a worker without its
@@ -48,18 +50,25 @@ class ResourcesMiddleware(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.clear()
-        self._sweeper = threading.Thread(
-            target=sweep_forever,
-            args=(current(), _event_loop(), self._stop),
-            name="engram-sweeper",
-            daemon=True,
-        )
-        self._sweeper.start()
+        self._threads = [
+            threading.Thread(
+                target=loop_forever,
+                args=(current(), _event_loop(), self._stop),
+                name=name,
+                daemon=True,
+            )
+            for name, loop_forever in (
+                ("engram-sweeper", sweep_forever),
+                ("engram-indexer", index_forever),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
-        if self._sweeper is not None:
-            self._sweeper.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # "after" hooks run in reverse order: the AsyncIO event loop is still up here.
