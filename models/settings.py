@@ -175,6 +175,31 @@ class Database(msgspec.Struct, frozen=True, kw_only=True):
             parse=_threshold,
         ),
     ] = 5
+    read_url: Annotated[
+        str | None,
+        Env(
+            "ENGRAM_READ_DATABASE_URL",
+            "a streaming replica for searches, context and `GET`s, as `engram_app` "
+            "(docs/scaling.md)",
+        ),
+    ] = None
+    read_max_wait_seconds: Annotated[
+        float,
+        Meta(ge=0),
+        Env(
+            "ENGRAM_READ_MAX_WAIT_SECONDS",
+            "longest a read waits for the replica to replay its user's last write "
+            "(then it reads the primary)",
+        ),
+    ] = 0.2
+    read_max_lag_seconds: Annotated[
+        float,
+        Seconds,
+        Env(
+            "ENGRAM_READ_MAX_LAG_SECONDS",
+            "replica lag past which every read goes to the primary",
+        ),
+    ] = 5.0
 
 
 class Broker(msgspec.Struct, frozen=True, kw_only=True):

@@ -50,6 +50,20 @@ async def run_scoped(
     )
 
 
+async def run_scoped_once(
+    pool: AsyncConnectionPool,
+    scope: str,
+    work: Callable[Concatenate[psycopg.AsyncConnection, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """``run_scoped`` in one attempt, for a replica: a read that fails there goes to the
+    primary at once instead of waiting out the retries."""
+    return await _retrying(
+        pool, lambda conn: _in_transaction(conn, scope, False, work, *args, **kwargs), attempts=1
+    )
+
+
 async def read_snapshot(
     pool: AsyncConnectionPool,
     scope: str,
@@ -69,6 +83,8 @@ async def read_batch(
     scope: str,
     statements: Sequence[Statement],
     settings: Mapping[str, str] | None = None,
+    *,
+    attempts: int = RETRY_ATTEMPTS,
 ) -> list[list[Any]]:
     """Run read-only ``statements`` scoped to a user in one round trip; each one's rows.
 
@@ -87,7 +103,7 @@ async def read_batch(
         except psycopg.errors.InvalidSqlStatementName:  # forgotten by now: prepared anew
             return (await run_batch(conn, [scoped, *statements]))[1:]
 
-    return await _retrying(pool, batch)
+    return await _retrying(pool, batch, attempts=attempts)
 
 
 async def on_connection(
@@ -122,9 +138,12 @@ async def _in_transaction(
 
 
 async def _retrying(
-    pool: AsyncConnectionPool, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]
+    pool: AsyncConnectionPool,
+    work: Callable[[psycopg.AsyncConnection], Awaitable[T]],
+    *,
+    attempts: int = RETRY_ATTEMPTS,
 ) -> T:
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             # not ``pool.connection()``: its commit on the way out would cost a wait, and
             # ``work`` ends its own transaction (a connection returned inside one is rolled
@@ -135,7 +154,7 @@ async def _retrying(
             finally:
                 await pool.putconn(conn)
         except CONNECTION_ERRORS as exc:
-            if attempt == RETRY_ATTEMPTS:
+            if attempt == attempts:
                 raise
             delay = min(RETRY_BASE_SECONDS * 4 ** (attempt - 1), RETRY_MAX_SECONDS)
             log.warning("database connection error (%s); retry %d in %.1fs", exc, attempt, delay)

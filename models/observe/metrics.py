@@ -41,6 +41,13 @@ HTTP_UNMATCHED = Counter(
     "HTTP requests that matched no route (404 and 405 from the router), by status",
     ["status"],
 )
+REPLICA_READS = Counter(
+    "engram_replica_reads",
+    "Reads of the API with a read replica configured, by where they ran and why "
+    "(replica, replica_after_wait, primary_write_not_replayed, primary_replica_unavailable, "
+    "primary_positions_unknown, primary_after_replica_error)",
+    ["outcome"],
+)
 ENCODE_BATCH_SIZE = Histogram(
     "engram_encode_batch_size",
     "Texts per encode call in the workers, by space",

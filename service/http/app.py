@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from models.db import schema
 from models.db.pool import CONNECTION_ERRORS, bypasses_row_security, create_pool
+from models.db.replica import ReadRouting, WritePositions, written_keep_seconds
 from models.embedding.dimensions import verify_spaces
 from models.embedding.provider import Embedder, start_embedders
 from models.embedding.spaces import SpaceRegistry
@@ -97,6 +98,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
                 await embedder.close()
             raise
         await _warn_if_row_security_is_bypassed(pool)
+        routing = _read_routing(settings, pool, redis_url)
+        await routing.start()
         wakeups = WakeUps(redis_url)
         limiter = RateLimiter(redis_url, per_minute=settings.server.rate_limit_per_minute)
         failed_keys = FailedKeys(
@@ -120,6 +123,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             failed_keys=failed_keys,
             keys=key_cache,
             schema_head=schema.head_revision(),
+            routing=routing,
             languages=languages,
         )
         # What start-up made (the model, the libraries) lives as long as the process: out of
@@ -132,6 +136,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             if listener is not None:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+            await routing.close()
             await pool.close()
             wakeups.close()
             await limiter.close()
@@ -188,6 +193,34 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         else None,
         openapi_config=openapi_config(),
         debug=False,
+    )
+
+
+def _read_routing(settings: Settings, primary: AsyncConnectionPool, redis_url: str) -> ReadRouting:
+    """Reads on the primary alone, or on ``ENGRAM_READ_DATABASE_URL`` when it is set."""
+    database = settings.database
+    if database.read_url is None:
+        return ReadRouting(primary)
+    replica = create_pool(
+        database.read_url,
+        min_size=1,
+        max_size=database.api_pool_size,
+        name="engram-api-replica",
+        # a replica that does not answer soon is left for the primary
+        timeout=min(database.timeout_seconds, 1.0),
+        prepare_threshold=database.prepare_threshold,
+        statement_timeout=database.statement_timeout_seconds,
+        text_config=settings.search.text_search_config,
+    )
+    positions = WritePositions(
+        redis_url, keep_seconds=written_keep_seconds(database.read_max_lag_seconds)
+    )
+    return ReadRouting(
+        primary,
+        replica,
+        positions,
+        max_wait=database.read_max_wait_seconds,
+        max_lag=database.read_max_lag_seconds,
     )
 
 

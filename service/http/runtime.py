@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +13,8 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from models.db.scope import ALL_USERS, read_batch, run_scoped
+from models.db.replica import ReadRouting
+from models.db.scope import ALL_USERS, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput, RateLimited
@@ -46,6 +46,8 @@ class Runtime:
     failed_keys: FailedKeys
     keys: KeyCache
     schema_head: str
+    # where reads go: a replica when one is configured and has the user's writes
+    routing: ReadRouting
     # the database's text-search configurations (None: not read yet)
     languages: frozenset[str] | None = None
     query_cache: OrderedDict[tuple[str, str, str], np.ndarray] = field(default_factory=OrderedDict)
@@ -90,8 +92,23 @@ class Runtime:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run a repository function in a transaction that can see only ``user_id``'s rows."""
-        return await run_scoped(self.pool, user_id, work, *args, **kwargs)
+        """Run a repository function in a transaction that can see only ``user_id``'s rows,
+        on the primary; that user's reads see what it did from then on."""
+        try:
+            return await run_scoped(self.pool, user_id, work, *args, **kwargs)
+        finally:
+            await self.routing.wrote(user_id)
+
+    async def reading(
+        self,
+        user_id: str,
+        work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``as_user`` for a function that only reads: on the read replica when there is
+        one and it has replayed the user's writes (``models/db/replica.py``)."""
+        return await self.routing.run(user_id, work, *args, **kwargs)
 
     async def across_users(
         self,
@@ -104,7 +121,7 @@ class Runtime:
 
     def reader(self, user_id: str) -> Reader:
         """Read batches of statements as ``user_id``, each in one round trip (a search)."""
-        return functools.partial(read_batch, self.pool, user_id)
+        return self.routing.reader(user_id)
 
     @contextlib.contextmanager
     def exporting(self, user_id: str, *, at_most: int) -> Iterator[None]:

@@ -179,7 +179,7 @@ async def list_memories(
             raise InvalidInput("limit must be 1 to 100")
         if cursor is not None and len(cursor) > 512:
             raise InvalidInput("cursor is not one this server gave")
-        rows, next_cursor = await call.runtime.as_user(
+        rows, next_cursor = await call.runtime.reading(
             call.owner,
             memories.list_memories,
             call.owner,
@@ -196,7 +196,7 @@ async def get_memory(id: MemoryId, ctx: Context) -> Json:
     with tool_errors():
         call = caller(ctx)
         memory_id = _memory_id(id)
-        found = await call.runtime.as_user(call.owner, memories.get_memory, call.owner, memory_id)
+        found = await call.runtime.reading(call.owner, memories.get_memory, call.owner, memory_id)
         return _json(found)
 
 

@@ -56,7 +56,7 @@ async def answer_context(
         threshold=data.threshold,
         types=("memory",),
     )
-    return await runtime.as_user(
+    return await runtime.reading(
         owner,
         build_context,
         space,

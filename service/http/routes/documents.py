@@ -163,7 +163,7 @@ class DocumentController(Controller):
         status: Status | None = None,
     ) -> DocumentList:
         """Documents, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
-        rows, next_cursor = await runtime.as_user(
+        rows, next_cursor = await runtime.reading(
             owner,
             documents.list_documents,
             owner,
@@ -177,12 +177,12 @@ class DocumentController(Controller):
     @get("/{document_id:uuid}", responses=ERRORS)
     async def get_document(self, owner: str, document_id: UUID, runtime: Runtime) -> Document:
         """One document; its status derives from its chunks."""
-        return await runtime.as_user(owner, documents.get_document, owner, document_id)
+        return await runtime.reading(owner, documents.get_document, owner, document_id)
 
     @get("/{document_id:uuid}/chunks", responses=ERRORS)
     async def get_chunks(self, owner: str, document_id: UUID, runtime: Runtime) -> ChunkList:
         """The document's chunks, in order."""
-        found = await runtime.as_user(owner, documents.list_chunks, owner, document_id)
+        found = await runtime.reading(owner, documents.list_chunks, owner, document_id)
         return ChunkList(chunks=found)
 
     @delete("/{document_id:uuid}", status_code=204, responses=ERRORS)
@@ -199,7 +199,7 @@ class BatchController(Controller):
     @get("/{batch_id:uuid}", responses=ERRORS)
     async def get_batch(self, owner: str, batch_id: UUID, runtime: Runtime) -> Batch:
         """A batch's documents counted by status."""
-        return await runtime.as_user(owner, documents.get_batch, owner, batch_id)
+        return await runtime.reading(owner, documents.get_batch, owner, batch_id)
 
 
 async def _ingest(

@@ -230,7 +230,7 @@ class MemoryController(Controller):
     ) -> MemoryList:
         """List memories, newest first; pass ``next_cursor`` back as ``cursor`` for more
         (with the same filters)."""
-        rows, next_cursor = await runtime.as_user(
+        rows, next_cursor = await runtime.reading(
             owner,
             memories.list_memories,
             owner,
@@ -245,7 +245,7 @@ class MemoryController(Controller):
     @get("/{memory_id:uuid}", responses=ERRORS)
     async def get_memory(self, owner: str, memory_id: UUID, runtime: Runtime) -> Memory:
         """One memory."""
-        return await runtime.as_user(owner, memories.get_memory, owner, memory_id)
+        return await runtime.reading(owner, memories.get_memory, owner, memory_id)
 
     @patch(
         "/{memory_id:uuid}",

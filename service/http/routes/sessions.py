@@ -95,7 +95,7 @@ class SessionController(Controller):
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> SessionList:
         """Sessions, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
-        rows, next_cursor = await runtime.as_user(
+        rows, next_cursor = await runtime.reading(
             owner, sessions.list_sessions, owner, limit=limit, cursor=cursor
         )
         return SessionList(sessions=rows, next_cursor=next_cursor)
@@ -103,7 +103,7 @@ class SessionController(Controller):
     @get("/{session_id:str}", responses=ERRORS)
     async def get_session(self, owner: str, session_id: str, runtime: Runtime) -> Session:
         """One session, with its number of messages."""
-        return await runtime.as_user(owner, sessions.get_session, owner, _id(session_id))
+        return await runtime.reading(owner, sessions.get_session, owner, _id(session_id))
 
     @post(
         "/{session_id:str}/messages",
@@ -174,7 +174,7 @@ class SessionController(Controller):
         after: Annotated[int, Parameter(ge=0, le=2**63 - 1)] = 0,
     ) -> MessageList:
         """Messages in order; ``after`` is the ``seq`` of the last message already read."""
-        found = await runtime.as_user(
+        found = await runtime.reading(
             owner, sessions.list_messages, owner, _id(session_id), limit=limit, after=after
         )
         return MessageList(messages=found)
