@@ -100,6 +100,32 @@ _APPROXIMATE = """
         ({unindexed} AND NOT v.indexed {gate})),
     ranked AS ({ranked})
     {answer}"""
+# The HNSW path of a search with conditions on the items (metadata, session, times): a
+# large user's items that meet them are found first, through the items' indexes (GIN on
+# metadata), up to ``cap`` + 1 of them. When at most ``cap`` do, they are all measured
+# exactly, as a user of that size would be; only when more do, the index is read (with
+# pgvector's iterative scan, which looks further while the conditions reject). So a
+# selective filter on a large user gets the exact answer, at the cost of a small one.
+_SELECTIVE = f"""
+    WITH {{counting}}
+    candidates AS MATERIALIZED (
+        SELECT m.id FROM {{source}} m
+        WHERE m.user_id = %(user_id)s AND {_ITEM_CONDITIONS} {{gate}}
+        LIMIT %(cap)s + 1),
+    selective AS MATERIALIZED (SELECT count(*) <= %(cap)s AS yes FROM candidates),
+    matches AS (
+        (SELECT {_COLUMNS}, v.embedding <=> {{query}} AS distance
+         FROM candidates c
+         JOIN {{table}} v ON v.user_id = %(user_id)s AND v.item_id = c.id
+         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = c.id
+         WHERE v.kind = {{kind}} AND (SELECT yes FROM selective))
+        UNION ALL
+        ({{indexed}} AND v.indexed AND NOT (SELECT yes FROM selective) {{gate}}
+         ORDER BY distance LIMIT %(limit)s)
+        UNION ALL
+        ({{unindexed}} AND NOT v.indexed AND NOT (SELECT yes FROM selective) {{gate}})),
+    ranked AS ({{ranked}})
+    {{answer}}"""
 # The exact scan measures the user's vectors alone first, keeps the nearest ``window`` of
 # them, and only then joins their items. Its order, ``distance + 0``, is one that no index
 # offers, so the planner cannot reach for the HNSW index (which would filter by user after
@@ -334,6 +360,7 @@ class Statements:
         self.text_config = query.text_config
         self.conditions = compiler.compile(query.metadata or {})
         self.cacheable = not query.metadata  # a metadata filter is composed for its query
+        self.filters_items = query.filters_items
         depth = query.depth
         # None: filters on the items could reject many of the nearest vectors
         self.window = None if query.filters_items else depth * WINDOW_PER_RESULT + WINDOW_SLACK
@@ -361,7 +388,8 @@ class Statements:
         if scan == "all":
             params = self.params | {"window": None}
             return self._statement(kind, scan, params, named(SearchHit))
-        return self._statement(kind, scan, self.params, counted_rows)
+        shape = "selective" if scan == "approximate" and self.filters_items else scan
+        return self._statement(kind, shape, self.params, counted_rows)
 
     def text(self, kind: ItemType) -> Statement:
         """A full-text search of ``kind``, its rows hits scored by BM25."""
@@ -410,7 +438,9 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
         "document_id": sql.SQL(source["document_id"]),
         "chunk_index": sql.SQL(source["chunk_index"]),
         "filter": conditions,
-        "user_match": _USER_MATCH["approximate" if shape == "approximate" else "exact"],
+        "user_match": _USER_MATCH[
+            "approximate" if shape in ("approximate", "selective") else "exact"
+        ],
         # the query vector in the column's type (halfvec spaces compare in halfvec)
         "query": sql.SQL("%(query)s::{}").format(sql.SQL(space.storage)),
         "ranked": sql.SQL(_RANKED),
@@ -425,13 +455,12 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
             "counting": sql.SQL(_COUNTING).format(
                 kind=parts["kind"], other=sql.Literal(OTHER[kind])
             ),
-            "gate": sql.SQL(_GATES[shape]),
+            "gate": sql.SQL(_GATES["exact" if shape == "exact" else "approximate"]),
             "answer": sql.SQL(_COUNTED_ANSWER),
         }
-    if shape == "approximate":
+    if shape in ("approximate", "selective"):
         indexed = sql.SQL(_MATCHES).format(**parts)
         unindexed = sql.SQL(_MATCHES).format(**parts | {"user_match": _USER_MATCH["exact"]})
-        return sql.SQL(_APPROXIMATE).format(
-            indexed=indexed, unindexed=unindexed, **counted, ranked=parts["ranked"]
-        )
+        template = _APPROXIMATE if shape == "approximate" else _SELECTIVE
+        return sql.SQL(template).format(**parts, indexed=indexed, unindexed=unindexed, **counted)
     return sql.SQL(_EXACT).format(**parts, **counted)

@@ -14,7 +14,7 @@ from support.searching import index_vectors, search_directly
 from models.embedding.spaces import MINILM_384
 from models.search.hints import SizeHints
 from models.search.query import SearchQuery
-from models.search.statements import Statements
+from models.search.statements import Statements, hnsw_settings
 from models.search.turns import FILLED_IN
 from models.types import SearchHit
 
@@ -464,3 +464,42 @@ def test_a_long_hybrid_query_searches_by_its_first_distinct_words(client, new_us
     words = " ".join(f"filler{n}" for n in range(3000))
     found = search(client, user, headers, query=f"QX-5521 {words}", mode="hybrid", k=1)
     assert found[0]["content"] == "Invoice QX-5521 was paid in March."
+
+
+def test_a_selective_filter_on_a_large_user_is_measured_exactly(
+    client, new_user, servers, embedder, db
+):
+    """On the HNSW path, a filter that at most the exact-search limit's number of items
+    meet is answered by measuring those items (the index is not read); a broader one reads
+    the index. Both answer as an exact search does."""
+    user, headers = new_user()
+    notes = [f"note {i} about {t}" for i, t in enumerate(["tea", "rain", "jazz", "chess"] * 30)]
+    body = {
+        "memories": [{"content": c, "metadata": {"tenth": i % 10}} for i, c in enumerate(notes)],
+        "wait": True,
+    }
+    answer = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert index_vectors(servers, user) == 120
+    register_vector(db)
+    vector = embedder.encode(["jazz records"])[0]
+
+    for condition, read_index in (({"tenth": 3}, False), ({"tenth": {"$lt": 6}}, True)):
+        query = SearchQuery(vector=vector, k=10, metadata=condition)
+        sent: list[Any] = []
+        hnsw = search_directly(servers, user, query, sent, exact_max_rows=20)
+        exact = search_directly(servers, user, query, exact_max_rows=10**6)
+        assert [h.id for h in hnsw] == [h.id for h in exact]
+        assert len(hnsw) == 10
+        (statement,) = [s for s in sent if "candidates" in s.query]
+        with db.transaction():
+            for name, value in hnsw_settings(800, 10).items():  # as the planner sends it
+                db.execute("SELECT set_config(%s, %s, true)", [name, value])
+            plan = "\n".join(
+                row[0]
+                for row in db.execute(
+                    "EXPLAIN (ANALYZE, COSTS OFF) " + statement.query, statement.params
+                )
+            )
+        scan = next(line for line in plan.splitlines() if "vec_minilm_384_hnsw" in line)
+        assert ("never executed" not in scan) == read_index, plan
