@@ -8,7 +8,6 @@ session of the export, vectors to an item of it, and the end line's counts agree
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC
 from typing import Any
@@ -254,10 +253,11 @@ class Reader:
         here = self._usable.get(line.space)
         half = here is not None and here.storage == "halfvec"
         limit = HALFVEC_MAX if half else FLOAT32_MAX
-        if not all(math.isfinite(x) and abs(x) <= limit for x in numbers):
+        values = np.asarray(numbers, dtype=np.float64)
+        if not (np.abs(values) <= limit).all():  # false for NaN too; infinities are over
             raise InvalidInput(f"embedding numbers must be finite and within ±{limit:.6g}")
         # stored in the space's own precision: numbers too small for it become zeros
-        if not np.asarray(numbers, dtype=np.float16 if half else np.float32).any():
+        if not values.astype(np.float16 if half else np.float32).any():
             raise InvalidInput(
                 f"embedding is all zeros in {'halfvec' if half else 'vector'} precision "
                 "(cosine is undefined)"
