@@ -7,7 +7,7 @@ TS_CLIENT := clients/typescript
 TS_STAMP := $(TS_CLIENT)/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders bench-fairness bench-stall bench-quality console-screenshots lint typecheck docs-settings clean
+.PHONY: help install run test test-unit fuzz soak bench-search bench-spaces bench-ingest bench-encoders bench-fairness bench-stall bench-scaleout bench-quality console-screenshots lint typecheck docs-settings clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml integrations/langchain/py
 			apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@test -x /usr/bin/chromium || echo "no /usr/bin/chromium: install the chromium package" \
 		"(as root: apt-get install chromium chromium-driver) or the console's browser tests skip"
+	@# tests/integration/test_pgbouncer.py runs the API and worker through Debian's PgBouncer
+	test -x /usr/sbin/pgbouncer || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq pgbouncer >/dev/null; }
+	@test -x /usr/sbin/pgbouncer || echo "no /usr/sbin/pgbouncer: install the pgbouncer package" \
+		"(as root: apt-get install pgbouncer) or the PgBouncer tests skip"
 	touch $(STAMP)
 
 # The TypeScript client (clients/typescript) is an npm package; make test runs its tests.
@@ -73,6 +79,9 @@ bench-fairness: $(STAMP) ## a chat memory with wait during another user's bulk l
 
 bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
 	$(BIN)/python bench/stall.py
+
+bench-scaleout: $(STAMP) ## throughput as API and worker processes (and a replica) are added (ROUNDS=1 quicker)
+	$(BIN)/python bench/scaleout.py --rounds $(or $(ROUNDS),3) --seconds $(or $(SCALE_SECONDS),20)
 
 bench-quality: $(STAMP) ## LoCoMo questions: Engram's search and context beside MiniLM and BM25 (FILE=, CONVERSATIONS=n, SWEEP=1)
 	@test -n "$(FILE)" || { echo "make bench-quality FILE=path/to/locomo10.json [CONVERSATIONS=n]:" \

@@ -175,6 +175,15 @@ class Database(msgspec.Struct, frozen=True, kw_only=True):
             parse=_threshold,
         ),
     ] = 5
+    listen_url: Annotated[
+        str | None,
+        Env(
+            "ENGRAM_LISTEN_DATABASE_URL",
+            "a direct connection for the API's key-change listener, when "
+            "`ENGRAM_DATABASE_URL` is a pooler in transaction mode (docs/scaling.md)",
+            shown="`ENGRAM_DATABASE_URL`",
+        ),
+    ] = None
     read_url: Annotated[
         str | None,
         Env(

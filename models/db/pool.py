@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import weakref
 from typing import Any
 
 import msgspec
@@ -17,6 +18,13 @@ from psycopg_pool import AsyncConnectionPool
 from models.db.rows import fetch_one
 
 log = logging.getLogger("engram.db")
+
+# What each connection sets at the start of every transaction, with the user's scope
+# (``models.db.scope``): transaction-local, so that behind a pooler in transaction mode
+# (PgBouncer) they neither go missing nor reach other clients of the server connection.
+_TRANSACTION_SETTINGS: weakref.WeakKeyDictionary[psycopg.AsyncConnection, dict[str, str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 # Errors that mean "the server is unreachable right now", never "your SQL is wrong".
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
@@ -59,17 +67,24 @@ def create_pool(
 async def _configure(
     conn: psycopg.AsyncConnection, *, statement_timeout: float | None, text_config: str
 ) -> None:
+    # PgBouncer keeps TimeZone for each client and restores it on the server connection
     await conn.execute("SET TIME ZONE 'UTC'")
-    await conn.execute("SELECT set_config('engram.text_config', %s, false)", [text_config])
+    settings = {"engram.text_config": text_config}
     if statement_timeout is not None:
-        milliseconds = str(int(statement_timeout * 1000))
-        await conn.execute("SELECT set_config('statement_timeout', %s, false)", [milliseconds])
+        settings["statement_timeout"] = str(int(statement_timeout * 1000))
+    _TRANSACTION_SETTINGS[conn] = settings
     set_json_loads(load_json, conn)
     try:
         await register_vector_async(conn)
     except psycopg.ProgrammingError:
         # The schema is not migrated yet (no vector type): /readyz says so.
         log.warning("pgvector type not found: run `engram migrate`")
+
+
+def transaction_settings(conn: psycopg.AsyncConnection) -> dict[str, str]:
+    """What ``conn``'s pool sets in each of its transactions: the text-search configuration
+    new items are indexed in, and the statement timeout."""
+    return _TRANSACTION_SETTINGS.get(conn, {})
 
 
 def load_json(data: str | bytes) -> Any:

@@ -12,7 +12,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from models.db.batch import Statement, forget_prepared, run_batch
-from models.db.pool import CONNECTION_ERRORS
+from models.db.pool import CONNECTION_ERRORS, transaction_settings
 
 log = logging.getLogger("engram.db")
 
@@ -95,9 +95,9 @@ async def read_batch(
     statements that read; lost connections are retried, and so is a batch that found its
     prepared statements deallocated (by psycopg, after a rollback on that connection).
     """
-    scoped = Statement(*set_configs({**_scope(scope), **(settings or {})}), rows=None)
 
     async def batch(conn: psycopg.AsyncConnection) -> list[list[Any]]:
+        scoped = Statement(*_scope_settings(conn, scope, settings), rows=None)
         try:
             return (await run_batch(conn, [scoped, *statements]))[1:]
         except psycopg.errors.InvalidSqlStatementName:  # forgotten by now: prepared anew
@@ -169,7 +169,15 @@ async def set_scope(
 ) -> None:
     """Admit rows of ``scope`` for the rest of the current transaction; ``settings``
     (configuration parameters) last as long."""
-    await conn.execute(*set_configs({**_scope(scope), **(settings or {})}))
+    await conn.execute(*_scope_settings(conn, scope, settings))
+
+
+def _scope_settings(
+    conn: psycopg.AsyncConnection, scope: str, settings: Mapping[str, str] | None
+) -> tuple[str, list[str]]:
+    """The statement starting a transaction as ``scope``: with the connection's own
+    settings (``transaction_settings``), and ``settings``."""
+    return set_configs({**transaction_settings(conn), **_scope(scope), **(settings or {})})
 
 
 def _scope(scope: str) -> dict[str, str]:

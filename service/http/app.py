@@ -109,7 +109,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         )
         key_cache = KeyCache(settings.server.key_cache_seconds)
         listener = (
-            asyncio.create_task(key_cache.listen(database_url))
+            # LISTEN needs a session of its own: never through a transaction pooler
+            asyncio.create_task(key_cache.listen(settings.database.listen_url or database_url))
             if settings.server.key_cache_seconds > 0
             else None
         )
