@@ -102,10 +102,11 @@ _APPROXIMATE = """
     {answer}"""
 # The HNSW path of a search with conditions on the items (metadata, session, times): a
 # large user's items that meet them are found first, through the items' indexes (GIN on
-# metadata), up to ``cap`` + 1 of them. When at most ``cap`` do, they are all measured
-# exactly, as a user of that size would be; only when more do, the index is read (with
-# pgvector's iterative scan, which looks further while the conditions reject). So a
-# selective filter on a large user gets the exact answer, at the cost of a small one.
+# metadata), up to ``cap`` + 1 of them. When at most ``cap`` do, their vectors are all
+# measured, as a user of that size would be, and only the nearest are joined to their items
+# again; only when more do, the index is read (with pgvector's iterative scan, which looks
+# further while the conditions reject). So a selective filter on a large user gets the
+# exact answer, at the cost of a small one.
 _SELECTIVE = f"""
     WITH {{counting}}
     candidates AS MATERIALIZED (
@@ -113,12 +114,16 @@ _SELECTIVE = f"""
         WHERE m.user_id = %(user_id)s AND {_ITEM_CONDITIONS} {{gate}}
         LIMIT %(cap)s + 1),
     selective AS MATERIALIZED (SELECT count(*) <= %(cap)s AS yes FROM candidates),
+    nearest AS MATERIALIZED (
+        SELECT c.id AS item_id, (v.embedding <=> {{query}}) + 0 AS distance
+        FROM candidates c
+        JOIN {{table}} v ON v.user_id = %(user_id)s AND v.item_id = c.id
+        WHERE v.kind = {{kind}} AND (SELECT yes FROM selective)
+        ORDER BY distance, c.id LIMIT %(limit)s),
     matches AS (
-        (SELECT {_COLUMNS}, v.embedding <=> {{query}} AS distance
-         FROM candidates c
-         JOIN {{table}} v ON v.user_id = %(user_id)s AND v.item_id = c.id
-         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = c.id
-         WHERE v.kind = {{kind}} AND (SELECT yes FROM selective))
+        (SELECT {_COLUMNS}, v.distance
+         FROM nearest v
+         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id)
         UNION ALL
         ({{indexed}} AND v.indexed AND NOT (SELECT yes FROM selective) {{gate}}
          ORDER BY distance LIMIT %(limit)s)
