@@ -10,6 +10,10 @@ import msgspec
 
 Status = Literal["pending", "ready", "failed"]
 ItemType = Literal["memory", "chunk"]
+# Which jobs a claim serves first (models/jobs/outbox.py): ``interactive`` (memories,
+# messages, single documents, anything written with ``wait``), then ``bulk`` (batches of
+# documents, imports, space fills).
+Lane = Literal["interactive", "bulk"]
 Role = Literal["user", "assistant", "system"]
 
 
@@ -122,6 +126,7 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int
     last_error: str | None
     request_id: str | None = None  # of the HTTP request that made the job pending
+    lane: Lane = "interactive"
 
 
 class FailedJob(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,16 +1,25 @@
 """Embedding a batch of jobs: claim in Postgres, encode outside any transaction, then store
-what is still current; a failed batch is retried item by item, so one bad input fails alone."""
+what is still current; a failed batch is retried item by item, so one bad input fails alone.
+
+The local model encodes one batch at a time in a process, on the machine's cores. So that a
+chat's memory does not wait behind a bulk batch, a bulk batch is encoded a slice at a time,
+and before each slice waits while this process encodes interactive work: an interactive
+item waits for at most one slice, and bulk work goes on whenever none is waiting.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 from psycopg import AsyncConnection
 
 from models.db.scope import ALL_USERS, run_scoped
+from models.embedding.local import LocalEmbedder
 from models.embedding.provider import Embedder
 from models.embedding.spaces import Space
 from models.errors import EmbeddingError
@@ -19,10 +28,39 @@ from models.jobs.messages import Key
 from models.observe import metrics
 from models.observe.logs import request_context
 from models.store import chunks
-from models.types import Claim, Embedded
+from models.types import Claim, Embedded, Lane
 from worker.resources import Resources
 
 log = logging.getLogger("engram.worker")
+
+BULK_SLICE = 8  # texts of a bulk batch per model call, on the local model (as fast per text as 16)
+
+
+class Priority:
+    """Interactive encodes in flight in this process (its actors share one event loop)."""
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def interactive(self) -> AsyncIterator[None]:
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def bulk_turn(self) -> None:
+        """Return when no interactive encode is in flight."""
+        await self._idle.wait()
+
+
+PRIORITY = Priority()
 
 
 async def embed_batch(resources: Resources, space: Space, *, limit: int) -> int:
@@ -49,7 +87,7 @@ async def embed_batch(resources: Resources, space: Space, *, limit: int) -> int:
         return len(claims)
     # lines logged while embedding (a provider's retries) name the request, if there is one
     with request_context(_shared_request_id(work)):
-        vectors, failures = await embed_isolating_failures(embedder, work)
+        vectors, failures = await embed_isolating_failures(embedder, work, lane=work[0].lane)
         ready = await run_scoped(pool, ALL_USERS, store, space, vectors)
     _log_embedded(space, work, vectors)
     metrics.EMBED_ITEMS.labels(space=space.name, outcome="ready").inc(ready)
@@ -127,11 +165,12 @@ async def store(conn: AsyncConnection, space: Space, vectors: list[Embedded]) ->
 
 
 async def embed_isolating_failures(
-    embedder: Embedder, items: Sequence[Claim]
+    embedder: Embedder, items: Sequence[Claim], *, lane: Lane = "interactive"
 ) -> tuple[list[Embedded], list[tuple[Claim, EmbeddingError]]]:
-    """Embed a batch; if it fails, embed one by one so one bad item fails alone."""
+    """Embed a batch (a claim's items are of one lane); if it fails, embed one by one so
+    one bad item fails alone."""
     try:
-        matrix = await _encode(embedder, [item.content for item in items])
+        matrix = await _encode_in_turn(embedder, [item.content for item in items], lane)
         return _embedded(items, matrix), []
     except EmbeddingError as error:
         if len(items) == 1:
@@ -139,10 +178,26 @@ async def embed_isolating_failures(
     done: list[Embedded] = []
     failed: list[tuple[Claim, EmbeddingError]] = []
     for item in items:
-        ok, bad = await embed_isolating_failures(embedder, [item])
+        ok, bad = await embed_isolating_failures(embedder, [item], lane=lane)
         done += ok
         failed += bad
     return done, failed
+
+
+async def _encode_in_turn(embedder: Embedder, texts: list[str], lane: Lane) -> np.ndarray:
+    """``_encode``, interactive work first (this module's docstring). A remote provider's
+    batches are sent whole: its requests do not compete for this machine's cores."""
+    if lane == "interactive":
+        async with PRIORITY.interactive():
+            return await _encode(embedder, texts)
+    if not isinstance(embedder, LocalEmbedder) or len(texts) <= BULK_SLICE:
+        await PRIORITY.bulk_turn()
+        return await _encode(embedder, texts)
+    parts = []
+    for start in range(0, len(texts), BULK_SLICE):
+        await PRIORITY.bulk_turn()
+        parts.append(await _encode(embedder, texts[start : start + BULK_SLICE]))
+    return np.concatenate(parts)
 
 
 async def _encode(embedder: Embedder, texts: list[str]) -> np.ndarray:

@@ -6,8 +6,10 @@ imports the other.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
+
+from models.types import Lane as Lane
 
 EMBED_QUEUE = "embeddings"
 EMBED_ACTOR = "embed_items"
@@ -28,9 +30,3 @@ class Job(NamedTuple):
     space: str
     user_id: str
     item_id: UUID
-
-
-# Which jobs a claim serves first (models/jobs/outbox.py): ``interactive`` (memories,
-# messages, single documents, anything written with ``wait``), then ``bulk`` (batches of
-# documents, imports, space fills).
-Lane = Literal["interactive", "bulk"]

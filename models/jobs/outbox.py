@@ -160,10 +160,10 @@ async def _claim_keys(
             WHERE e.user_id = picked.user_id AND e.item_id = picked.item_id
               AND e.space = %(space)s
             RETURNING e.user_id, e.item_id, e.kind, e.content_hash, e.attempts, e.last_error,
-                      e.request_id
+                      e.request_id, e.lane
         )
         SELECT c.user_id, c.item_id AS id, c.kind, coalesce(m.content, k.content) AS content,
-               c.content_hash, c.attempts, c.last_error, c.request_id
+               c.content_hash, c.attempts, c.last_error, c.request_id, c.lane
         FROM claimed c
         LEFT JOIN memories m ON c.kind = 'memory' AND m.user_id = c.user_id
                             AND m.id = c.item_id AND m.content_hash = c.content_hash
