@@ -231,8 +231,26 @@ class Stack:
         while len(self.workers) > count:
             stop(self.workers.pop())
         while len(self.workers) < count:
-            self.workers.append(self._spawn("worker", self.env()))
-        time.sleep(2)
+            self.workers.append(self._start_worker())
+
+    def _start_worker(self) -> subprocess.Popen[bytes]:
+        """A worker, once it takes messages: one still loading its model would hold the
+        messages it prefetched while the other worker idles."""
+        log = self.home / f"worker-{len(self.workers)}-{time.monotonic_ns()}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service.ops.cli", "worker"],
+                env=self.env(ENGRAM_LOG_LEVEL="INFO"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 300
+        while b"Worker process is ready" not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"a worker did not start: see {log}")
+            time.sleep(0.2)
+        return process
 
     def urls(self, config: Config) -> list[str]:
         chosen = self.replica_apis if config.replica else self.apis
@@ -402,7 +420,8 @@ def measure(stack: Stack, config: Config, users: list[str], args: argparse.Names
 
 def report(results: dict[str, list[Measured]], args: argparse.Namespace) -> None:
     print(
-        f"scaleout: {os.cpu_count()} cores, {args.clients} clients in a closed loop, "
+        f"scaleout: load average {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        f"{os.cpu_count()} cores, {args.clients} clients in a closed loop, "
         f"{args.write_share:.0%} writes, {args.users} users x {args.seed} memories, "
         f"{args.rounds} rounds of {args.seconds:.0f} s; medians of the rounds"
     )
@@ -451,6 +470,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=100, help="memories per user at the start")
     parser.add_argument("--write-share", type=float, default=0.2)
     args = parser.parse_args()
+    args.load_before = os.getloadavg()[0]
     home = Path(tempfile.mkdtemp(prefix="engram-scaleout-"))
     stack = Stack(home)
     try:

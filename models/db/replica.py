@@ -221,13 +221,18 @@ class ReadRouting:
         assert self.replica is not None
         now = time.monotonic()
         try:
-            if not self.available:  # replace the connections a restart broke
-                await self.replica.check()
             async with self.primary.connection(timeout=1) as conn:
                 primary = await fetch_one(conn, tuple_row, _PRIMARY_POSITION)
-            assert primary is not None
-            self._samples.append((now, primary[0]))
-            replayed = await self._replayed(timeout=1)
+        except Exception as exc:  # the primary busy or away: the replica is not to blame
+            log.debug("replica probe skipped: the primary did not answer (%s)", exc)
+            return
+        assert primary is not None
+        self._samples.append((now, primary[0]))
+        try:
+            if not self.available:  # replace the connections a restart broke
+                await self.replica.check()
+            # bounded: a replica cut off without closing its connections would hold it
+            replayed = await asyncio.wait_for(self._replayed(timeout=1), timeout=2)
         except Exception as exc:
             self._replica_failed(exc)
             return
@@ -268,8 +273,12 @@ class ReadRouting:
         deadline = time.monotonic() + self.max_wait
         while True:
             try:
-                if await self._replayed(timeout=self.max_wait) >= written:
+                left = max(deadline - time.monotonic(), POLL_SECONDS)
+                replayed = await asyncio.wait_for(self._replayed(timeout=left), timeout=left)
+                if replayed >= written:
                     return True
+            except TimeoutError:  # out of time: the probe judges the replica, not this read
+                return False
             except REPLICA_ERRORS as exc:
                 self._replica_failed(exc)
                 return False
