@@ -51,6 +51,7 @@ from models.search.planner import Planner
 from models.search.planner import search as search_items
 from models.search.query import SearchQuery
 from models.search.statements import (
+    CUSTOM_PLANS,
     GENERIC_PLANS,
     NO_PARALLEL_WORKERS,
     Statements,
@@ -540,9 +541,6 @@ RUNS = (
     "service", "raw_sql", "in_process",
     "hybrid_service", "hybrid_raw_sql", "text_raw_sql", "text_scoped_sql",
 )  # fmt: skip
-# Hybrid statements keep custom plans (models/search/planner.py): the floor's session forces
-# generic ones for the vector statements, so its hybrid transactions ask for PostgreSQL's default.
-HYBRID_SETTINGS = {"plan_cache_mode": "auto"}
 
 
 def hybrid_query(query: np.ndarray, text: str) -> SearchQuery:
@@ -563,7 +561,7 @@ def raw_hybrid(
                    hints=hints)  # fmt: skip
     round_ = plan.next_round()
     assert round_ is not None
-    settings = scope_of(user) | round_.settings | HYBRID_SETTINGS
+    settings = scope_of(user) | round_.settings
     return _raw_batch(conn, round_.statements, settings)
 
 
@@ -578,7 +576,7 @@ def raw_text(conn: psycopg.Connection[Any], user: str, query: SearchQuery) -> fl
     scoped to ``user``: as the owner, or on a connection of the service's role (row security
     on)."""
     statement = Statements(MINILM_384, user, query, cap=0).text("memory")
-    return _raw_batch(conn, [statement], scope_of(user) | NO_PARALLEL_WORKERS | HYBRID_SETTINGS)
+    return _raw_batch(conn, [statement], scope_of(user) | NO_PARALLEL_WORKERS | CUSTOM_PLANS)
 
 
 def _raw_batch(

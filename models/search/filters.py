@@ -113,6 +113,36 @@ class FilterCompiler:
         return sql.Placeholder(name)
 
 
+def containing(conditions: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Metadata documents such that an item meeting ``conditions`` (a filter ``compile``
+    accepted) contains at least one of them: what the metadata index can find, a superset
+    of the matches. None when no condition is an equality the index serves (ranges,
+    ``$exists``, ``$ne`` and ``$nin`` alone)."""
+    options = [d for key, value in conditions.items() if (d := _documents(key, value))]
+    return min(options, key=len) if options else None
+
+
+def _documents(key: str, value: Any) -> list[dict[str, Any]] | None:
+    if key == "$and":
+        return _any_of(value)
+    if key == "$or":
+        parts = [containing(item) for item in value]
+        return None if any(p is None for p in parts) else [d for p in parts for d in p or ()]
+    if isinstance(value, dict) and any(k.startswith("$") for k in value):
+        if "$eq" in value:
+            return [{key: value["$eq"]}]
+        if "$in" in value:
+            return [{key: choice} for choice in value["$in"]]
+        return None
+    return [{key: value}]
+
+
+def _any_of(filters: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The fewest documents any one of ``filters`` (all of which must hold) gives."""
+    options = [d for item in filters if (d := containing(item))]
+    return min(options, key=len) if options else None
+
+
 def _join(parts: list[sql.Composable], glue: str) -> sql.Composable:
     if not parts:
         return sql.SQL("TRUE")

@@ -29,6 +29,7 @@ from models.search.hints import Hint, Path, SizeHints
 from models.search.query import SearchQuery
 from models.search.rerank import blend, by_score, by_similarity, diversify, fuse
 from models.search.statements import (
+    CUSTOM_PLANS,
     GENERIC_PLANS,
     NO_PARALLEL_WORKERS,
     OTHER,
@@ -116,6 +117,8 @@ class Planner:
         settings = dict(NO_PARALLEL_WORKERS)
         if not self.query.filters_items and not self.text and "all" not in self.pending.values():
             settings |= GENERIC_PLANS
+        else:
+            settings |= CUSTOM_PLANS
         # The HNSW settings (no sorts, no sequential scans) must not reach the other
         # statements' plans: they go with the scope when only HNSW statements follow, else
         # in a statement of their own after the others.

@@ -17,11 +17,12 @@ from typing import Any, Literal, NamedTuple
 
 from pgvector import Vector
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from models.db.batch import RowMaker, Statement, named
 from models.db.scope import set_configs
 from models.embedding.spaces import Space
-from models.search.filters import FilterCompiler
+from models.search.filters import FilterCompiler, containing
 from models.search.query import SearchQuery
 from models.store.items import LIVE_MEMORY
 from models.types import ItemType, SearchHit
@@ -70,6 +71,7 @@ _SOURCES = {
         "source": "memories",
         "base": "memories",
         "matching": "memories_matching",
+        "containing": "memories_containing",
         "document_id": "NULL::uuid",
         "chunk_index": "NULL::int",
     },
@@ -84,22 +86,33 @@ _SOURCES = {
                             AND d.generation = k.generation)""",
         "base": "chunks",
         "matching": "chunks_matching",
+        "containing": "chunks_containing",
         "document_id": "m.document_id",
         "chunk_index": "m.chunk_index",
     },
 }
 _MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
 # The HNSW path: the nearest of the user's indexed vectors in the index's order, beside all
-# of the user's unindexed ones (at most ``UNINDEXED_MAX``), the best of both ranked. The
-# index scan is ordered by distance alone, the order it gives: breaking ties by id as well
-# would sort, and so fetch one row more than the limit from the scan.
-_APPROXIMATE = """
-    WITH {counting} matches AS (
-        ({indexed} AND v.indexed {gate} ORDER BY distance LIMIT %(limit)s)
+# of the user's unindexed ones (at most ``UNINDEXED_MAX``, the ``tail``), the best of both
+# ranked. The index scan is ordered by distance alone, the order it gives: breaking ties by
+# id as well would sort, and so fetch one row more than the limit from the scan. The tail
+# is read alone first, through the index of unindexed vectors, and then joined to its items:
+# a generic plan would otherwise read every item of the user to find the few.
+_TAIL = """tail AS MATERIALIZED (
+        SELECT v.item_id, v.embedding <=> {query} AS distance FROM {table} v
+        WHERE v.user_id = %(user_id)s AND v.kind = {kind} AND NOT v.indexed {gate}),"""
+_TAIL_MATCHES = f"""
+        SELECT {_COLUMNS}, v.distance FROM tail v
+        JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id
+        WHERE {_ITEM_CONDITIONS}"""
+_APPROXIMATE = f"""
+    WITH {{counting}} {_TAIL}
+    matches AS (
+        ({{indexed}} AND v.indexed {{gate}} ORDER BY distance LIMIT %(limit)s)
         UNION ALL
-        ({unindexed} AND NOT v.indexed {gate})),
-    ranked AS ({ranked})
-    {answer}"""
+        ({_TAIL_MATCHES})),
+    ranked AS ({{ranked}})
+    {{answer}}"""
 # The HNSW path of a search with conditions on the items (metadata, session, times): a
 # large user's items that meet them are found first, through the items' indexes (GIN on
 # metadata), up to ``cap`` + 1 of them. When at most ``cap`` do, their vectors are all
@@ -107,12 +120,24 @@ _APPROXIMATE = """
 # again; only when more do, the index is read (with pgvector's iterative scan, which looks
 # further while the conditions reject). So a selective filter on a large user gets the
 # exact answer, at the cost of a small one.
-_SELECTIVE = f"""
-    WITH {{counting}}
-    candidates AS MATERIALIZED (
+# Under row security the metadata index cannot serve a filter directly (``@>`` is not
+# leakproof): when the filter names values the index can find, ``memories_containing`` /
+# ``chunks_containing`` (migration 0022) find a superset of the matches through it, which
+# the conditions then narrow; otherwise the user's items are read through their user index.
+_CANDIDATES = {
+    "scan": f"""
         SELECT m.id FROM {{source}} m
         WHERE m.user_id = %(user_id)s AND {_ITEM_CONDITIONS} {{gate}}
-        LIMIT %(cap)s + 1),
+        LIMIT %(cap)s + 1""",
+    "index": f"""
+        SELECT m.id FROM {{containing}}(%(contains)s::jsonb[]) h
+        JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = h.id
+        WHERE {_ITEM_CONDITIONS} {{gate}}
+        LIMIT %(cap)s + 1""",
+}
+_SELECTIVE = f"""
+    WITH {{counting}} {_TAIL}
+    candidates AS MATERIALIZED ({{candidates}}),
     selective AS MATERIALIZED (SELECT count(*) <= %(cap)s AS yes FROM candidates),
     nearest AS MATERIALIZED (
         SELECT c.id AS item_id, (v.embedding <=> {{query}}) + 0 AS distance
@@ -128,7 +153,7 @@ _SELECTIVE = f"""
         ({{indexed}} AND v.indexed AND NOT (SELECT yes FROM selective) {{gate}}
          ORDER BY distance LIMIT %(limit)s)
         UNION ALL
-        ({{unindexed}} AND NOT v.indexed AND NOT (SELECT yes FROM selective) {{gate}})),
+        ({_TAIL_MATCHES} AND NOT (SELECT yes FROM selective))),
     ranked AS ({{ranked}})
     {{answer}}"""
 # The exact scan measures the user's vectors alone first, keeps the nearest ``window`` of
@@ -296,9 +321,12 @@ NO_PARALLEL_WORKERS = {"max_parallel_workers_per_gather": "0"}
 # Planning the counted statements anew for every search (PostgreSQL's choice for them) costs
 # more than running them for small users; their generic plans, made once per connection,
 # are as fast as custom ones. Statements whose plans depend on their values (filters on the
-# items, which search every vector of the user; the text search; the unwindowed "all") keep
-# custom plans.
+# items, which search every vector of the user or find the items first; the text search;
+# the unwindowed "all") are planned for their values every time: PostgreSQL would switch a
+# prepared statement to a generic plan after five runs, and a generic plan, which cannot
+# know how many items a user has, may read every item of a large user.
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
 
 
 class Sizes(NamedTuple):
@@ -366,6 +394,7 @@ class Statements:
         self.conditions = compiler.compile(query.metadata or {})
         self.cacheable = not query.metadata  # a metadata filter is composed for its query
         self.filters_items = query.filters_items
+        documents = containing(query.metadata or {})
         depth = query.depth
         # None: filters on the items could reject many of the nearest vectors
         self.window = None if query.filters_items else depth * WINDOW_PER_RESULT + WINDOW_SLACK
@@ -384,6 +413,7 @@ class Statements:
             "unindexed_max": UNINDEXED_MAX,
             "window": self.window,
             "space": space.name,
+            "contains": [Jsonb(d) for d in documents or ()],
             **compiler.params,
         }
 
@@ -420,7 +450,8 @@ class Statements:
 
     def _compose(self, kind: ItemType, shape: str) -> str:
         if not self.cacheable:
-            return _compose(self.space, kind, shape, self.conditions).as_string()
+            indexed = bool(self.params["contains"])
+            return _compose(self.space, kind, shape, self.conditions, indexed).as_string()
         key = (self.space.table, self.space.storage, kind, shape)
         if key not in _COMPOSED:
             _COMPOSED[key] = _compose(self.space, kind, shape, self.conditions).as_string()
@@ -432,13 +463,22 @@ def settings_statement(settings: dict[str, str]) -> Statement:
     return Statement(*set_configs(settings), rows=None)
 
 
-def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composable) -> sql.Composed:
+def _compose(
+    space: Space,
+    kind: ItemType,
+    shape: str,
+    conditions: sql.Composable,
+    indexed_filter: bool = False,
+) -> sql.Composed:
+    """The statement of ``shape``; ``indexed_filter``: the metadata index finds the
+    candidates of a selective search (``_CANDIDATES``)."""
     source = _SOURCES[kind]
     parts = {
         "table": sql.Identifier(space.table),
         "source": sql.SQL(source["source"]),
         "base": sql.Identifier(source["base"]),
         "matching": sql.Identifier(source["matching"]),
+        "containing": sql.Identifier(source["containing"]),
         "kind": sql.Literal(kind),
         "document_id": sql.SQL(source["document_id"]),
         "chunk_index": sql.SQL(source["chunk_index"]),
@@ -465,7 +505,9 @@ def _compose(space: Space, kind: ItemType, shape: str, conditions: sql.Composabl
         }
     if shape in ("approximate", "selective"):
         indexed = sql.SQL(_MATCHES).format(**parts)
-        unindexed = sql.SQL(_MATCHES).format(**parts | {"user_match": _USER_MATCH["exact"]})
         template = _APPROXIMATE if shape == "approximate" else _SELECTIVE
-        return sql.SQL(template).format(**parts, indexed=indexed, unindexed=unindexed, **counted)
+        candidates = sql.SQL(_CANDIDATES["index" if indexed_filter else "scan"]).format(
+            **parts, **counted
+        )
+        return sql.SQL(template).format(**parts, indexed=indexed, candidates=candidates, **counted)
     return sql.SQL(_EXACT).format(**parts, **counted)

@@ -7,6 +7,7 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from support.api import add_memories
 
 from models.db.pool import create_pool
@@ -174,18 +175,60 @@ def test_the_text_match_functions_find_only_the_scoped_users_items(app_db, two_u
     assert _matching(app_db, "chunks_matching", words, {"engram.user_id": alice}) == set()
 
 
-def test_the_text_match_functions_are_the_service_roles_only(db):
+def _containing(app_db, function: str, documents: list[dict], scope: dict[str, str]) -> set[str]:
+    """The contents ``function`` finds for metadata ``documents`` in a transaction of
+    ``scope``."""
+    with app_db.transaction():
+        for name, value in scope.items():
+            app_db.execute("SELECT set_config(%s, %s, true)", [name, value])
+        found = app_db.execute(
+            f"SELECT id FROM {function}(%s::jsonb[])", [[Jsonb(d) for d in documents]]
+        )
+        ids = [row[0] for row in found]
+        app_db.execute("SELECT set_config('engram.all_users', 'on', true)")
+        rows = app_db.execute("SELECT content FROM memories WHERE id = ANY(%s)", [ids])
+        return {row[0] for row in rows}
+
+
+def test_the_metadata_match_functions_find_only_the_scoped_users_items(client, new_user, app_db):
+    """memories_containing / chunks_containing run as the owner (so the metadata index
+    serves the match) and apply the policies' user condition themselves."""
+    alice, alice_headers = new_user()
+    bob, bob_headers = new_user()
+    for user, headers, text in ((alice, alice_headers, "alice's"), (bob, bob_headers, "bob's")):
+        for color in ("red", "blue"):
+            body = {"memories": [{"content": f"{text} {color} note", "metadata": {"c": color}}]}
+            answer = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
+            assert answer.status_code in (200, 202), answer.text
+    red, both = [{"c": "red"}], [{"c": "red"}, {"c": "blue"}]
+    function = "memories_containing"
+    assert _containing(app_db, function, red, {"engram.user_id": alice}) == {"alice's red note"}
+    assert _containing(app_db, function, both, {"engram.user_id": bob}) == {
+        "bob's red note",
+        "bob's blue note",
+    }
+    # a transaction that sees all users, or none, finds nothing through them
+    assert _containing(app_db, function, both, {"engram.all_users": "on"}) == set()
+    assert _containing(app_db, function, both, {}) == set()
+    assert _containing(app_db, "chunks_containing", both, {"engram.user_id": alice}) == set()
+
+
+def test_the_match_functions_are_the_service_roles_only(db):
     rows = db.execute(
         """
         SELECT p.proname, p.prosecdef, p.proconfig,
                has_function_privilege('engram_app', p.oid, 'EXECUTE'),
                has_function_privilege('public', p.oid, 'EXECUTE')
-        FROM pg_proc p WHERE p.proname IN ('memories_matching', 'chunks_matching')
+        FROM pg_proc p
+        WHERE p.proname IN ('memories_matching', 'chunks_matching', 'memories_containing',
+                            'chunks_containing')
         ORDER BY 1
         """
     ).fetchall()
     search_path = ["search_path=pg_catalog, pg_temp"]
     assert rows == [
+        ("chunks_containing", True, search_path, True, False),
         ("chunks_matching", True, search_path, True, False),
+        ("memories_containing", True, search_path, True, False),
         ("memories_matching", True, search_path, True, False),
     ]

@@ -484,7 +484,9 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
     register_vector(db)
     vector = embedder.encode(["jazz records"])[0]
 
-    for condition, read_index in (({"tenth": 3}, False), ({"tenth": {"$lt": 6}}, True)):
+    # an equality is found through the metadata index; a range by reading the user's items
+    cases = (({"tenth": 3}, False, True), ({"tenth": {"$lt": 6}}, True, False))
+    for condition, read_index, through_metadata_index in cases:
         query = SearchQuery(vector=vector, k=10, metadata=condition)
         sent: list[Any] = []
         hnsw = search_directly(servers, user, query, sent, exact_max_rows=20)
@@ -492,6 +494,7 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
         assert [h.id for h in hnsw] == [h.id for h in exact]
         assert len(hnsw) == 10
         (statement,) = [s for s in sent if "candidates" in s.query]
+        assert ("memories_containing" in statement.query) == through_metadata_index
         with db.transaction():
             for name, value in hnsw_settings(800, 10).items():  # as the planner sends it
                 db.execute("SELECT set_config(%s, %s, true)", [name, value])
