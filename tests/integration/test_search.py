@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,8 +13,11 @@ from support.api import ADMIN, add_memories, search
 from support.processes import wait_until
 from support.searching import index_vectors, search_directly
 
+from models.db.pool import create_pool
+from models.db.scope import read_batch
 from models.embedding.spaces import MINILM_384
 from models.search.hints import SizeHints
+from models.search.planner import search as search_items
 from models.search.query import SearchQuery
 from models.search.statements import Statements, hnsw_settings
 from models.search.turns import FILLED_IN
@@ -506,3 +511,40 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
             )
         scan = next(line for line in plan.splitlines() if "vec_minilm_384_hnsw" in line)
         assert ("never executed" not in scan) == read_index, plan
+
+
+def test_searches_with_conditions_on_items_are_planned_for_their_values_every_time(
+    client, new_user, servers, embedder
+):
+    """A prepared statement would switch to a generic plan after five runs, which cannot
+    know how many items a user has. A search with a condition on the items and one without
+    are prepared alike (their conditions are parameters): the first is planned for its
+    values every time, however often it runs, the second takes the generic plan."""
+    user, headers = new_user()
+    add_memories(client, user, headers, [f"garden note {i}" for i in range(8)])
+    vector = embedder.encode(["garden"])[0]
+    after = datetime.now(UTC) - timedelta(days=1)
+    filtered = SearchQuery(vector=vector, k=3, types=("memory",), created_after=after)
+    plain = SearchQuery(vector=vector, k=3, types=("memory",))
+    runs = 8
+
+    async def run() -> list[tuple[int, int]]:
+        pool = create_pool(servers.app_url, min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            read = functools.partial(read_batch, pool, user)
+            for _ in range(runs):
+                for query in (filtered, plain):
+                    found = await search_items(read, MINILM_384, user, query, exact_max_rows=1000)
+                    assert len(found) == 3
+            async with pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                    "WHERE statement LIKE '%nearest AS%'"
+                )
+                return [(int(row[0]), int(row[1])) for row in await cursor.fetchall()]
+        finally:
+            await pool.close()
+
+    # (generic plans, custom plans) of each prepared statement
+    assert sorted(asyncio.run(run())) == [(0, runs), (runs, 0)]
