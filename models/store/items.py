@@ -4,8 +4,8 @@ locks, its id (unique across memories and chunks), and the deletion of its vecto
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 from uuid import UUID
 
 from psycopg import AsyncConnection, sql
@@ -21,6 +21,24 @@ from models.types import ItemType
 LIVE_MEMORY = "(m.expires_at IS NULL OR m.expires_at > now())"
 
 Writes = Literal["memories", "documents"]
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def in_language(
+    conn: AsyncConnection,
+    text_config: str,
+    work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """``work(conn, ...)`` with the words of the items it writes indexed in ``text_config``
+    (a text-search configuration the caller checked): an item's ``text_config`` defaults to
+    the transaction's ``engram.text_config`` (migration 0018), set here until it ends."""
+    await conn.execute("SELECT set_config('engram.text_config', %s, true)", [text_config])
+    return await work(conn, *args, **kwargs)
 
 
 def content_hash(content: str) -> bytes:

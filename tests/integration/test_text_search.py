@@ -64,6 +64,42 @@ def test_a_search_may_name_its_language(client, new_user):
         assert answer.status_code == 422 and why in answer.text, answer.text
 
 
+def test_writes_may_name_their_language(client, new_user, db):
+    """Memories, messages and documents written with a ``language`` are indexed in it (the
+    configured one otherwise): a search in that language finds them by their stems."""
+    user, headers = new_user()
+    base = f"/v1/users/{user}"
+    french = "Les chevaux mangeaient des pommes dans le jardin."
+    body = {"memories": [{"content": french}], "language": "french", "wait": True}
+    assert client.post(f"{base}/memories", json=body, headers=headers).status_code == 200
+    session = client.post(f"{base}/sessions", json={}, headers=headers).json()
+    message = {"role": "user", "content": "Nous irons au marché demain matin."}
+    body = {"messages": [message], "language": "french", "wait": True}
+    answer = client.post(f"{base}/sessions/{session['id']}/messages", json=body, headers=headers)
+    assert answer.status_code in (200, 201), answer.text
+    document = {"content": "Der Hund schläft im Garten, die Katzen spielen."}
+    body = {"documents": [document], "language": "german", "wait": True}
+    answer = client.post(f"{base}/documents", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    add_memories(client, user, headers, ["The horses ate apples in the garden."])
+
+    configs = db.execute(
+        "SELECT text_config::text FROM memories WHERE user_id = %s "
+        "UNION ALL SELECT text_config::text FROM chunks WHERE user_id = %s",
+        [user, user],
+    ).fetchall()
+    assert sorted(row[0] for row in configs) == ["english", "french", "french", "german"]
+    assert text_ranking(client, user, headers, "cheval", language="french") == [french]
+    assert text_ranking(client, user, headers, "marchés", language="french") == [message["content"]]
+    found = search(client, user, headers, query="Katze", mode="hybrid", fusion=TEXT_ONLY,
+                   language="german", types=["chunk"])  # fmt: skip
+    assert [hit["type"] for hit in found if hit["score"] > 0] == ["chunk"]
+    assert text_ranking(client, user, headers, "horse") == ["The horses ate apples in the garden."]
+    body = {"memories": [{"content": "x"}], "language": "klingon"}
+    answer = client.post(f"{base}/memories", json=body, headers=headers)
+    assert answer.status_code == 422 and "not a text-search configuration" in answer.text
+
+
 def test_fusion_weights_choose_between_the_rankings(client, new_user):
     user, headers = new_user()
     add_memories(client, user, headers, [

@@ -107,13 +107,15 @@ class Api:
         space: str | None = None,
         replace: bool = False,
         delete: Iterable[Id] = (),
+        language: str | None = None,
     ) -> Call[list[AddedMemory]]:
         """Add memories, in order; with ``wait`` the answer comes once each is ``ready`` or
         ``failed`` (or the server's wait runs out: then some are still ``pending``). With
         ``replace`` a known id with other content takes the new one; ``delete`` deletes
-        memories in the same transaction: all of it is written, or nothing."""
+        memories in the same transaction: all of it is written, or nothing. ``language``:
+        the text-search configuration their words are indexed in (the server's default)."""
         items = [MemoryIn(content=m) if isinstance(m, str) else m for m in memories]
-        body = {"memories": items, "wait": wait, **present(space=space)}
+        body = {"memories": items, "wait": wait, **present(space=space, language=language)}
         body |= ({"replace": True} if replace else {}) | _deleting(delete)
         return Call(
             "POST",
@@ -301,11 +303,14 @@ class Api:
         collection: str | None = None,
         space: str | None = None,
         wait: bool = False,
+        language: str | None = None,
     ) -> Call[AcceptedDocuments]:
         """Add documents as one batch; each is split into chunks and embedded in the
         background; with ``wait`` the answer comes once each is ``ready`` or ``failed`` (or
-        the server's wait runs out), else ``wait_for_batch`` waits for it."""
-        body = {"documents": documents, **present(collection=collection, space=space)}
+        the server's wait runs out), else ``wait_for_batch`` waits for it. ``language``: the
+        text-search configuration the chunks' words are indexed in."""
+        body: dict[str, Any] = {"documents": documents}
+        body |= present(collection=collection, space=space, language=language)
         body |= waiting(wait)
         return Call(
             "POST",
@@ -323,11 +328,13 @@ class Api:
         collection: str | None = None,
         space: str | None = None,
         wait: bool = False,
+        language: str | None = None,
     ) -> Call[AcceptedDocuments]:
         """Upload files (plain text, Markdown, HTML) as documents of one batch; the type
-        comes from the file name; ``wait`` as for ``add_documents``."""
+        comes from the file name; ``wait`` and ``language`` as for ``add_documents``."""
         parts = [("files", _upload(item)) for item in files]
-        form = present(collection=collection, space=space, wait="true" if wait else None)
+        form = present(collection=collection, space=space, language=language,
+                       wait="true" if wait else None)  # fmt: skip
         return Call(
             "POST",
             path("/v1/users/{}/documents/files", user_id),
@@ -436,17 +443,19 @@ class Api:
         messages: Sequence[MessageIn | Mapping[str, Any]],
         *,
         wait: bool = False,
+        language: str | None = None,
     ) -> Call[list[Message]]:
         """Append messages (``{"role", "content"}``, and optionally the speaker's ``name``,
         ``metadata``, the client's ``id``, ``occurred_at``) in order; each is remembered as
         a memory of its own in the session (``memory_id``); a message whose ``id`` is
         stored already is that message again. With ``wait`` the answer comes once those
-        are embedded (or failed, or the server's wait runs out)."""
+        are embedded (or failed, or the server's wait runs out). ``language``: the
+        text-search configuration their words are indexed in."""
         return Call(
             "POST",
             path("/v1/users/{}/sessions/{}/messages", user_id, session_id),
             field_of("messages", list[Message]),
-            body={"messages": messages, **waiting(wait)},
+            body={"messages": messages, **waiting(wait), **present(language=language)},
         )
 
     @listing

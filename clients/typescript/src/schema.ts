@@ -506,6 +506,7 @@ export interface components {
             /** @default default */
             collection?: string;
             documents: components["schemas"]["DocumentIn"][];
+            language?: string | null;
             space?: string | null;
             /** @default false */
             wait?: boolean;
@@ -544,6 +545,7 @@ export interface components {
         /** AddMemories */
         AddMemories: {
             delete?: string[];
+            language?: string | null;
             memories: components["schemas"]["MemoryIn"][];
             /** @default false */
             replace?: boolean;
@@ -553,6 +555,7 @@ export interface components {
         };
         /** AddMessages */
         AddMessages: {
+            language?: string | null;
             messages: components["schemas"]["MessageIn"][];
             /** @default false */
             wait?: boolean;
@@ -769,6 +772,7 @@ export interface components {
             /** @default default */
             collection?: string;
             files: string[];
+            language?: string | null;
             space?: string | null;
             /** @default false */
             wait?: boolean;

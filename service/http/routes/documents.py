@@ -21,12 +21,13 @@ from models.jobs.messages import Lane
 from models.settings import Limits
 from models.store import documents
 from models.store.documents import Batch, ChunkOut, Document, NewDocument
-from models.store.items import content_hash
+from models.store.items import content_hash, in_language
 from models.types import Principal, Status
 from models.validation import USER_ID_RE, check_metadata, naming
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
+from service.http.routes.search import Language
 from service.http.runtime import Runtime
 from service.http.wait import settled
 
@@ -49,6 +50,7 @@ class AddDocuments(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     collection: str = "default"
     space: str | None = None  # default: the document default space
     wait: bool = False
+    language: Language | None = None  # their chunks' words' text-search configuration
 
 
 @dataclass
@@ -59,6 +61,7 @@ class FilesIn:
     collection: str = "default"
     space: str | None = None
     wait: bool = False
+    language: str | None = None
 
 
 class AcceptedDocuments(msgspec.Struct, kw_only=True):
@@ -107,7 +110,7 @@ class DocumentController(Controller):
         """
         accepted = await _ingest(
             runtime, owner, principal, data.documents, data.collection, data.space,
-            lane=lane_of(len(data.documents), wait=data.wait),
+            lane=lane_of(len(data.documents), wait=data.wait), language=data.language,
         )  # fmt: skip
         return await _answer(request, runtime, owner, accepted, wait=data.wait)
 
@@ -148,7 +151,7 @@ class DocumentController(Controller):
             docs.append(DocumentIn(content=text, title=name, source=name, format=kind))
         accepted = await _ingest(
             runtime, owner, principal, docs, data.collection, data.space,
-            lane=lane_of(len(docs), wait=data.wait),
+            lane=lane_of(len(docs), wait=data.wait), language=data.language,
         )  # fmt: skip
         return await _answer(request, runtime, owner, accepted, wait=data.wait)
 
@@ -211,8 +214,10 @@ async def _ingest(
     space_name: str | None,
     *,
     lane: Lane,
+    language: str | None,
 ) -> AcceptedDocuments:
     limits = runtime.settings.limits
+    text_config = await runtime.text_config(language)
     if len(docs) > limits.max_batch:
         raise InvalidInput(f"at most {limits.max_batch} documents a batch")
     if not USER_ID_RE.fullmatch(collection):
@@ -236,6 +241,8 @@ async def _ingest(
     items = await asyncio.to_thread(_new_documents, docs, limits, spec, counter)
     written = await runtime.as_user(
         owner,
+        in_language,
+        text_config,
         documents.write_documents,
         owner,
         space,

@@ -15,6 +15,7 @@ from models.embedding.spaces import Space
 from models.errors import InvalidInput
 from models.settings import Limits
 from models.store import memories, memory_writes
+from models.store.items import in_language
 from models.types import Memory, MemoryPatch, NewMemory, Principal, Status
 from models.validation import (
     check_content,
@@ -28,6 +29,7 @@ from models.validation import (
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
+from service.http.routes.search import Language
 from service.http.runtime import Runtime
 from service.http.wait import settled
 
@@ -54,6 +56,7 @@ class AddMemories(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     space: str | None = None  # default: the memory default space
     replace: bool = False  # a known id with other content (or expired) takes the item's
     delete: list[UUID] = []  # memories deleted in the same transaction (unknown: skipped)
+    language: Language | None = None  # their words' text-search configuration
 
 
 class MemoryChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -196,6 +199,8 @@ class MemoryController(Controller):
                 items.append(new_memory(item, limits, space))
         written = await runtime.as_user(
             owner,
+            in_language,
+            await runtime.text_config(data.language),
             memory_writes.insert_memories,
             owner,
             space,

@@ -15,6 +15,7 @@ from models.embedding.spaces import Space
 from models.errors import InvalidInput
 from models.settings import Limits
 from models.store import memories, sessions
+from models.store.items import in_language
 from models.store.sessions import Message, NewMessage, NewSession, Role, Session
 from models.types import Principal
 from models.validation import (
@@ -29,6 +30,7 @@ from models.validation import (
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
 from service.http.observe import current_request_id
+from service.http.routes.search import Language
 from service.http.runtime import Runtime
 from service.http.wait import settled
 
@@ -59,6 +61,7 @@ class MessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class AddMessages(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     messages: Annotated[list[MessageIn], msgspec.Meta(min_length=1)]
     wait: bool = False  # until the messages' memories are embedded (or failed)
+    language: Language | None = None  # their words' text-search configuration
 
 
 class MessageList(msgspec.Struct, kw_only=True):
@@ -140,6 +143,8 @@ class SessionController(Controller):
         await runtime.limiter.charge(principal.key_id, len(new))
         added, jobs = await runtime.as_user(
             owner,
+            in_language,
+            await runtime.text_config(data.language),
             sessions.add_messages,
             owner,
             _id(session_id),
