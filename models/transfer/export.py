@@ -124,7 +124,8 @@ async def _messages(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]
 async def _memories(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line]:
     query = f"""
         SELECT m.id, m.content, m.metadata, m.session_id, m.importance, m.space, m.occurred_at,
-               m.created_at, m.updated_at, m.expires_at, {_STATES.format(alias="m")} AS embeddings
+               m.created_at, m.updated_at, m.expires_at, m.text_config::text AS language,
+               {_STATES.format(alias="m")} AS embeddings
         FROM memories m WHERE m.user_id = %s AND {LIVE_MEMORY} ORDER BY m.id
     """
     async for line in _rows(conn, "memories", kwargs_row(_memory_line), query, [user_id]):
@@ -144,7 +145,8 @@ async def _documents(conn: AsyncConnection, user_id: str) -> AsyncIterator[_Line
                encode(d.content_hash, 'hex') AS content_sha256, d.generation, d.batch_id,
                d.created_at, d.updated_at,
                k.id AS chunk_id, k.chunk_index, k.content, k.tokens,
-               k.created_at AS chunk_created_at, {_STATES.format(alias="k")} AS embeddings
+               k.created_at AS chunk_created_at, k.text_config::text AS chunk_language,
+               {_STATES.format(alias="k")} AS embeddings
         FROM documents d
         LEFT JOIN chunks k ON k.user_id = d.user_id AND k.document_id = d.id
                           AND k.generation = d.generation
@@ -209,6 +211,7 @@ def _document_and_chunk(
     content: Any,
     tokens: Any,
     chunk_created_at: datetime | None,
+    chunk_language: str | None,
     embeddings: dict[str, dict[str, Any]],
     **document: Any,
 ) -> tuple[DocumentLine, ChunkLine | None]:
@@ -224,6 +227,7 @@ def _document_and_chunk(
         tokens=tokens,
         created_at=chunk_created_at,
         embeddings=_states(embeddings),
+        language=chunk_language,
     )
     return line, chunk
 

@@ -34,6 +34,8 @@ Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 Role = Literal["user", "assistant", "system"]
 Importance = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
+# a text-search configuration's name (an item's words are indexed in it)
+Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 # what the columns hold: an integer beyond them is refused with its line, not failed in SQL
 INT4 = 2**31 - 1
 INT8 = 2**63 - 1
@@ -104,6 +106,7 @@ class MemoryLine(_Line, frozen=True, kw_only=True, tag="memory"):
     updated_at: Time | None = None
     expires_at: Time | None = None
     embeddings: dict[SpaceName, EmbeddingState] = {}  # its state in each space
+    language: Language | None = None  # None: the importing server's default
 
 
 class BatchLine(_Line, frozen=True, kw_only=True, tag="batch"):
@@ -133,6 +136,7 @@ class ChunkLine(_Line, frozen=True, kw_only=True, tag="chunk"):
     tokens: Int4Count
     created_at: Time | None = None
     embeddings: dict[SpaceName, EmbeddingState] = {}
+    language: Language | None = None  # None: the importing server's default
 
 
 class VectorLine(_Line, frozen=True, kw_only=True, tag="vector"):

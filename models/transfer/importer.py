@@ -254,14 +254,16 @@ class _Writer:
             "chunk",
             """
             INSERT INTO chunks (user_id, id, document_id, generation, chunk_index, content,
-                                content_hash, tokens, created_at)
+                                content_hash, tokens, created_at, text_config)
             SELECT %(user)s, t.id, t.document_id, t.generation, t.chunk_index, t.content,
-                   t.hash, t.tokens, coalesce(t.created_at, now())
+                   t.hash, t.tokens, coalesce(t.created_at, now()),
+                   coalesce(t.language, nullif(current_setting('engram.text_config', true), ''),
+                            'english')::regconfig
             FROM unnest(%(ids)s::uuid[], %(documents)s::uuid[], %(generations)s::int[],
                         %(indexes)s::int[], %(contents)b::text[], %(hashes)s::bytea[],
-                        %(tokens)s::int[], %(created)s::timestamptz[])
+                        %(tokens)s::int[], %(created)s::timestamptz[], %(languages)s::text[])
                  AS t(id, document_id, generation, chunk_index, content, hash, tokens,
-                      created_at)
+                      created_at, language)
             ON CONFLICT DO NOTHING RETURNING id
             """,
             {
@@ -273,6 +275,7 @@ class _Writer:
                 "hashes": [content_hash(k.content) for k in rows],
                 "tokens": [k.tokens for k in rows],
                 "created": [k.created_at for k in rows],
+                "languages": [k.language for k in rows],
             },
             len(rows),
         )
@@ -294,18 +297,20 @@ class _Writer:
             """
             INSERT INTO memories (user_id, id, content, metadata, session_id, importance, space,
                                   content_hash, occurred_at, created_at, updated_at,
-                                  expires_at)
+                                  expires_at, text_config)
             SELECT %(user)s, t.id, t.content, t.metadata, t.session_id, t.importance, t.space,
                    t.hash, coalesce(t.occurred_at, t.created_at, now()),
                    coalesce(t.created_at, now()),
-                   coalesce(t.updated_at, t.created_at, now()), t.expires_at
+                   coalesce(t.updated_at, t.created_at, now()), t.expires_at,
+                   coalesce(t.language, nullif(current_setting('engram.text_config', true), ''),
+                            'english')::regconfig
             FROM unnest(%(ids)s::uuid[], %(contents)b::text[], %(metadata)b::jsonb[],
                         %(sessions)s::text[], %(importance)s::float8[], %(spaces)s::text[],
                         %(hashes)s::bytea[], %(occurred)s::timestamptz[],
                         %(created)s::timestamptz[], %(updated)s::timestamptz[],
-                        %(expires)s::timestamptz[])
+                        %(expires)s::timestamptz[], %(languages)s::text[])
                  AS t(id, content, metadata, session_id, importance, space, hash, occurred_at,
-                      created_at, updated_at, expires_at)
+                      created_at, updated_at, expires_at, language)
             ON CONFLICT DO NOTHING RETURNING id
             """,
             {
@@ -320,6 +325,7 @@ class _Writer:
                 "created": [m.created_at for m in rows],
                 "updated": [m.updated_at for m in rows],
                 "expires": [m.expires_at for m in rows],
+                "languages": [m.language for m in rows],
             },
             len(rows),
         )

@@ -82,8 +82,9 @@ async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[in
 class Reader:
     """Checks an export line by line (``feed``), then as a whole (``finish``)."""
 
-    def __init__(self, *, limits: Limits, spaces: SpaceRegistry) -> None:
+    def __init__(self, *, limits: Limits, spaces: SpaceRegistry, languages: frozenset[str]) -> None:
         self._limits = limits
+        self._languages = languages  # the database's text-search configurations
         self._here = {space.name: space for space in spaces.all()}
         self._header: Header | None = None
         self._header_spaces: dict[str, SpaceInfo] = {}
@@ -235,6 +236,11 @@ class Reader:
         for field in ("title", "source"):
             if "\x00" in (getattr(line, field, None) or ""):
                 raise InvalidInput(f"{field} must not contain NUL characters")
+        language = getattr(line, "language", None)
+        if language is not None and language not in self._languages:
+            raise InvalidInput(
+                f"language {language!r} is not a text-search configuration of this database"
+            )
 
     def _vector_text(self, line: VectorLine) -> str:
         """The vector as pgvector reads it: the numbers exactly as written, parsed once by

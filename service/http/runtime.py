@@ -70,18 +70,23 @@ class Runtime:
             )
         return self.counters[space.name]
 
-    async def text_config(self, language: str | None) -> str:
-        """The text-search configuration a search names, checked (a 422 if the database has
-        none of that name); the configured one when it names none."""
-        if language is None:
-            return self.settings.search.text_search_config
+    async def text_configs(self) -> frozenset[str]:
+        """The database's text-search configurations, read once."""
         if self.languages is None:
             async with self.pool.connection() as conn:
                 self.languages = await text_configs(conn)
-        if language not in self.languages:
+        return self.languages
+
+    async def text_config(self, language: str | None) -> str:
+        """The text-search configuration a request names, checked (a 422 if the database
+        has none of that name); the configured one when it names none."""
+        if language is None:
+            return self.settings.search.text_search_config
+        known = await self.text_configs()
+        if language not in known:
             raise InvalidInput(
                 f"language {language!r} is not a text-search configuration of this database; "
-                f"it has: {', '.join(sorted(self.languages))}"
+                f"it has: {', '.join(sorted(known))}"
             )
         return language
 

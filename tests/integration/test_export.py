@@ -45,6 +45,7 @@ FACTS = [
     "Carol is allergic to peanuts and shellfish.",
 ]
 OLD_FACT = "The old house on Elm Street was sold in the autumn."
+FRENCH_FACT = "Les chevaux d'Alice mangent des pommes."  # indexed in french, and kept so
 MEMORY_QUERIES = [
     "what does alice drink?",
     "when is the report due?",
@@ -134,6 +135,9 @@ def fill(client: TestClient[Any], user: str, headers: dict[str, str]) -> None:
     add_memories(client, user, headers, FACTS, metadata={"source": "facts"}, importance=0.7)
     base = f"/v1/users/{user}"
     add_memories(client, user, headers, [OLD_FACT], occurred_at="2001-09-01T08:00:00-04:00")
+    french = {"memories": [{"content": FRENCH_FACT}], "language": "french", "wait": True}
+    answer = client.post(f"/v1/users/{user}/memories", json=french, headers=headers)
+    assert answer.status_code == 200, answer.text
     session = {"id": "trip", "title": "Trip planning", "metadata": {"where": "Lisbon"},
                "started_at": "2024-04-01T18:00:00+01:00"}  # fmt: skip
     assert client.post(f"{base}/sessions", json=session, headers=headers).status_code == 201
@@ -251,8 +255,13 @@ def test_the_export_holds_everything_in_the_documented_format(source):
         by_type.setdefault(row["type"], []).append(row)
     assert end["counts"] == {kind: len(by_type.get(kind, [])) for kind in end["counts"]}
     memories = by_type["memory"]
-    assert len(memories) == len(FACTS) + 3  # the facts, the old one and the two messages
+    # the facts, the old one, the french one and the two messages
+    assert len(memories) == len(FACTS) + 4
     assert {m["content"]: m["occurred_at"] for m in memories}[OLD_FACT] == "2001-09-01T12:00:00Z"
+    languages = {m["content"]: m["language"] for m in memories}
+    assert languages.pop(FRENCH_FACT) == "french"
+    assert set(languages.values()) == {"english"}
+    assert {k["language"] for k in by_type["chunk"]} == {"english"}
     assert all(m["occurred_at"] == m["created_at"] for m in memories if m["content"] in FACTS)
     assert all(
         m["embeddings"] == {"minilm-384": {"status": "ready", "error": None}} for m in memories
@@ -503,6 +512,11 @@ def _mutations() -> dict[str, Callable[[list[dict[str, Any]]], tuple[list[Any], 
         rows[i]["name"] = "Ana\x07"
         return rows, f"line {i + 1}: name must not contain control characters"
 
+    def unknown_language(rows):
+        i = at(rows, "memory")
+        rows[i]["language"] = "klingon"
+        return rows, f"line {i + 1}: language 'klingon' is not a text-search configuration"
+
     def duplicate_memory(rows):
         i = at(rows, "memory")
         rows.insert(i + 1, rows[i])
@@ -513,7 +527,7 @@ def _mutations() -> dict[str, Callable[[list[dict[str, Any]]], tuple[list[Any], 
                                      no_end, after_the_end, wrong_counts, orphan_chunk,
                                      future_version, duplicate_memory, vector_rounds_to_zero,
                                      halfvec_rounds_to_zero, naive_event_time,
-                                     bad_speaker_name)}  # fmt: skip
+                                     bad_speaker_name, unknown_language)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

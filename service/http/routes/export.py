@@ -81,7 +81,11 @@ class ExportController(Controller):
         Every line is checked before anything is written (a bad one is a 422 naming it);
         usable vectors are stored as they are, other items are queued for embedding.
         """
-        reader = Reader(limits=runtime.settings.limits, spaces=runtime.spaces)
+        reader = Reader(
+            limits=runtime.settings.limits,
+            spaces=runtime.spaces,
+            languages=await runtime.text_configs(),
+        )
         limit = runtime.settings.limits.max_import_bytes
         body = _limited(request, limit)
         async for number, line in numbered_lines(body):
