@@ -55,7 +55,7 @@ class Plan(msgspec.Struct, kw_only=True):
     batches: list[BatchLine]
     documents: list[DocumentLine]
     chunks: list[ChunkLine]
-    vectors: dict[UUID, list[tuple[VectorLine, str]]]  # by item: the line, its vector text
+    vectors: dict[UUID, list[tuple[VectorLine, np.ndarray]]]  # by item: the line, its vector
     unembedded: int  # items without a usable vector in their own space: the most queued
 
 
@@ -134,13 +134,13 @@ class Reader:
             if line.session_id not in sessions:
                 raise InvalidInput(f"line {number}: message of session {line.session_id}, "
                                    "which the export does not hold")  # fmt: skip
-        vectors: dict[UUID, list[tuple[VectorLine, str]]] = {}
-        for number, (line, text) in self._lines["vector"]:
+        vectors: dict[UUID, list[tuple[VectorLine, np.ndarray]]] = {}
+        for number, (line, vector) in self._lines["vector"]:
             kind = items.get(line.item_id, (None, ""))[0]
             if kind != line.kind:
                 raise InvalidInput(f"line {number}: vector of {line.kind} {line.item_id}, "
                                    "which the export does not hold")  # fmt: skip
-            vectors.setdefault(line.item_id, []).append((line, text))
+            vectors.setdefault(line.item_id, []).append((line, vector))
         homes = [(line.id, line.space) for _, line in self._lines["memory"]] + [
             (line.id, documents[line.document_id].space) for _, line in self._lines["chunk"]
         ]
@@ -181,7 +181,7 @@ class Reader:
         kind = line_type(line)
         if isinstance(line, VectorLine):
             self._unique(number, "vector", (line.item_id, line.space))
-            self._lines[kind].append((number, (line, self._vector_text(line))))
+            self._lines[kind].append((number, (line, self._vector(line))))
             return
         key = (line.session_id, line.seq) if isinstance(line, MessageLine) else None
         if key is not None:
@@ -242,9 +242,11 @@ class Reader:
                 f"language {language!r} is not a text-search configuration of this database"
             )
 
-    def _vector_text(self, line: VectorLine) -> str:
-        """The vector as pgvector reads it: the numbers exactly as written, parsed once by
-        the database (straight to its own precision, so nothing is rounded twice)."""
+    def _vector(self, line: VectorLine) -> np.ndarray:
+        """The vector in the space's own precision (float32, float16 in a ``halfvec`` space):
+        each number is read to the nearest double, then to the nearest value of that
+        precision. An export's numbers are the shortest that read back to the stored
+        values, so they come back bit for bit."""
         info = self._header_spaces.get(line.space)
         if info is None:
             raise InvalidInput(f"vector of space {line.space}, which the header does not list")
@@ -263,9 +265,15 @@ class Reader:
         if not (np.abs(values) <= limit).all():  # false for NaN too; infinities are over
             raise InvalidInput(f"embedding numbers must be finite and within ±{limit:.6g}")
         # stored in the space's own precision: numbers too small for it become zeros
-        if not values.astype(np.float16 if half else np.float32).any():
+        vector = values.astype(np.float16 if half else np.float32)
+        if not vector.any():
             raise InvalidInput(
                 f"embedding is all zeros in {'halfvec' if half else 'vector'} precision "
                 "(cosine is undefined)"
             )
-        return bytes(line.embedding).translate(None, b" \t\r").decode()
+        if not values.all():  # "-0" reads as the integer 0: its sign, as written
+            tokens = bytes(line.embedding).strip(b"[] \t\r\n").split(b",")
+            for i in np.flatnonzero(values == 0):
+                if tokens[i].strip().startswith(b"-"):
+                    vector[i] = -0.0
+        return vector
