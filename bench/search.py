@@ -752,6 +752,32 @@ def after_import(
     }  # fmt: skip
 
 
+def store_one(conn: psycopg.Connection[Any], centers: np.ndarray, *, rounds: int) -> dict[str, Any]:
+    """Milliseconds to store one vector, each in a transaction of its own, into the loaded
+    table and into an empty copy of it (the same columns and indexes, the partial HNSW index
+    among them), in turns: a vector is written unindexed, so its cost should not depend on
+    the table's size. The rows are removed after."""
+    rng = np.random.default_rng(14)
+    conn.execute("CREATE TABLE bench_empty_vectors (LIKE vec_minilm_384 INCLUDING ALL)")
+    timings: dict[str, list[float]] = {"loaded": [], "empty": []}
+    try:
+        for _ in range(rounds):
+            for name, table in (("loaded", "vec_minilm_384"), ("empty", "bench_empty_vectors")):
+                row = ("bench-store-one", uuid.uuid4(), "memory", b"x",
+                       clustered(rng, centers, 1)[0])  # fmt: skip
+                started = time.perf_counter()
+                conn.execute(
+                    f"INSERT INTO {table} (user_id, item_id, kind, content_hash, embedding) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    row,
+                )
+                timings[name].append(time.perf_counter() - started)
+    finally:
+        conn.execute("DELETE FROM vec_minilm_384 WHERE user_id = 'bench-store-one'")
+        conn.execute("DROP TABLE bench_empty_vectors")
+    return {name: percentiles(values) for name, values in timings.items()}
+
+
 def text_latency(client: Api, sizes: list[int], *, queries: int) -> dict[str, float]:
     words = [
         "coffee",
@@ -825,6 +851,15 @@ def import_report(results: dict[str, Any]) -> list[str]:
     if not found:
         return []
     after, later = found["right_after"], found["a_minute_later"]
+    stored = results.get("store_one", {})
+    one = (
+        f" Storing one vector (a transaction of its own, as the owner) took "
+        f"{stored['loaded']['p50_ms']:.2f} ms at p50 in the loaded table and "
+        f"{stored['empty']['p50_ms']:.2f} ms in an empty copy of it, in turns "
+        f"({stored['loaded']['n']} each)."
+        if stored
+        else ""
+    )
     return [
         f"An import of {found['items']:,} memories with their vectors for a new user, into "
         f"the space of {results['rows']:,}: {found['items_per_s']:,.0f} items/s, until its "
@@ -832,7 +867,7 @@ def import_report(results: dict[str, Any]) -> list[str]:
         f"filter, in turns; {after['n']} each time) at once after it: p50 "
         f"{after['p50_ms']:.1f} ms, p95 {after['p95_ms']:.1f} ms, slowest "
         f"{after['max_ms']:.1f} ms; 70 s later: p50 {later['p50_ms']:.1f} ms, p95 "
-        f"{later['p95_ms']:.1f} ms, slowest {later['max_ms']:.1f} ms.",
+        f"{later['p95_ms']:.1f} ms, slowest {later['max_ms']:.1f} ms.{one}",
         "",
     ]
 
@@ -993,6 +1028,8 @@ def main() -> int:
                 conn.execute(f"SET {name} = {value}")
             recall = recall_by_bucket(client, conn, sizes, centers, per_bucket=args.per_bucket)
             selective = selective_filters(client, conn, centers, queries=args.filtered_queries)
+            stored = store_one(conn, centers, rounds=200)
+            print("store one vector:", stored, flush=True)
             warming = np.random.default_rng(9)
             for _ in range(50):  # warm both paths and both modes before timing
                 client.search("u0", search_body(centers[0]))
@@ -1020,7 +1057,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"), "rows": args.rows, "users": users,
         "largest_user": sizes[0], "timings": timings, "recall": recall, "latency": lat,
         "text_latency": text, "throughput_qps": qps, "wake_up_us": wake_up,
-        "selective_filters": selective, "after_import": imported,
+        "selective_filters": selective, "after_import": imported, "store_one": stored,
     }  # fmt: skip
     if not args.no_write:
         write_report(results)
