@@ -74,8 +74,8 @@ bench-ingest: $(STAMP) ## documents through the API vs raw encode() (DOCS=200 to
 bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agreement (TEXTS=500 smaller)
 	$(BIN)/python bench/encoders.py --texts $(or $(TEXTS),2000)
 
-bench-fairness: $(STAMP) ## a chat memory with wait during another user's bulk load, against idle (DOCS=200 smaller)
-	$(BIN)/python bench/fairness.py --docs $(or $(DOCS),600)
+bench-fairness: $(STAMP) ## a chat memory with wait during another user's bulk load of about 10,000 chunks, against idle; the load against alone (DOCS=200 smaller)
+	$(BIN)/python bench/fairness.py --docs $(or $(DOCS),1300)
 
 bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
 	$(BIN)/python bench/stall.py

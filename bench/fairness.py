@@ -1,17 +1,20 @@
 """Fairness: how long one chat memory written with ``wait`` takes while another user's bulk
 load is being embedded, against the same with nothing else to do.
 
-    make bench-fairness            # 600 documents (about 3,000 chunks), 2 workers
+    make bench-fairness            # 1,300 documents (about 10,000 chunks), 2 workers
     python bench/fairness.py --docs 200 --no-write
 
 Starts embedded servers, one API and ``--workers`` worker processes. First, with nothing
 else waiting, a chat user writes one memory with ``"wait": true`` every second, ``--chats``
 times: the raw limit (one memory's embedding and the round trip). Then a loader posts
-``--docs`` documents in batches of 100 (the bulk lane), and as soon as the first batch is
+``--docs`` documents in batches of 100 (the bulk lane) with nothing else to do, timed until
+none is pending: the bulk load alone. Then another loader posts the same documents, and as
+soon as the first batch is
 accepted the chat user writes the same number of memories the same way while the bulk is
 embedded; each answer is timed by the client and must be ``ready``, and the loader's items
 still pending are counted at each, to show the bulk was still under way. Prints medians
-and 95th percentiles of both runs and their ratio, and writes docs/benchmarks-fairness.json
+and 95th percentiles of both chat runs and their ratio, and the bulk load's time beside its
+time alone, and writes docs/benchmarks-fairness.json
 and a section of docs/benchmarks.md.
 """
 
@@ -42,7 +45,7 @@ BATCH = 100
 
 def chat(
     http: httpx.Client, user: str, count: int, pending: Callable[[], int]
-) -> list[tuple[float, int]]:
+) -> list[tuple[float, int]]:  # fmt: skip
     """``count`` memories written with ``wait``, a second apart: each one's seconds, and the
     bulk items still pending when it was ready."""
     timings = []
@@ -93,7 +96,9 @@ with nothing else waiting (the raw limit), then while another user's {result["do
 documents ({result["chunks"]:,} chunks, posted in batches of {BATCH}: the bulk lane) are
 embedded. Times are the client's, until the answer says `ready`. While the chat user wrote,
 the loader still had {result["bulk_pending_min"]:,} to {result["bulk_pending_max"]:,} chunks
-waiting; the bulk load took {result["bulk_seconds"]:.0f} s in all.
+waiting; the bulk load took {result["bulk_seconds"]:.0f} s in all, against
+{result["bulk_alone_seconds"]:.0f} s for the same documents of another user with no chat
+beside them, just before ({result["bulk_seconds"] / result["bulk_alone_seconds"]:.2f}x).
 
 | chat memory with `wait` | p50 | p95 | worst |
 | --- | --- | --- | --- |
@@ -108,7 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--docs", type=int, default=600)
+    parser.add_argument("--docs", type=int, default=1300)  # about 10,000 chunks
     parser.add_argument("--chats", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/ alone")
@@ -120,15 +125,20 @@ def main() -> int:
     try:
         with psycopg.connect(database_url, autocommit=True) as db:
 
-            def pending() -> int:
+            def pending(user: str = "loader") -> int:
                 row = db.execute(
-                    "SELECT count(*) FROM embed_state "
-                    "WHERE user_id = 'loader' AND status = 'pending'"
+                    "SELECT count(*) FROM embed_state WHERE user_id = %s AND status = 'pending'",
+                    [user],
                 ).fetchone()
                 return int(row[0]) if row else 0
 
             with httpx.Client(base_url=url, timeout=600) as http:
                 idle = chat(http, "chatter-idle", args.chats, pending)
+                started = time.perf_counter()  # the same bulk load, alone
+                load(http, "loader-alone", docs, threading.Event())
+                while pending("loader-alone"):
+                    time.sleep(0.5)
+                bulk_alone_seconds = time.perf_counter() - started
                 accepted = threading.Event()
                 started = time.perf_counter()
                 loader = threading.Thread(target=load, args=(http, "loader", docs, accepted))
@@ -153,6 +163,7 @@ def main() -> int:
         "documents": args.docs,
         "chunks": int(chunks),
         "bulk_seconds": bulk_seconds,
+        "bulk_alone_seconds": bulk_alone_seconds,
         "bulk_pending_min": min(n for _, n in busy),
         "bulk_pending_max": max(n for _, n in busy),
         "bulk_pending_each": [n for _, n in busy],
