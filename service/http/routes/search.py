@@ -136,20 +136,21 @@ async def _search(
     ]
     read = runtime.reader(owner)
     settings = runtime.settings.search
-    rankings = await asyncio.gather(
-        *(
-            search(
-                read,
-                space,
-                owner,
-                space_query,
-                exact_max_rows=settings.exact_max_rows,
-                ef_search=settings.hnsw_ef_search,
-                hints=runtime.size_hints,
-            )
-            for space, space_query in zip(searched, queries, strict=True)
+    searches = [
+        search(
+            read,
+            space,
+            owner,
+            space_query,
+            exact_max_rows=settings.exact_max_rows,
+            ef_search=settings.hnsw_ef_search,
+            hints=runtime.size_hints,
         )
-    )
+        for space, space_query in zip(searched, queries, strict=True)
+    ]
+    # one space is searched in this task: a task of its own would cost a search a task and
+    # a turn of the event loop more, for nothing to run beside it
+    rankings = [await searches[0]] if len(searches) == 1 else await asyncio.gather(*searches)
     # Similarities of different models do not compare: the spaces' rankings are fused.
     hits = rankings[0] if len(rankings) == 1 else across_spaces(rankings, data)
     hits = await with_turns(read, owner, hits, neighbors=data.neighbors)
