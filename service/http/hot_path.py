@@ -51,12 +51,12 @@ class HotPath(ASGIMiddleware, Generic[B]):
         self.body = body
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        runtime = runtime_of(Request(scope))
+        request: Request[Any, Any, Any] = Request(scope, receive, send)
+        runtime = runtime_of(request)
         fields = _first_fields(scope)
         if not _takes(fields, runtime.settings.limits.max_body_bytes):
             await next_app(scope, receive, send)
             return
-        request: Request[Any, Any, Any] = Request(scope, receive, send)
         handler = cast(HTTPRouteHandler, scope["route_handler"])
         try:  # what Litestar runs before it reads the body: the guards, then the hook
             for guard in handler.resolve_guards():
