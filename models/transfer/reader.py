@@ -262,10 +262,11 @@ class Reader:
         half = here is not None and here.storage == "halfvec"
         limit = HALFVEC_MAX if half else FLOAT32_MAX
         values = np.asarray(numbers, dtype=np.float64)
-        if not (np.abs(values) <= limit).all():  # false for NaN too; infinities are over
+        with np.errstate(over="ignore"):  # beyond the precision's range: infinite, refused
+            vector = values.astype(np.float16 if half else np.float32)
+        if not np.isfinite(vector).all():
             raise InvalidInput(f"embedding numbers must be finite and within ±{limit:.6g}")
-        # stored in the space's own precision: numbers too small for it become zeros
-        vector = values.astype(np.float16 if half else np.float32)
+        # numbers too small for the space's precision become zeros
         if not vector.any():
             raise InvalidInput(
                 f"embedding is all zeros in {'halfvec' if half else 'vector'} precision "
