@@ -4,10 +4,12 @@ A vector statement searches one type of item (memories, or chunks of documents) 
 ``exact`` (the user's vectors measured one by one, through a window of the nearest),
 ``approximate`` (the HNSW index with pgvector's iterative scan for the user's indexed
 vectors, and the unindexed rest measured one by one), both counted and gated by the user's
-numbers of vectors; or ``all`` (exact, every vector, ungated), when a window or an
-index scan came back short. A text statement ranks the user's items by full text for hybrid
-mode. Why each statement is written as it is, with its measurements: docs/benchmarks.md,
-"Why search is written as it is".
+numbers of vectors (with conditions on the items, a large user's matching items are found
+first, and measured exactly when they are few); or ``all`` (exact, every vector, ungated),
+when a window or an index scan came back short. A text statement ranks the user's items by
+BM25 for hybrid mode (its SQL: ``bm25.py``). What they all share: ``sources.py``. Why each
+statement is written as it is, with its measurements: docs/benchmarks.md, "Why search is
+written as it is".
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from psycopg.types.json import Jsonb
 from models.db.batch import RowMaker, Statement, named
 from models.db.scope import set_configs
 from models.embedding.spaces import Space
+from models.search import bm25
 from models.search.filters import FilterCompiler, containing
 from models.search.query import SearchQuery
-from models.store.items import LIVE_MEMORY
+from models.search.sources import COLUMNS, FROM, ITEM_CONDITIONS, SOURCES, WHERE
 from models.types import ItemType, SearchHit
 
 Scan = Literal["exact", "approximate", "all"]
@@ -42,56 +45,7 @@ OTHER: dict[ItemType, ItemType] = {"memory": "chunk", "chunk": "memory"}
 # the limit, a large import) the exact path serves them.
 UNINDEXED_MAX = 2000
 
-_COLUMNS = """
-    {kind} AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
-    {document_id} AS document_id, {chunk_index} AS chunk_index, m.created_at, m.occurred_at
-"""
-# An item has at most one vector a space. A memory whose content was edited keeps its old
-# vector until the new one replaces it: it stays findable (by its old meaning) meanwhile.
-_FROM = """
-    FROM {table} v
-    JOIN {source} m ON m.user_id = v.user_id AND m.id = v.item_id
-"""
-# What every statement asks of the items themselves, beside the filter on their metadata.
-_ITEM_CONDITIONS = f"""{LIVE_MEMORY}
-      AND (%(session_id)s::text IS NULL OR m.session_id = %(session_id)s)
-      AND (%(after)s::timestamptz IS NULL OR m.created_at >= %(after)s)
-      AND (%(before)s::timestamptz IS NULL OR m.created_at < %(before)s)
-      AND (%(occurred_after)s::timestamptz IS NULL OR m.occurred_at >= %(occurred_after)s)
-      AND (%(occurred_before)s::timestamptz IS NULL OR m.occurred_at < %(occurred_before)s)
-      AND {{filter}}"""
-_WHERE = f"""
-    WHERE {{user_match}} AND v.kind = {{kind}}
-      AND {_ITEM_CONDITIONS}
-"""
-# Where each type of item comes from, with the same columns. A chunk is live while it
-# belongs to its document's current generation; it carries its document's metadata.
-_SOURCES = {
-    "memory": {
-        "source": "memories",
-        "base": "memories",
-        "matching": "memories_matching",
-        "containing": "memories_containing",
-        "document_id": "NULL::uuid",
-        "chunk_index": "NULL::int",
-    },
-    "chunk": {
-        "source": """(
-            SELECT k.user_id, k.id, k.content, k.content_hash, d.metadata,
-                   NULL::text AS session_id, NULL::float8 AS importance, k.document_id,
-                   k.chunk_index, k.created_at, d.created_at AS occurred_at,
-                   NULL::timestamptz AS expires_at, k.content_tsv, k.text_config
-            FROM chunks k
-            JOIN documents d ON d.user_id = k.user_id AND d.id = k.document_id
-                            AND d.generation = k.generation)""",
-        "base": "chunks",
-        "matching": "chunks_matching",
-        "containing": "chunks_containing",
-        "document_id": "m.document_id",
-        "chunk_index": "m.chunk_index",
-    },
-}
-_MATCHES = "SELECT " + _COLUMNS + ", v.embedding <=> {query} AS distance" + _FROM + _WHERE
+_MATCHES = "SELECT " + COLUMNS + ", v.embedding <=> {query} AS distance" + FROM + WHERE
 # The HNSW path: the nearest of the user's indexed vectors in the index's order, beside all
 # of the user's unindexed ones (at most ``UNINDEXED_MAX``, the ``tail``), the best of both
 # ranked. The index scan is ordered by distance alone, the order it gives: breaking ties by
@@ -102,9 +56,9 @@ _TAIL = """tail AS MATERIALIZED (
         SELECT v.item_id, v.embedding <=> {query} AS distance FROM {table} v
         WHERE v.user_id = %(user_id)s AND v.kind = {kind} AND NOT v.indexed {gate}),"""
 _TAIL_MATCHES = f"""
-        SELECT {_COLUMNS}, v.distance FROM tail v
+        SELECT {COLUMNS}, v.distance FROM tail v
         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id
-        WHERE {_ITEM_CONDITIONS}"""
+        WHERE {ITEM_CONDITIONS}"""
 _APPROXIMATE = f"""
     WITH {{counting}} {_TAIL}
     matches AS (
@@ -127,12 +81,12 @@ _APPROXIMATE = f"""
 _CANDIDATES = {
     "scan": f"""
         SELECT m.id FROM {{source}} m
-        WHERE m.user_id = %(user_id)s AND {_ITEM_CONDITIONS} {{gate}}
+        WHERE m.user_id = %(user_id)s AND {ITEM_CONDITIONS} {{gate}}
         LIMIT %(cap)s + 1""",
     "index": f"""
         SELECT m.id FROM {{containing}}(%(contains)s::jsonb[]) h
         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = h.id
-        WHERE {_ITEM_CONDITIONS} {{gate}}
+        WHERE {ITEM_CONDITIONS} {{gate}}
         LIMIT %(cap)s + 1""",
 }
 _SELECTIVE = f"""
@@ -146,7 +100,7 @@ _SELECTIVE = f"""
         WHERE v.kind = {{kind}} AND (SELECT yes FROM selective)
         ORDER BY distance, c.id LIMIT %(limit)s),
     matches AS (
-        (SELECT {_COLUMNS}, v.distance
+        (SELECT {COLUMNS}, v.distance
          FROM nearest v
          JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id)
         UNION ALL
@@ -167,10 +121,10 @@ _EXACT = f"""
         FROM {{table}} v WHERE v.user_id = %(user_id)s AND v.kind = {{kind}} {{gate}}
         ORDER BY distance, v.item_id LIMIT %(window)s),
     matches AS (
-        SELECT {_COLUMNS}, v.distance
+        SELECT {COLUMNS}, v.distance
         FROM nearest v
         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id
-        WHERE {_ITEM_CONDITIONS}),
+        WHERE {ITEM_CONDITIONS}),
     ranked AS ({{ranked}})
     {{answer}}"""
 # The exact and HNSW statements both read the user's numbers of vectors and of unindexed
@@ -210,104 +164,6 @@ _RANKED = """
     FROM matches
     WHERE %(max_distance)s::float8 IS NULL OR distance <= %(max_distance)s
     ORDER BY distance, id
-    LIMIT %(limit)s
-"""
-# The text side of hybrid mode ranks by BM25 (Okapi, with Lucene's non-negative idf):
-# score = sum over the query's terms t found in an item of
-#   idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average length)),
-#   idf(t) = ln(1 + (n - df(t) + 0.5) / (df(t) + 0.5)),
-# where n and the average length are the user's (items of this type indexed in this
-# configuration, ``text_stats``), df(t) how many of those items hold t, tf how often the
-# item holds it. The query's words are parsed in the search's configuration, which drops
-# its stop words and stems the rest; its first ``MAX_TEXT_TERMS`` distinct terms count, so
-# a query of thousands of words costs no more than one of a few dozen.
-# Words many of a large user's items hold (Lucene's "common terms"): a term is common when
-# the user has more than ``COMMON_FLOOR`` items of the type and more than ``COMMON_FLOOR``
-# of them, and more than ``COMMON_SHARE`` of them, hold the term. Common terms score an item,
-# but do not make it a candidate: the candidates are the items holding one of the other
-# terms, or, when every term is common, the items holding all of them. So a query with a
-# frequent word does not read tens of thousands of items of a large user, and a user of up
-# to ``COMMON_FLOOR`` items is ranked over every item holding any term, as plain BM25 ranks.
-# How common a term is comes from a sample (the user's first ``TEXT_SAMPLE`` items by id,
-# every item up to that size), read only for users over ``COMMON_FLOOR`` items; a common
-# term's df is its share of the sample times n, every other df is counted exactly.
-# The candidates are found once, through the full-text index, by ``memories_matching`` /
-# ``chunks_matching`` (migration 0019: under row security a full-text match could not use
-# the index, as ``@@`` is not leakproof; those functions apply the policies' user condition
-# themselves). tf and each one's length come from their terms (``postings``). Every
-# candidate is scored before any is joined to its vector and checked against the search's
-# conditions, best first, so only about ``limit`` items are read again. A score sums its
-# terms in one order (the lexemes' bytes), so equal items score equally every time, and the
-# sample is the same for the same items.
-MAX_TEXT_TERMS = 64
-BM25_K1 = 1.2
-BM25_B = 0.75
-COMMON_FLOOR = 1000
-COMMON_SHARE = 0.01
-TEXT_SAMPLE = 2000
-_TEXT = f"""
-    WITH terms AS MATERIALIZED (
-        SELECT w.lexeme
-        FROM unnest(to_tsvector(%(config)s::regconfig, %(text)s)) AS w
-        ORDER BY w.positions[1] LIMIT %(max_terms)s),
-    stats AS MATERIALIZED (
-        SELECT greatest(coalesce(sum(s.items), 0), 1)::float8 AS n,
-               greatest(coalesce(sum(s.terms)::float8 / nullif(sum(s.items), 0), 1), 1) AS avgdl
-        FROM text_stats s
-        WHERE s.user_id = %(user_id)s AND s.kind = {{kind}} AND s.config = %(config)s::regconfig),
-    sampled AS MATERIALIZED (
-        SELECT b.content_tsv FROM {{base}} b
-        WHERE (SELECT n FROM stats) > %(common_floor)s
-          AND b.user_id = %(user_id)s AND b.text_config = %(config)s::regconfig
-        ORDER BY b.id LIMIT %(sample)s),
-    classed AS MATERIALIZED (
-        SELECT t.lexeme, c.share * st.n AS estimate,
-               st.n > %(common_floor)s
-               AND c.share * st.n > greatest(%(common_floor)s, %(common_share)s * st.n) AS common
-        FROM terms t CROSS JOIN stats st
-        CROSS JOIN LATERAL (
-            SELECT coalesce(count(*) FILTER (
-                       WHERE s.content_tsv @@ quote_literal(t.lexeme)::tsquery)::float8
-                   / nullif(count(*), 0), 0) AS share
-            FROM sampled s) c),
-    holding AS MATERIALIZED (
-        SELECT h.id, h.content_tsv FROM {{matching}}(
-            (SELECT coalesce(CASE WHEN bool_and(common)
-                                  THEN string_agg(quote_literal(lexeme), ' & ')
-                                  ELSE string_agg(quote_literal(lexeme), ' | ')
-                                       FILTER (WHERE NOT common) END, '')::tsquery
-             FROM classed),
-            %(config)s::regconfig) h),
-    postings AS MATERIALIZED (
-        SELECT h.id, u.lexeme, cardinality(u.positions) AS tf, l.length
-        FROM holding h
-        CROSS JOIN LATERAL (SELECT coalesce(sum(cardinality(positions)), 0) AS length
-                            FROM unnest(h.content_tsv)) l
-        CROSS JOIN LATERAL unnest(h.content_tsv) u
-        WHERE u.lexeme IN (SELECT lexeme FROM terms)),
-    weighed AS MATERIALIZED (
-        SELECT c.lexeme, ln(1 + (st.n - d.df + 0.5) / (d.df + 0.5)) AS idf
-        FROM classed c
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN c.common THEN c.estimate
-                        ELSE (SELECT count(*) FROM postings p WHERE p.lexeme = c.lexeme)
-                   END AS df) d
-        CROSS JOIN stats st),
-    ranked AS MATERIALIZED (
-        SELECT p.id, sum(w.idf * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (
-                   1 - {BM25_B} + {BM25_B} * p.length / st.avgdl)) ORDER BY p.lexeme COLLATE "C")
-                   AS score
-        FROM postings p JOIN weighed w ON w.lexeme = p.lexeme CROSS JOIN stats st
-        GROUP BY p.id
-        ORDER BY score DESC, p.id)
-    SELECT {{kind}} AS type, m.id, r.score, 1 - (v.embedding <=> {{query}}) AS similarity,
-           m.content, m.metadata, m.session_id, m.importance, {{document_id}} AS document_id,
-           {{chunk_index}} AS chunk_index, m.created_at, m.occurred_at
-    {_FROM}
-    JOIN ranked r ON r.id = v.item_id
-    {_WHERE}
-      AND (%(max_distance)s::float8 IS NULL OR v.embedding <=> {{query}} <= %(max_distance)s)
-    ORDER BY r.score DESC, r.id
     LIMIT %(limit)s
 """
 _VECTORS = (
@@ -430,10 +286,10 @@ class Statements:
         """A full-text search of ``kind``, its rows hits scored by BM25."""
         params = self.params | {
             "config": self.text_config,
-            "max_terms": MAX_TEXT_TERMS,
-            "common_floor": COMMON_FLOOR,
-            "common_share": COMMON_SHARE,
-            "sample": TEXT_SAMPLE,
+            "max_terms": bm25.MAX_TEXT_TERMS,
+            "common_floor": bm25.COMMON_FLOOR,
+            "common_share": bm25.COMMON_SHARE,
+            "sample": bm25.TEXT_SAMPLE,
         }
         return self._statement(kind, "text", params, named(SearchHit))
 
@@ -472,7 +328,7 @@ def _compose(
 ) -> sql.Composed:
     """The statement of ``shape``; ``indexed_filter``: the metadata index finds the
     candidates of a selective search (``_CANDIDATES``)."""
-    source = _SOURCES[kind]
+    source = SOURCES[kind]
     parts = {
         "table": sql.Identifier(space.table),
         "source": sql.SQL(source["source"]),
@@ -491,7 +347,7 @@ def _compose(
         "ranked": sql.SQL(_RANKED),
     }
     if shape == "text":
-        return sql.SQL(_TEXT).format(**parts)
+        return sql.SQL(bm25.TEXT).format(**parts)
     counted: dict[str, sql.Composable]
     if shape == "all":
         counted = {"counting": sql.SQL(""), "gate": sql.SQL(""), "answer": sql.SQL(_ANSWER)}

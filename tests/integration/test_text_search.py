@@ -12,7 +12,7 @@ import uuid
 import pytest
 from support.api import add_memories, search
 
-from models.search import statements
+from models.search import bm25
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -191,8 +191,8 @@ def test_common_words_score_but_do_not_make_candidates(client, new_user, monkeyp
     plain = search(client, user, headers, query="harbour zeppelin", mode="hybrid",
                    fusion=TEXT_ONLY, k=20)  # fmt: skip
     assert {h["content"] for h in plain if h["score"] > 0} == {*harbour, *lights, *zeppelin}
-    monkeypatch.setattr(statements, "COMMON_FLOOR", 5)
-    monkeypatch.setattr(statements, "COMMON_SHARE", 0.3)
+    monkeypatch.setattr(bm25, "COMMON_FLOOR", 5)
+    monkeypatch.setattr(bm25, "COMMON_SHARE", 0.3)
     common = search(client, user, headers, query="harbour zeppelin", mode="hybrid",
                     fusion=TEXT_ONLY, k=20)  # fmt: skip
     assert [h["content"] for h in common if h["score"] > 0] == zeppelin
