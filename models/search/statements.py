@@ -44,6 +44,11 @@ OTHER: dict[ItemType, ItemType] = {"memory": "chunk", "chunk": "memory"}
 # others wait to be indexed, and measures those exactly; otherwise (a user who just crossed
 # the limit, a large import) the exact path serves them.
 UNINDEXED_MAX = 2000
+# A large user's items that a search's conditions leave are measured exactly when they are
+# at most this many; more, and the HNSW index is read with those conditions: the index
+# misses true neighbours when the conditions leave a small share of the user, and is exact
+# and faster than measuring them all when they leave a large one (docs/benchmarks.md).
+SELECTIVE_MAX = 5000
 
 _MATCHES = "SELECT " + COLUMNS + ", v.embedding <=> {query} AS distance" + FROM + WHERE
 # The HNSW path: the nearest of the user's indexed vectors in the index's order, beside all
@@ -68,41 +73,43 @@ _APPROXIMATE = f"""
     ranked AS ({{ranked}})
     {{answer}}"""
 # The HNSW path of a search with conditions on the items (metadata, session, times): a
-# large user's items that meet them are found first, through the items' indexes (GIN on
-# metadata), up to ``cap`` + 1 of them. When at most ``cap`` do, their vectors are all
-# measured, as a user of that size would be, and only the nearest are joined to their items
-# again; only when more do, the index is read (with pgvector's iterative scan, which looks
-# further while the conditions reject). So a selective filter on a large user gets the
-# exact answer, at the cost of a small one.
-# Under row security the metadata index cannot serve a filter directly (``@>`` is not
-# leakproof): when the filter names values the index can find, ``memories_containing`` /
-# ``chunks_containing`` (migration 0022) find a superset of the matches through it, which
-# the conditions then narrow; otherwise the user's items are read through their user index.
+# large user's candidate items are found first, up to ``SELECTIVE_MAX`` + 1 of them. When
+# at most ``SELECTIVE_MAX`` are, their vectors are all measured, and the nearest ``2k + 20``
+# are joined to their items and checked against the conditions (an
+# answer left short is searched again in full, the planner's ``all`` scan); only when more
+# are, the index is read (with pgvector's iterative scan, which looks further while the
+# conditions reject). So a selective filter on a large user gets the exact answer, at the
+# cost of a small one. Under row security the metadata index cannot serve a filter
+# directly (``@>`` is not leakproof): when the filter names values an index can find,
+# ``memories_containing`` / ``chunks_containing`` (migration 0022) return the items
+# holding them, a superset of the matches, through an index keyed by user and value;
+# otherwise the candidates are the user's items that meet the conditions, read through
+# their user index.
 _CANDIDATES = {
     "scan": f"""
         SELECT m.id FROM {{source}} m
         WHERE m.user_id = %(user_id)s AND {ITEM_CONDITIONS} {{gate}}
-        LIMIT %(cap)s + 1""",
-    "index": f"""
-        SELECT m.id FROM {{containing}}(%(contains)s::jsonb[]) h
-        JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = h.id
-        WHERE {ITEM_CONDITIONS} {{gate}}
-        LIMIT %(cap)s + 1""",
+        LIMIT %(selective_max)s + 1""",
+    "index": """
+        SELECT h.id FROM {containing}(%(contains)s::jsonb[]) h
+        WHERE TRUE {gate}
+        LIMIT %(selective_max)s + 1""",
 }
 _SELECTIVE = f"""
     WITH {{counting}} {_TAIL}
     candidates AS MATERIALIZED ({{candidates}}),
-    selective AS MATERIALIZED (SELECT count(*) <= %(cap)s AS yes FROM candidates),
+    selective AS MATERIALIZED (SELECT count(*) <= %(selective_max)s AS yes FROM candidates),
     nearest AS MATERIALIZED (
         SELECT c.id AS item_id, (v.embedding <=> {{query}}) + 0 AS distance
         FROM candidates c
         JOIN {{table}} v ON v.user_id = %(user_id)s AND v.item_id = c.id
         WHERE v.kind = {{kind}} AND (SELECT yes FROM selective)
-        ORDER BY distance, c.id LIMIT %(limit)s),
+        ORDER BY distance, c.id LIMIT %(nearest)s),
     matches AS (
         (SELECT {COLUMNS}, v.distance
          FROM nearest v
-         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id)
+         JOIN {{source}} m ON m.user_id = %(user_id)s AND m.id = v.item_id
+         WHERE {ITEM_CONDITIONS})
         UNION ALL
         ({{indexed}} AND v.indexed AND NOT (SELECT yes FROM selective) {{gate}}
          ORDER BY distance LIMIT %(limit)s)
@@ -268,6 +275,8 @@ class Statements:
             "cap": cap,
             "unindexed_max": UNINDEXED_MAX,
             "window": self.window,
+            "nearest": depth * WINDOW_PER_RESULT + WINDOW_SLACK,
+            "selective_max": SELECTIVE_MAX,
             "space": space.name,
             "contains": [Jsonb(d) for d in documents or ()],
             **compiler.params,

@@ -211,6 +211,17 @@ def test_the_metadata_match_functions_find_only_the_scoped_users_items(client, n
     assert _containing(app_db, function, both, {"engram.all_users": "on"}) == set()
     assert _containing(app_db, function, both, {}) == set()
     assert _containing(app_db, "chunks_containing", both, {"engram.user_id": alice}) == set()
+    document = {"content": "A red document of alice's.", "metadata": {"c": "red"}}
+    answer = client.post(
+        f"/v1/users/{alice}/documents", json={"documents": [document]}, headers=alice_headers
+    )
+    assert answer.status_code == 202, answer.text
+    with app_db.transaction():
+        app_db.execute("SELECT set_config('engram.user_id', %s, true)", [alice])
+        chunks = app_db.execute("SELECT id FROM chunks_containing(%s::jsonb[])", [[Jsonb(red[0])]])
+        found = {row[0] for row in chunks}
+        owned = app_db.execute("SELECT id FROM chunks WHERE user_id = %s", [alice]).fetchall()
+    assert found == {row[0] for row in owned} and found
 
 
 def test_the_match_functions_are_the_service_roles_only(db):

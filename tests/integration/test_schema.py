@@ -21,6 +21,8 @@ from models.db import schema
 # Indexes read across users on purpose (docs/architecture.md): the sweep's expiry, and
 # claims skipping from one user's waiting jobs to the next (migration 0020)
 CROSS_USER_INDEXES = {"memories_expiring", "embed_state_waiting"}
+# expression indexes whose every key holds the user's id with a value (migration 0022)
+USER_KEYED_INDEXES = {"memories_metadata_keyed", "documents_metadata_keyed"}
 
 
 @pytest.fixture
@@ -165,7 +167,7 @@ def test_user_id_leads_every_primary_key_and_btree_index(db):
     for table, index, method, first_column in rows:
         if method == "hnsw":  # an HNSW index takes only the vector column
             continue
-        if index in CROSS_USER_INDEXES:
+        if index in CROSS_USER_INDEXES or index in USER_KEYED_INDEXES:
             continue
         assert first_column == "user_id", f"{table}.{index} does not lead with user_id"
 

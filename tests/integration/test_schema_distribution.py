@@ -25,6 +25,8 @@ NOT_PER_USER = {
 NOT_LED_BY_USER = {
     "memories_expiring": "the sweep deletes expired memories of every user, by expires_at",
     "embed_state_waiting": "claims skip from one user's waiting jobs to the next user's",
+    "memories_metadata_keyed": "its keys are user and value together (metadata under user_id)",
+    "documents_metadata_keyed": "its keys are user and value together (metadata under user_id)",
 }
 # HNSW indexes take one column, the vector: they cannot be led by user_id. Once distributed,
 # each shard has an HNSW graph of its own users' vectors.

@@ -16,6 +16,7 @@ from support.searching import index_vectors, search_directly
 from models.db.pool import create_pool
 from models.db.scope import read_batch
 from models.embedding.spaces import MINILM_384
+from models.search import statements
 from models.search.hints import SizeHints
 from models.search.planner import search as search_items
 from models.search.query import SearchQuery
@@ -472,11 +473,11 @@ def test_a_long_hybrid_query_searches_by_its_first_distinct_words(client, new_us
 
 
 def test_a_selective_filter_on_a_large_user_is_measured_exactly(
-    client, new_user, servers, embedder, db
+    client, new_user, servers, embedder, db, monkeypatch
 ):
-    """On the HNSW path, a filter that at most the exact-search limit's number of items
-    meet is answered by measuring those items (the index is not read); a broader one reads
-    the index. Both answer as an exact search does."""
+    """On the HNSW path, a filter that at most ``SELECTIVE_MAX`` items meet is answered by
+    measuring those items (the index is not read); a broader one reads the index. Both
+    answer as an exact search does."""
     user, headers = new_user()
     notes = [f"note {i} about {t}" for i, t in enumerate(["tea", "rain", "jazz", "chess"] * 30)]
     body = {
@@ -486,6 +487,7 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
     answer = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert index_vectors(servers, user) == 120
+    monkeypatch.setattr(statements, "SELECTIVE_MAX", 20)  # as selective for this small user
     register_vector(db)
     vector = embedder.encode(["jazz records"])[0]
 
