@@ -910,7 +910,7 @@ def write_report(results: dict[str, Any]) -> None:
         f"Filters on the largest user ({largest:,} vectors, HNSW path) that a share of their "
         "items meet: recall@10 against every matching item measured, and the latency "
         f"through the service ({next(iter(results['selective_filters'].values()))['n']} "
-        "queries each). A filter that at most 20,000 items meet is answered by measuring "
+        "queries each). A filter that at most 5,000 items meet is answered by measuring "
         "those items, found through the metadata index; a broader one reads the HNSW index.",
         "",
         "| filter meets | items | recall@10 | p50 | p95 |",
