@@ -80,8 +80,9 @@ bench-fairness: $(STAMP) ## a chat memory with wait during another user's bulk l
 bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
 	$(BIN)/python bench/stall.py
 
-bench-scaleout: $(STAMP) ## throughput as API and worker processes (and a replica) are added (ROUNDS=1 quicker)
-	$(BIN)/python bench/scaleout.py --rounds $(or $(ROUNDS),3) --seconds $(or $(SCALE_SECONDS),20)
+bench-scaleout: $(STAMP) ## throughput as API and worker processes (and a replica) are added (ROUNDS=1, QUERIES=vector)
+	$(BIN)/python bench/scaleout.py --rounds $(or $(ROUNDS),3) --seconds $(or $(SCALE_SECONDS),20) \
+		--queries $(or $(QUERIES),text)
 
 bench-quality: $(STAMP) ## LoCoMo questions: Engram's search and context beside MiniLM and BM25 (FILE=, CONVERSATIONS=n, SWEEP=1)
 	@test -n "$(FILE)" || { echo "make bench-quality FILE=path/to/locomo10.json [CONVERSATIONS=n]:" \

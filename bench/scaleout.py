@@ -1,6 +1,7 @@
 """Scale-out: throughput as API and worker processes are added, against one PostgreSQL.
 
     make bench-scaleout                       # 3 rounds of 20 s per configuration
+    make bench-scaleout QUERIES=vector        # searches send vectors: no model in the API
     python bench/scaleout.py --seconds 30 --rounds 5 --clients 16
 
 One embedded PostgreSQL (with a streaming replica made by ``pg_basebackup`` from its
@@ -9,14 +10,19 @@ with ``ENGRAM_READ_DATABASE_URL`` on the replica, and one or two ``engram worker
 as ``engram api``/``engram worker`` run them (connected as ``engram_app``). A closed loop of
 ``--clients`` concurrent clients (each sends its next request when its last is answered)
 spreads its requests over a configuration's API processes in turn: searches with a text
-query (embedded by the API) and, a ``--write-share`` of the time, writes of 1 to 3 memories
-(embedded by the workers), over ``--users`` users seeded with ``--seed`` memories each.
+query (embedded by the API), or with ``--queries vector`` a random vector, and, a
+``--write-share`` of the time, writes of 1 to 3 memories (embedded by the workers), over
+``--users`` users seeded with ``--seed`` memories each. Every run sends queries and memories
+of its own: a repeated query would be answered from the API's cache, a repeated memory is a
+duplicate no worker embeds.
 
 The configurations run interleaved, round after round, and each figure is the median of its
-rounds; between configurations the workers finish the backlog. Requests/s counts answered
-requests of the measured window; p50/p95 are of every request in it. ``embedded/s`` is how
-fast the workers made vectors during the window. For the replica configurations, the share of
-reads the replica served is read from the API processes' ``engram_replica_reads`` counters.
+rounds (each round's requests/s are printed too); between configurations the workers finish
+the backlog. Requests/s counts answered requests of the measured window; p50/p95 are of
+every request in it. ``embedded/s`` is how fast the workers made vectors during the window.
+For the replica configurations, the share of reads the replica served (and of those, the
+share that waited for replay) is read from the API processes' ``engram_replica_reads``
+counters.
 """
 
 from __future__ import annotations
@@ -109,6 +115,12 @@ def sentence(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
 
 
+def random_unit_vector(rng: random.Random, dims: int = 384) -> list[float]:
+    values = [rng.gauss(0, 1) for _ in range(dims)]
+    norm = sum(v * v for v in values) ** 0.5
+    return [v / norm for v in values]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else 0.0
@@ -120,6 +132,7 @@ async def client_loop(
     turn: list[int],
     users: list[str],
     write_share: float,
+    text_queries: bool,
     deadline: float,
     rng: random.Random,
     measured: Measured,
@@ -136,11 +149,12 @@ async def client_loop(
             )
         else:
             kind = "search"
-            request = client.post(
-                f"{url}/v1/users/{user}/search",
-                json={"query": sentence(rng, 5), "k": 10},
-                headers=ADMIN,
+            body = (
+                {"query": sentence(rng, 5), "k": 10}
+                if text_queries
+                else {"vector": random_unit_vector(rng), "k": 10}
             )
+            request = client.post(f"{url}/v1/users/{user}/search", json=body, headers=ADMIN)
         started = time.perf_counter()
         try:
             answer = await request
@@ -154,10 +168,19 @@ async def client_loop(
 
 
 async def run_load(
-    urls: list[str], users: list[str], *, clients: int, seconds: float, write_share: float
+    urls: list[str],
+    users: list[str],
+    *,
+    clients: int,
+    seconds: float,
+    write_share: float,
+    text_queries: bool,
+    seed: int,
 ) -> Measured:
+    """``seed`` must differ between runs: a repeated query would be answered from the API's
+    query cache, and a repeated memory is a duplicate, which no worker embeds."""
     measured = Measured(seconds)
-    rng = random.Random(len(urls) * 1000 + clients)
+    rng = random.Random(seed)
     limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         deadline = time.monotonic() + seconds
@@ -170,6 +193,7 @@ async def run_load(
                     turn,
                     users,
                     write_share,
+                    text_queries,
                     deadline,
                     random.Random(rng.random()),
                     measured,
@@ -387,11 +411,23 @@ def seed(urls: list[str], users: list[str], per_user: int) -> None:
             answer.raise_for_status()
 
 
-def measure(stack: Stack, config: Config, users: list[str], args: argparse.Namespace) -> Measured:
+def measure(
+    stack: Stack, config: Config, users: list[str], args: argparse.Namespace, seed: int
+) -> Measured:
     stack.set_workers(config.workers)
     urls = stack.urls(config)
     # a few seconds' warm-up: connections, caches, the replica's first probe
-    asyncio.run(run_load(urls, users, clients=args.clients, seconds=3, write_share=0))
+    asyncio.run(
+        run_load(
+            urls,
+            users,
+            clients=args.clients,
+            seconds=3,
+            write_share=0,
+            text_queries=args.queries == "text",
+            seed=-seed,
+        )
+    )
     before_reads = replica_reads(urls) if config.replica else {}
     before = stack.ready_vectors()
     started = time.monotonic()
@@ -402,6 +438,8 @@ def measure(stack: Stack, config: Config, users: list[str], args: argparse.Names
             clients=args.clients,
             seconds=args.seconds,
             write_share=args.write_share,
+            text_queries=args.queries == "text",
+            seed=seed,
         )
     )
     measured.seconds = time.monotonic() - started
@@ -422,13 +460,14 @@ def report(results: dict[str, list[Measured]], args: argparse.Namespace) -> None
     print(
         f"scaleout: load average {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
         f"{os.cpu_count()} cores, {args.clients} clients in a closed loop, "
-        f"{args.write_share:.0%} writes, {args.users} users x {args.seed} memories, "
+        f"{args.write_share:.0%} writes, {args.queries} queries, "
+        f"{args.users} users x {args.seed} memories, "
         f"{args.rounds} rounds of {args.seconds:.0f} s; medians of the rounds"
     )
     header = (
         f"{'configuration':28s} {'req/s':>7s} {'search/s':>8s} {'search p50':>10s} "
         f"{'p95':>7s} {'write p50':>9s} {'p95':>7s} {'embedded/s':>10s} {'replica (waited)':>15s} "
-        f"{'errors':>6s}"
+        f"{'errors':>6s}  req/s by round"
     )
     print(header)
     for name, runs in results.items():
@@ -451,7 +490,7 @@ def report(results: dict[str, list[Measured]], args: argparse.Namespace) -> None
             f"{median([percentile(r.latencies['write'], 0.95) for r in runs]):5.1f}ms "
             f"{median([r.embedded / r.seconds for r in runs]):10.1f} "
             f"{share:>15s} "
-            f"{sum(len(r.errors) for r in runs):6d}"
+            f"{sum(len(r.errors) for r in runs):6d}  " + " ".join(f"{r.rate():.0f}" for r in runs)
         )
     for runs in results.values():
         for run in runs:
@@ -469,6 +508,12 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seed", type=int, default=100, help="memories per user at the start")
     parser.add_argument("--write-share", type=float, default=0.2)
+    parser.add_argument(
+        "--queries",
+        choices=("text", "vector"),
+        default="text",
+        help="text: the API embeds each query; vector: the client sends a random vector",
+    )
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
     home = Path(tempfile.mkdtemp(prefix="engram-scaleout-"))
@@ -481,11 +526,15 @@ def main() -> int:
         stack.drain(timeout=900)
         results: dict[str, list[Measured]] = {config.name: [] for config in CONFIGS}
         for round_ in range(args.rounds):
-            for config in CONFIGS:
-                results[config.name].append(measure(stack, config, users, args))
+            for n, config in enumerate(CONFIGS):
+                fresh = 1 + round_ * len(CONFIGS) + n  # new queries and memories each run
+                results[config.name].append(measure(stack, config, users, args, fresh))
                 print(f"round {round_ + 1}: {config.name} done", file=sys.stderr, flush=True)
         report(results, args)
         return 0 if not any(r.errors for runs in results.values() for r in runs) else 1
+    except Exception:
+        print((home / "processes.log").read_text()[-5000:], file=sys.stderr)
+        raise
     finally:
         stack.close()
         shutil.rmtree(home, ignore_errors=True)

@@ -178,20 +178,23 @@ class ReadRouting:
     ) -> Callable[[Sequence[Statement], Mapping[str, str]], Awaitable[list[list[Any]]]]:
         """A search's reads as ``user_id``: where the first goes, the later ones follow
         (a search's rounds see one server), unless the replica fails them."""
-        chosen: list[bool] = []
+        # decided once, by the first read (a search of two spaces sends two at once)
+        decided: list[asyncio.Future[bool]] = []
+        failed = False
 
         async def read(
             statements: Sequence[Statement], settings: Mapping[str, str]
         ) -> list[list[Any]]:
-            if not chosen:
-                chosen.append(await self.use_replica(user_id))
-            if chosen[0] and self.replica is not None:
+            nonlocal failed
+            if not decided:
+                decided.append(asyncio.ensure_future(self.use_replica(user_id)))
+            if await decided[0] and not failed and self.replica is not None:
                 try:
                     return await read_batch(self.replica, user_id, statements, settings, attempts=1)
                 except REPLICA_ERRORS as exc:
                     REPLICA_READS.labels("primary_after_replica_error").inc()
                     self._replica_failed(exc)
-                    chosen[0] = False
+                    failed = True
             return await read_batch(self.primary, user_id, statements, settings)
 
         return read
