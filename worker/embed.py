@@ -2,9 +2,11 @@
 what is still current; a failed batch is retried item by item, so one bad input fails alone.
 
 The local model encodes one batch at a time in a process, on the machine's cores. So that a
-chat's memory does not wait behind a bulk batch, a bulk batch is encoded a slice at a time,
-and before each slice waits while this process encodes interactive work: an interactive
-item waits for at most one slice, and bulk work goes on whenever none is waiting.
+chat's memory does not wait behind a bulk batch, a bulk batch is encoded a slice at a time:
+before each slice it waits while this process encodes interactive work, and when
+interactive work waits in the outbox with no worker on it, it stops, stores what it
+encoded and gives the rest back, so the next claim (interactive first) takes that work.
+An interactive item waits for about one slice, and bulk work goes on whenever none waits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import numpy as np
 from psycopg import AsyncConnection
@@ -85,18 +87,27 @@ async def embed_batch(resources: Resources, space: Space, *, limit: int) -> int:
             reason = f"space {space.name} is external: its clients send the vectors"
             await _record_failure(resources, space, item, reason, permanent=True)
         return len(claims)
+
+    def interactive_waiting() -> Awaitable[bool]:
+        return run_scoped(pool, ALL_USERS, outbox.interactive_waiting, space.name)
+
     # lines logged while embedding (a provider's retries) name the request, if there is one
     with request_context(_shared_request_id(work)):
-        vectors, failures = await embed_isolating_failures(embedder, work, lane=work[0].lane)
+        vectors, failures, rest = await embed_isolating_failures(
+            embedder, work, lane=work[0].lane, stop=interactive_waiting
+        )
         ready = await run_scoped(pool, ALL_USERS, store, space, vectors)
+    if rest:  # interactive work waits: the rest goes back, its attempt not counted
+        await run_scoped(pool, ALL_USERS, outbox.release, space, rest)
     _log_embedded(space, work, vectors)
     metrics.EMBED_ITEMS.labels(space=space.name, outcome="ready").inc(ready)
     for item, error in failures:
         await _record_failure(resources, space, item, str(error), permanent=error.permanent)
     log.info(
-        "space %s: %d ready, %d failed of %d claimed", space.name, ready, len(failures), len(claims)
-    )
-    return len(claims)
+        "space %s: %d ready, %d failed, %d given back of %d claimed",
+        space.name, ready, len(failures), len(rest), len(claims),
+    )  # fmt: skip
+    return len(claims) - len(rest)
 
 
 async def _record_failure(
@@ -164,37 +175,51 @@ async def store(conn: AsyncConnection, space: Space, vectors: list[Embedded]) ->
     return ready
 
 
+Stop = Callable[[], Awaitable[bool]]
+
+
 async def embed_isolating_failures(
-    embedder: Embedder, items: Sequence[Claim], *, lane: Lane = "interactive"
-) -> tuple[list[Embedded], list[tuple[Claim, EmbeddingError]]]:
+    embedder: Embedder,
+    items: Sequence[Claim],
+    *,
+    lane: Lane = "interactive",
+    stop: Stop | None = None,
+) -> tuple[list[Embedded], list[tuple[Claim, EmbeddingError]], list[Claim]]:
     """Embed a batch (a claim's items are of one lane); if it fails, embed one by one so
-    one bad item fails alone."""
+    one bad item fails alone. Returns the vectors, the failures, and the items a bulk batch
+    left when ``stop`` said so between its slices."""
     try:
-        matrix = await _encode_in_turn(embedder, [item.content for item in items], lane)
-        return _embedded(items, matrix), []
+        matrix = await _encode_in_turn(embedder, [item.content for item in items], lane, stop)
+        return _embedded(items[: len(matrix)], matrix), [], list(items[len(matrix) :])
     except EmbeddingError as error:
         if len(items) == 1:
-            return [], [(items[0], error)]
+            return [], [(items[0], error)], []
     done: list[Embedded] = []
     failed: list[tuple[Claim, EmbeddingError]] = []
     for item in items:
-        ok, bad = await embed_isolating_failures(embedder, [item], lane=lane)
+        ok, bad, _ = await embed_isolating_failures(embedder, [item], lane=lane)
         done += ok
         failed += bad
-    return done, failed
+    return done, failed, []
 
 
-async def _encode_in_turn(embedder: Embedder, texts: list[str], lane: Lane) -> np.ndarray:
-    """``_encode``, interactive work first (this module's docstring). A remote provider's
-    batches are sent whole: its requests do not compete for this machine's cores."""
+async def _encode_in_turn(
+    embedder: Embedder, texts: list[str], lane: Lane, stop: Stop | None = None
+) -> np.ndarray:
+    """``_encode``, interactive work first (this module's docstring); a bulk batch on the
+    local model may end early, when ``stop`` says so before a slice after the first: the
+    answer then holds the vectors of the texts encoded. A remote provider's batches are
+    sent whole: its requests do not compete for this machine's cores."""
     if lane == "interactive":
         async with PRIORITY.interactive():
             return await _encode(embedder, texts)
     if not isinstance(embedder, LocalEmbedder) or len(texts) <= BULK_SLICE:
         await PRIORITY.bulk_turn()
         return await _encode(embedder, texts)
-    parts = []
+    parts: list[np.ndarray] = []
     for start in range(0, len(texts), BULK_SLICE):
+        if parts and stop is not None and await stop():
+            break
         await PRIORITY.bulk_turn()
         parts.append(await _encode(embedder, texts[start : start + BULK_SLICE]))
     return np.concatenate(parts)

@@ -8,6 +8,7 @@ was computed from is still the current content.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from psycopg import AsyncConnection, sql
@@ -177,6 +178,36 @@ async def _claim_keys(
             "space": space.name,
             "lease": lease_seconds,
         },
+    )
+
+
+async def interactive_waiting(conn: AsyncConnection, space: str) -> bool:
+    """Whether interactive work of ``space`` waits with no worker on it."""
+    found = await fetch_one(
+        conn,
+        scalar_row,
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM embed_state
+            WHERE space = %s AND lane = 'interactive' AND status = 'pending'
+              AND (claimed_until IS NULL OR claimed_until < now()))
+        """,
+        [space],
+    )
+    return bool(found)
+
+
+async def release(conn: AsyncConnection, space: Space, items: Sequence[Claim]) -> None:
+    """Give back claimed items not encoded: they wait again at once, and the attempt their
+    claim counted is taken back."""
+    await conn.execute(
+        """
+        UPDATE embed_state e SET claimed_until = NULL, attempts = greatest(e.attempts - 1, 0)
+        FROM unnest(%(users)s::text[], %(ids)s::uuid[]) AS r(user_id, item_id)
+        WHERE e.user_id = r.user_id AND e.item_id = r.item_id AND e.space = %(space)s
+          AND e.status = 'pending'
+        """,
+        {"users": [i.user_id for i in items], "ids": [i.id for i in items], "space": space.name},
     )
 
 

@@ -187,3 +187,43 @@ def test_a_chat_memory_is_embedded_while_another_users_bulk_load_waits(client, d
     assert lanes == [("bulk",)]
     # the rest of the suite should not wait behind this module's bulk load
     wait_until(lambda: pending(loader) == 0, timeout=240, what="the bulk load embedded")
+
+
+def test_a_bulk_claim_gives_back_what_it_did_not_encode_when_interactive_work_waits(quiet_db):
+    """A bulk batch that stops early for interactive work gives its rest back: waiting
+    again at once, the attempt not counted; the next claim takes the interactive work."""
+    database, conn = quiet_db
+    waiting(conn, "loader", 8, lane="bulk")
+
+    async def main() -> tuple[bool, list[Any], bool, list[Any]]:
+        pool = create_pool(database.app_url, min_size=1, max_size=1)
+        await pool.open()
+        try:
+
+            def scoped(work: Any, *args: Any, **kwargs: Any) -> Any:
+                return run_scoped(pool, ALL_USERS, work, *args, **kwargs)
+
+            got = await scoped(outbox.claim, MINILM_384, limit=4 * outbox.BULK_SHARE,
+                               lease_seconds=60)  # fmt: skip
+            before = await scoped(outbox.interactive_waiting, MINILM_384.name)
+            chat = waiting(conn, "chatter", 1)
+            during = await scoped(outbox.interactive_waiting, MINILM_384.name)
+            await scoped(outbox.release, MINILM_384, got[2:])
+            after = await scoped(outbox.claim, MINILM_384, limit=8, lease_seconds=60)
+            return before, [c.id for c in got], during, [(after, chat)]
+        finally:
+            await pool.close()
+
+    before, claimed, during, [(after, chat)] = asyncio.run(main())
+    assert not before and during
+    assert len(claimed) == 4
+    rows = {
+        item: (free, attempts)
+        for item, free, attempts in conn.execute(
+            "SELECT item_id, claimed_until IS NULL, attempts FROM embed_state "
+            "WHERE user_id = 'loader' AND item_id = ANY(%s)",
+            [claimed],
+        )
+    }
+    assert [rows[i] for i in claimed] == [(False, 1), (False, 1), (True, 0), (True, 0)]
+    assert [c.id for c in after] == chat  # interactive first

@@ -35,3 +35,18 @@ def test_an_interactive_encode_goes_before_the_rest_of_a_bulk_batch(embedder):
     # encoding in slices gives the vectors the whole batch would
     np.testing.assert_allclose(sliced, embedder.encode(texts), atol=1e-5)
     np.testing.assert_allclose(chat, embedder.encode(["what did alice order?"]), atol=1e-5)
+
+
+def test_a_bulk_batch_stops_between_slices_when_asked(embedder):
+    """Asked to stop (interactive work waits in the outbox), a bulk batch ends after the
+    slice it is on: its answer holds the vectors of the texts it encoded, and no more."""
+    texts = [f"bulk text number {n} about rivers" for n in range(3 * embed.BULK_SLICE)]
+    asked = []
+
+    async def stop() -> bool:
+        asked.append(True)
+        return len(asked) == 2  # before the third slice
+
+    vectors = asyncio.run(embed._encode_in_turn(embedder, texts, "bulk", stop))
+    assert vectors.shape == (2 * embed.BULK_SLICE, 384)
+    np.testing.assert_allclose(vectors, embedder.encode(texts[: 2 * embed.BULK_SLICE]), atol=1e-5)
