@@ -57,11 +57,13 @@ from models.search.statements import (
     Statements,
     hnsw_settings,
 )
+from models.settings import SearchOptions
 from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 DIMS = 384
 BUCKETS = [(1, 10), (10, 100), (100, 1_000), (1_000, 10_000), (10_000, 10**9)]
 EXACT_MAX_ROWS = 20_000  # the service's default: larger users' vectors are in the HNSW index
+EF_SEARCH = SearchOptions().hnsw_ef_search  # the service's default
 ADMIN = "bench-admin-key"
 ROOT = Path(__file__).resolve().parent.parent
 # Ground truth: MATERIALIZED keeps the planner off the HNSW index, so this is brute force.
@@ -514,7 +516,7 @@ def raw_sql(conn: psycopg.Connection[Any], user: str, query: np.ndarray, *, big:
     started = time.perf_counter()
     with conn.pipeline():
         if big:
-            conn.execute(*set_configs(hnsw_settings(800, 10)))  # the service's HNSW path
+            conn.execute(*set_configs(hnsw_settings(EF_SEARCH, 10)))  # the service's HNSW path
         cursor = conn.execute(RAW_SQL[big], {"user": user, "q": query})
     cursor.fetchall()
     return time.perf_counter() - started
@@ -557,7 +559,7 @@ def raw_hybrid(
     hints = SizeHints()
     hints.remember(MINILM_384.name, user, "memory", "approximate" if big else "exact")
     hints.remember(MINILM_384.name, user, "chunk", "none")
-    plan = Planner(MINILM_384, user, query, exact_max_rows=exact_max_rows, ef_search=800,
+    plan = Planner(MINILM_384, user, query, exact_max_rows=exact_max_rows, ef_search=EF_SEARCH,
                    hints=hints)  # fmt: skip
     round_ = plan.next_round()
     assert round_ is not None

@@ -304,7 +304,7 @@ class SearchOptions(msgspec.Struct, frozen=True, kw_only=True):
         int,
         Meta(ge=1, le=1000),
         Env("ENGRAM_HNSW_EF_SEARCH", "HNSW candidates for larger users"),
-    ] = 800
+    ] = 200
     text_search_config: Annotated[
         str,
         Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$"),

@@ -41,6 +41,7 @@ from models.search.statements import (
     hnsw_settings,
     settings_statement,
 )
+from models.settings import SearchOptions
 from models.types import ItemType, SearchHit
 
 # Runs statements in one transaction with some settings, answering each one's rows
@@ -115,10 +116,10 @@ class Planner:
             asks.append(TextAsk(kind))
             statements.append(self.statements.text(kind))
         settings = dict(NO_PARALLEL_WORKERS)
-        if not self.query.filters_items and not self.text and "all" not in self.pending.values():
-            settings |= GENERIC_PLANS
-        else:
+        if self.query.filters_items or "all" in self.pending.values():
             settings |= CUSTOM_PLANS
+        elif not self.text:
+            settings |= GENERIC_PLANS
         # The HNSW settings (no sorts, no sequential scans) must not reach the other
         # statements' plans: they go with the scope when only HNSW statements follow, else
         # in a statement of their own after the others.
@@ -200,7 +201,7 @@ async def search(
     query: SearchQuery,
     *,
     exact_max_rows: int,
-    ef_search: int = 800,
+    ef_search: int = SearchOptions().hnsw_ef_search,
     hints: SizeHints | None = None,
 ) -> list[SearchHit]:
     """The ``query.k`` best items of ``user_id``, best first; ``read`` runs each round's

@@ -184,10 +184,12 @@ NO_PARALLEL_WORKERS = {"max_parallel_workers_per_gather": "0"}
 # Planning the counted statements anew for every search (PostgreSQL's choice for them) costs
 # more than running them for small users; their generic plans, made once per connection,
 # are as fast as custom ones. Statements whose plans depend on their values (filters on the
-# items, which search every vector of the user or find the items first; the text search;
-# the unwindowed "all") are planned for their values every time: PostgreSQL would switch a
-# prepared statement to a generic plan after five runs, and a generic plan, which cannot
-# know how many items a user has, may read every item of a large user.
+# items, which search every vector of the user or find the items first; the unwindowed
+# "all") are planned for their values every time: PostgreSQL would switch a prepared
+# statement to a generic plan after five runs, and a generic plan, which cannot know how
+# many items a user has, may read every item of a large user. The text search's rounds
+# leave the choice to PostgreSQL: planning its statement anew every time doubled a small
+# user's hybrid search.
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
 
