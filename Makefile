@@ -75,7 +75,7 @@ bench-encoders: $(STAMP) ## torch vs ONNX Runtime fp32/int8: speed, top-10 agree
 	$(BIN)/python bench/encoders.py --texts $(or $(TEXTS),2000)
 
 bench-fairness: $(STAMP) ## a chat memory with wait during another user's bulk load of about 10,000 chunks, against idle; the load against alone (DOCS=200 smaller)
-	$(BIN)/python bench/fairness.py --docs $(or $(DOCS),1300)
+	$(BIN)/python bench/fairness.py --docs $(or $(DOCS),2000)
 
 bench-stall: $(STAMP) ## /healthz while the worst request of each class runs, against /healthz alone
 	$(BIN)/python bench/stall.py

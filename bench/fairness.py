@@ -1,7 +1,7 @@
 """Fairness: how long one chat memory written with ``wait`` takes while another user's bulk
 load is being embedded, against the same with nothing else to do.
 
-    make bench-fairness            # 1,300 documents (about 10,000 chunks), 2 workers
+    make bench-fairness            # 2,000 documents (about 10,000 chunks), 2 workers
     python bench/fairness.py --docs 200 --no-write
 
 Starts embedded servers, one API and ``--workers`` worker processes. First, with nothing
@@ -113,7 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--docs", type=int, default=1300)  # about 10,000 chunks
+    parser.add_argument("--docs", type=int, default=2000)  # about 10,000 chunks
     parser.add_argument("--chats", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/ alone")
