@@ -55,15 +55,19 @@ async def index_batch(
 ) -> int:
     """Put up to ``limit`` of the user's unindexed vectors of ``kind`` into ``space``'s HNSW
     index; return how many. Vectors another transaction holds are left to a later batch,
-    so two indexers never wait for each other."""
+    so two indexers never wait for each other. The batch is picked once, in a CTE: as the
+    inner side of a join the locking subquery could run again, and pass over the rows this
+    statement had just updated to take the next ones, and the next."""
     cursor = await conn.execute(
         sql.SQL(
             """
+            WITH picked AS MATERIALIZED (
+                SELECT item_id FROM {table}
+                WHERE user_id = %(user_id)s AND kind = %(kind)s AND NOT indexed
+                ORDER BY item_id LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED)
             UPDATE {table} v SET indexed = true
-            FROM (SELECT item_id FROM {table}
-                  WHERE user_id = %(user_id)s AND kind = %(kind)s AND NOT indexed
-                  ORDER BY item_id LIMIT %(limit)s
-                  FOR UPDATE SKIP LOCKED) w
+            FROM picked w
             WHERE v.user_id = %(user_id)s AND v.item_id = w.item_id
             """
         ).format(table=sql.Identifier(space.table)),

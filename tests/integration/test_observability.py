@@ -278,6 +278,12 @@ def test_request_id_follows_an_item_from_the_api_to_the_worker(stack):
     request_id = f"obs-follow-{uuid.uuid4().hex}"
     write(stack, user, headers, ["Farid collects old maps of Lisbon."], request_id)
 
+    # the access line is written once the answer has gone: it may come a moment after it
+    wait_until(
+        lambda: any(line.get("request_id") == request_id for line in json_lines(stack.api_log)),
+        timeout=10,
+        what="the API's access line",
+    )
     api_lines = json_lines(stack.api_log)
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in api_lines)
     access = [line for line in api_lines if line.get("request_id") == request_id]
