@@ -74,17 +74,16 @@ _APPROXIMATE = f"""
     {{answer}}"""
 # The HNSW path of a search with conditions on the items (metadata, session, times): a
 # large user's candidate items are found first, up to ``SELECTIVE_MAX`` + 1 of them. When
-# at most ``SELECTIVE_MAX`` are, their vectors are all measured, and the nearest ``2k + 20``
-# are joined to their items and checked against the conditions (an
-# answer left short is searched again in full, the planner's ``all`` scan); only when more
-# are, the index is read (with pgvector's iterative scan, which looks further while the
-# conditions reject). So a selective filter on a large user gets the exact answer, at the
-# cost of a small one. Under row security the metadata index cannot serve a filter
-# directly (``@>`` is not leakproof): when the filter names values an index can find,
-# ``memories_containing`` / ``chunks_containing`` (migration 0022) return the items
-# holding them, a superset of the matches, through an index keyed by user and value;
-# otherwise the candidates are the user's items that meet the conditions, read through
-# their user index.
+# at most ``SELECTIVE_MAX`` are, their vectors are all measured, and the nearest
+# ``2k + 20`` are joined to their items and checked against the conditions (an answer left short
+# is searched again in full, the planner's ``all`` scan); only when more are, the index is
+# read (with pgvector's iterative scan, which looks further while the conditions reject).
+# So a selective filter on a large user gets the exact answer, at the cost of a small one.
+# Under row security the metadata index cannot serve a filter directly (``@>`` is not
+# leakproof): when the filter names values an index can find, ``memories_containing`` /
+# ``chunks_containing`` (migration 0022) return the items holding them, a superset of the
+# matches, through an index keyed by user and value; otherwise the candidates are the
+# user's items that meet the conditions, read through their user index.
 _CANDIDATES = {
     "scan": f"""
         SELECT m.id FROM {{source}} m
