@@ -72,9 +72,11 @@ class Turn(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
 
 
-class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
+class SearchHit(msgspec.Struct, frozen=True):
     """One search result."""
 
+    # Positional as well as by keyword: a search builds its hits by field position
+    # (``models.search.statements.hit_rows``), without a dict of keywords for each one.
     type: ItemType
     id: UUID
     score: float

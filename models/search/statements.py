@@ -14,9 +14,11 @@ written as it is".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
+import msgspec
 from pgvector import Vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -152,6 +154,9 @@ _GATES = {
     "AND (SELECT unindexed FROM counted) <= %(unindexed_max)s",
 }
 _COUNTS = ("counted", "unindexed", "other_n", "other_unindexed")
+# The fields of a hit that the statements' columns give, in the order ``SearchHit`` takes
+# them (the rest are filled in after the search: ``models.search.turns``).
+_HIT_FIELDS = tuple(f.name for f in msgspec.structs.fields(SearchHit) if f.required)
 _COUNTED_ANSWER = (
     "SELECT c.n AS counted, c.unindexed, c.other_n, c.other_unindexed, r.* "
     "FROM counted c LEFT JOIN ranked r ON true ORDER BY r.score DESC, r.id"
@@ -229,14 +234,21 @@ def hnsw_settings(ef_search: int, limit: int) -> dict[str, str]:
     }
 
 
+def hit_rows(names: Sequence[str]) -> Callable[[Sequence[Any]], SearchHit]:
+    """Rows as ``SearchHit``, each field from the column of its name; the columns are
+    matched to the fields once per result, and each hit is built by field position."""
+    fields = itemgetter(*(names.index(name) for name in _HIT_FIELDS))
+    return lambda values: SearchHit(*fields(values))
+
+
 def counted_rows(names: Sequence[str]) -> RowMaker:
     """Rows of a counted statement as ``Counted``, the names read once per result."""
     vectors, unindexed, other, other_unindexed = (names.index(name) for name in _COUNTS)
     first = names.index("id")
-    hit_fields = [(name, i) for i, name in enumerate(names) if name not in _COUNTS]
+    make_hit = hit_rows(names)
 
     def make(values: Sequence[Any]) -> Counted:
-        hit = None if values[first] is None else SearchHit(**{n: values[i] for n, i in hit_fields})
+        hit = None if values[first] is None else make_hit(values)
         sizes = Sizes(int(values[vectors]), int(values[unindexed]))
         return Counted(sizes, Sizes(int(values[other]), int(values[other_unindexed])), hit)
 
@@ -288,7 +300,7 @@ class Statements:
         ``Counted``; or "all", ungated, its rows hits."""
         if scan == "all":
             params = self.params | {"window": None}
-            return self._statement(kind, scan, params, named(SearchHit))
+            return self._statement(kind, scan, params, hit_rows)
         shape = "selective" if scan == "approximate" and self.filters_items else scan
         return self._statement(kind, shape, self.params, counted_rows)
 
@@ -301,7 +313,7 @@ class Statements:
             "common_share": bm25.COMMON_SHARE,
             "sample": bm25.TEXT_SAMPLE,
         }
-        return self._statement(kind, "text", params, named(SearchHit))
+        return self._statement(kind, "text", params, hit_rows)
 
     def vectors(self, ids: list[Any]) -> Statement:
         """The vectors of these items, as ``ItemVector`` rows."""
