@@ -179,7 +179,7 @@ class Database(msgspec.Struct, frozen=True, kw_only=True):
         str | None,
         Env(
             "ENGRAM_LISTEN_DATABASE_URL",
-            "a direct connection for the API's key-change listener, when "
+            "a direct connection for the API's listener (key changes, settled items), when "
             "`ENGRAM_DATABASE_URL` is a pooler in transaction mode (docs/scaling.md)",
             shown="`ENGRAM_DATABASE_URL`",
         ),

@@ -28,6 +28,7 @@ from models.jobs.wakeups import WakeUps
 from models.search.languages import verify_text_config
 from models.settings import Settings
 from service.console.app import console_router
+from service.http import keycache, notices, wait
 from service.http.auth import (
     provide_owner,
     provide_principal,
@@ -54,6 +55,7 @@ from service.http.routes.spaces import SpaceController
 from service.http.routes.status import StatusController
 from service.http.routes.users import UserController
 from service.http.runtime import Runtime
+from service.http.wait import Settlements
 from service.mcp.endpoint import McpEndpoint
 
 log = logging.getLogger("engram.api")
@@ -108,11 +110,12 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             trusted_proxies=settings.server.trusted_proxies,
         )
         key_cache = KeyCache(settings.server.key_cache_seconds)
-        listener = (
-            # LISTEN needs a session of its own: never through a transaction pooler
-            asyncio.create_task(key_cache.listen(settings.database.listen_url or database_url))
-            if settings.server.key_cache_seconds > 0
-            else None
+        settlements = Settlements()
+        listener = asyncio.create_task(
+            notices.listen(
+                settings.database.listen_url or database_url,
+                {keycache.CHANNEL: key_cache, wait.CHANNEL: settlements},
+            )
         )
         app.state.runtime = Runtime(
             settings=settings,
@@ -123,6 +126,7 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
             limiter=limiter,
             failed_keys=failed_keys,
             keys=key_cache,
+            settlements=settlements,
             schema_head=schema.head_revision(),
             routing=routing,
             languages=languages,
@@ -134,9 +138,8 @@ def create_app(settings: Settings, *, embedders: dict[str, Embedder] | None = No
         try:
             yield
         finally:
-            if listener is not None:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
             await routing.close()
             await pool.close()
             wakeups.close()

@@ -7,8 +7,9 @@ the keys it verified for ``ENGRAM_KEY_CACHE_SECONDS`` (60: the resolution of
 
 A revoked key still stops working at once. Migration 0013 sends a notice on channel
 ``engram_keys``, carrying the key's lookup part, whenever a key is revoked, changed or
-deleted, by any process or tool; every API process listens and forgets that key when the
-notice arrives (moments after the revocation commits). The rules that keep this safe:
+deleted, by any process or tool; every API process listens (service/http/notices.py) and
+forgets that key when the notice arrives (moments after the revocation commits). The rules
+that keep this safe:
 
 - a process remembers keys only while its listener is connected; when the connection is
   lost it forgets every key, and it starts afresh once it listens again, so a notice lost
@@ -20,23 +21,15 @@ notice arrives (moments after the revocation commits). The rules that keep this 
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import logging
 import time
 from collections.abc import Awaitable, Callable
-
-import psycopg
 
 from models.store import keys
 from models.types import Principal
 
-log = logging.getLogger("engram.keys")
-
 CHANNEL = "engram_keys"  # migrations/versions/0013_key_change_notices.py
 MAX_KEYS = 10_000  # remembered at most; past that, everything is forgotten and relearned
-RECONNECT_SECONDS = 1.0
-LISTENER_NAME = "engram-key-notices"  # the listener's application_name in pg_stat_activity
 
 
 class KeyCache:
@@ -92,34 +85,11 @@ class KeyCache:
     def forget_all(self) -> None:
         self.forget("")
 
-    async def listen(self, database_url: str) -> None:
-        """Forget keys as their notices arrive, until cancelled; reconnects when the
-        connection is lost, remembering nothing meanwhile."""
-        warn = True  # once per outage, not once per attempt
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    database_url,
-                    autocommit=True,
-                    application_name=LISTENER_NAME,
-                    connect_timeout=5,
-                    # a peer that vanished without closing the connection is noticed
-                    keepalives=1,
-                    keepalives_idle=10,
-                    keepalives_interval=5,
-                    keepalives_count=3,
-                ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self.forget_all()  # what was learned before listening may be stale
-                    self.listening, warn = True, True
-                    log.debug("listening for key changes")
-                    async for notice in conn.notifies():
-                        self.forget(notice.payload)
-            except Exception as exc:  # any failure: stop remembering, then reconnect
-                if warn:
-                    log.warning("no key change notices (%s): keys are checked in Postgres", exc)
-                    warn = False
-            finally:
-                self.listening = False
-                self.forget_all()
-            await asyncio.sleep(RECONNECT_SECONDS)
+    def connected(self, up: bool) -> None:
+        """The notice listener (service/http/notices.py) connected or lost its connection:
+        either way, what was learned before may be stale."""
+        self.listening = up
+        self.forget_all()
+
+    def notice(self, payload: str) -> None:
+        self.forget(payload)

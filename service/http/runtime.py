@@ -26,6 +26,7 @@ from models.search.planner import Reader
 from models.settings import Settings
 from service.http.keycache import KeyCache
 from service.http.ratelimit import FailedKeys, RateLimiter
+from service.http.wait import Settlements
 
 QUERY_CACHE_SIZE = 1024  # recent query texts whose vectors are kept (1.5 KiB each)
 
@@ -45,6 +46,8 @@ class Runtime:
     limiter: RateLimiter
     failed_keys: FailedKeys
     keys: KeyCache
+    # the requests waiting for their items to settle, woken by Postgres' notices
+    settlements: Settlements
     schema_head: str
     # where reads go: a replica when one is configured and has the user's writes
     routing: ReadRouting

@@ -3,8 +3,6 @@ the HTTP routes call, with the routes' request types and checks (models/validati
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -22,6 +20,7 @@ from models.validation import check_session_id
 from service.http.routes.context import ContextIn, answer_context
 from service.http.routes.memories import MemoryChange, MemoryIn, memory_patch, new_memory
 from service.http.routes.search import SearchIn, answer_search
+from service.http.wait import until_settled
 from service.mcp.caller import Caller, caller, tool_errors
 
 FORGET_ALL_CONFIRMATION = "forget everything"
@@ -299,13 +298,17 @@ TOOLS: list[tuple[Callable[..., Awaitable[Json]], ToolAnnotations]] = [
 
 async def _settled(call: Caller, memory: Memory) -> Memory:
     """``memory`` once it is no longer pending, or as it is when the wait times out."""
-    deadline = time.monotonic() + call.runtime.settings.server.wait_timeout_seconds
-    delay = 0.02
-    while memory.status == "pending" and time.monotonic() < deadline:
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
-        found = await call.runtime.as_user(
-            call.owner, memories.get_memories, call.owner, [memory.id]
-        )
-        memory = found[0] if found else memory
-    return memory
+    runtime = call.runtime
+
+    async def read() -> Memory:
+        found = await runtime.as_user(call.owner, memories.get_memories, call.owner, [memory.id])
+        return found[0] if found else memory
+
+    now, _ = await until_settled(
+        runtime.settlements,
+        call.owner,
+        runtime.settings.server.wait_timeout_seconds,
+        read,
+        lambda now: now.status != "pending",
+    )
+    return now

@@ -7,40 +7,18 @@ test sees exactly the jobs it wrote; the last test runs the real worker.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
-import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
+from support.outbox import waiting
 from support.processes import wait_until
 
 from models.db.pool import create_pool
 from models.db.scope import ALL_USERS, run_scoped
 from models.embedding.spaces import MINILM_384
 from models.jobs import outbox
-
-
-def waiting(conn, user: str, count: int, *, lane: str = "interactive") -> list[uuid.UUID]:
-    """``count`` pending memories of ``user`` in ``lane``, each written after the one before."""
-    ids = []
-    for n in range(count):
-        item, content = uuid.uuid4(), f"{user} item {n}"
-        digest = hashlib.sha256(content.encode()).digest()
-        conn.execute(
-            "INSERT INTO memories (user_id, id, content, space, content_hash) "
-            "VALUES (%s, %s, %s, 'minilm-384', %s)",
-            [user, item, content, digest],
-        )
-        conn.execute(
-            "INSERT INTO embed_state (user_id, item_id, space, kind, content_hash, lane, "
-            "pending_since) VALUES (%s, %s, 'minilm-384', 'memory', %s, %s, "
-            "clock_timestamp())",
-            [user, item, digest, lane],
-        )
-        ids.append(item)
-    return ids
 
 
 def claim(app_url: str, limit: int, *, claims: int = 1) -> list[list[Any]]:

@@ -291,6 +291,8 @@ async def _answer(
 
     now, done = await settled(
         request,
+        runtime.settlements,
+        owner,
         runtime.settings.server.wait_timeout_seconds,
         read,
         lambda now: all(d.status != "pending" for d in now),

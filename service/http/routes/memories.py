@@ -313,6 +313,8 @@ async def _settled(
 
     return await settled(
         request,
+        runtime.settlements,
+        user_id,
         runtime.settings.server.wait_timeout_seconds,
         read,
         lambda now: all(m.status != "pending" for m in now),

@@ -163,6 +163,8 @@ class SessionController(Controller):
 
         _, done = await settled(
             request,
+            runtime.settlements,
+            owner,
             runtime.settings.server.wait_timeout_seconds,
             read,
             lambda now: all(m.status != "pending" for m in now),
