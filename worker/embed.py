@@ -1,11 +1,16 @@
 """Embedding a batch of jobs: claim in Postgres, encode outside any transaction, then store
 what is still current; a failed batch is retried item by item, so one bad input fails alone.
 
-The local model encodes one batch at a time in a process, on the machine's cores. So that a
-chat's memory does not wait behind a bulk batch, a bulk batch is encoded a slice at a time:
-before each slice it waits while this process encodes interactive work, and when
-interactive work waits in the outbox with no worker on it, it stops, stores what it
-encoded and gives the rest back, so the next claim (interactive first) takes that work.
+The local model encodes one call at a time in a process, on all the machine's cores, so a
+chat's memory must not wait behind a bulk batch:
+- in a process, the model's turns go to interactive encodes before bulk ones (``Turns``);
+- a bulk batch is encoded a slice at a time, and before each slice it looks at the
+  interactive lane in the outbox (any process's work): when some waits with no worker on it,
+  the batch stops, stores what it encoded and gives the rest back, so the next claim
+  (interactive first) takes that work; while some is being embedded, in this process or
+  another, the batch pauses, so that encode has the cores to itself.
+A batch pauses at most ``PAUSE_MAX_SECONDS`` in all (a worker killed mid-claim holds its
+lease for minutes), and its first slice never stops it: every batch gets something done.
 An interactive item waits for about one slice, and bulk work goes on whenever none waits.
 """
 
@@ -15,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import numpy as np
@@ -36,33 +42,53 @@ from worker.resources import Resources
 log = logging.getLogger("engram.worker")
 
 BULK_SLICE = 8  # texts of a bulk batch per model call, on the local model (as fast per text as 16)
+PAUSE_SECONDS = 0.02  # between looks at the outbox while interactive work is embedded
+PAUSE_MAX_SECONDS = 1.0  # a bulk batch's pauses in all
 
 
-class Priority:
-    """Interactive encodes in flight in this process (its actors share one event loop)."""
+class Turns:
+    """The local model's turns in this process (its actors share one event loop): one encode
+    at a time, the interactive lane's first, each lane's in the order they asked."""
 
     def __init__(self) -> None:
-        self._busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._busy = False
+        self._waiting: dict[Lane, deque[asyncio.Future[None]]] = {
+            "interactive": deque(),
+            "bulk": deque(),
+        }
 
     @contextlib.asynccontextmanager
-    async def interactive(self) -> AsyncIterator[None]:
-        self._busy += 1
-        self._idle.clear()
+    async def turn(self, lane: Lane) -> AsyncIterator[None]:
+        if self._busy:
+            granted = asyncio.get_running_loop().create_future()
+            self._waiting[lane].append(granted)
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if granted.cancelled():
+                    with contextlib.suppress(ValueError):  # unless passed over already
+                        self._waiting[lane].remove(granted)
+                else:  # the turn came as the wait was cancelled: it goes to the next
+                    self._pass_on()
+                raise
+        self._busy = True
         try:
             yield
         finally:
-            self._busy -= 1
-            if not self._busy:
-                self._idle.set()
+            self._pass_on()
 
-    async def bulk_turn(self) -> None:
-        """Return when no interactive encode is in flight."""
-        await self._idle.wait()
+    def _pass_on(self) -> None:
+        for lane in outbox.LANES:
+            while self._waiting[lane]:
+                granted = self._waiting[lane].popleft()
+                if not granted.cancelled():
+                    granted.set_result(None)  # still busy: the turn is theirs
+                    return
+        self._busy = False
 
 
-PRIORITY = Priority()
+TURNS = Turns()
+QUIET = outbox.InteractiveWork(waiting=False, running=False)
 
 
 async def embed_batch(resources: Resources, space: Space, *, limit: int) -> int:
@@ -88,13 +114,13 @@ async def embed_batch(resources: Resources, space: Space, *, limit: int) -> int:
             await _record_failure(resources, space, item, reason, permanent=True)
         return len(claims)
 
-    def interactive_waiting() -> Awaitable[bool]:
-        return run_scoped(pool, ALL_USERS, outbox.interactive_waiting, space.name)
+    def look() -> Awaitable[outbox.InteractiveWork]:
+        return run_scoped(pool, ALL_USERS, outbox.interactive_work, space.name)
 
     # lines logged while embedding (a provider's retries) name the request, if there is one
     with request_context(_shared_request_id(work)):
         vectors, failures, rest = await embed_isolating_failures(
-            embedder, work, lane=work[0].lane, stop=interactive_waiting
+            embedder, work, lane=work[0].lane, look=look
         )
         ready = await run_scoped(pool, ALL_USERS, store, space, vectors)
     if rest:  # interactive work waits: the rest goes back, its attempt not counted
@@ -175,7 +201,7 @@ async def store(conn: AsyncConnection, space: Space, vectors: list[Embedded]) ->
     return ready
 
 
-Stop = Callable[[], Awaitable[bool]]
+Look = Callable[[], Awaitable[outbox.InteractiveWork]]
 
 
 async def embed_isolating_failures(
@@ -183,13 +209,13 @@ async def embed_isolating_failures(
     items: Sequence[Claim],
     *,
     lane: Lane = "interactive",
-    stop: Stop | None = None,
+    look: Look | None = None,
 ) -> tuple[list[Embedded], list[tuple[Claim, EmbeddingError]], list[Claim]]:
     """Embed a batch (a claim's items are of one lane); if it fails, embed one by one so
     one bad item fails alone. Returns the vectors, the failures, and the items a bulk batch
-    left when ``stop`` said so between its slices."""
+    left when ``look`` found interactive work waiting between its slices."""
     try:
-        matrix = await _encode_in_turn(embedder, [item.content for item in items], lane, stop)
+        matrix = await _encode_in_turn(embedder, [item.content for item in items], lane, look)
         return _embedded(items[: len(matrix)], matrix), [], list(items[len(matrix) :])
     except EmbeddingError as error:
         if len(items) == 1:
@@ -204,24 +230,32 @@ async def embed_isolating_failures(
 
 
 async def _encode_in_turn(
-    embedder: Embedder, texts: list[str], lane: Lane, stop: Stop | None = None
+    embedder: Embedder, texts: list[str], lane: Lane, look: Look | None = None
 ) -> np.ndarray:
-    """``_encode``, interactive work first (this module's docstring); a bulk batch on the
-    local model may end early, when ``stop`` says so before a slice after the first: the
-    answer then holds the vectors of the texts encoded. A remote provider's batches are
-    sent whole: its requests do not compete for this machine's cores."""
-    if lane == "interactive":
-        async with PRIORITY.interactive():
-            return await _encode(embedder, texts)
-    if not isinstance(embedder, LocalEmbedder) or len(texts) <= BULK_SLICE:
-        await PRIORITY.bulk_turn()
+    """``_encode``, interactive work first (this module's docstring). A bulk batch on the
+    local model may end early, when ``look`` finds interactive work waiting before a slice
+    after the first: the answer then holds the vectors of the texts encoded. A remote
+    provider's batches are sent whole: its requests do not compete for this machine's
+    cores."""
+    if not isinstance(embedder, LocalEmbedder):
         return await _encode(embedder, texts)
+    if lane == "interactive":
+        async with TURNS.turn(lane):
+            return await _encode(embedder, texts)
     parts: list[np.ndarray] = []
+    paused = 0.0
     for start in range(0, len(texts), BULK_SLICE):
-        if parts and stop is not None and await stop():
-            break
-        await PRIORITY.bulk_turn()
-        parts.append(await _encode(embedder, texts[start : start + BULK_SLICE]))
+        while True:
+            async with TURNS.turn(lane):
+                work = await look() if look is not None else QUIET
+                if work.waiting and parts:  # stop: the rest goes back
+                    return np.concatenate(parts)
+                giving_way = (work.waiting or work.running) and paused < PAUSE_MAX_SECONDS
+                if not giving_way:
+                    parts.append(await _encode(embedder, texts[start : start + BULK_SLICE]))
+                    break
+            await asyncio.sleep(PAUSE_SECONDS)
+            paused += PAUSE_SECONDS
     return np.concatenate(parts)
 
 

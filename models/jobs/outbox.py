@@ -9,6 +9,7 @@ was computed from is still the current content.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 from uuid import UUID
 
 from psycopg import AsyncConnection, sql
@@ -181,20 +182,31 @@ async def _claim_keys(
     )
 
 
-async def interactive_waiting(conn: AsyncConnection, space: str) -> bool:
-    """Whether interactive work of ``space`` waits with no worker on it."""
+class InteractiveWork(NamedTuple):
+    """The interactive lane of a space, as a bulk batch checks it between slices."""
+
+    waiting: bool  # pending with no worker on it
+    running: bool  # claimed by a worker now (not a retry's back-off)
+
+
+async def interactive_work(conn: AsyncConnection, space: str) -> InteractiveWork:
+    """Whether interactive work of ``space`` waits with no worker on it, and whether some is
+    being embedded. A retry waiting out its back-off is claimed too, but counts as neither:
+    it has an error."""
     found = await fetch_one(
         conn,
-        scalar_row,
+        class_row(InteractiveWork),
         """
-        SELECT EXISTS (
-            SELECT 1 FROM embed_state
-            WHERE space = %s AND lane = 'interactive' AND status = 'pending'
-              AND (claimed_until IS NULL OR claimed_until < now()))
+        SELECT EXISTS (SELECT 1 FROM embed_state
+                       WHERE space = %(space)s AND lane = 'interactive' AND status = 'pending'
+                         AND (claimed_until IS NULL OR claimed_until < now())) AS waiting,
+               EXISTS (SELECT 1 FROM embed_state
+                       WHERE space = %(space)s AND lane = 'interactive' AND status = 'pending'
+                         AND claimed_until >= now() AND last_error IS NULL) AS running
         """,
-        [space],
+        {"space": space},
     )
-    return bool(found)
+    return found or InteractiveWork(waiting=False, running=False)  # (always one row)
 
 
 async def release(conn: AsyncConnection, space: Space, items: Sequence[Claim]) -> None:

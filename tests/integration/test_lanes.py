@@ -173,7 +173,7 @@ def test_a_bulk_claim_gives_back_what_it_did_not_encode_when_interactive_work_wa
     database, conn = quiet_db
     waiting(conn, "loader", 8, lane="bulk")
 
-    async def main() -> tuple[bool, list[Any], bool, list[Any]]:
+    async def main() -> tuple[Any, list[Any], Any, list[Any]]:
         pool = create_pool(database.app_url, min_size=1, max_size=1)
         await pool.open()
         try:
@@ -183,17 +183,23 @@ def test_a_bulk_claim_gives_back_what_it_did_not_encode_when_interactive_work_wa
 
             got = await scoped(outbox.claim, MINILM_384, limit=4 * outbox.BULK_SHARE,
                                lease_seconds=60)  # fmt: skip
-            before = await scoped(outbox.interactive_waiting, MINILM_384.name)
+            before = await scoped(outbox.interactive_work, MINILM_384.name)
             chat = waiting(conn, "chatter", 1)
-            during = await scoped(outbox.interactive_waiting, MINILM_384.name)
+            during = await scoped(outbox.interactive_work, MINILM_384.name)
             await scoped(outbox.release, MINILM_384, got[2:])
             after = await scoped(outbox.claim, MINILM_384, limit=8, lease_seconds=60)
-            return before, [c.id for c in got], during, [(after, chat)]
+            claimed = await scoped(outbox.interactive_work, MINILM_384.name)
+            await scoped(outbox.record_failure, MINILM_384, after[0], "timed out",
+                         permanent=False, max_attempts=5, retry_in_seconds=60)  # fmt: skip
+            retrying = await scoped(outbox.interactive_work, MINILM_384.name)
+            return before, [c.id for c in got], during, [(after, chat, claimed, retrying)]
         finally:
             await pool.close()
 
-    before, claimed, during, [(after, chat)] = asyncio.run(main())
-    assert not before and during
+    before, claimed, during, [(after, chat, taken, retrying)] = asyncio.run(main())
+    assert before == (False, False) and during == (True, False)
+    assert taken == (False, True)  # the chat is being embedded: bulk batches pause
+    assert retrying == (False, False)  # a retry's back-off holds nobody up
     assert len(claimed) == 4
     rows = {
         item: (free, attempts)
