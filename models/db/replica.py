@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -178,6 +179,8 @@ class ReadRouting:
     ) -> Callable[[Sequence[Statement], Mapping[str, str]], Awaitable[list[list[Any]]]]:
         """A search's reads as ``user_id``: where the first goes, the later ones follow
         (a search's rounds see one server), unless the replica fails them."""
+        if self.replica is None:  # nothing to decide: every read runs on the primary
+            return functools.partial(read_batch, self.primary, user_id)
         # decided once, by the first read (a search of two spaces sends two at once)
         decided: list[asyncio.Future[bool]] = []
         failed = False
