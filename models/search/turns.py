@@ -85,6 +85,8 @@ async def with_turns(
     """``hits`` with the message each one is (``message_id``, ``seq``) and, when
     ``neighbors`` is above 0, the turns around it."""
     found = await windows(read, user_id, hits, neighbors=neighbors)
+    if not found:  # no hit is a message's memory: nothing to fill in
+        return hits
     return [_placed(hit, found.get(hit.id), neighbors) for hit in hits]
 
 
