@@ -262,10 +262,14 @@ class Reader:
         half = here is not None and here.storage == "halfvec"
         limit = HALFVEC_MAX if half else FLOAT32_MAX
         values = np.asarray(numbers, dtype=np.float64)
-        with np.errstate(over="ignore"):  # beyond the precision's range: infinite, refused
-            vector = values.astype(np.float16 if half else np.float32)
-        if not np.isfinite(vector).all():
-            raise InvalidInput(f"embedding numbers must be finite and within ±{limit:.6g}")
+        precision = np.float16 if half else np.float32
+        if np.abs(values).max() <= limit:  # (False for NaN) nothing can overflow
+            vector = values.astype(precision)
+        else:
+            with np.errstate(over="ignore"):  # beyond the precision's range: infinite, refused
+                vector = values.astype(precision)
+            if not np.isfinite(vector).all():
+                raise InvalidInput(f"embedding numbers must be finite and within ±{limit:.6g}")
         # numbers too small for the space's precision become zeros
         if not vector.any():
             raise InvalidInput(
