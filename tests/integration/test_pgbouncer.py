@@ -2,7 +2,7 @@
 writes, embeddings, searches, documents and sessions work; two users' requests interleaved
 over a couple of server connections see only their own rows; nothing a client sets for its
 session reaches the next client of a server connection; and a key revoked through one API
-process stops at once in another, whose key-change listener connects directly
+process stops at once in another, whose listener for notices connects directly
 (``ENGRAM_LISTEN_DATABASE_URL``): LISTEN cannot work through a transaction pooler.
 
 Debian 12's PgBouncer is 1.18, which does not track prepared statements (1.21 does, with
@@ -33,6 +33,7 @@ from support.processes import (
 
 from models.db.pool import create_pool
 from models.db.scope import run_scoped
+from service.http.notices import LISTENER_NAME
 
 SERVER_CONNECTIONS = 3  # what PgBouncer may open for the API and worker together
 PROCESS_ENV = {"ENGRAM_PREPARE_THRESHOLD": "off"}
@@ -90,8 +91,8 @@ def app_backends(stack: Stack) -> int:
     with psycopg.connect(stack.owner_url, autocommit=True) as conn:
         found = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-            "AND usename = 'engram_app' AND application_name <> 'engram-key-notices'",
-            [stack.database],
+            "AND usename = 'engram_app' AND application_name <> %s",
+            [stack.database, LISTENER_NAME],
         ).fetchone()
     assert found is not None
     return int(found[0])
