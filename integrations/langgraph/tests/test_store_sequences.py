@@ -75,6 +75,20 @@ class Reference(InMemoryStore):
                 self._vectors[op.namespace].pop(op.key, None)
         return results
 
+    def _insertinmem_store(
+        self,
+        to_embed: dict[str, list[tuple[tuple[str, ...], str, str]]],
+        embeddings: list[list[float]],
+    ) -> None:
+        # InMemoryStore embeds each distinct text once, then wants a vector for every item
+        # field holding it: two puts of one text in a batch would fail there
+        each = [
+            vector
+            for vector, fields in zip(embeddings, to_embed.values(), strict=True)
+            for _ in fields
+        ]
+        super()._insertinmem_store(to_embed, each)
+
 
 def operations(root: str) -> st.SearchStrategy[list[Op]]:
     def under(suffix: tuple[str, ...]) -> tuple[str, ...]:
