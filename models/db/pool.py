@@ -12,7 +12,7 @@ import msgspec
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg.rows import scalar_row
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from models.db.rows import fetch_one
@@ -25,6 +25,11 @@ log = logging.getLogger("engram.db")
 _TRANSACTION_SETTINGS: weakref.WeakKeyDictionary[psycopg.AsyncConnection, dict[str, str]] = (
     weakref.WeakKeyDictionary()
 )
+
+# The GIN indexes' pending lists (full text, metadata) are merged into the index whenever
+# a write grows them past this: short, so no search reads a long list (a bulk write raises
+# it for its own transaction and merges its entries at once, ``merge_pending_entries``).
+PENDING_LIST_KB = 64
 
 # Errors that mean "the server is unreachable right now", never "your SQL is wrong".
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
@@ -69,11 +74,16 @@ async def _configure(
 ) -> None:
     # PgBouncer keeps TimeZone for each client and restores it on the server connection
     await conn.execute("SET TIME ZONE 'UTC'")
-    settings = {"engram.text_config": text_config}
+    settings = {
+        "engram.text_config": text_config,
+        "gin_pending_list_limit": str(PENDING_LIST_KB),
+    }
     if statement_timeout is not None:
         settings["statement_timeout"] = str(int(statement_timeout * 1000))
     _TRANSACTION_SETTINGS[conn] = settings
     set_json_loads(load_json, conn)
+    # json and jsonb parameters written by msgspec, in a fraction of json.dumps's time
+    set_json_dumps(msgspec.json.encode, conn)
     try:
         await register_vector_async(conn)
     except psycopg.ProgrammingError:
@@ -83,7 +93,7 @@ async def _configure(
 
 def transaction_settings(conn: psycopg.AsyncConnection) -> dict[str, str]:
     """What ``conn``'s pool sets in each of its transactions: the text-search configuration
-    new items are indexed in, and the statement timeout."""
+    new items are indexed in, the GIN pending lists' limit, and the statement timeout."""
     return _TRANSACTION_SETTINGS.get(conn, {})
 
 

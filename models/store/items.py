@@ -62,7 +62,7 @@ async def named_by_the_other_type(
     """Which of ``ids`` (for new items of ``kind``) already name one of the user's items of
     the other type: memories and chunks share their ids' space (jobs, vectors)."""
     other = "chunks" if kind == "memory" else "memories"
-    query = sql.SQL("SELECT id FROM {} WHERE user_id = %s AND id = ANY(%s) ORDER BY id")
+    query = sql.SQL("SELECT id FROM {} WHERE user_id = %s AND id = ANY(%b) ORDER BY id")
     return await fetch_all(conn, scalar_row, query.format(sql.Identifier(other)), [user_id, ids])
 
 

@@ -38,6 +38,11 @@ from models.transfer.reader import Plan
 from models.types import Imported as Imported
 from models.types import ItemType
 
+# an import's GIN entries gather in the pending lists (PostgreSQL's default limit), and are
+# merged into the indexes once, before it commits: cheaper than a few hundred at a time
+BULK_PENDING_LIST_KB = 4096
+MERGED_TABLES = {"memory": "memories", "chunk": "chunks", "document": "documents"}
+
 # an imported item of an external space without its vector: the server cannot embed it
 NO_CLIENT_VECTOR = (
     "no vector: the space is external and its clients send the vectors; PATCH the memory "
@@ -58,8 +63,13 @@ async def write_import(
     async with conn.transaction():
         # the locks of memory and document writes: no concurrent write can interleave
         await lock_writes(conn, user_id, "memories", "documents")
+        await conn.execute(
+            "SELECT set_config('gin_pending_list_limit', %s, true)", [str(BULK_PENDING_LIST_KB)]
+        )
         writer = _Writer(conn, user_id, plan, spaces, await fills.fill_spaces(conn), request_id)
         await writer.write()
+        if written := [table for kind, table in MERGED_TABLES.items() if writer.imported[kind]]:
+            await conn.execute("SELECT merge_pending_entries(%s)", [written])
     return writer.answer(), writer.jobs
 
 
@@ -144,7 +154,7 @@ class _Writer:
             """
             INSERT INTO document_batches (user_id, id, created_at)
             SELECT %(user)s, t.id, coalesce(t.created_at, now())
-            FROM unnest(%(ids)s::uuid[], %(created)s::timestamptz[]) AS t(id, created_at)
+            FROM unnest(%(ids)b::uuid[], %(created)b::timestamptz[]) AS t(id, created_at)
             ON CONFLICT DO NOTHING RETURNING id
             """,
             {"ids": list(batches), "created": list(batches.values())},
@@ -160,9 +170,9 @@ class _Writer:
                                   updated_at)
             SELECT %(user)s, t.id, t.title, t.metadata, t.started_at,
                    coalesce(t.created_at, now()), coalesce(t.updated_at, t.created_at, now())
-            FROM unnest(%(ids)s::text[], %(titles)s::text[], %(metadata)b::jsonb[],
-                        %(started)s::timestamptz[], %(created)s::timestamptz[],
-                        %(updated)s::timestamptz[])
+            FROM unnest(%(ids)b::text[], %(titles)b::text[], %(metadata)b::jsonb[],
+                        %(started)b::timestamptz[], %(created)b::timestamptz[],
+                        %(updated)b::timestamptz[])
                  AS t(id, title, metadata, started_at, created_at, updated_at)
             ON CONFLICT DO NOTHING RETURNING id
             """,
@@ -189,10 +199,10 @@ class _Writer:
             SELECT %(user)s, t.session_id, t.seq, t.id, t.role, t.name, t.content, t.metadata,
                    t.memory_id, coalesce(t.occurred_at, t.created_at, now()),
                    coalesce(t.created_at, now())
-            FROM unnest(%(sessions)s::text[], %(seqs)s::bigint[], %(ids)s::uuid[],
-                        %(roles)s::text[], %(names)s::text[], %(contents)b::text[],
-                        %(metadata)b::jsonb[], %(memories)s::uuid[],
-                        %(occurred)s::timestamptz[], %(created)s::timestamptz[])
+            FROM unnest(%(sessions)b::text[], %(seqs)b::bigint[], %(ids)b::uuid[],
+                        %(roles)b::text[], %(names)b::text[], %(contents)b::text[],
+                        %(metadata)b::jsonb[], %(memories)b::uuid[],
+                        %(occurred)b::timestamptz[], %(created)b::timestamptz[])
                  AS t(session_id, seq, id, role, name, content, metadata, memory_id,
                       occurred_at, created_at)
             ON CONFLICT DO NOTHING RETURNING id
@@ -224,10 +234,10 @@ class _Writer:
             SELECT %(user)s, t.id, t.collection, t.title, t.source, t.metadata, t.space,
                    decode(t.hash, 'hex'), t.generation, t.batch_id,
                    coalesce(t.created_at, now()), coalesce(t.updated_at, t.created_at, now())
-            FROM unnest(%(ids)s::uuid[], %(collections)s::text[], %(titles)s::text[],
-                        %(sources)s::text[], %(metadata)b::jsonb[], %(spaces)s::text[],
-                        %(hashes)s::text[], %(generations)s::int[], %(batches)s::uuid[],
-                        %(created)s::timestamptz[], %(updated)s::timestamptz[])
+            FROM unnest(%(ids)b::uuid[], %(collections)b::text[], %(titles)b::text[],
+                        %(sources)b::text[], %(metadata)b::jsonb[], %(spaces)b::text[],
+                        %(hashes)b::text[], %(generations)b::int[], %(batches)b::uuid[],
+                        %(created)b::timestamptz[], %(updated)b::timestamptz[])
                  AS t(id, collection, title, source, metadata, space, hash, generation,
                       batch_id, created_at, updated_at)
             ON CONFLICT DO NOTHING RETURNING id
@@ -262,9 +272,9 @@ class _Writer:
                    t.hash, t.tokens, coalesce(t.created_at, now()),
                    coalesce(t.language, nullif(current_setting('engram.text_config', true), ''),
                             'english')::regconfig
-            FROM unnest(%(ids)s::uuid[], %(documents)s::uuid[], %(generations)s::int[],
-                        %(indexes)s::int[], %(contents)b::text[], %(hashes)s::bytea[],
-                        %(tokens)s::int[], %(created)s::timestamptz[], %(languages)s::text[])
+            FROM unnest(%(ids)b::uuid[], %(documents)b::uuid[], %(generations)b::int[],
+                        %(indexes)b::int[], %(contents)b::text[], %(hashes)b::bytea[],
+                        %(tokens)b::int[], %(created)b::timestamptz[], %(languages)b::text[])
                  AS t(id, document_id, generation, chunk_index, content, hash, tokens,
                       created_at, language)
             ON CONFLICT DO NOTHING RETURNING id
@@ -307,11 +317,11 @@ class _Writer:
                    coalesce(t.updated_at, t.created_at, now()), t.expires_at,
                    coalesce(t.language, nullif(current_setting('engram.text_config', true), ''),
                             'english')::regconfig
-            FROM unnest(%(ids)s::uuid[], %(contents)b::text[], %(metadata)b::jsonb[],
-                        %(sessions)s::text[], %(importance)s::float8[], %(spaces)s::text[],
-                        %(hashes)s::bytea[], %(occurred)s::timestamptz[],
-                        %(created)s::timestamptz[], %(updated)s::timestamptz[],
-                        %(expires)s::timestamptz[], %(languages)s::text[])
+            FROM unnest(%(ids)b::uuid[], %(contents)b::text[], %(metadata)b::jsonb[],
+                        %(sessions)b::text[], %(importance)b::float8[], %(spaces)b::text[],
+                        %(hashes)b::bytea[], %(occurred)b::timestamptz[],
+                        %(created)b::timestamptz[], %(updated)b::timestamptz[],
+                        %(expires)b::timestamptz[], %(languages)b::text[])
                  AS t(id, content, metadata, session_id, importance, space, hash, occurred_at,
                       created_at, updated_at, expires_at, language)
             ON CONFLICT DO NOTHING RETURNING id
@@ -369,8 +379,8 @@ class _Writer:
                                      last_error, request_id, lane)
             SELECT %(user)s, t.id, t.space, %(kind)s, t.hash, t.status, t.error, %(request_id)s,
                    'bulk'
-            FROM unnest(%(ids)s::uuid[], %(spaces)s::text[], %(hashes)s::bytea[],
-                        %(statuses)s::text[], %(errors)s::text[])
+            FROM unnest(%(ids)b::uuid[], %(spaces)b::text[], %(hashes)b::bytea[],
+                        %(statuses)b::text[], %(errors)b::text[])
                  AS t(id, space, hash, status, error)
             ON CONFLICT (user_id, item_id, space) DO UPDATE
             SET content_hash = EXCLUDED.content_hash, status = EXCLUDED.status, attempts = 0,

@@ -19,7 +19,6 @@ import numpy as np
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput
 from models.settings import Limits
-from models.store.items import content_hash
 from models.transfer.format import (
     LINE_TYPES,
     VERSION,
@@ -120,24 +119,20 @@ class Reader:
             )
         documents = {line.id: line for _, line in self._lines["document"]}
         sessions = {line.id for _, line in self._lines["session"]}
-        items: dict[UUID, tuple[ItemType, str]] = {
-            line.id: ("memory", content_hash(line.content).hex())
-            for _, line in self._lines["memory"]
-        }
+        items: dict[UUID, ItemType] = {line.id: "memory" for _, line in self._lines["memory"]}
         for number, line in self._lines["chunk"]:
             if line.document_id not in documents:
                 raise InvalidInput(f"line {number}: chunk of document {line.document_id}, "
                                    "which the export does not hold")  # fmt: skip
             self._unique(number, "chunk index", (line.document_id, line.chunk_index))
-            items[line.id] = ("chunk", content_hash(line.content).hex())
+            items[line.id] = "chunk"
         for number, line in self._lines["message"]:
             if line.session_id not in sessions:
                 raise InvalidInput(f"line {number}: message of session {line.session_id}, "
                                    "which the export does not hold")  # fmt: skip
         vectors: dict[UUID, list[tuple[VectorLine, np.ndarray]]] = {}
         for number, (line, vector) in self._lines["vector"]:
-            kind = items.get(line.item_id, (None, ""))[0]
-            if kind != line.kind:
+            if items.get(line.item_id) != line.kind:
                 raise InvalidInput(f"line {number}: vector of {line.kind} {line.item_id}, "
                                    "which the export does not hold")  # fmt: skip
             vectors.setdefault(line.item_id, []).append((line, vector))

@@ -232,7 +232,7 @@ def test_the_match_functions_are_the_service_roles_only(db):
                has_function_privilege('public', p.oid, 'EXECUTE')
         FROM pg_proc p
         WHERE p.proname IN ('memories_matching', 'chunks_matching', 'memories_containing',
-                            'chunks_containing')
+                            'chunks_containing', 'merge_pending_entries')
         ORDER BY 1
         """
     ).fetchall()
@@ -242,4 +242,5 @@ def test_the_match_functions_are_the_service_roles_only(db):
         ("chunks_matching", True, search_path, True, False),
         ("memories_containing", True, search_path, True, False),
         ("memories_matching", True, search_path, True, False),
+        ("merge_pending_entries", True, search_path, True, False),
     ]

@@ -182,20 +182,3 @@ def test_vectors_live_apart_with_an_hnsw_cosine_index(db):
         "WHERE attrelid = 'vec_minilm_384'::regclass AND attname = 'embedding'"
     ).fetchone()
     assert column == ("vector(384)",)
-
-
-def test_gin_indexes_keep_short_pending_lists(db):
-    """Every GIN index merges its new entries before they are many (migration 0023): a
-    search through one reads its whole pending list."""
-    rows = db.execute(
-        """
-        SELECT i.relname, coalesce(i.reloptions, '{}')
-        FROM pg_class i JOIN pg_am am ON am.oid = i.relam
-        JOIN pg_namespace n ON n.oid = i.relnamespace
-        WHERE n.nspname = 'public' AND am.amname = 'gin'
-        """
-    ).fetchall()
-    assert {name for name, _ in rows} == {
-        "memories_fts", "chunks_fts", "memories_metadata_keyed", "documents_metadata_keyed"
-    }  # fmt: skip
-    assert all("gin_pending_list_limit=64" in options for _, options in rows), rows
