@@ -224,13 +224,18 @@ class ItemVector(NamedTuple):
 def hnsw_settings(ef_search: int, limit: int) -> dict[str, str]:
     """The HNSW path's settings, for the rest of its transaction only (a pooled connection
     never carries them on). Without sorts and sequential scans, the HNSW index is the plan
-    that gives order."""
+    that gives order. Without hash and merge joins, what the index, the unindexed tail or a
+    filter's candidates found is joined to its items by their key: the planner cannot know
+    that the tail is empty or small, and a hash join reads every item of a large user to
+    build its table."""
     return {
         "hnsw.iterative_scan": "strict_order",
         "hnsw.ef_search": str(min(1000, max(ef_search, 2 * limit))),
         "hnsw.max_scan_tuples": "1000000",
         "enable_sort": "off",
         "enable_seqscan": "off",
+        "enable_hashjoin": "off",
+        "enable_mergejoin": "off",
     }
 
 

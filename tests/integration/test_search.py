@@ -513,6 +513,9 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
             )
         scan = next(line for line in plan.splitlines() if "vec_minilm_384_hnsw" in line)
         assert ("never executed" not in scan) == read_index, plan
+        # each item is joined to what was found by its key: never a scan of the user's items
+        # to hash or merge them, whatever the planner guesses the unindexed tail holds
+        assert "Hash Join" not in plan and "Merge Join" not in plan, plan
 
 
 def test_searches_with_conditions_on_items_are_planned_for_their_values_every_time(
