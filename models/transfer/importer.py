@@ -1,5 +1,5 @@
-"""Importing an export (``format.py``), once ``reader.py`` has
-checked every line: one transaction, so an import is all or nothing.
+"""Importing an export (``format.py``), read and checked by ``reader.py``, in one
+transaction, so an import is all or nothing: a bad line found late still changes nothing.
 
 - Ids are kept, and a row whose id the user already has is left as it is (counted as
   ``existing``): importing the same export twice changes nothing the second time. An import
@@ -17,7 +17,9 @@ checked every line: one transaction, so an import is all or nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -33,8 +35,8 @@ from models.errors import Conflict
 from models.jobs import fills
 from models.jobs.messages import Job
 from models.store.items import content_hash, lock_writes, named_by_the_other_type
-from models.transfer.format import LINE_TYPES
-from models.transfer.reader import Plan
+from models.transfer.format import LINE_TYPES, MemoryLine
+from models.transfer.reader import Plan, Reader, numbered_lines
 from models.types import Imported as Imported
 from models.types import ItemType
 
@@ -50,27 +52,74 @@ NO_CLIENT_VECTOR = (
 )
 
 
+# memories are written in batches of this many, each while the lines after it are read
+MEMORY_BATCH = 500
+# reading gives the event loop a turn after this many bytes of lines: the process's other
+# requests go on while a large import is read
+TURN_BYTES = 64 * 1024
+
+
 async def write_import(
     conn: AsyncConnection,
     user_id: str,
-    plan: Plan,
+    body: bytes,
+    reader: Callable[[], Reader],
     *,
     spaces: SpaceRegistry,
+    admit: Callable[[int], Awaitable[None]],
     request_id: str | None = None,
 ) -> tuple[Imported, list[Job]]:
-    """Write a checked export for ``user_id`` in one transaction; answer what was written and
-    the embedding jobs to wake workers for (they remember ``request_id``, for the logs)."""
+    """Read an export (``body``, with a new ``reader()``) and write it for ``user_id`` in one
+    transaction; answer what was written and the embedding jobs to wake workers for (they
+    remember ``request_id``, for the logs).
+
+    The memories are written as they are read, each batch's insert running in the database
+    while the lines after it are read; the rest once every line is checked. ``admit`` is
+    given the number of items the import queues for embedding before the rest is written:
+    raising refuses the import (the rate limit)."""
     async with conn.transaction():
         # the locks of memory and document writes: no concurrent write can interleave
         await lock_writes(conn, user_id, "memories", "documents")
         await conn.execute(
             "SELECT set_config('gin_pending_list_limit', %s, true)", [str(BULK_PENDING_LIST_KB)]
         )
-        writer = _Writer(conn, user_id, plan, spaces, await fills.fill_spaces(conn), request_id)
-        await writer.write()
+        writer = _Writer(conn, user_id, spaces, await fills.fill_spaces(conn), request_id)
+        read = reader()
+        await _read_writing_memories(numbered_lines(body), read, writer)
+        plan = read.finish()
+        await admit(plan.unembedded)
+        await writer.write(plan)
         if written := [table for kind, table in MERGED_TABLES.items() if writer.imported[kind]]:
             await conn.execute("SELECT merge_pending_entries(%s)", [written])
-    return writer.answer(), writer.jobs
+    return writer.answer(plan), writer.jobs
+
+
+async def _read_writing_memories(
+    lines: Iterable[tuple[int, bytes]], reader: Reader, writer: _Writer
+) -> None:
+    """Feed every line to ``reader``, and write each batch of memories while the lines after
+    it are read: the database inserts while this process reads."""
+    writing: asyncio.Task[None] | None = None
+    unturned = 0  # bytes read since the event loop last had a turn
+    try:
+        for number, line in lines:
+            reader.feed(number, line)
+            unturned += len(line)
+            if reader.memories_waiting >= MEMORY_BATCH:
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(writer.insert_memories(reader.take_memories()))
+            elif unturned < TURN_BYTES:
+                continue
+            await asyncio.sleep(0)  # a new batch's statement goes out; other requests go on
+            unturned = 0
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            # a bad line: the batch being written ends before the transaction rolls back
+            await asyncio.gather(writing, return_exceptions=True)
+    await writer.insert_memories(reader.take_memories())
 
 
 class _Writer:
@@ -80,12 +129,11 @@ class _Writer:
         self,
         conn: AsyncConnection,
         user_id: str,
-        plan: Plan,
         spaces: SpaceRegistry,
         fill: list[str],
         request_id: str | None,
     ) -> None:
-        self.conn, self.user_id, self.plan, self.fill = conn, user_id, plan, fill
+        self.conn, self.user_id, self.fill = conn, user_id, fill
         self.request_id = request_id
         self.configured = set(spaces.names())
         self.external = {space.name for space in spaces.external()}
@@ -96,15 +144,18 @@ class _Writer:
         self.vectors_skipped = 0
         self.jobs: list[Job] = []
         self.staged = 0  # staging tables of vectors made so far
+        self.new_memories: list[tuple[UUID, str, str]] = []  # written: id, content, home
 
-    async def write(self) -> None:
+    async def write(self, plan: Plan) -> None:
+        """Everything but the memories' rows, written as they were read."""
+        self.plan = plan
         await self._refuse_ids_of_the_other_type()
         await self._batches()
         new_sessions = await self._sessions()
         await self._messages(new_sessions)
         new_documents = await self._documents()
         await self._chunks(new_documents)
-        await self._memories()
+        await self._embeddings("memory", self.new_memories)
         self.vectors_skipped = sum(map(len, self.plan.vectors.values())) - self.imported["vector"]
 
     async def _refuse_ids_of_the_other_type(self) -> None:
@@ -120,10 +171,10 @@ class _Writer:
                 other = "chunk" if kind == "memory" else "memory"
                 raise Conflict(f"{kind} {taken[0]}: the id already names a {other} of this user")
 
-    def answer(self) -> Imported:
+    def answer(self, plan: Plan) -> Imported:
         return Imported(
             user_id=self.user_id,
-            from_user_id=self.plan.header.user_id,
+            from_user_id=plan.header.user_id,
             imported={kind: self.imported[kind] for kind in LINE_TYPES},
             existing={kind: self.existing[kind] for kind in LINE_TYPES if kind != "vector"},
             vectors_skipped=self.vectors_skipped,
@@ -302,8 +353,11 @@ class _Writer:
             ],
         )
 
-    async def _memories(self) -> None:
-        rows = self.plan.memories
+    async def insert_memories(self, rows: list[MemoryLine]) -> None:
+        """Insert memory rows, remembering which are new (their jobs and vectors come with
+        the rest, in ``write``)."""
+        if not rows:
+            return
         homes = [self._home(m.space, "memory") for m in rows]
         written = await self._insert(
             "memory",
@@ -342,14 +396,9 @@ class _Writer:
             },
             len(rows),
         )
-        await self._embeddings(
-            "memory",
-            [
-                (m.id, m.content, home)
-                for m, home in zip(rows, homes, strict=True)
-                if m.id in written
-            ],
-        )
+        self.new_memories += [
+            (m.id, m.content, home) for m, home in zip(rows, homes, strict=True) if m.id in written
+        ]
 
     async def _embeddings(self, kind: ItemType, items: list[tuple[UUID, str, str]]) -> None:
         """Jobs of new items (id, content, home space): ``ready`` with their vector where one

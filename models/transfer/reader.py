@@ -1,14 +1,14 @@
-"""Reading an export (``format.py``) for import: every line is checked before
-anything is written, so a bad line is a 422 naming its number and nothing changes.
+"""Reading an export (``format.py``) for import: every line is checked before the
+import commits, so a bad line is a 422 naming its number and nothing changes.
 
-Lines are checked one by one as the body streams in (their type, fields, sizes, and the
-limits every write has), then as a whole: chunks and messages belong to a document or
-session of the export, vectors to an item of it, and the end line's counts agree.
+Lines are checked one by one (their type, fields, sizes, and the limits every write has),
+then as a whole: chunks and messages belong to a document or session of the export,
+vectors to an item of it, and the end line's counts agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 from uuid import UUID
@@ -58,24 +58,17 @@ class Plan(msgspec.Struct, kw_only=True):
     unembedded: int  # items without a usable vector in their own space: the most queued
 
 
-async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, bytes]]:
-    """The non-blank lines of a byte stream with their numbers (counted from 1, blank lines
-    included), as the chunks arrive."""
-    buffer = bytearray()
-    number = 0
-    async for chunk in chunks:
-        buffer += chunk
-        cut = buffer.rfind(b"\n", max(0, len(buffer) - len(chunk)))
-        if cut == -1:
-            continue
-        complete = bytes(buffer[:cut])
-        del buffer[: cut + 1]
-        for line in complete.split(b"\n"):
-            number += 1
-            if line.strip():
-                yield number, line
-    if buffer.strip():
-        yield number + 1, bytes(buffer)
+def numbered_lines(body: bytes) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a body with their numbers (counted from 1, blank lines
+    included)."""
+    start, number = 0, 0
+    while start < len(body):
+        end = body.find(b"\n", start)
+        end = len(body) if end == -1 else end
+        number += 1
+        if body[start:end].strip():
+            yield number, body[start:end]
+        start = end + 1
 
 
 class Reader:
@@ -91,6 +84,7 @@ class Reader:
         self._end: tuple[int, End] | None = None
         self._lines: dict[str, list[tuple[int, Any]]] = {kind: [] for kind in LINE_TYPES}
         self._seen: set[tuple[str, Any]] = set()
+        self._memories_taken = 0
 
     def feed(self, number: int, raw: bytes) -> None:
         """Check one line; a bad one is ``InvalidInput`` naming its number."""
@@ -104,6 +98,18 @@ class Reader:
             self._take(number, line)
         except InvalidInput as exc:
             raise InvalidInput(f"line {number}: {exc}") from None
+
+    @property
+    def memories_waiting(self) -> int:
+        """How many memory lines were checked since ``take_memories`` last took them."""
+        return len(self._lines["memory"]) - self._memories_taken
+
+    def take_memories(self) -> list[MemoryLine]:
+        """The memory lines checked since the last call: an import writes its memories as
+        it reads on (in its transaction, so a bad line later still changes nothing)."""
+        taken = self._lines["memory"][self._memories_taken :]
+        self._memories_taken = len(self._lines["memory"])
+        return [line for _, line in taken]
 
     def finish(self) -> Plan:
         """The whole export, checked: the lines refer to each other and the end line agrees."""

@@ -7,17 +7,13 @@ answers the pages it merged), as the tables' owner."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import uuid
 from typing import Any
 
-import numpy as np
 import psycopg
 from litestar.testing import TestClient
+from support.exports import memory_rows, ndjson, sentence
 
 from models.db.pool import PENDING_LIST_KB
-from models.embedding.spaces import MINILM_384
 
 GIN_INDEXES = ("memories_fts", "memories_metadata_keyed", "chunks_fts", "documents_metadata_keyed")
 PAGE_KB = 8
@@ -33,30 +29,6 @@ def merged(db: psycopg.Connection[Any]) -> dict[str, int]:
     return found
 
 
-def sentence(n: int) -> str:
-    """Distinct words for every n, so that each memory adds many entries."""
-    return f"memory {n}: " + " ".join(f"w{n}x{i} v{(n * 7 + i) % 997}" for i in range(12))
-
-
-def export_of(user: str, count: int) -> bytes:
-    """An export of ``count`` memories with their vectors (nothing to embed)."""
-    space = MINILM_384.name
-    info = {"name": space, "dims": MINILM_384.dims, "model": MINILM_384.model,
-            "provider": MINILM_384.provider}  # fmt: skip
-    header = {"type": "header", "format": "engram.export", "version": 1, "user_id": user,
-              "exported_at": "2026-12-06T00:00:00+00:00", "spaces": [info]}  # fmt: skip
-    rows: list[dict[str, Any]] = [header]
-    for n, vector in enumerate(np.random.default_rng(3).normal(size=(count, MINILM_384.dims))):
-        item, content = str(uuid.uuid4()), sentence(n)
-        digest = hashlib.sha256(content.encode()).hexdigest()
-        rows.append({"type": "memory", "id": item, "content": content, "space": space,
-                     "metadata": {"n": n, "tenth": n % 10}})  # fmt: skip
-        rows.append({"type": "vector", "item_id": item, "kind": "memory", "space": space,
-                     "content_sha256": digest, "embedding": vector.tolist()})  # fmt: skip
-    rows.append({"type": "end", "counts": {"memory": count, "vector": count}})
-    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
-
-
 def test_an_import_merges_all_of_its_entries_before_it_commits(
     client: TestClient[Any], db, new_user
 ):
@@ -64,7 +36,7 @@ def test_an_import_merges_all_of_its_entries_before_it_commits(
     merged(db)  # what earlier tests left pending
     answer = client.post(
         f"/v1/users/{user}/import",
-        content=export_of(user, 600),
+        content=ndjson(memory_rows(user, 600)),
         headers={**headers, "Content-Type": "application/x-ndjson"},
     )
     assert answer.status_code == 200, answer.text

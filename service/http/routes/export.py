@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
@@ -17,7 +18,7 @@ from psycopg import AsyncConnection
 from models.db.scope import read_snapshot
 from models.transfer import export, importer
 from models.transfer.format import MEDIA_TYPE
-from models.transfer.reader import Reader, numbered_lines
+from models.transfer.reader import Reader
 from models.types import Principal
 from service.http.auth import USER_GUARDS
 from service.http.errors import ERRORS
@@ -78,43 +79,46 @@ class ExportController(Controller):
     ) -> importer.Imported:
         """Import an export into this user, idempotently: what the user already has stays.
 
-        Every line is checked before anything is written (a bad one is a 422 naming it);
-        usable vectors are stored as they are, other items are queued for embedding.
+        Every line is checked before the import commits (a bad one is a 422 naming it, and
+        nothing changes); usable vectors are stored as they are, other items are queued for
+        embedding.
         """
-        reader = Reader(
+        body = await _received(request, runtime.settings.limits.max_import_bytes)
+        reader = functools.partial(
+            Reader,
             limits=runtime.settings.limits,
             spaces=runtime.spaces,
             languages=await runtime.text_configs(),
         )
-        limit = runtime.settings.limits.max_import_bytes
-        body = _limited(request, limit)
-        async for number, line in numbered_lines(body):
-            reader.feed(number, line)
-        plan = reader.finish()
-        # charged whole, borrowing from the key's next minutes what this one cannot hold
-        await runtime.limiter.charge_borrowing(principal.key_id, plan.unembedded)
+
+        async def admit(unembedded: int) -> None:
+            # charged whole, borrowing from the key's next minutes what this one cannot hold
+            await runtime.limiter.charge_borrowing(principal.key_id, unembedded)
+
         answer, jobs = await runtime.as_user(
             owner,
             importer.write_import,
             owner,
-            plan,
+            body,
+            reader,
             spaces=runtime.spaces,
+            admit=admit,
             request_id=current_request_id(),
         )
         await runtime.wakeups.embed(jobs)
         return answer
 
 
-async def _limited(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
-    """The body as it streams in, refused (413) as soon as it is known to be over ``limit``."""
+async def _received(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it is known to be over ``limit``."""
     if (request.content_length or 0) > limit:
         raise RequestEntityTooLarge(f"an import is at most {limit} bytes")
-    seen = 0
+    body = bytearray()
     async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
+        body += chunk
+        if len(body) > limit:
             raise RequestEntityTooLarge(f"an import is at most {limit} bytes")
-        yield chunk
+    return bytes(body)
 
 
 async def _spooled(runtime: Runtime, user_id: str) -> SpooledTemporaryFile[bytes]:
