@@ -106,11 +106,12 @@ def test_repeating_statements_are_prepared_once_and_others_never(servers):
             )
             return sorted(row[0] for row in await cur.fetchall())
 
-    # the scope's statement (the pool's text-search configuration, then the user's scope)
-    # and the repeated one
+    # the scope's statement (the pool's text-search configuration and GIN pending-list
+    # limit, then the user's scope) and the repeated one
     assert with_pool(servers.database_url, work) == [
         "SELECT $1::int + 1",
-        "SELECT set_config($1, $2, true), set_config($3, $4, true), set_config($5, $6, true)",
+        "SELECT set_config($1, $2, true), set_config($3, $4, true), set_config($5, $6, true), "
+        "set_config($7, $8, true)",
     ]
 
 
