@@ -62,13 +62,17 @@ windows = st.tuples(st.integers(0, 6), st.integers(0, 4))  # limit, offset
 
 class Reference(InMemoryStore):
     """LangGraph's in-memory store, listing only namespaces that hold items (as the stores
-    on a database do; the dict behind InMemoryStore keeps emptied and merely read ones)."""
+    on a database do; the dict behind InMemoryStore keeps emptied ones, and makes one for
+    every namespace read, even earlier in the same batch)."""
+
+    def _handle_list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        for namespace in [ns for ns, items in self._data.items() if not items]:
+            del self._data[namespace]
+        return super()._handle_list_namespaces(op)
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         results = super().batch(ops)
-        for namespace in [ns for ns, items in self._data.items() if not items]:
-            del self._data[namespace]
         # InMemoryStore keeps the vector of an item put again with index=False
         for op in ops:
             if isinstance(op, PutOp) and op.index is False:
