@@ -44,19 +44,17 @@ from models.types import ItemType
 # merged into the indexes once, before it commits: cheaper than a few hundred at a time
 BULK_PENDING_LIST_KB = 4096
 MERGED_TABLES = {"memory": "memories", "chunk": "chunks", "document": "documents"}
+# memories are written in batches of this many, each while the lines after it are read
+MEMORY_BATCH = 500
+# reading gives the event loop a turn after this many bytes of lines: the process's other
+# requests go on while a large import is read
+TURN_BYTES = 64 * 1024
 
 # an imported item of an external space without its vector: the server cannot embed it
 NO_CLIENT_VECTOR = (
     "no vector: the space is external and its clients send the vectors; PATCH the memory "
     "with its content and vector"
 )
-
-
-# memories are written in batches of this many, each while the lines after it are read
-MEMORY_BATCH = 500
-# reading gives the event loop a turn after this many bytes of lines: the process's other
-# requests go on while a large import is read
-TURN_BYTES = 64 * 1024
 
 
 async def write_import(
@@ -91,7 +89,7 @@ async def write_import(
         await writer.write(plan)
         if written := [table for kind, table in MERGED_TABLES.items() if writer.imported[kind]]:
             await conn.execute("SELECT merge_pending_entries(%s)", [written])
-    return writer.answer(plan), writer.jobs
+    return writer.answer(), writer.jobs
 
 
 async def _read_writing_memories(
@@ -171,10 +169,10 @@ class _Writer:
                 other = "chunk" if kind == "memory" else "memory"
                 raise Conflict(f"{kind} {taken[0]}: the id already names a {other} of this user")
 
-    def answer(self, plan: Plan) -> Imported:
+    def answer(self) -> Imported:
         return Imported(
             user_id=self.user_id,
-            from_user_id=plan.header.user_id,
+            from_user_id=self.plan.header.user_id,
             imported={kind: self.imported[kind] for kind in LINE_TYPES},
             existing={kind: self.existing[kind] for kind in LINE_TYPES if kind != "vector"},
             vectors_skipped=self.vectors_skipped,

@@ -90,11 +90,8 @@ class ExportController(Controller):
             spaces=runtime.spaces,
             languages=await runtime.text_configs(),
         )
-
-        async def admit(unembedded: int) -> None:
-            # charged whole, borrowing from the key's next minutes what this one cannot hold
-            await runtime.limiter.charge_borrowing(principal.key_id, unembedded)
-
+        # charged whole, borrowing from the key's next minutes what this one cannot hold
+        admit = functools.partial(runtime.limiter.charge_borrowing, principal.key_id)
         answer, jobs = await runtime.as_user(
             owner,
             importer.write_import,
@@ -113,12 +110,13 @@ async def _received(request: Request[Any, Any, Any], limit: int) -> bytes:
     """The whole body, refused (413) as soon as it is known to be over ``limit``."""
     if (request.content_length or 0) > limit:
         raise RequestEntityTooLarge(f"an import is at most {limit} bytes")
-    body = bytearray()
+    chunks, seen = [], 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        seen += len(chunk)
+        if seen > limit:
             raise RequestEntityTooLarge(f"an import is at most {limit} bytes")
-    return bytes(body)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _spooled(runtime: Runtime, user_id: str) -> SpooledTemporaryFile[bytes]:
