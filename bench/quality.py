@@ -61,8 +61,15 @@ BM25_K1, BM25_B = 1.5, 0.75
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 # --sweep: the defaults' neighbours, each measured alone on the same stored conversations
 SWEEP: dict[str, tuple[str, dict[str, Any]]] = {
-    **{f"hybrid, fusion k {k}": ("search", {"mode": "hybrid", "fusion": {"k": k}})
-       for k in (5, 10, 20, 60)},
+    "hybrid, fusion by scores": ("search", {"mode": "hybrid"}),
+    **{f"hybrid, fusion by ranks, k {k}": ("search", {"mode": "hybrid",
+                                                      "fusion": {"method": "ranks", "k": k}})
+       for k in (5, 60)},
+    "hybrid, fusion by scores, text weight 2": ("search", {"mode": "hybrid",
+                                                           "fusion": {"text": 2}}),
+    "hybrid, fusion by scores, vector weight 2": ("search", {"mode": "hybrid",
+                                                             "fusion": {"vector": 2}}),
+    "context, fusion by scores": ("context", {"fusion": {"method": "scores"}}),
     **{f"context, neighbors {n}": ("context", {"neighbors": n}) for n in (0, 1, 2)},
     **{f"context, floor {f}": ("context", {"floor": f}) for f in (0.0, 0.25, 0.5)},
 }  # fmt: skip
@@ -630,7 +637,8 @@ def sweep_table(swept: dict[str, float] | None) -> list[str]:
     return [
         "The service's defaults beside their neighbours, each changed alone on the same stored "
         "conversations (categories 1 to 4; `make bench-quality ... SWEEP=1`): recall@10 for "
-        "search, coverage for context. Defaults: fusion k 5, neighbors 1, floor 0.25.",
+        "search, coverage for context. Defaults: search fuses by scores (weights 1 and 1), "
+        "context by ranks (k 5), neighbors 1, floor 0.25.",
         "\n".join(["| setting | figure |\n| --- | --- |", *rows]),
     ]
 

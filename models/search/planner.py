@@ -27,7 +27,7 @@ from models.db.batch import Statement
 from models.embedding.spaces import Space
 from models.search.hints import Hint, Path, SizeHints
 from models.search.query import SearchQuery
-from models.search.rerank import blend, by_score, by_similarity, diversify, fuse
+from models.search.rerank import blend, by_score, by_similarity, diversify, fuse_hybrid
 from models.search.statements import (
     CUSTOM_PLANS,
     GENERIC_PLANS,
@@ -214,8 +214,7 @@ async def search(
         plan.take(round_, await read(round_.statements, round_.settings))
     hits = plan.vector_hits()
     if query.hybrid:
-        weighted = [(hits, query.fusion.vector), (plan.text_hits(), query.fusion.text)]
-        hits = fuse(weighted, k=query.fusion.k)
+        hits = fuse_hybrid(hits, plan.text_hits(), query.fusion)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))
     if query.diversity > 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -23,13 +23,18 @@ class Weights(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How hybrid mode fuses its rankings: weighted reciprocal rank fusion, each item
-    scoring sum over rankings of weight / (k + rank)."""
+    """How hybrid mode fuses its rankings (``models.search.rerank.fuse_hybrid``).
 
+    "scores": each candidate's cosine similarity and BM25 score, each rescaled to 0..1 over
+    the candidates, averaged with the weights ``vector`` and ``text``. "ranks": weighted
+    reciprocal rank fusion, ``weight / (k + rank)`` summed over the rankings."""
+
+    method: Literal["scores", "ranks"] = "scores"
     vector: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
     text: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
-    # small, because each ranking holds only the best few dozen: its first places carry
-    # the signal, where the customary 60 would make the 1st and the 10th nearly equal
+    # "ranks" only. Small, because each ranking holds only the best few dozen: its first
+    # places carry the signal, where the customary 60 would make the 1st and the 10th nearly
+    # equal.
     k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from models.search.query import Weights
+from models.search.query import Fusion, Weights
 from models.types import SearchHit
 
 
@@ -38,6 +38,48 @@ def fuse(rankings: Sequence[tuple[list[SearchHit], float]], *, k: int) -> list[S
             found.setdefault(hit.id, hit)
     ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
     return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
+
+
+def fuse_hybrid(vector: list[SearchHit], text: list[SearchHit], fusion: Fusion) -> list[SearchHit]:
+    """The vector side's hits (by cosine similarity) and the text side's (``score``: BM25)
+    fused as ``fusion`` says, best first."""
+    if fusion.method == "ranks":
+        return fuse([(vector, fusion.vector), (text, fusion.text)], k=fusion.k)
+    return fuse_scores(vector, text, vector_weight=fusion.vector, text_weight=fusion.text)
+
+
+def fuse_scores(
+    vector: list[SearchHit], text: list[SearchHit], *, vector_weight: float, text_weight: float
+) -> list[SearchHit]:
+    """A weighted mean of each candidate's two scores, each rescaled to 0..1: the cosine
+    similarity from the least to the greatest of every candidate's (the text side's hits
+    carry theirs too); BM25 as a share of the best one's, so that an item the words do not
+    find, and only such an item, has 0. Unlike ranks, the scores keep how far apart the
+    candidates are: a clear winner on one side stays ahead of a close second on both. Ties
+    go to the more similar item, then by id."""
+    found: dict[Any, SearchHit] = {}
+    for hit in (*vector, *text):
+        found.setdefault(hit.id, hit)
+    meaning = _rescaled({i: hit.similarity for i, hit in found.items()})
+    words = _rescaled({hit.id: hit.score for hit in text}, low=0.0)
+    total = vector_weight + text_weight
+    fused = {
+        i: (vector_weight * meaning[i] + text_weight * words.get(i, 0.0)) / total for i in found
+    }
+    ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
+    return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
+
+
+def _rescaled(values: dict[Any, float], *, low: float | None = None) -> dict[Any, float]:
+    """Each value mapped linearly onto 0..1: ``low`` (by default the least value) to 0,
+    the greatest to 1. All at ``low`` or above none: 1 each."""
+    if not values:
+        return {}
+    high = max(values.values())
+    low = min(values.values()) if low is None else low
+    if high <= low:
+        return dict.fromkeys(values, 1.0)
+    return {i: (value - low) / (high - low) for i, value in values.items()}
 
 
 def blend(hits: list[SearchHit], weights: Weights, *, now: datetime) -> list[SearchHit]:

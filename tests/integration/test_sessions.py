@@ -391,3 +391,14 @@ def test_context_brings_the_turns_around_what_it_found_with_their_times(client, 
     bees = client.post(f"/v1/users/{user}/context", json={"query": "bees", "floor": 0.9},
                        headers=headers).json()  # fmt: skip
     assert bees["text"].startswith("Relevant memories:\n- [2022-01-02] Ann keeps bees.")
+    # a context fuses by ranks unless told otherwise: its scores are at most 2 / (k + 1);
+    # by scores, the most similar candidate alone gets at least 1/2
+    ranked = [m["score"] for m in context["memories"]]
+    assert 0 < max(ranked) <= 2 / 6
+    by_scores = client.post(f"/v1/users/{user}/context", headers=headers,
+                            json={**body, "fusion": {"method": "scores"}}).json()  # fmt: skip
+    assert max(m["score"] for m in by_scores["memories"]) >= 0.5
+    weighted = client.post(f"/v1/users/{user}/context", headers=headers,
+                           json={**body, "fusion": {"text": 2}}).json()  # fmt: skip
+    # still by ranks: at most 1 / 6 + 2 / 6; by scores, the best on words would get 2/3
+    assert max(m["score"] for m in weighted["memories"]) <= 3 / 6

@@ -1,5 +1,6 @@
 """The text side of hybrid search: BM25 over the user's own items, in a language's
-text-search configuration, fused with the vector ranking by weighted reciprocal rank fusion.
+text-search configuration, fused with the vector ranking: by scores (the default) or by
+weighted reciprocal rank fusion.
 
 With ``fusion`` {"vector": 0} the fused order is the text ranking alone (an item found only
 by vector scores 0), which lets these tests look at BM25 through the API.
@@ -111,13 +112,23 @@ def test_fusion_weights_choose_between_the_rankings(client, new_user):
     vector_only = search(client, user, headers, query="HU-9916 printer", k=3, mode="hybrid",
                          fusion={"vector": 1, "text": 0})  # fmt: skip
     assert [h["id"] for h in vector_only] == [h["id"] for h in vector]
-    assert [h["score"] for h in vector_only] == pytest.approx([1 / 6, 1 / 7, 1 / 8])
-    both = search(client, user, headers, query="HU-9916 printer", k=1, mode="hybrid",
-                  fusion={"vector": 1, "text": 2, "k": 1})  # fmt: skip
-    assert both[0]["content"] == "Ticket HU-9916: the printer jams."
+    # by scores: the similarities rescaled, the least similar candidate to 0, the most to 1
+    assert vector_only[0]["score"] == pytest.approx(1.0)
+    assert vector_only[-1]["score"] == pytest.approx(0.0)
+    by_ranks = search(client, user, headers, query="HU-9916 printer", k=3, mode="hybrid",
+                      fusion={"method": "ranks", "vector": 1, "text": 0})  # fmt: skip
+    assert [h["id"] for h in by_ranks] == [h["id"] for h in vector]
+    assert [h["score"] for h in by_ranks] == pytest.approx([1 / 6, 1 / 7, 1 / 8])
+    for fusion in ({"vector": 1, "text": 2}, {"method": "ranks", "vector": 1, "text": 2, "k": 1}):
+        both = search(client, user, headers, query="HU-9916 printer", k=1, mode="hybrid",
+                      fusion=fusion)  # fmt: skip
+        assert both[0]["content"] == "Ticket HU-9916: the printer jams."
     body = {"query": "printer", "mode": "hybrid", "fusion": {"vector": 0, "text": 0}}
     answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
     assert answer.status_code == 422 and "cannot both be 0" in answer.text
+    body["fusion"] = {"method": "votes"}
+    answer = client.post(f"/v1/users/{user}/search", json=body, headers=headers)
+    assert answer.status_code == 422 and "method" in answer.text
 
 
 def test_equal_items_rank_equally_every_time(client, new_user):

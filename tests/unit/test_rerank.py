@@ -1,16 +1,25 @@
-"""Re-ranking as pure functions: reciprocal rank fusion, the recency and importance blend,
-and maximal marginal relevance. No server."""
+"""Re-ranking as pure functions: fusion by scores and by ranks, the recency and importance
+blend, and maximal marginal relevance. No server."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import numpy as np
 import pytest
 
 from models.search.query import Fusion, Weights
-from models.search.rerank import blend, by_score, by_similarity, diversify, fuse
+from models.search.rerank import (
+    blend,
+    by_score,
+    by_similarity,
+    diversify,
+    fuse,
+    fuse_hybrid,
+    fuse_scores,
+)
 from models.types import SearchHit
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -59,6 +68,69 @@ def test_weighted_fusion_scales_each_ranking_and_takes_its_constant():
     assert scores[b.id] == pytest.approx(2.0 / 3 + 0.5 / 2)
     text_only = fuse([([a, b], 0.0), ([b, a], 1.0)], k=RRF_K)
     assert [h.id for h in text_only] == [b.id, a.id]
+
+
+def text_hit(bm25: float, similarity: float, **extra) -> SearchHit:
+    """A hit of the text side: its ``score`` is BM25."""
+    return msgspec.structs.replace(hit(similarity, **extra), score=bm25)
+
+
+def test_score_fusion_averages_the_rescaled_similarity_and_bm25():
+    near, middle, far = hit(0.9), hit(0.7), hit(0.5)
+    worded = text_hit(8.0, 0.6)  # found by its words alone
+    also_worded = msgspec.structs.replace(middle, score=2.0)  # found by both sides
+    fused = fuse_scores([near, middle, far], [worded, also_worded], vector_weight=1,
+                        text_weight=1)  # fmt: skip
+    scores = {h.id: h.score for h in fused}
+    # similarity 0.5..0.9 onto 0..1; BM25 as a share of the best (8); not found by words: 0
+    assert scores[near.id] == pytest.approx((1.0 + 0) / 2)
+    assert scores[middle.id] == pytest.approx((0.5 + 2 / 8) / 2)
+    assert scores[far.id] == pytest.approx((0.0 + 0) / 2)
+    assert scores[worded.id] == pytest.approx((0.25 + 1.0) / 2)
+    assert [h.id for h in fused] == [worded.id, near.id, middle.id, far.id]
+    assert fused[2].similarity == 0.7  # similarity stays the cosine
+
+
+def test_score_fusion_keeps_a_clear_lead_that_ranks_would_even_out():
+    # the words' best is far ahead of the rest, five meanings are nearly equal: by ranks the
+    # item second on both sides wins; by scores, the clear winner on words does
+    leader, second = text_hit(10.0, 0.846), text_hit(1.0, 0.849)
+    vector = [hit(0.85), second, hit(0.848), hit(0.847), leader, hit(0.70)]
+    text = [leader, second]
+    assert fuse([(vector, 1.0), (text, 1.0)], k=RRF_K)[0].id == second.id
+    assert fuse_scores(vector, text, vector_weight=1, text_weight=1)[0].id == leader.id
+
+
+def test_score_fusion_weights_choose_between_the_sides():
+    a, b = hit(0.9), hit(0.5)
+    worded_b = msgspec.structs.replace(b, score=5.0)
+    meaning_only = fuse_scores([a, b], [worded_b], vector_weight=1, text_weight=0)
+    assert [h.id for h in meaning_only] == [a.id, b.id]
+    words_only = fuse_scores([a, b], [worded_b], vector_weight=0, text_weight=1)
+    assert [h.id for h in words_only] == [b.id, a.id]
+    leaning = {h.id: h.score for h in fuse_scores([a, b], [worded_b], vector_weight=3,
+                                                   text_weight=1)}  # fmt: skip
+    assert leaning[a.id] == pytest.approx(3 / 4) and leaning[b.id] == pytest.approx(1 / 4)
+
+
+def test_score_fusion_of_one_side_or_equal_scores():
+    alone = hit(0.4)
+    assert [(h.id, h.score) for h in fuse_scores([alone], [], vector_weight=1,
+                                                  text_weight=1)] == [(alone.id, 0.5)]  # fmt: skip
+    assert fuse_scores([], [], vector_weight=1, text_weight=1) == []
+    twins = [hit(0.5, id=uuid.UUID(int=2)), hit(0.5, id=uuid.UUID(int=1))]
+    fused = fuse_scores(twins, [], vector_weight=1, text_weight=1)
+    assert [h.id.int for h in fused] == [1, 2]  # equal scores: the same order every time
+    assert {h.score for h in fused} == {0.5}
+
+
+def test_hybrid_fusion_follows_its_method():
+    vector = [hit(0.9), hit(0.8)]
+    text = [text_hit(3.0, 0.8, id=vector[1].id)]
+    by_scores = fuse_hybrid(vector, text, Fusion())
+    assert by_scores == fuse_scores(vector, text, vector_weight=1, text_weight=1)
+    by_ranks = fuse_hybrid(vector, text, Fusion(method="ranks", text=2, k=3))
+    assert by_ranks == fuse([(vector, 1.0), (text, 2.0)], k=3)
 
 
 def test_text_ranking_ties_go_by_id():

@@ -483,8 +483,12 @@ class MessageIn(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """How hybrid mode fuses its rankings: weight / (k + rank), summed (docs/api.md)."""
+    """How hybrid mode fuses its rankings (docs/api.md): by ``"scores"`` (each side's
+    rescaled to 0..1, averaged with the weights) or by ``"ranks"`` (weight / (k + rank),
+    summed). Left out (None), the method is the server's: ``"scores"`` for a search,
+    ``"ranks"`` for a context."""
 
+    method: Literal["scores", "ranks"] | None = None
     vector: float = 1.0
     text: float = 1.0
     k: int = 5

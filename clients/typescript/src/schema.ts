@@ -633,11 +633,33 @@ export interface components {
             text: string;
             tokens: number;
         };
+        /**
+         * ContextFusion
+         * @default {
+         *       "method": "ranks",
+         *       "vector": 1,
+         *       "text": 1,
+         *       "k": 5
+         *     }
+         */
+        ContextFusion: {
+            /** @default 5 */
+            k?: number;
+            /**
+             * @default ranks
+             * @enum {string}
+             */
+            method?: "scores" | "ranks";
+            /** @default 1 */
+            text?: number;
+            /** @default 1 */
+            vector?: number;
+        };
         /** ContextIn */
         ContextIn: {
             /** @default 0.25 */
             floor?: number;
-            fusion?: components["schemas"]["Fusion"];
+            fusion?: components["schemas"]["ContextFusion"];
             /** @default 50 */
             k?: number;
             language?: string | null;
@@ -787,6 +809,7 @@ export interface components {
         /**
          * Fusion
          * @default {
+         *       "method": "scores",
          *       "vector": 1,
          *       "text": 1,
          *       "k": 5
@@ -795,6 +818,11 @@ export interface components {
         Fusion: {
             /** @default 5 */
             k?: number;
+            /**
+             * @default scores
+             * @enum {string}
+             */
+            method?: "scores" | "ranks";
             /** @default 1 */
             text?: number;
             /** @default 1 */

@@ -22,8 +22,8 @@ T = TypeVar("T")
 SEARCH_DEFAULTS = {
     "query": "", "vector": "", "mode": "vector", "k": "10", "threshold": "", "filter": "",
     "session_id": "", "space": "", "types": ["memory", "chunk"], "diversity": "0",
-    "recency": "0", "importance": "0", "half_life_days": "30", "fusion_vector": "1",
-    "fusion_text": "1", "fusion_k": "5", "neighbors": "0", "language": "",
+    "recency": "0", "importance": "0", "half_life_days": "30", "fusion_method": "scores",
+    "fusion_vector": "1", "fusion_text": "1", "fusion_k": "5", "neighbors": "0", "language": "",
 }  # fmt: skip
 CONTEXT_DEFAULTS = {
     "query": "", "max_tokens": "1000", "session_id": "", "k": "50", "mode": "hybrid",
@@ -107,6 +107,7 @@ def _search_in(form: dict[str, Any]) -> SearchIn:
         "neighbors": _number(form["neighbors"], "neighbors", int) or 0,
         "language": form["language"] or None,
         "fusion": {
+            "method": form["fusion_method"],
             "vector": _number(form["fusion_vector"], "fusion vector weight", float),
             "text": _number(form["fusion_text"], "fusion text weight", float),
             "k": _number(form["fusion_k"], "fusion k", int),
