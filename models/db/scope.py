@@ -78,6 +78,11 @@ async def read_snapshot(
     )
 
 
+# Runs read-only statements for one user in one round trip, with settings: ``read_batch``
+# bound to a pool and a user, or ``on_connection`` bound to a connection.
+Reader = Callable[[Sequence[Statement], Mapping[str, str]], Awaitable[list[list[Any]]]]
+
+
 async def read_batch(
     pool: AsyncConnectionPool,
     scope: str,

@@ -17,17 +17,24 @@ now, or a window or an index scan came back short (stale or expired items).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from models.db.batch import Statement
+from models.db.scope import Reader
 from models.embedding.spaces import Space
 from models.search.hints import Hint, Path, SizeHints
 from models.search.query import SearchQuery
-from models.search.rerank import blend, by_score, by_similarity, diversify, fuse_hybrid
+from models.search.rerank import (
+    blend,
+    by_score,
+    by_similarity,
+    diversify,
+    fuse_hybrid,
+    lift_adjacent_turns,
+)
 from models.search.statements import (
     CUSTOM_PLANS,
     GENERIC_PLANS,
@@ -41,13 +48,12 @@ from models.search.statements import (
     hnsw_settings,
     settings_statement,
 )
+from models.search.turns import placed
 from models.settings import SearchOptions
 from models.types import ItemType, SearchHit
 
 # Runs statements in one transaction with some settings, answering each one's rows
 # (``models.db.scope.read_batch``, or ``on_connection`` inside a transaction).
-Reader = Callable[[Sequence[Statement], Mapping[str, str]], Awaitable[list[list[Any]]]]
-
 MAX_ROUNDS = 3
 
 
@@ -205,8 +211,9 @@ async def search(
     hints: SizeHints | None = None,
 ) -> list[SearchHit]:
     """The ``query.k`` best items of ``user_id``, best first; ``read`` runs each round's
-    batch in one round trip. Hybrid mode fuses the vector and text rankings, ``weights``
-    blend in recency and importance, and ``diversity`` reads the candidates' vectors last."""
+    batch in one round trip. Hybrid mode fuses the vector and text rankings (and lifts the
+    turns said next to a strong hit), ``weights`` blend in recency and importance, and
+    ``diversity`` reads the candidates' vectors last."""
     plan = Planner(
         space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search, hints=hints
     )
@@ -215,6 +222,9 @@ async def search(
     hits = plan.vector_hits()
     if query.hybrid:
         hits = fuse_hybrid(hits, plan.text_hits(), query.fusion)
+        if query.fusion.turns > 0:
+            hits = await placed(read, user_id, hits)
+            hits = lift_adjacent_turns(hits, query.fusion.turns)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))
     if query.diversity > 0:

@@ -27,7 +27,8 @@ class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     "scores": each candidate's cosine similarity and BM25 score, each rescaled to 0..1 over
     the candidates, averaged with the weights ``vector`` and ``text``. "ranks": weighted
-    reciprocal rank fusion, ``weight / (k + rank)`` summed over the rankings."""
+    reciprocal rank fusion, ``weight / (k + rank)`` summed over the rankings. Either way,
+    ``turns`` then lifts the candidates said next to a strong one."""
 
     method: Literal["scores", "ranks"] = "scores"
     vector: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
@@ -36,6 +37,9 @@ class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # places carry the signal, where the customary 60 would make the 1st and the 10th nearly
     # equal.
     k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    # a candidate that is a message gains this share of the best fused score among the
+    # candidates said just before and just after it in its session
+    turns: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
 
     def __post_init__(self) -> None:
         if self.vector + self.text == 0:

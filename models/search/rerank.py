@@ -70,6 +70,26 @@ def fuse_scores(
     return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
 
 
+def lift_adjacent_turns(hits: list[SearchHit], weight: float) -> list[SearchHit]:
+    """Each hit that is a message (``seq`` known), plus ``weight`` times the best score of
+    the hits said just before or just after it in its session, best first. In a
+    conversation what answers a question often sits beside what matches it: the question
+    before an answer, the reply after a statement. Ties go to the more similar item, then
+    by id."""
+    scores = {(h.session_id, h.seq): h.score for h in hits if h.seq is not None}
+    if len(scores) < 2:
+        return hits
+
+    def lifted(hit: SearchHit) -> SearchHit:
+        if hit.seq is None:
+            return hit
+        before = scores.get((hit.session_id, hit.seq - 1), 0.0)
+        after = scores.get((hit.session_id, hit.seq + 1), 0.0)
+        return msgspec.structs.replace(hit, score=hit.score + weight * max(before, after))
+
+    return sorted(map(lifted, hits), key=lambda h: (-h.score, -h.similarity, h.id))
+
+
 def _rescaled(values: dict[Any, float], *, low: float | None = None) -> dict[Any, float]:
     """Each value mapped linearly onto 0..1: ``low`` (by default the least value) to 0,
     the greatest to 1. All at ``low`` or above none: 1 each."""

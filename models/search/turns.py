@@ -19,7 +19,7 @@ from uuid import UUID
 import msgspec
 
 from models.db.batch import Statement, named
-from models.search.planner import Reader
+from models.db.scope import Reader
 from models.types import Role, SearchHit, Turn
 
 MAX_NEIGHBORS = 10
@@ -64,7 +64,7 @@ async def windows(
 ) -> dict[UUID, Window]:
     """For each hit that is a message's memory (by the hit's id): its message and the
     ``neighbors`` turns on either side."""
-    ids = [h.id for h in hits if h.type == "memory" and h.session_id is not None]
+    ids = [h.id for h in hits if _may_be_a_message(h)]
     if not ids:
         return {}
     params = {"user_id": user_id, "ids": ids, "n": neighbors}
@@ -79,15 +79,26 @@ async def windows(
     return {memory_id: Window(turn, around.get(memory_id, [])) for memory_id, turn in own.items()}
 
 
+async def placed(read: Reader, user_id: str, hits: list[SearchHit]) -> list[SearchHit]:
+    """``hits`` with the message each one is (``message_id``, ``seq``), without neighbours."""
+    return await with_turns(read, user_id, hits, neighbors=0)
+
+
 async def with_turns(
     read: Reader, user_id: str, hits: list[SearchHit], *, neighbors: int = 0
 ) -> list[SearchHit]:
     """``hits`` with the message each one is (``message_id``, ``seq``) and, when
     ``neighbors`` is above 0, the turns around it."""
+    if not neighbors and all(h.message_id is not None for h in hits if _may_be_a_message(h)):
+        return hits  # placed already
     found = await windows(read, user_id, hits, neighbors=neighbors)
     if not found:  # no hit is a message's memory: nothing to fill in
         return hits
     return [_placed(hit, found.get(hit.id), neighbors) for hit in hits]
+
+
+def _may_be_a_message(hit: SearchHit) -> bool:
+    return hit.type == "memory" and hit.session_id is not None
 
 
 def _placed(hit: SearchHit, window: Window | None, neighbors: int) -> SearchHit:

@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from models.db.replica import ReadRouting
-from models.db.scope import ALL_USERS, run_scoped
+from models.db.scope import ALL_USERS, Reader, run_scoped
 from models.embedding.provider import Embedder, token_counter
 from models.embedding.spaces import Space, SpaceRegistry
 from models.errors import InvalidInput, RateLimited
@@ -22,7 +22,6 @@ from models.ingest.tokens import TokenCounter, estimate_tokens
 from models.jobs.wakeups import WakeUps
 from models.search.hints import SizeHints
 from models.search.languages import text_configs
-from models.search.planner import Reader
 from models.settings import Settings
 from service.http.keycache import KeyCache
 from service.http.ratelimit import FailedKeys, RateLimiter

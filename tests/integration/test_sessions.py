@@ -341,6 +341,33 @@ def test_hits_from_messages_name_them_and_bring_their_neighbors(client, new_user
     assert [t["content"] for t in nearest[0]["neighbors"]] == [CHAT[2], CHAT[4]]
 
 
+def test_hybrid_lifts_the_turn_said_next_to_a_strong_hit(client, new_user):
+    """A message's fused score gains ``fusion.turns`` (0.2 by default) times the best fused
+    score of the candidates said just before and after it in its session."""
+    user, headers = new_user()
+    open_session(client, user, headers, id="studio")
+    turns = ["Have you been to the pottery studio on Elm Street?",
+             "Yes, last Saturday: I made a blue vase there.",
+             "The weather turned cold this week.",
+             "I still need to buy groceries for dinner."]  # fmt: skip
+    said = [{"role": "user", "name": "Ann" if n % 2 == 0 else "Bo", "content": text}
+            for n, text in enumerate(turns)]  # fmt: skip
+    assert add(client, user, headers, "studio", said, wait=True).status_code == 201
+    query = {"query": "pottery studio on Elm Street", "k": 4, "mode": "hybrid"}
+
+    def scores(fusion):
+        found = search(client, user, headers, **query, fusion=fusion)
+        assert all(h["message_id"] is not None for h in found)  # each hit names its message
+        return {h["seq"]: h["score"] for h in found}
+
+    plain, lifted = scores({"turns": 0}), scores({})
+    assert set(plain) == set(lifted) == {1, 2, 3, 4}
+    for seq, score in plain.items():
+        best_beside = max(plain.get(seq - 1, 0.0), plain.get(seq + 1, 0.0))
+        assert lifted[seq] == pytest.approx(score + 0.2 * best_beside)
+    assert lifted[2] > plain[2]  # the answer, beside the question that matches
+
+
 def test_neighbors_are_the_users_own_turns(client, new_user):
     """Two users with a session of the same id: each one's hits bring only their own turns."""
     alice, alice_headers = new_user()
@@ -391,14 +418,15 @@ def test_context_brings_the_turns_around_what_it_found_with_their_times(client, 
     bees = client.post(f"/v1/users/{user}/context", json={"query": "bees", "floor": 0.9},
                        headers=headers).json()  # fmt: skip
     assert bees["text"].startswith("Relevant memories:\n- [2022-01-02] Ann keeps bees.")
-    # a context fuses by ranks unless told otherwise: its scores are at most 2 / (k + 1);
-    # by scores, the most similar candidate alone gets at least 1/2
+    # a context fuses by ranks unless told otherwise: its scores are at most 2 / (k + 1),
+    # lifted by at most a fifth (``fusion.turns``); by scores, the most similar candidate
+    # alone gets at least 1/2
     ranked = [m["score"] for m in context["memories"]]
-    assert 0 < max(ranked) <= 2 / 6
+    assert 0 < max(ranked) <= 1.2 * 2 / 6
     by_scores = client.post(f"/v1/users/{user}/context", headers=headers,
                             json={**body, "fusion": {"method": "scores"}}).json()  # fmt: skip
     assert max(m["score"] for m in by_scores["memories"]) >= 0.5
     weighted = client.post(f"/v1/users/{user}/context", headers=headers,
                            json={**body, "fusion": {"text": 2}}).json()  # fmt: skip
-    # still by ranks: at most 1 / 6 + 2 / 6; by scores, the best on words would get 2/3
-    assert max(m["score"] for m in weighted["memories"]) <= 3 / 6
+    # still by ranks: at most 1.2 (1 / 6 + 2 / 6); by scores, the best on words gets 2/3
+    assert max(m["score"] for m in weighted["memories"]) <= 1.2 * 3 / 6

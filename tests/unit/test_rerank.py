@@ -19,6 +19,7 @@ from models.search.rerank import (
     fuse,
     fuse_hybrid,
     fuse_scores,
+    lift_adjacent_turns,
 )
 from models.types import SearchHit
 
@@ -131,6 +132,39 @@ def test_hybrid_fusion_follows_its_method():
     assert by_scores == fuse_scores(vector, text, vector_weight=1, text_weight=1)
     by_ranks = fuse_hybrid(vector, text, Fusion(method="ranks", text=2, k=3))
     assert by_ranks == fuse([(vector, 1.0), (text, 2.0)], k=3)
+
+
+def turn(score: float, session: str, seq: int, **extra) -> SearchHit:
+    """A hit that is the message ``seq`` of ``session``."""
+    return hit(score, session_id=session, seq=seq, message_id=uuid.uuid4(), **extra)
+
+
+def test_a_turn_next_to_a_strong_hit_is_lifted_by_a_share_of_its_score():
+    question = turn(0.9, "s", 4)  # matches the query
+    answer = turn(0.5, "s", 5)  # said right after it: where the answer often is
+    other = turn(0.55, "s", 9)
+    elsewhere = turn(0.6, "t", 6)  # next to seq 5, but in another session
+    note = hit(0.52)  # not a message
+    lifted = lift_adjacent_turns([question, elsewhere, other, note, answer], 0.2)
+    scores = {h.id: h.score for h in lifted}
+    assert scores[answer.id] == pytest.approx(0.5 + 0.2 * 0.9)
+    assert scores[question.id] == pytest.approx(0.9 + 0.2 * 0.5)
+    assert scores[other.id] == 0.55 and scores[elsewhere.id] == 0.6 and scores[note.id] == 0.52
+    assert [h.id for h in lifted] == [question.id, answer.id, elsewhere.id, other.id, note.id]
+    assert {h.similarity for h in lifted} == {0.9, 0.5, 0.55, 0.6, 0.52}  # cosine, unchanged
+
+
+def test_a_turn_takes_the_better_of_its_two_neighbours_and_the_lift_does_not_chain():
+    before, middle, after = turn(0.8, "s", 1), turn(0.1, "s", 2), turn(0.3, "s", 3)
+    lifted = {h.id: h.score for h in lift_adjacent_turns([before, middle, after], 0.5)}
+    assert lifted[middle.id] == pytest.approx(0.1 + 0.5 * 0.8)
+    assert lifted[after.id] == pytest.approx(0.3 + 0.5 * 0.1)  # the neighbour's own score
+
+
+def test_without_adjacent_turns_nothing_moves():
+    hits = [turn(0.9, "s", 1), turn(0.5, "s", 3), hit(0.4)]  # seq 1 and 3: not adjacent
+    assert lift_adjacent_turns(hits, 0.2) == hits
+    assert lift_adjacent_turns(hits[:1], 0.2) == hits[:1]
 
 
 def test_text_ranking_ties_go_by_id():

@@ -639,7 +639,8 @@ export interface components {
          *       "method": "ranks",
          *       "vector": 1,
          *       "text": 1,
-         *       "k": 5
+         *       "k": 5,
+         *       "turns": 0.2
          *     }
          */
         ContextFusion: {
@@ -652,6 +653,8 @@ export interface components {
             method?: "scores" | "ranks";
             /** @default 1 */
             text?: number;
+            /** @default 0.2 */
+            turns?: number;
             /** @default 1 */
             vector?: number;
         };
@@ -812,7 +815,8 @@ export interface components {
          *       "method": "scores",
          *       "vector": 1,
          *       "text": 1,
-         *       "k": 5
+         *       "k": 5,
+         *       "turns": 0.2
          *     }
          */
         Fusion: {
@@ -825,6 +829,8 @@ export interface components {
             method?: "scores" | "ranks";
             /** @default 1 */
             text?: number;
+            /** @default 0.2 */
+            turns?: number;
             /** @default 1 */
             vector?: number;
         };

@@ -23,7 +23,8 @@ SEARCH_DEFAULTS = {
     "query": "", "vector": "", "mode": "vector", "k": "10", "threshold": "", "filter": "",
     "session_id": "", "space": "", "types": ["memory", "chunk"], "diversity": "0",
     "recency": "0", "importance": "0", "half_life_days": "30", "fusion_method": "scores",
-    "fusion_vector": "1", "fusion_text": "1", "fusion_k": "5", "neighbors": "0", "language": "",
+    "fusion_vector": "1", "fusion_text": "1", "fusion_k": "5", "fusion_turns": "0.2",
+    "neighbors": "0", "language": "",
 }  # fmt: skip
 CONTEXT_DEFAULTS = {
     "query": "", "max_tokens": "1000", "session_id": "", "k": "50", "mode": "hybrid",
@@ -111,6 +112,7 @@ def _search_in(form: dict[str, Any]) -> SearchIn:
             "vector": _number(form["fusion_vector"], "fusion vector weight", float),
             "text": _number(form["fusion_text"], "fusion text weight", float),
             "k": _number(form["fusion_k"], "fusion k", int),
+            "turns": _number(form["fusion_turns"], "fusion turns", float),
         },
     }
     recency = _number(form["recency"], "recency", float) or 0.0
