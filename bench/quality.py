@@ -71,7 +71,7 @@ SWEEP: dict[str, tuple[str, dict[str, Any]]] = {
                                                              "fusion": {"vector": 2}}),
     **{f"hybrid, adjacent turns {t}": ("search", {"mode": "hybrid", "fusion": {"turns": t}})
        for t in (0.0, 0.1, 0.5)},
-    "context, fusion by scores": ("context", {"fusion": {"method": "scores"}}),
+    "context, fusion by ranks": ("context", {"fusion": {"method": "ranks"}}),
     "context, adjacent turns 0.0": ("context", {"fusion": {"turns": 0.0}}),
     **{f"context, neighbors {n}": ("context", {"neighbors": n}) for n in (0, 1, 2)},
     **{f"context, floor {f}": ("context", {"floor": f}) for f in (0.0, 0.25, 0.5)},
@@ -640,8 +640,8 @@ def sweep_table(swept: dict[str, float] | None) -> list[str]:
     return [
         "The service's defaults beside their neighbours, each changed alone on the same stored "
         "conversations (categories 1 to 4; `make bench-quality ... SWEEP=1`): recall@10 for "
-        "search, coverage for context. Defaults: search fuses by scores (weights 1 and 1), "
-        "context by ranks (k 5), adjacent turns 0.2, neighbors 1, floor 0.25.",
+        "search, coverage for context. Defaults: fusion by scores (weights 1 and 1), "
+        "adjacent turns 0.2, neighbors 1, floor 0.25.",
         "\n".join(["| setting | figure |\n| --- | --- |", *rows]),
     ]
 

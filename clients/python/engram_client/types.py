@@ -485,9 +485,9 @@ class MessageIn(msgspec.Struct, kw_only=True, omit_defaults=True):
 class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     """How hybrid mode fuses its rankings (docs/api.md): by ``"scores"`` (each side's
     rescaled to 0..1, averaged with the weights) or by ``"ranks"`` (weight / (k + rank),
-    summed). Left out (None), the method is the server's: ``"scores"`` for a search,
-    ``"ranks"`` for a context. ``turns``: the share of the best score beside it that a
-    message gains from the turns said just before and after it."""
+    summed); left out (None), the server's default, ``"scores"``. ``turns``: the share of
+    the best score beside it that a message gains from the turns said just before and
+    after it."""
 
     method: Literal["scores", "ranks"] | None = None
     vector: float = 1.0

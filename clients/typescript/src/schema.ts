@@ -633,36 +633,11 @@ export interface components {
             text: string;
             tokens: number;
         };
-        /**
-         * ContextFusion
-         * @default {
-         *       "method": "ranks",
-         *       "vector": 1,
-         *       "text": 1,
-         *       "k": 5,
-         *       "turns": 0.2
-         *     }
-         */
-        ContextFusion: {
-            /** @default 5 */
-            k?: number;
-            /**
-             * @default ranks
-             * @enum {string}
-             */
-            method?: "scores" | "ranks";
-            /** @default 1 */
-            text?: number;
-            /** @default 0.2 */
-            turns?: number;
-            /** @default 1 */
-            vector?: number;
-        };
         /** ContextIn */
         ContextIn: {
             /** @default 0.25 */
             floor?: number;
-            fusion?: components["schemas"]["ContextFusion"];
+            fusion?: components["schemas"]["Fusion"];
             /** @default 50 */
             k?: number;
             language?: string | null;

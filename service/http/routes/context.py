@@ -21,14 +21,6 @@ from service.http.routes.search import TEXT_QUERY_COST, Language
 from service.http.runtime import Runtime
 
 
-class ContextFusion(Fusion, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``Fusion`` as a context takes it: by ranks unless it says otherwise. The floor
-    compares each hit's score with the best one's, and rank-fused scores fall off after
-    each side's first places, which leaves the room to the turns around them."""
-
-    method: Literal["scores", "ranks"] = "ranks"
-
-
 class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query: Annotated[str, msgspec.Meta(min_length=1)]
     # the query's vector, made by the client: when the memory space is external, and only then
@@ -42,7 +34,7 @@ class ContextIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # a hit is packed only if its score is at least this share of the best hit's
     floor: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
     threshold: Annotated[float, msgspec.Meta(ge=-1, le=1)] | None = None
-    fusion: ContextFusion = ContextFusion()
+    fusion: Fusion = Fusion()
     language: Language | None = None
 
 
