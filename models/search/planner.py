@@ -48,7 +48,7 @@ from models.search.statements import (
     hnsw_settings,
     settings_statement,
 )
-from models.search.turns import placed
+from models.search.turns import with_turns
 from models.settings import SearchOptions
 from models.types import ItemType, SearchHit
 
@@ -223,7 +223,7 @@ async def search(
     if query.hybrid:
         hits = fuse_hybrid(hits, plan.text_hits(), query.fusion)
         if query.fusion.turns > 0:
-            hits = await placed(read, user_id, hits)
+            hits = await with_turns(read, user_id, hits)  # each one placed: its seq
             hits = lift_adjacent_turns(hits, query.fusion.turns)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))

@@ -92,7 +92,7 @@ def lift_adjacent_turns(hits: list[SearchHit], weight: float) -> list[SearchHit]
 
 def _rescaled(values: dict[Any, float], *, low: float | None = None) -> dict[Any, float]:
     """Each value mapped linearly onto 0..1: ``low`` (by default the least value) to 0,
-    the greatest to 1. All at ``low`` or above none: 1 each."""
+    the greatest to 1. When none is above ``low``: 1 each."""
     if not values:
         return {}
     high = max(values.values())

@@ -79,11 +79,6 @@ async def windows(
     return {memory_id: Window(turn, around.get(memory_id, [])) for memory_id, turn in own.items()}
 
 
-async def placed(read: Reader, user_id: str, hits: list[SearchHit]) -> list[SearchHit]:
-    """``hits`` with the message each one is (``message_id``, ``seq``), without neighbours."""
-    return await with_turns(read, user_id, hits, neighbors=0)
-
-
 async def with_turns(
     read: Reader, user_id: str, hits: list[SearchHit], *, neighbors: int = 0
 ) -> list[SearchHit]:
