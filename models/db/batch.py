@@ -6,6 +6,9 @@ on its own, and cost the API a dozen system calls and event-loop turns more. Her
 batch goes out in one write, and the answers are read as they arrive, on the same psycopg
 connection, with psycopg's adapters (``psycopg.adapt.Transformer``) for values and rows.
 
+A result's rows are made by what its statement's ``rows`` factory makes of the column names;
+that is made once per factory and names, and kept (``_row_maker``).
+
 Each connection prepares the statements that repeat (``Statement.prepare``) the first
 time it runs them, unless its pool never prepares (``prepare_threshold`` None, for
 PgBouncer before 1.21): the prepare goes out in the same write. psycopg deallocates every
@@ -25,7 +28,7 @@ import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 import psycopg
@@ -39,6 +42,7 @@ RowFactory = Callable[[Sequence[str]], RowMaker]
 
 T = TypeVar("T")
 MAX_PREPARED = 200  # per connection; statements beyond it are parsed each time
+MAX_ROW_MAKERS = 1000  # row makers kept, by factory and column names; then made afresh
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
@@ -48,9 +52,9 @@ def tuples(names: Sequence[str]) -> RowMaker:
     return tuple
 
 
+@cache  # one factory per class, so that its row makers are kept (``_row_maker``)
 def named(cls: Callable[..., T]) -> Callable[[Sequence[str]], Callable[[Sequence[Any]], T]]:
-    """Rows as ``cls(**columns)``, as psycopg's ``class_row`` makes them: the column names
-    are read once per result."""
+    """Rows as ``cls(**columns)``, as psycopg's ``class_row`` makes them."""
 
     def factory(names: Sequence[str]) -> Callable[[Sequence[Any]], T]:
         def make(values: Sequence[Any]) -> T:
@@ -132,7 +136,7 @@ async def run_batch(
                 answers.append([])
                 continue
             transformer.set_pgresult(result)
-            make = statement.rows(_names(conn, result))
+            make = _row_maker(statement.rows, conn, result)
             answers.append(transformer.load_rows(0, result.ntuples, make))
         sync = await _next_result(pgconn)
         if sync.status != pq.ExecStatus.PIPELINE_SYNC:
@@ -148,10 +152,24 @@ async def run_batch(
     return answers
 
 
-def _names(conn: psycopg.AsyncConnection, result: pq.abc.PGresult) -> list[str]:
-    """The result's column names."""
-    encoding = conn.info.encoding
-    return [(result.fname(i) or b"").decode(encoding) for i in range(result.nfields)]
+_ROW_MAKERS: dict[tuple[RowFactory, tuple[bytes | None, ...]], RowMaker] = {}
+
+
+def _row_maker(
+    factory: RowFactory, conn: psycopg.AsyncConnection, result: pq.abc.PGresult
+) -> RowMaker:
+    """What makes ``result``'s rows: ``factory``'s row maker for its column names, made
+    the first time they are seen (a search's statements return the same columns each
+    time)."""
+    fields = tuple(result.fname(i) for i in range(result.nfields))
+    maker = _ROW_MAKERS.get((factory, fields))
+    if maker is None:
+        if len(_ROW_MAKERS) >= MAX_ROW_MAKERS:
+            _ROW_MAKERS.clear()
+        encoding = conn.info.encoding
+        maker = factory([(field or b"").decode(encoding) for field in fields])
+        _ROW_MAKERS[(factory, fields)] = maker
+    return maker
 
 
 def forget_prepared(conn: psycopg.AsyncConnection) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import psycopg
@@ -55,6 +55,27 @@ def test_a_batch_answers_each_statement_with_its_rows(servers):
         [Probe(probe="x")],  # a setting of the batch lasts to its end
         [],
     ]
+
+
+def test_rows_are_made_for_each_results_own_columns_by_a_maker_made_once(servers):
+    made: list[tuple[str, ...]] = []
+
+    def as_dicts(names: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        made.append(tuple(names))
+        return lambda values: dict(zip(names, values, strict=True))
+
+    statements = [
+        Statement("SELECT 1 AS a, 2 AS b", rows=as_dicts),
+        Statement("SELECT 3 AS b, 4 AS a", rows=as_dicts),
+        Statement("SELECT n AS a, -n AS b FROM generate_series(5, 6) n", rows=as_dicts),
+    ]
+
+    async def work(pool: AsyncConnectionPool) -> list[list[list[Any]]]:
+        return [await read_batch(pool, "alice", statements) for _ in range(3)]
+
+    expected = [[{"a": 1, "b": 2}], [{"b": 3, "a": 4}], [{"a": 5, "b": -5}, {"a": 6, "b": -6}]]
+    assert with_pool(servers.database_url, work) == [expected] * 3
+    assert made == [("a", "b"), ("b", "a")]  # once per column names, however many results
 
 
 def test_the_scope_and_settings_cover_the_batch_and_end_with_it(servers):
