@@ -1,6 +1,6 @@
 """Search benchmark: complete and exact-enough per-user results at a million vectors.
 
-    make bench-search                 # 1,000,000 vectors (about 30 min on 2 cores)
+    make bench-search                 # 1,000,000 vectors (about 10 minutes on 2 cores)
     python bench/search.py --rows 100000 --no-write
 
 Builds clustered 384-dimension vectors over users with a Zipf-like size distribution, and
