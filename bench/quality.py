@@ -258,6 +258,12 @@ class Scores:
         self.recall10.append(recall_at(ranked, evidence, 10))
         self.rr.append(reciprocal_rank(ranked, evidence))
 
+    def extend(self, other: Scores) -> None:
+        self.recall5 += other.recall5
+        self.recall10 += other.recall10
+        self.rr += other.rr
+        self.covered += other.covered
+
     def summary(self) -> dict[str, float | int | None]:
         def mean(values: Sequence[float]) -> float | None:
             return round(statistics.fmean(values), 4) if values else None
@@ -273,10 +279,21 @@ class Scores:
 
 SYSTEMS = ("engram-vector", "engram-hybrid", "engram-context", "minilm-exact", "bm25")
 Tally = dict[str, dict[int, Scores]]  # system -> category -> scores
+Tallies = dict[str, Tally]  # conversation -> its tally
 
 
 def new_tally() -> Tally:
     return {system: defaultdict(Scores) for system in SYSTEMS}
+
+
+def merged(tallies: Tallies) -> Tally:
+    """Every conversation's scores together."""
+    out = new_tally()
+    for tally in tallies.values():
+        for system, by_category in tally.items():
+            for category, scores in by_category.items():
+                out[system][category].extend(scores)
+    return out
 
 
 def summarise(tally: Tally) -> dict[str, dict[str, Any]]:
@@ -285,11 +302,7 @@ def summarise(tally: Tally) -> dict[str, dict[str, Any]]:
     for system, by_category in tally.items():
         overall = Scores()
         for category in SCORED:
-            scores = by_category.get(category, Scores())
-            overall.recall5 += scores.recall5
-            overall.recall10 += scores.recall10
-            overall.rr += scores.rr
-            overall.covered += scores.covered
+            overall.extend(by_category.get(category, Scores()))
         out[system] = {
             "overall": overall.summary(),
             "by_category": {str(c): by_category[c].summary() for c in sorted(by_category)},
@@ -442,7 +455,7 @@ def led_by_name(conversation: Conversation, stored: Stored) -> int:
 
 
 def run_engram(
-    url: str, admin_key: str, conversations: list[Conversation], tally: Tally, *, sweep: bool
+    url: str, admin_key: str, conversations: list[Conversation], tallies: Tallies, *, sweep: bool
 ) -> tuple[dict[str, Any], dict[str, Stored]]:
     """Stores and asks every conversation: the time and latencies seen, and what Engram
     made of each conversation."""
@@ -457,6 +470,7 @@ def run_engram(
             headers = engram.new_user(user)
             stored[conversation.sample_id] = made = store(engram, user, headers, conversation)
             print(f"{conversation.sample_id}: {len(made.turns)} memories stored", flush=True)
+            tally = tallies.setdefault(conversation.sample_id, new_tally())
             ask_engram(engram, user, headers, conversation, made.turns, tally, took_ms)
             if sweep:
                 sweep_engram(engram, user, headers, conversation, made.turns, swept)
@@ -498,7 +512,7 @@ def cosine_rankings(
 
 
 def run_baselines(
-    conversations: list[Conversation], stored: dict[str, Stored], tally: Tally
+    conversations: list[Conversation], stored: dict[str, Stored], tallies: Tallies
 ) -> None:
     """Ranks the texts of the memories Engram made, as it stores them, each conversation's
     on their own."""
@@ -509,6 +523,7 @@ def run_baselines(
         ids = list(made.turns)
         units, texts = [made.turns[m] for m in ids], [made.texts[m] for m in ids]
         queries = [q.text for q in conversation.questions]
+        tally = tallies.setdefault(conversation.sample_id, new_tally())
         for system, rankings in (
             ("minilm-exact", cosine_rankings(embedder, texts, queries)),
             ("bm25", bm25_rankings(texts, queries)),
@@ -615,6 +630,21 @@ def evidence_note(ev: dict[str, int]) -> str:
     )
 
 
+def conversation_table(by_conversation: dict[str, dict[str, Any]]) -> str:
+    """Each conversation's overall figures: how far apart conversations are."""
+    head = ("| conversation | questions | recall@10: vector | hybrid | BM25 | context coverage |\n"
+            "| --- |" + " --- |" * 5)  # fmt: skip
+    rows = []
+    for sample_id, systems in by_conversation.items():
+        cells = [
+            figure(systems[s]["recall@10"]) for s in ("engram-vector", "engram-hybrid", "bm25")
+        ]
+        cells.append(figure(systems["engram-context"]["context_coverage"]))
+        questions = systems["engram-hybrid"]["questions"]
+        rows.append(f"| {sample_id} | {questions} | " + " | ".join(cells) + " |")
+    return "\n".join([head, *rows])
+
+
 def agreement(systems: dict[str, dict[str, Any]]) -> str:
     """Whether Engram's vector search ranked as the exact baseline did: it should, since
     users of this size are searched exactly."""
@@ -661,6 +691,8 @@ def write_docs(result: dict[str, Any]) -> None:
             overall_table(result["systems"]),
             "By category:",
             category_table(result["systems"], questions),
+            "By conversation (categories 1 to 4):",
+            conversation_table(result["by_conversation"]),
             agreement(result["systems"]),
             f"Median latency over the run: {latency} (search: the answer's `took_ms`; context: "
             "the client's round trip).",
@@ -684,19 +716,19 @@ def main() -> int:
     )
     args = parser.parse_args()
     conversations, evidence = load_conversations(args.file, args.conversations)
-    tally = new_tally()
+    tallies: Tallies = {}
     if args.url:
         engram, stored = run_engram(
-            args.url, args.admin_key, conversations, tally, sweep=args.sweep
+            args.url, args.admin_key, conversations, tallies, sweep=args.sweep
         )
     else:
         home = Path(tempfile.mkdtemp(prefix="engram-bench-quality-"))
         procs, url, _, servers = start_stack(home, free_port(), workers=1)
         try:
-            engram, stored = run_engram(url, "soak-admin", conversations, tally, sweep=args.sweep)
+            engram, stored = run_engram(url, "soak-admin", conversations, tallies, sweep=args.sweep)
         finally:
             stop_stack(procs, servers)
-    run_baselines(conversations, stored, tally)
+    run_baselines(conversations, stored, tallies)
     questions = Counter(q.category for c in conversations for q in c.questions)
     result = {
         "date": datetime.now(UTC).date().isoformat(),
@@ -718,7 +750,11 @@ def main() -> int:
         "context_max_tokens": CONTEXT_TOKENS,
         "bm25": {"version": bm25s.__version__, "k1": BM25_K1, "b": BM25_B, "tokens": r"\w+"},
         "engram": engram,
-        "systems": summarise(tally),
+        "systems": summarise(merged(tallies)),
+        "by_conversation": {
+            sample_id: {system: figures["overall"] for system, figures in summarise(t).items()}
+            for sample_id, t in tallies.items()
+        },
     }
     print(json.dumps(result, indent=2))
     if not args.no_write:

@@ -13,8 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from quality import (
     EvidenceCounts,
     Turn,
+    conversation_table,
     in_context,
+    merged,
     message_body,
+    new_tally,
     normalise_evidence,
     parse_locomo_time,
     question_evidence,
@@ -22,6 +25,7 @@ from quality import (
     recall_at,
     reciprocal_rank,
     remembered,
+    summarise,
 )
 
 TURNS = {"D1:1", "D1:2", "D8:6", "D9:17", "D11:26", "D30:5"}
@@ -158,3 +162,25 @@ def test_a_turn_is_sent_with_its_speaker_time_and_an_id_of_its_own() -> None:
     }
     assert first["id"] != second["id"]
     assert message_body(conversation, conversation.sessions[1][1])["id"] == second["id"]
+
+
+def test_conversations_are_scored_alone_and_together() -> None:
+    first, second = new_tally(), new_tally()
+    evidence = frozenset({"D1:1"})
+    first["engram-hybrid"][4].add_ranking([frozenset({"D1:1"})], evidence)  # found
+    first["engram-context"][4].covered.append(True)
+    second["engram-hybrid"][4].add_ranking([frozenset({"D2:2"})], evidence)  # missed
+    second["engram-hybrid"][5].add_ranking([frozenset({"D1:1"})], evidence)  # not scored
+    second["engram-context"][4].covered.append(False)
+
+    overall = summarise(merged({"a": first, "b": second}))
+    assert overall["engram-hybrid"]["overall"]["recall@10"] == 0.5
+    assert overall["engram-hybrid"]["by_category"]["5"]["questions"] == 1
+    assert overall["engram-context"]["overall"]["context_coverage"] == 0.5
+    by_conversation = {
+        name: {system: figures["overall"] for system, figures in summarise(t).items()}
+        for name, t in (("a", first), ("b", second))
+    }
+    table = conversation_table(by_conversation).splitlines()
+    assert table[2] == "| a | 1 | - | 1.000 | - | 1.000 |"
+    assert table[3] == "| b | 1 | - | 0.000 | - | 0.000 |"
