@@ -6,8 +6,8 @@ on its own, and cost the API a dozen system calls and event-loop turns more. Her
 batch goes out in one write, and the answers are read as they arrive, on the same psycopg
 connection, with psycopg's adapters (``psycopg.adapt.Transformer``) for values and rows.
 
-A result's rows are made by what its statement's ``rows`` factory makes of the column names;
-that is made once per factory and names, and kept (``_row_maker``).
+A result's rows come from a row maker, which its statement's ``rows`` factory makes from
+the column names: once per factory and column names, then kept (``_row_maker``).
 
 Each connection prepares the statements that repeat (``Statement.prepare``) the first
 time it runs them, unless its pool never prepares (``prepare_threshold`` None, for
@@ -69,8 +69,9 @@ def named(cls: Callable[..., T]) -> Callable[[Sequence[str]], Callable[[Sequence
 class Statement:
     """One statement of a batch, with psycopg's placeholders (``%(name)s`` with a dict,
     ``%s`` with a sequence); ``rows`` makes its rows from their column names (tuples by
-    default; None: its rows are not read); ``prepare`` False for a statement unlikely to
-    repeat."""
+    default; None: its rows are not read), one object for every statement it serves (a
+    module's function, or ``named(cls)``) since its row makers are kept by it; ``prepare``
+    False for a statement unlikely to repeat."""
 
     query: str
     params: dict[str, Any] | Sequence[Any] | None = None
