@@ -404,21 +404,33 @@ def bucket_of(size: int) -> str:
     return f"{low}-{high if high < 10**9 else '…'}"
 
 
-def latency(
-    client: Api, conn: psycopg.Connection[Any], app: psycopg.Connection[Any],
-    direct: InProcess, sizes: list[int], centers: np.ndarray, texts: Texts, *, queries: int,
-    exact_max_rows: int, runs: tuple[str, ...],
-) -> dict[str, Any]:  # fmt: skip
-    """The ``runs`` (of ``RUNS``) for the same users, vectors and words, in turns: vector
-    search through the service, its raw SQL and the search code in-process; hybrid search
-    through the service, its first round's raw SQL and its text statement alone (as the
-    owner, and as the service's role: ``app``). The queries are the same for any ``runs``."""
-    load_before = os.getloadavg()[0]
+# A timed query: the user's index, the query vector, the hybrid query's words.
+Asked = tuple[int, np.ndarray, str]
+
+
+def timed_queries(
+    client: Api, sizes: list[int], centers: np.ndarray, texts: Texts, *, queries: int
+) -> list[Asked]:
+    """The latency runs' queries (users drawn by size, fixed seeds), each text sent once
+    so that its vector is in the API's cache before any timing."""
     rng, words = np.random.default_rng(3), np.random.default_rng(8)
     users = random.Random(4).choices(range(len(sizes)), weights=sizes, k=queries)
     asked = [(u, clustered(rng, centers, 1)[0], texts.query(words)) for u in users]
-    for user_index, _, text in asked:  # each text's vector made once, before any timing
+    for user_index, _, text in asked:
         client.search(f"u{user_index}", {"query": text, "k": 10})
+    return asked
+
+
+def latency(
+    client: Api, conn: psycopg.Connection[Any], app: psycopg.Connection[Any],
+    direct: InProcess, sizes: list[int], asked: list[Asked], *, exact_max_rows: int,
+    runs: tuple[str, ...],
+) -> dict[str, Any]:  # fmt: skip
+    """The ``runs`` (of ``RUNS``) for the ``asked`` queries, in turns: vector search
+    through the service, its raw SQL and the search code in-process; hybrid search through
+    the service, its first round's raw SQL and its text statement alone (as the owner, and
+    as the service's role: ``app``)."""
+    load_before = os.getloadavg()[0]
     times: dict[str, list[float]] = {name: [] for name in runs}
     paths, buckets = [], []
     for n, (user_index, query, text) in enumerate(asked):
@@ -1059,9 +1071,10 @@ def main() -> int:
             app = psycopg.connect(postgres.url_for(schema.APP_ROLE), autocommit=True)
             register_vector(app)
             try:
+                asked = timed_queries(client, sizes, centers, texts, queries=args.queries)
                 lat, mixed = (
-                    latency(client, conn, app, direct, sizes, centers, texts, runs=runs,
-                            queries=args.queries, exact_max_rows=EXACT_MAX_ROWS)
+                    latency(client, conn, app, direct, sizes, asked, runs=runs,
+                            exact_max_rows=EXACT_MAX_ROWS)
                     for runs in (VECTOR_RUNS, RUNS)
                 )  # fmt: skip
             finally:

@@ -52,8 +52,6 @@ from models.search.turns import with_turns
 from models.settings import SearchOptions
 from models.types import ItemType, SearchHit
 
-# Runs statements in one transaction with some settings, answering each one's rows
-# (``models.db.scope.read_batch``, or ``on_connection`` inside a transaction).
 MAX_ROUNDS = 3
 
 

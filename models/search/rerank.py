@@ -36,8 +36,7 @@ def fuse(rankings: Sequence[tuple[list[SearchHit], float]], *, k: int) -> list[S
         for rank, hit in enumerate(ranking, start=1):
             fused[hit.id] = fused.get(hit.id, 0.0) + weight / (k + rank)
             found.setdefault(hit.id, hit)
-    ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
-    return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
+    return _by_fused_score([msgspec.structs.replace(found[i], score=fused[i]) for i in fused])
 
 
 def fuse_hybrid(vector: list[SearchHit], text: list[SearchHit], fusion: Fusion) -> list[SearchHit]:
@@ -63,11 +62,14 @@ def fuse_scores(
     meaning = _rescaled({i: hit.similarity for i, hit in found.items()})
     words = _rescaled({hit.id: hit.score for hit in text}, low=0.0)
     total = vector_weight + text_weight
-    fused = {
-        i: (vector_weight * meaning[i] + text_weight * words.get(i, 0.0)) / total for i in found
-    }
-    ordered = sorted(fused, key=lambda i: (-fused[i], -found[i].similarity, i))
-    return [msgspec.structs.replace(found[i], score=fused[i]) for i in ordered]
+    return _by_fused_score(
+        [
+            msgspec.structs.replace(
+                hit, score=(vector_weight * meaning[i] + text_weight * words.get(i, 0.0)) / total
+            )
+            for i, hit in found.items()
+        ]
+    )
 
 
 def lift_adjacent_turns(hits: list[SearchHit], weight: float) -> list[SearchHit]:
@@ -87,7 +89,13 @@ def lift_adjacent_turns(hits: list[SearchHit], weight: float) -> list[SearchHit]
         after = scores.get((hit.session_id, hit.seq + 1), 0.0)
         return msgspec.structs.replace(hit, score=hit.score + weight * max(before, after))
 
-    return sorted(map(lifted, hits), key=lambda h: (-h.score, -h.similarity, h.id))
+    return _by_fused_score([lifted(hit) for hit in hits])
+
+
+def _by_fused_score(hits: list[SearchHit]) -> list[SearchHit]:
+    """Best fused score first; ties go to the more similar item, then by id, so equal
+    inputs rank equally."""
+    return sorted(hits, key=lambda h: (-h.score, -h.similarity, h.id))
 
 
 def _rescaled(values: dict[Any, float], *, low: float | None = None) -> dict[Any, float]:
