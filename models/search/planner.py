@@ -33,7 +33,7 @@ from models.search.rerank import (
     by_similarity,
     diversify,
     fuse_hybrid,
-    lift_adjacent_turns,
+    lift_nearby_turns,
 )
 from models.search.statements import (
     CUSTOM_PLANS,
@@ -222,7 +222,7 @@ async def search(
         hits = fuse_hybrid(hits, plan.text_hits(), query.fusion)
         if query.fusion.turns > 0:
             hits = await with_turns(read, user_id, hits)  # each one placed: its seq
-            hits = lift_adjacent_turns(hits, query.fusion.turns)
+            hits = lift_nearby_turns(hits, query.fusion.turns, query.fusion.reach)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))
     if query.diversity > 0:

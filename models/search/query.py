@@ -12,6 +12,7 @@ from models.types import ItemType
 
 CANDIDATES_PER_RESULT = 4  # re-ranking modes look this many times deeper than k
 MIN_CANDIDATES = 40
+MAX_REACH = 20  # turns either side of a candidate that may lift it
 
 
 class Weights(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -28,7 +29,7 @@ class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     "scores": each candidate's cosine similarity and BM25 score, each rescaled to 0..1 over
     the candidates, averaged with the weights ``vector`` and ``text``. "ranks": weighted
     reciprocal rank fusion, ``weight / (k + rank)`` summed over the rankings. Either way,
-    ``turns`` then lifts the candidates said next to a strong one."""
+    ``turns`` then lifts the candidates said near a strong one."""
 
     method: Literal["scores", "ranks"] = "scores"
     vector: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
@@ -38,8 +39,10 @@ class Fusion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # equal.
     k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     # a candidate that is a message gains this share of the best fused score among the
-    # candidates said just before and just after it in its session
+    # candidates said up to ``reach`` turns before or after it in its session (twice this
+    # share of the turn just before it when that turn asks a question)
     turns: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+    reach: Annotated[int, msgspec.Meta(ge=1, le=MAX_REACH)] = 3
 
     def __post_init__(self) -> None:
         if self.vector + self.text == 0:

@@ -12,7 +12,12 @@ import msgspec
 import numpy as np
 
 from models.search.query import Fusion, Weights
+from models.search.turns import asks_a_question
 from models.types import SearchHit
+
+# a question lifts the turn said just after it (its reply) this many times as much as it
+# lifts any other turn near it
+REPLY_LIFT = 2
 
 
 def by_similarity(hits: list[SearchHit], depth: int) -> list[SearchHit]:
@@ -72,22 +77,31 @@ def fuse_scores(
     )
 
 
-def lift_adjacent_turns(hits: list[SearchHit], weight: float) -> list[SearchHit]:
+def lift_nearby_turns(hits: list[SearchHit], weight: float, reach: int) -> list[SearchHit]:
     """Each hit that is a message (``seq`` known), plus ``weight`` times the best score of
-    the hits said just before or just after it in its session, best first. In a
-    conversation what answers a question often sits beside what matches it: the question
-    before an answer, the reply after a statement. Ties go to the more similar item, then
-    by id."""
-    scores = {(h.session_id, h.seq): h.score for h in hits if h.seq is not None}
-    if len(scores) < 2:
+    the hits said up to ``reach`` turns before or after it in its session, or, if the turn
+    just before it asks a question, ``REPLY_LIFT`` times ``weight`` times that question's
+    score when that is more. In a conversation what answers a question often sits near what
+    matches it: the reply after a question, the rest of the exchange about one subject. The
+    scores lifted from are the hits' own, not lifted ones. Ties go to the more similar item,
+    then by id."""
+    said = {(h.session_id, h.seq): h for h in hits if h.seq is not None}
+    if len(said) < 2:
         return hits
 
     def lifted(hit: SearchHit) -> SearchHit:
         if hit.seq is None:
             return hit
-        before = scores.get((hit.session_id, hit.seq - 1), 0.0)
-        after = scores.get((hit.session_id, hit.seq + 1), 0.0)
-        return msgspec.structs.replace(hit, score=hit.score + weight * max(before, after))
+        nearby = (
+            said.get((hit.session_id, hit.seq + step))
+            for distance in range(1, reach + 1)
+            for step in (-distance, distance)
+        )
+        lift = weight * max((h.score for h in nearby if h is not None), default=0.0)
+        question = said.get((hit.session_id, hit.seq - 1))
+        if question is not None and asks_a_question(question.content):
+            lift = max(lift, REPLY_LIFT * weight * question.score)
+        return msgspec.structs.replace(hit, score=hit.score + lift)
 
     return _by_fused_score([lifted(hit) for hit in hits])
 

@@ -23,6 +23,8 @@ from models.db.scope import Reader
 from models.types import Role, SearchHit, Turn
 
 MAX_NEIGHBORS = 10
+# a turn that holds one of these asks a question (Latin, full-width and Arabic marks)
+QUESTION_MARKS = ("?", "\uff1f", "\u061f")
 # the fields of a hit that no search statement gives: they are filled in here
 FILLED_IN = ("message_id", "seq", "neighbors")
 
@@ -116,3 +118,8 @@ def _turn(row: _TurnRow) -> Turn:
         content=row.content,
         occurred_at=row.occurred_at,
     )
+
+
+def asks_a_question(text: str) -> bool:
+    """Whether a turn asks something: the turn said next is then most likely its answer."""
+    return any(mark in text for mark in QUESTION_MARKS)

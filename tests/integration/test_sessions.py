@@ -341,9 +341,10 @@ def test_hits_from_messages_name_them_and_bring_their_neighbors(client, new_user
     assert [t["content"] for t in nearest[0]["neighbors"]] == [CHAT[2], CHAT[4]]
 
 
-def test_hybrid_lifts_the_turn_said_next_to_a_strong_hit(client, new_user):
+def test_hybrid_lifts_the_turns_said_near_a_strong_hit_and_most_the_reply(client, new_user):
     """A message's fused score gains ``fusion.turns`` (0.2 by default) times the best fused
-    score of the candidates said just before and after it in its session."""
+    score of the candidates said up to ``fusion.reach`` turns (3) before or after it in its
+    session, and twice that share of the question just before it, when more."""
     user, headers = new_user()
     open_session(client, user, headers, id="studio")
     turns = ["Have you been to the pottery studio on Elm Street?",
@@ -360,12 +361,16 @@ def test_hybrid_lifts_the_turn_said_next_to_a_strong_hit(client, new_user):
         assert all(h["message_id"] is not None for h in found)  # each hit names its message
         return {h["seq"]: h["score"] for h in found}
 
-    plain, lifted = scores({"turns": 0}), scores({})
-    assert set(plain) == set(lifted) == {1, 2, 3, 4}
+    plain, lifted, near = scores({"turns": 0}), scores({}), scores({"reach": 1})
+    assert set(plain) == set(lifted) == set(near) == {1, 2, 3, 4}
     for seq, score in plain.items():
+        best_near = max(plain[other] for other in plain if other != seq)  # all within 3
         best_beside = max(plain.get(seq - 1, 0.0), plain.get(seq + 1, 0.0))
-        assert lifted[seq] == pytest.approx(score + 0.2 * best_beside)
-    assert lifted[2] > plain[2]  # the answer, beside the question that matches
+        reply = 2 * 0.2 * plain[1] if seq == 2 else 0.0  # seq 1 asks a question
+        assert lifted[seq] == pytest.approx(score + max(0.2 * best_near, reply))
+        assert near[seq] == pytest.approx(score + max(0.2 * best_beside, reply))
+    assert lifted[2] > plain[2] + 0.2 * plain[1]  # the answer, after the question that matches
+    assert lifted[4] > near[4]  # three turns from the question: lifted within reach 3 only
 
 
 def test_neighbors_are_the_users_own_turns(client, new_user):

@@ -19,7 +19,7 @@ from models.search.rerank import (
     fuse,
     fuse_hybrid,
     fuse_scores,
-    lift_adjacent_turns,
+    lift_nearby_turns,
 )
 from models.types import SearchHit
 
@@ -139,32 +139,53 @@ def turn(score: float, session: str, seq: int, **extra) -> SearchHit:
     return hit(score, session_id=session, seq=seq, message_id=uuid.uuid4(), **extra)
 
 
-def test_a_turn_next_to_a_strong_hit_is_lifted_by_a_share_of_its_score():
-    question = turn(0.9, "s", 4)  # matches the query
-    answer = turn(0.5, "s", 5)  # said right after it: where the answer often is
-    other = turn(0.55, "s", 9)
-    elsewhere = turn(0.6, "t", 6)  # next to seq 5, but in another session
+def test_a_turn_near_a_strong_hit_is_lifted_by_a_share_of_its_score():
+    statement = turn(0.9, "s", 4)  # matches the query
+    reply = turn(0.5, "s", 5)  # said right after it
+    further = turn(0.55, "s", 7)  # three turns on: within reach
+    beyond = turn(0.3, "s", 8)  # four turns on: out of reach of the statement
+    elsewhere = turn(0.6, "t", 6)  # near seq 5, but in another session
     note = hit(0.52)  # not a message
-    lifted = lift_adjacent_turns([question, elsewhere, other, note, answer], 0.2)
-    scores = {h.id: h.score for h in lifted}
-    assert scores[answer.id] == pytest.approx(0.5 + 0.2 * 0.9)
-    assert scores[question.id] == pytest.approx(0.9 + 0.2 * 0.5)
-    assert scores[other.id] == 0.55 and scores[elsewhere.id] == 0.6 and scores[note.id] == 0.52
-    assert [h.id for h in lifted] == [question.id, answer.id, elsewhere.id, other.id, note.id]
-    assert {h.similarity for h in lifted} == {0.9, 0.5, 0.55, 0.6, 0.52}  # cosine, unchanged
+    hits = [statement, elsewhere, further, note, reply, beyond]
+    scores = {h.id: h.score for h in lift_nearby_turns(hits, 0.2, 3)}
+    assert scores[reply.id] == pytest.approx(0.5 + 0.2 * 0.9)
+    assert scores[further.id] == pytest.approx(0.55 + 0.2 * 0.9)
+    assert scores[statement.id] == pytest.approx(0.9 + 0.2 * 0.55)
+    assert scores[beyond.id] == pytest.approx(0.3 + 0.2 * 0.55)  # the best within its reach
+    assert scores[elsewhere.id] == 0.6 and scores[note.id] == 0.52
+    lifted = lift_nearby_turns(hits, 0.2, 1)  # the turns just before and after only
+    assert {h.id: h.score for h in lifted}[further.id] == pytest.approx(0.55 + 0.2 * 0.3)
+    assert {h.similarity for h in lifted} == {0.9, 0.5, 0.55, 0.3, 0.6, 0.52}  # cosine, kept
 
 
-def test_a_turn_takes_the_better_of_its_two_neighbours_and_the_lift_does_not_chain():
+# Latin, full-width and Arabic question marks, at the end or inside
+ASKED = ["Have you been?", "Ça va ? Dis-moi.", "元気ですか\uff1f", "كيف حالك\u061f"]
+
+
+@pytest.mark.parametrize("asked", ASKED)
+def test_the_reply_to_a_question_is_lifted_twice_as_much(asked):
+    question = turn(0.8, "s", 1, content=asked)
+    reply, later = turn(0.2, "s", 2), turn(0.2, "s", 3)
+    scores = {h.id: h.score for h in lift_nearby_turns([question, reply, later], 0.2, 3)}
+    assert scores[reply.id] == pytest.approx(0.2 + 2 * 0.2 * 0.8)
+    assert scores[later.id] == pytest.approx(0.2 + 0.2 * 0.8)  # not the question's reply
+    assert scores[question.id] == pytest.approx(0.8 + 0.2 * 0.2)  # a reply lifts as any turn
+    statement = turn(0.8, "s", 1, content="I have been.")
+    plain = {h.id: h.score for h in lift_nearby_turns([statement, reply, later], 0.2, 3)}
+    assert plain[reply.id] == pytest.approx(0.2 + 0.2 * 0.8)
+
+
+def test_a_turn_takes_the_best_turn_near_it_and_the_lift_does_not_chain():
     before, middle, after = turn(0.8, "s", 1), turn(0.1, "s", 2), turn(0.3, "s", 3)
-    lifted = {h.id: h.score for h in lift_adjacent_turns([before, middle, after], 0.5)}
+    lifted = {h.id: h.score for h in lift_nearby_turns([before, middle, after], 0.5, 1)}
     assert lifted[middle.id] == pytest.approx(0.1 + 0.5 * 0.8)
     assert lifted[after.id] == pytest.approx(0.3 + 0.5 * 0.1)  # the neighbour's own score
 
 
-def test_without_adjacent_turns_nothing_moves():
-    hits = [turn(0.9, "s", 1), turn(0.5, "s", 3), hit(0.4)]  # seq 1 and 3: not adjacent
-    assert lift_adjacent_turns(hits, 0.2) == hits
-    assert lift_adjacent_turns(hits[:1], 0.2) == hits[:1]
+def test_without_turns_near_each_other_nothing_moves():
+    hits = [turn(0.9, "s", 1), turn(0.5, "s", 5), hit(0.4)]  # seq 1 and 5: 4 turns apart
+    assert lift_nearby_turns(hits, 0.2, 3) == hits
+    assert lift_nearby_turns(hits[:1], 0.2, 3) == hits[:1]
 
 
 def test_text_ranking_ties_go_by_id():

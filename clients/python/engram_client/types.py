@@ -485,14 +485,16 @@ class MessageIn(msgspec.Struct, kw_only=True, omit_defaults=True):
 class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     """How hybrid mode fuses its rankings (docs/api.md): by ``"scores"`` (each side's
     rescaled to 0..1, averaged with the weights) or by ``"ranks"`` (weight / (k + rank),
-    summed). ``turns``: the share of the best score beside it that a message gains from
-    the turns said just before and after it."""
+    summed). ``turns``: the share of the best score near it that a message gains from
+    the turns said up to ``reach`` turns before or after it (twice that share from a
+    question just before it)."""
 
     method: Literal["scores", "ranks"] = "scores"
     vector: float = 1.0
     text: float = 1.0
     k: int = 5
     turns: float = 0.2
+    reach: int = 3
 
 
 class Weights(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -791,7 +791,8 @@ export interface components {
          *       "vector": 1,
          *       "text": 1,
          *       "k": 5,
-         *       "turns": 0.2
+         *       "turns": 0.2,
+         *       "reach": 3
          *     }
          */
         Fusion: {
@@ -802,6 +803,8 @@ export interface components {
              * @enum {string}
              */
             method?: "scores" | "ranks";
+            /** @default 3 */
+            reach?: number;
             /** @default 1 */
             text?: number;
             /** @default 0.2 */

@@ -24,7 +24,7 @@ SEARCH_DEFAULTS = {
     "session_id": "", "space": "", "types": ["memory", "chunk"], "diversity": "0",
     "recency": "0", "importance": "0", "half_life_days": "30", "fusion_method": "scores",
     "fusion_vector": "1", "fusion_text": "1", "fusion_k": "5", "fusion_turns": "0.2",
-    "neighbors": "0", "language": "",
+    "fusion_reach": "3", "neighbors": "0", "language": "",
 }  # fmt: skip
 CONTEXT_DEFAULTS = {
     "query": "", "max_tokens": "1000", "session_id": "", "k": "50", "mode": "hybrid",
@@ -107,13 +107,14 @@ def _search_in(form: dict[str, Any]) -> SearchIn:
         "diversity": _number(form["diversity"], "diversity", float) or 0.0,
         "neighbors": _number(form["neighbors"], "neighbors", int) or 0,
         "language": form["language"] or None,
-        "fusion": {
-            "method": form["fusion_method"],
-            "vector": _number(form["fusion_vector"], "fusion vector weight", float),
-            "text": _number(form["fusion_text"], "fusion text weight", float),
-            "k": _number(form["fusion_k"], "fusion k", int),
-            "turns": _number(form["fusion_turns"], "fusion turns", float),
-        },
+        "fusion": _given(
+            method=form["fusion_method"],
+            vector=_number(form["fusion_vector"], "fusion vector weight", float),
+            text=_number(form["fusion_text"], "fusion text weight", float),
+            k=_number(form["fusion_k"], "fusion k", int),
+            turns=_number(form["fusion_turns"], "fusion turns", float),
+            reach=_number(form["fusion_reach"], "fusion reach", int),
+        ),
     }
     recency = _number(form["recency"], "recency", float) or 0.0
     importance = _number(form["importance"], "importance", float) or 0.0
@@ -140,6 +141,11 @@ def _context_in(form: dict[str, Any]) -> ContextIn:
     return _convert(
         {k: v for k, v in body.items() if v is not None or k == "session_id"}, ContextIn
     )
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields given (a blank one takes its default)."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _convert(body: dict[str, Any], into: type[T]) -> T:
