@@ -69,10 +69,13 @@ SWEEP: dict[str, tuple[str, dict[str, Any]]] = {
                                                            "fusion": {"text": 2}}),
     "hybrid, fusion by scores, vector weight 2": ("search", {"mode": "hybrid",
                                                              "fusion": {"vector": 2}}),
-    **{f"hybrid, adjacent turns {t}": ("search", {"mode": "hybrid", "fusion": {"turns": t}})
+    **{f"hybrid, nearby turns' lift {t}": ("search", {"mode": "hybrid", "fusion": {"turns": t}})
        for t in (0.0, 0.1, 0.5)},
+    **{f"hybrid, reach {r}": ("search", {"mode": "hybrid", "fusion": {"reach": r}})
+       for r in (1, 6)},
     "context, fusion by ranks": ("context", {"fusion": {"method": "ranks"}}),
-    "context, adjacent turns 0.0": ("context", {"fusion": {"turns": 0.0}}),
+    "context, nearby turns' lift 0.0": ("context", {"fusion": {"turns": 0.0}}),
+    **{f"context, reach {r}": ("context", {"fusion": {"reach": r}}) for r in (1, 6)},
     **{f"context, neighbors {n}": ("context", {"neighbors": n}) for n in (0, 1, 2)},
     **{f"context, floor {f}": ("context", {"floor": f}) for f in (0.0, 0.25, 0.5)},
 }  # fmt: skip
@@ -671,7 +674,7 @@ def sweep_table(swept: dict[str, float] | None) -> list[str]:
         "The service's defaults beside their neighbours, each changed alone on the same stored "
         "conversations (categories 1 to 4; `make bench-quality ... SWEEP=1`): recall@10 for "
         "search, coverage for context. Defaults: fusion by scores (weights 1 and 1), "
-        "adjacent turns 0.2, neighbors 1, floor 0.25.",
+        "nearby turns' lift 0.2, reach 3, neighbors 1, floor 0.25.",
         "\n".join(["| setting | figure |\n| --- | --- |", *rows]),
     ]
 

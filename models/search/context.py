@@ -6,7 +6,7 @@ The packing order (docs/api.md, "Context for the next prompt"):
 1. the session's latest messages, newest back, until half the budget is used;
 2. then what the search found, best first, while it is relevant enough (its score at least
    ``floor`` times the best one's) and fits: memories, and messages in passages of their
-   sessions;
+   sessions, a message that asks a question with the turn that answers it (the next);
 3. then the turns around each message packed, nearest first, in the order of relevance;
 4. then, if room is left, older messages of the session.
 
@@ -33,7 +33,7 @@ from models.embedding.spaces import Space
 from models.ingest.tokens import TokenCounter
 from models.search.planner import search
 from models.search.query import SearchQuery
-from models.search.turns import Window, windows
+from models.search.turns import Window, asks_a_question, windows
 from models.store import sessions
 from models.store.sessions import Message
 from models.types import Context as Context
@@ -104,6 +104,9 @@ def pack(
             packed = budget.take(_memory_line(hit))
         else:
             packed = _pack_turn(hit.session_id or "", window.turn, passages, seen_messages, budget)
+            reply = _reply(window) if packed else None
+            if reply is not None:
+                _pack_turn(hit.session_id or "", reply, passages, seen_messages, budget)
         if packed:
             memories.append(hit)
             seen_memories.add(hit.id)
@@ -164,6 +167,14 @@ def _pack_turn(
     passages.setdefault(session_id, {})[turn.seq] = turn
     seen.add(turn.message_id)
     return True
+
+
+def _reply(window: Window) -> Turn | None:
+    """The turn said just after the window's own, if its own asks a question (and the
+    window holds the next)."""
+    if not asks_a_question(window.turn.content):
+        return None
+    return next((t for t in window.around if t.seq == window.turn.seq + 1), None)
 
 
 def _text(memories: list[SearchHit], passages: list[Passage], messages: list[Message]) -> str:

@@ -120,3 +120,25 @@ def test_weak_hits_stay_out_and_what_was_left_out_is_counted():
     crowded = pack([memory("word " * 30, 0.9) for _ in range(5)], [], max_tokens=100,
                    count=estimate_tokens)  # fmt: skip
     assert crowded.left_out.memories == 5 - len(crowded.memories) > 0
+
+
+def test_a_question_found_comes_with_its_reply_before_the_next_hit():
+    """Found alone, a question is packed with the turn said after it (most likely its
+    answer), ahead of the hits after it; its other neighbours wait for room."""
+    conversation = [said(1, "What did you bake?"), said(2, "A plum cake.", "Bo"),
+                    said(3, "Nice."), said(4, "The oven is new.", "Bo")]  # fmt: skip
+    question, window = found_turn(conversation[0], conversation[1:2])
+    statement, other = found_turn(conversation[3], conversation[2:3], score=0.4)
+    turns = {question.id: window, statement.id: other}
+    headings = [MEMORIES_HEADER, PASSAGES_HEADER, MESSAGES_HEADER, "[2026-06-01 00:01]"]
+    lines = [f"{t.name}: {t.content}" for t in conversation[:2]]
+    room = sum(estimate_tokens(text) for text in headings + lines)
+    tight = pack([question, statement], [], max_tokens=room, count=estimate_tokens, turns=turns)
+    assert [t.seq for t in tight.passages[0].turns] == [1, 2]
+    assert tight.left_out.memories == 1  # the statement: no room after the reply
+    roomy = pack([question, statement], [], max_tokens=400, count=estimate_tokens, turns=turns)
+    assert [t.seq for t in roomy.passages[0].turns] == [1, 2, 3, 4]
+    ask_last = pack([statement, question], [], max_tokens=400, count=estimate_tokens,
+                    turns={statement.id: Window(conversation[3], conversation[2:3]),
+                           question.id: Window(conversation[0], [])})  # fmt: skip
+    assert [t.seq for t in ask_last.passages[0].turns] == [1, 3, 4]  # no next turn known
