@@ -4,6 +4,7 @@ recency and importance, and diversity. Formulas are in docs/api.md."""
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -85,25 +86,28 @@ def lift_nearby_turns(hits: list[SearchHit], weight: float, reach: int) -> list[
     matches it: the reply after a question, the rest of the exchange about one subject. The
     scores lifted from are the hits' own, not lifted ones. Ties go to the more similar item,
     then by id."""
-    said = {(h.session_id, h.seq): h for h in hits if h.seq is not None}
-    if len(said) < 2:
+    sessions: dict[str | None, list[SearchHit]] = {}
+    for hit in hits:
+        if hit.seq is not None:
+            sessions.setdefault(hit.session_id, []).append(hit)
+    if all(len(said) < 2 for said in sessions.values()):
         return hits
-
-    def lifted(hit: SearchHit) -> SearchHit:
-        if hit.seq is None:
-            return hit
-        nearby = (
-            said.get((hit.session_id, hit.seq + step))
-            for distance in range(1, reach + 1)
-            for step in (-distance, distance)
-        )
-        lift = weight * max((h.score for h in nearby if h is not None), default=0.0)
-        question = said.get((hit.session_id, hit.seq - 1))
-        if question is not None and asks_a_question(question.content):
-            lift = max(lift, REPLY_LIFT * weight * question.score)
-        return msgspec.structs.replace(hit, score=hit.score + lift)
-
-    return _by_fused_score([lifted(hit) for hit in hits])
+    lifts: dict[Any, float] = {}
+    for said in sessions.values():  # each session's hits in the order said
+        said.sort(key=lambda h: h.seq or 0)
+        seqs = [h.seq or 0 for h in said]
+        for i, hit in enumerate(said):
+            seq = seqs[i]
+            near = said[bisect_left(seqs, seq - reach) : bisect_right(seqs, seq + reach)]
+            lift = weight * max((h.score for h in near if h is not hit), default=0.0)
+            if i and seqs[i - 1] == seq - 1 and asks_a_question(said[i - 1].content):
+                lift = max(lift, REPLY_LIFT * weight * said[i - 1].score)
+            if lift:
+                lifts[hit.id] = lift
+    replace = msgspec.structs.replace
+    return _by_fused_score(
+        [replace(h, score=h.score + lifts[h.id]) if h.id in lifts else h for h in hits]
+    )
 
 
 def _by_fused_score(hits: list[SearchHit]) -> list[SearchHit]:

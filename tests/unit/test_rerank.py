@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.search.query import Fusion, Weights
 from models.search.rerank import (
@@ -277,3 +279,46 @@ def test_diversity_picks_as_the_definition_says(seed):
     expected = reference_mmr(hits, embeddings, diversity=diversity, k=10)
     assert [h.id for h in picked] == [i for i, _ in expected]
     assert [h.score for h in picked] == pytest.approx([s for _, s in expected], abs=1e-6)
+
+
+def _lifted_by_definition(hits: list[SearchHit], weight: float, reach: int) -> dict:
+    """The lift as docs/api.md states it, turn by turn, for comparison."""
+    said = {(h.session_id, h.seq): h for h in hits if h.seq is not None}
+    scores = {}
+    for h in hits:
+        lift = 0.0
+        if h.seq is not None:
+            near = [said.get((h.session_id, h.seq + d)) for d in range(-reach, reach + 1) if d]
+            lift = weight * max((n.score for n in near if n is not None), default=0.0)
+            asked = said.get((h.session_id, h.seq - 1))
+            if asked is not None and "?" in asked.content:
+                lift = max(lift, 2 * weight * asked.score)
+        scores[h.id] = h.score + lift
+    return scores
+
+
+# (session or None for an item that is not a message, seq, score, content)
+SAID = st.tuples(
+    st.sampled_from(["a", "b", None]),
+    st.integers(0, 12),
+    st.floats(0, 1),
+    st.sampled_from(["So?", "Fine."]),
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    turns=st.lists(SAID, max_size=25, unique_by=lambda t: (t[0], t[1])),
+    weight=st.sampled_from([0.0, 0.2, 0.5]),
+    reach=st.integers(1, 5),
+)
+def test_the_lift_is_its_definition(turns, weight, reach):
+    hits = [turn(score, session, seq, content=content) if session else hit(score)
+            for session, seq, score, content in turns]  # fmt: skip
+    hits.sort(key=lambda h: (-h.score, -h.similarity, h.id))  # as fused: best first
+    lifted = lift_nearby_turns(hits, weight, reach)
+    expected = _lifted_by_definition(hits, weight, reach)
+    assert sorted(h.id for h in lifted) == sorted(h.id for h in hits)
+    assert {h.id: h.score for h in lifted} == pytest.approx(expected)
+    keys = [(-h.score, -h.similarity, h.id) for h in lifted]
+    assert keys == sorted(keys)
