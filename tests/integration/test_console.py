@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from support.api import ADMIN, add_memories, fail
 from support.databases import servers_of_their_own
 from support.processes import ADMIN_KEY, Servers, start_api, stop_process, wait_until
@@ -200,7 +201,17 @@ def test_the_search_playground_and_the_context_preview(api, open_page):
 
     page.get_by_label("Least similarity").fill("2")
     page.get_by_role("button", name="Search").click()
-    assert page.get_by_role("alert").is_visible()  # threshold above 1: said, not a 500
+    expect(page.get_by_role("alert")).to_contain_text("threshold")  # above 1: said, no 500
+
+    page.get_by_label("Least similarity").fill("")
+    page.get_by_label("Reach (turns)").fill("50")  # the form takes it, the API does not
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("alert")).to_contain_text("fusion.reach")  # 1..20: said
+    page.get_by_label("Reach (turns)").fill("")  # a blank fusion field takes its default
+    page.get_by_label("Nearby turns' lift").fill("")
+    page.get_by_role("button", name="Search").click()
+    expect(results).to_have_count(2)
+    assert "peanuts" in results.first.inner_text()
 
     page.goto(f"/console/users/{user}/context")
     page.get_by_label("Question").fill("what do you know about my food?")
