@@ -299,6 +299,14 @@ def merged(tallies: Tallies) -> Tally:
     return out
 
 
+def by_conversation(tallies: Tallies) -> dict[str, dict[str, Any]]:
+    """Each conversation's overall figures, by system."""
+    return {
+        sample_id: {system: figures["overall"] for system, figures in summarise(t).items()}
+        for sample_id, t in tallies.items()
+    }
+
+
 def summarise(tally: Tally) -> dict[str, dict[str, Any]]:
     """Each system's figures over the scored categories, and by category."""
     out: dict[str, dict[str, Any]] = {}
@@ -754,10 +762,7 @@ def main() -> int:
         "bm25": {"version": bm25s.__version__, "k1": BM25_K1, "b": BM25_B, "tokens": r"\w+"},
         "engram": engram,
         "systems": summarise(merged(tallies)),
-        "by_conversation": {
-            sample_id: {system: figures["overall"] for system, figures in summarise(t).items()}
-            for sample_id, t in tallies.items()
-        },
+        "by_conversation": by_conversation(tallies),
     }
     print(json.dumps(result, indent=2))
     if not args.no_write:

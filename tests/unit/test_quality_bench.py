@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from quality import (
     EvidenceCounts,
     Turn,
+    by_conversation,
     conversation_table,
     in_context,
     merged,
@@ -177,10 +178,6 @@ def test_conversations_are_scored_alone_and_together() -> None:
     assert overall["engram-hybrid"]["overall"]["recall@10"] == 0.5
     assert overall["engram-hybrid"]["by_category"]["5"]["questions"] == 1
     assert overall["engram-context"]["overall"]["context_coverage"] == 0.5
-    by_conversation = {
-        name: {system: figures["overall"] for system, figures in summarise(t).items()}
-        for name, t in (("a", first), ("b", second))
-    }
-    table = conversation_table(by_conversation).splitlines()
+    table = conversation_table(by_conversation({"a": first, "b": second})).splitlines()
     assert table[2] == "| a | 1 | - | 1.000 | - | 1.000 |"
     assert table[3] == "| b | 1 | - | 0.000 | - | 0.000 |"

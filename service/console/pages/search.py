@@ -150,7 +150,7 @@ def _given(**fields: Any) -> dict[str, Any]:
 
 def _convert(body: dict[str, Any], into: type[T]) -> T:
     try:
-        return msgspec.convert({k: v for k, v in body.items() if v is not None}, into)
+        return msgspec.convert(_given(**body), into)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc)) from None
 
