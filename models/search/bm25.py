@@ -92,13 +92,17 @@ TEXT = f"""
         FROM postings p JOIN weighed w ON w.lexeme = p.lexeme CROSS JOIN stats st
         GROUP BY p.id
         ORDER BY score DESC, p.id)
-    SELECT {{kind}} AS type, m.id, r.score, 1 - (v.embedding <=> {{query}}) AS similarity,
-           m.content, m.metadata, m.session_id, m.importance, {{document_id}} AS document_id,
-           {{chunk_index}} AS chunk_index, m.created_at, m.occurred_at
-    {FROM}
-    JOIN ranked r ON r.id = v.item_id
-    {WHERE}
-      AND (%(max_distance)s::float8 IS NULL OR v.embedding <=> {{query}} <= %(max_distance)s)
-    ORDER BY r.score DESC, r.id
-    LIMIT %(limit)s
+    SELECT hit.*, p.message_id, p.seq
+    FROM (
+        SELECT {{kind}} AS type, m.id, r.score, 1 - (v.embedding <=> {{query}}) AS similarity,
+               m.content, m.metadata, m.session_id, m.importance, {{document_id}} AS document_id,
+               {{chunk_index}} AS chunk_index, m.created_at, m.occurred_at
+        {FROM}
+        JOIN ranked r ON r.id = v.item_id
+        {WHERE}
+          AND (%(max_distance)s::float8 IS NULL OR v.embedding <=> {{query}} <= %(max_distance)s)
+        ORDER BY r.score DESC, r.id
+        LIMIT %(limit)s) hit
+    {{placed}}
+    ORDER BY hit.score DESC, hit.id
 """

@@ -48,7 +48,6 @@ from models.search.statements import (
     hnsw_settings,
     settings_statement,
 )
-from models.search.turns import with_turns
 from models.settings import SearchOptions
 from models.types import ItemType, SearchHit
 
@@ -221,7 +220,6 @@ async def search(
     if query.hybrid:
         hits = fuse_hybrid(hits, plan.text_hits(), query.fusion)
         if query.fusion.turns > 0:
-            hits = await with_turns(read, user_id, hits)  # each one placed: its seq
             hits = lift_nearby_turns(hits, query.fusion.turns, query.fusion.reach)
     if query.weights is not None:
         hits = blend(hits, query.weights, now=datetime.now(UTC))

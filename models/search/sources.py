@@ -12,6 +12,20 @@ COLUMNS = """
     {kind} AS type, m.id, m.content, m.metadata, m.session_id, m.importance,
     {document_id} AS document_id, {chunk_index} AS chunk_index, m.created_at, m.occurred_at
 """
+# Which message a hit (``hit``: the statement's best rows, after their limit) is, when it is
+# a memory of a session: the message's id and ``seq`` (``models.search.turns``). A memory
+# remembered for two messages (written before each message had a memory of its own) is the
+# first of them. An aggregate, not an ORDER BY: the HNSW path's settings turn sorts off.
+PLACED = {
+    "memory": """
+    LEFT JOIN LATERAL (
+        SELECT (array_agg(t.id ORDER BY t.seq, t.id))[1] AS message_id, min(t.seq) AS seq
+        FROM messages t
+        WHERE hit.session_id IS NOT NULL AND t.user_id = %(user_id)s AND t.memory_id = hit.id
+    ) p ON true""",
+    "chunk": """
+    CROSS JOIN (SELECT NULL::uuid AS message_id, NULL::bigint AS seq) p""",
+}
 # An item has at most one vector a space. A memory whose content was edited keeps its old
 # vector until the new one replaces it: it stays findable (by its old meaning) meanwhile.
 FROM = """

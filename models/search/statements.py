@@ -29,7 +29,8 @@ from models.embedding.spaces import Space
 from models.search import bm25
 from models.search.filters import FilterCompiler, containing
 from models.search.query import SearchQuery
-from models.search.sources import COLUMNS, FROM, ITEM_CONDITIONS, SOURCES, WHERE
+from models.search.sources import COLUMNS, FROM, ITEM_CONDITIONS, PLACED, SOURCES, WHERE
+from models.search.turns import FILLED_IN
 from models.types import ItemType, SearchHit
 
 Scan = Literal["exact", "approximate", "all"]
@@ -155,8 +156,8 @@ _GATES = {
 }
 _COUNTS = ("counted", "unindexed", "other_n", "other_unindexed")
 # The fields of a hit that the statements' columns give, in the order ``SearchHit`` takes
-# them (the rest are filled in after the search: ``models.search.turns``).
-_HIT_FIELDS = tuple(f.name for f in msgspec.structs.fields(SearchHit) if f.required)
+# them (its neighbours are read after the search when asked: ``models.search.turns``).
+_HIT_FIELDS = tuple(f.name for f in msgspec.structs.fields(SearchHit) if f.name not in FILLED_IN)
 _COUNTED_ANSWER = (
     "SELECT c.n AS counted, c.unindexed, c.other_n, c.other_unindexed, r.* "
     "FROM counted c LEFT JOIN ranked r ON true ORDER BY r.score DESC, r.id"
@@ -170,12 +171,15 @@ _USER_MATCH = {
     "approximate": sql.SQL("(v.user_id || '') = %(user_id)s"),
 }
 _RANKED = """
-    SELECT type, id, 1 - distance AS score, 1 - distance AS similarity, content, metadata,
-           session_id, importance, document_id, chunk_index, created_at, occurred_at
-    FROM matches
-    WHERE %(max_distance)s::float8 IS NULL OR distance <= %(max_distance)s
-    ORDER BY distance, id
-    LIMIT %(limit)s
+    SELECT hit.*, p.message_id, p.seq
+    FROM (
+        SELECT type, id, 1 - distance AS score, 1 - distance AS similarity, content, metadata,
+               session_id, importance, document_id, chunk_index, created_at, occurred_at
+        FROM matches
+        WHERE %(max_distance)s::float8 IS NULL OR distance <= %(max_distance)s
+        ORDER BY distance, id
+        LIMIT %(limit)s) hit
+    {placed}
 """
 _VECTORS = (
     "SELECT item_id, embedding FROM {} WHERE user_id = %(user_id)s AND item_id = ANY(%(ids)s)"
@@ -356,6 +360,7 @@ def _compose(
     """The statement of ``shape``; ``indexed_filter``: the metadata index finds the
     candidates of a selective search (``_CANDIDATES``)."""
     source = SOURCES[kind]
+    placed = sql.SQL(PLACED[kind])
     parts = {
         "table": sql.Identifier(space.table),
         "source": sql.SQL(source["source"]),
@@ -371,7 +376,8 @@ def _compose(
         ],
         # the query vector in the column's type (halfvec spaces compare in halfvec)
         "query": sql.SQL("%(query)s::{}").format(sql.SQL(space.storage)),
-        "ranked": sql.SQL(_RANKED),
+        "placed": placed,
+        "ranked": sql.SQL(_RANKED).format(placed=placed),
     }
     if shape == "text":
         return sql.SQL(bm25.TEXT).format(**parts)

@@ -1,12 +1,12 @@
-"""The messages behind a search's hits: which message of its session a hit is, and the
-turns around it.
+"""The messages behind a search's hits: the turns around each hit that is a message.
 
-A hit that is the memory of a message carries the message's id and ``seq``; asked for
-``n`` neighbours, it carries the ``n`` turns before and the ``n`` after it in its session,
-in order (fewer at either end of the session). Each hit is looked at alone: two hits from
-nearby turns each list the other among their neighbours. One statement for every hit,
-scoped to the user. A memory remembered for two messages (written before each message had
-a memory of its own) is the first of them.
+A hit that is the memory of a message carries the message's id and ``seq`` from the search
+statement that found it (``models.search.sources.PLACED``); asked for ``n`` neighbours, it
+carries the ``n`` turns before and the ``n`` after it in its session, in order (fewer at
+either end of the session), read here. Each hit is looked at alone: two hits from nearby
+turns each list the other among their neighbours. One statement for every hit, scoped to
+the user. A memory remembered for two messages (written before each message had a memory
+of its own) is the first of them.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ MAX_NEIGHBORS = 10
 # a turn that holds one of these asks a question (Latin, full-width and Arabic marks)
 QUESTION_MARKS = ("?", "\uff1f", "\u061f")
 # the fields of a hit that no search statement gives: they are filled in here
-FILLED_IN = ("message_id", "seq", "neighbors")
+FILLED_IN = ("neighbors",)
 
 _TURNS = """
     WITH hit AS (
         SELECT DISTINCT ON (memory_id) memory_id, session_id, seq
         FROM messages
         WHERE user_id = %(user_id)s AND memory_id = ANY(%(ids)s)
-        ORDER BY memory_id, seq)
+        ORDER BY memory_id, seq, id)
     SELECT h.memory_id, h.seq AS hit_seq, t.id AS message_id, t.seq, t.role, t.name,
            t.content, t.occurred_at
     FROM hit h
@@ -66,7 +66,7 @@ async def windows(
 ) -> dict[UUID, Window]:
     """For each hit that is a message's memory (by the hit's id): its message and the
     ``neighbors`` turns on either side."""
-    ids = [h.id for h in hits if _may_be_a_message(h)]
+    ids = [h.id for h in hits if h.message_id is not None]
     if not ids:
         return {}
     params = {"user_id": user_id, "ids": ids, "n": neighbors}
@@ -82,31 +82,20 @@ async def windows(
 
 
 async def with_turns(
-    read: Reader, user_id: str, hits: list[SearchHit], *, neighbors: int = 0
+    read: Reader, user_id: str, hits: list[SearchHit], *, neighbors: int
 ) -> list[SearchHit]:
-    """``hits`` with the message each one is (``message_id``, ``seq``) and, when
-    ``neighbors`` is above 0, the turns around it."""
-    if not neighbors and all(h.message_id is not None for h in hits if _may_be_a_message(h)):
-        return hits  # placed already
+    """``hits`` with the turns around each one that is a message, when ``neighbors`` is
+    above 0; nothing is read otherwise."""
+    if not neighbors:
+        return hits
     found = await windows(read, user_id, hits, neighbors=neighbors)
     if not found:  # no hit is a message's memory: nothing to fill in
         return hits
-    return [_placed(hit, found.get(hit.id), neighbors) for hit in hits]
+    return [_with_neighbors(hit, found.get(hit.id)) for hit in hits]
 
 
-def _may_be_a_message(hit: SearchHit) -> bool:
-    return hit.type == "memory" and hit.session_id is not None
-
-
-def _placed(hit: SearchHit, window: Window | None, neighbors: int) -> SearchHit:
-    if window is None:
-        return hit
-    return msgspec.structs.replace(
-        hit,
-        message_id=window.turn.message_id,
-        seq=window.turn.seq,
-        neighbors=window.around if neighbors else None,
-    )
+def _with_neighbors(hit: SearchHit, window: Window | None) -> SearchHit:
+    return hit if window is None else msgspec.structs.replace(hit, neighbors=window.around)
 
 
 def _turn(row: _TurnRow) -> Turn:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from support.api import search
+from support.api import add_memories, search
 from support.processes import wait_until
+from support.searching import search_directly
 
 from models.ingest.tokens import hf_token_counter
+from models.search.query import SearchQuery
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -339,6 +342,30 @@ def test_hits_from_messages_name_them_and_bring_their_neighbors(client, new_user
         assert by_content["Biscuit tin"]["neighbors"] is None
     nearest = search(client, user, headers, query="golden retriever", k=1, neighbors=1)
     assert [t["content"] for t in nearest[0]["neighbors"]] == [CHAT[2], CHAT[4]]
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_a_search_names_the_messages_it_finds_in_its_one_round_trip(
+    client, new_user, servers, embedder, hybrid
+):
+    """The statements that find a hit say which message it is: a search over a chat is one
+    batch, with no second round trip to look its hits' messages up, also in hybrid mode,
+    whose lift needs their seq."""
+    user, headers = new_user()
+    said = tell(client, user, headers, "pets", CHAT)
+    walks = tell(client, user, headers, "walks", CHAT[:2])
+    add_memories(client, user, headers, ["Biscuit tin"])
+    text = "golden retriever puppy"
+    query = SearchQuery(vector=embedder.encode([text])[0], k=20, text=text, hybrid=hybrid)
+    batches: list[list[Any]] = []
+    hits = search_directly(servers, user, query, batches=batches, exact_max_rows=1000)
+    assert len(batches) == 1
+    messages = {m["memory_id"]: (m["id"], m["seq"], "pets") for m in said}
+    messages |= {m["memory_id"]: (m["id"], m["seq"], "walks") for m in walks}
+    assert len(hits) == len(CHAT) + 3
+    for hit in hits:
+        placed = messages.get(str(hit.id), (None, None, None))
+        assert (str(hit.message_id) if hit.message_id else None, hit.seq, hit.session_id) == placed
 
 
 def test_hybrid_lifts_the_turns_said_near_a_strong_hit_and_most_the_reply(client, new_user):

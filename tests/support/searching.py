@@ -15,10 +15,16 @@ from models.search.query import SearchQuery
 
 
 def search_directly(
-    servers: Any, user: str, query: SearchQuery, sent: list[Any] | None = None, **options: Any
+    servers: Any,
+    user: str,
+    query: SearchQuery,
+    sent: list[Any] | None = None,
+    *,
+    batches: list[list[Any]] | None = None,
+    **options: Any,
 ) -> list[Any]:
     """``models.search.search`` as the API runs it (``read_batch``), on a pool of its own;
-    the statements it sends are added to ``sent``."""
+    the statements it sends are added to ``sent``, and each round trip's to ``batches``."""
 
     async def run() -> list[Any]:
         pool = create_pool(servers.app_url, min_size=1, max_size=1)
@@ -26,6 +32,7 @@ def search_directly(
 
         async def read(statements: Any, settings: Any) -> Any:
             (sent if sent is not None else []).extend(statements)
+            (batches if batches is not None else []).append(list(statements))
             return await read_batch(pool, user, statements, settings)
 
         try:

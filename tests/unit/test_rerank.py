@@ -3,6 +3,7 @@ blend, and maximal marginal relevance. No server."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,7 @@ from models.search.rerank import (
     fuse_scores,
     lift_nearby_turns,
 )
+from models.search.turns import with_turns
 from models.types import SearchHit
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -188,6 +190,17 @@ def test_without_turns_near_each_other_nothing_moves():
     hits = [turn(0.9, "s", 1), turn(0.5, "s", 5), hit(0.4)]  # seq 1 and 5: 4 turns apart
     assert lift_nearby_turns(hits, 0.2, 3) == hits
     assert lift_nearby_turns(hits[:1], 0.2, 3) == hits[:1]
+
+
+def test_hits_are_not_looked_up_again_unless_their_neighbours_are_asked_for():
+    """A hit names its message already (the search's statements give its id and seq): with
+    no neighbours asked, nothing more is read."""
+
+    async def read(statements, settings):
+        raise AssertionError("nothing to read")
+
+    hits = [turn(0.9, "walk", 3), turn(0.5, "walk", 4)]
+    assert asyncio.run(with_turns(read, "ann", hits, neighbors=0)) is hits
 
 
 def test_text_ranking_ties_go_by_id():
