@@ -49,25 +49,30 @@ MESSAGES_HEADER = "Recent conversation:"
 
 
 class _Budget:
-    """Tokens left. A line is counted only while it may still fit: every word costs at
-    least a token, so a line of more words than the room left is passed over uncounted."""
+    """Tokens left for the lines of a text of at most ``tokens``. A line costs what it adds
+    to the text, its newline included: its count less what any text costs (a tokenizer's
+    special tokens, paid once for the whole text). A part's heading, with the blank line
+    after it, is paid with the part's first line. A line is counted only while it may still
+    fit: every word costs at least a token, so a line of more words than the room left is
+    passed over uncounted."""
 
     def __init__(self, tokens: int, count: TokenCounter) -> None:
-        self.tokens, self.count, self.used = tokens, count, 0
+        self.count, self.used = count, 0
+        self.base = count("")
+        self.tokens = tokens - self.base
+        self.headed: set[str] = set()
 
-    @property
-    def full(self) -> bool:
-        return self.used >= self.tokens
-
-    def take(self, *lines: str) -> bool:
-        """Spend what ``lines`` cost if they all fit."""
-        words = sum(len(line.split()) for line in lines)
+    def take(self, heading: str, *lines: str) -> bool:
+        """Spend what ``lines`` cost, under ``heading``, if they all fit."""
+        paid = [*lines] if heading in self.headed else [heading + "\n", *lines]
+        words = sum(len(line.split()) for line in paid)
         if self.used + words > self.tokens:
             return False
-        cost = sum(self.count(line) for line in lines)
+        cost = sum(self.count(line + "\n") - self.base for line in paid)
         if self.used + cost > self.tokens:
             return False
         self.used += cost
+        self.headed.add(heading)
         return True
 
 
@@ -83,11 +88,14 @@ def pack(
     """``hits`` best first; ``latest`` newest first; ``turns`` the windows of the hits that
     are messages (``models.search.turns.windows``)."""
     turns = turns or {}
-    headers = count(MEMORIES_HEADER) + count(PASSAGES_HEADER) + count(MESSAGES_HEADER)
-    budget = _Budget(max_tokens - headers, count)
+    budget = _Budget(max_tokens, count)
     remaining = list(latest)
     messages: list[Message] = []
-    while remaining and budget.used < budget.tokens // 2 and budget.take(_line(remaining[0])):
+    while (
+        remaining
+        and budget.used < budget.tokens // 2
+        and budget.take(MESSAGES_HEADER, _line(remaining[0]))
+    ):
         messages.append(remaining.pop(0))
     seen_messages = {m.id for m in messages}
     seen_memories = {m.memory_id for m in messages}
@@ -101,7 +109,7 @@ def pack(
             continue
         window = turns.get(hit.id) if hit.session_id is not None else None
         if window is None:
-            packed = budget.take(_memory_line(hit))
+            packed = budget.take(MEMORIES_HEADER, _memory_line(hit))
         else:
             packed = _pack_turn(hit.session_id or "", window.turn, passages, seen_messages, budget)
             reply = _reply(window) if packed else None
@@ -117,7 +125,7 @@ def pack(
             window = turns[hit.id]
             for turn in sorted(window.around, key=lambda t: (abs(t.seq - window.turn.seq), t.seq)):
                 _pack_turn(hit.session_id or "", turn, passages, seen_messages, budget)
-    while remaining and budget.take(_line(remaining[0])):
+    while remaining and budget.take(MESSAGES_HEADER, _line(remaining[0])):
         messages.append(remaining.pop(0))
     messages.reverse()  # as they were said
     packed_passages = [
@@ -162,7 +170,7 @@ def _pack_turn(
         return True
     passage = passages.get(session_id)
     lines = [_turn_line(turn)] if passage else [_heading(turn.occurred_at), _turn_line(turn)]
-    if not budget.take(*lines):
+    if not budget.take(PASSAGES_HEADER, *lines):
         return False
     passages.setdefault(session_id, {})[turn.seq] = turn
     seen.add(turn.message_id)

@@ -3,30 +3,12 @@ No server."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
-
-import msgspec
+from support.packing import found_turn, memory, message, said
 
 from models.ingest.tokens import estimate_tokens
-from models.search.context import MEMORIES_HEADER, MESSAGES_HEADER, PASSAGES_HEADER, pack
+from models.search.context import PASSAGES_HEADER, pack
 from models.search.turns import Window
-from models.types import LeftOut, Message, SearchHit, Turn
-
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def memory(content: str, score: float = 0.5) -> SearchHit:
-    return SearchHit(type="memory", id=uuid.uuid4(), score=score, similarity=score,
-                     content=content, metadata={}, session_id=None, importance=None,
-                     document_id=None, chunk_index=None, created_at=NOW,
-                     occurred_at=NOW)  # fmt: skip
-
-
-def message(seq: int, content: str) -> Message:
-    return Message(id=uuid.uuid4(), session_id="s", seq=seq, role="user", name=None,
-                   content=content, metadata={}, memory_id=uuid.uuid4(), occurred_at=NOW,
-                   created_at=NOW)  # fmt: skip
+from models.types import LeftOut
 
 
 class Counting:
@@ -60,23 +42,20 @@ def test_a_memory_too_long_to_fit_is_passed_over_uncounted():
 
 def test_nothing_more_is_counted_once_the_budget_is_full():
     counter = Counting()
-    filler = [memory("tokens " * 8) for _ in range(5)]  # each about the whole room
+    filler = [memory("tokens " * 8) for _ in range(5)]  # each more than the whole room
     rest = [memory(f"later {n}") for n in range(50)]
-    context = pack(filler + rest, [], max_tokens=40, count=counter)
+    context = pack(filler + rest, [], max_tokens=30, count=counter)
     later_counted = [
         text for text in counter.counted if text.startswith("- [") and "] later " in text
     ]
     assert context.memories and len(later_counted) == len(context.memories)  # none in vain
 
 
-def said(seq: int, content: str, name: str = "Ann") -> Turn:
-    return Turn(message_id=uuid.uuid4(), seq=seq, role="user", name=name, content=content,
-                occurred_at=NOW + timedelta(minutes=seq))  # fmt: skip
-
-
-def found_turn(turn: Turn, around: list[Turn], score: float = 0.5) -> tuple[SearchHit, Window]:
-    hit = msgspec.structs.replace(memory(f"{turn.name}: {turn.content}", score), session_id="s")
-    return hit, Window(turn, around)
+def room(*lines: str, heading: str = PASSAGES_HEADER) -> int:
+    """The tokens of a text of ``lines`` under ``heading``, as ``estimate_tokens`` counts."""
+    return estimate_tokens("") + sum(
+        estimate_tokens(line + "\n") - estimate_tokens("") for line in (heading + "\n", *lines)
+    )
 
 
 def test_a_message_found_comes_with_its_neighbours_in_a_passage():
@@ -102,11 +81,10 @@ def test_neighbours_nearest_first_while_they_fit_and_each_turn_once():
     turns = {first.id: first_window, second.id: second_window}
     roomy = pack([first, second], [], max_tokens=400, count=estimate_tokens, turns=turns)
     assert [t.seq for t in roomy.passages[0].turns] == [3, 4, 5, 6, 7, 8]  # none twice
-    # room for the headings, the hit's turn and one neighbour: the nearer one, the earlier
-    headings = [MEMORIES_HEADER, PASSAGES_HEADER, MESSAGES_HEADER, "[2026-06-01 00:05]"]
+    # room for the hit's turn and one neighbour: the nearer one, the earlier
     lines = [f"Ann: {conversation[i].content}" for i in (4, 3)]
-    room = sum(estimate_tokens(text) for text in headings + lines)
-    tight = pack([first], [], max_tokens=room, count=estimate_tokens, turns=turns)
+    tight = pack([first], [], max_tokens=room("[2026-06-01 00:05]", *lines),
+                 count=estimate_tokens, turns=turns)  # fmt: skip
     assert [t.seq for t in tight.passages[0].turns] == [4, 5]
 
 
@@ -130,10 +108,9 @@ def test_a_question_found_comes_with_its_reply_before_the_next_hit():
     question, window = found_turn(conversation[0], conversation[1:2])
     statement, other = found_turn(conversation[3], conversation[2:3], score=0.4)
     turns = {question.id: window, statement.id: other}
-    headings = [MEMORIES_HEADER, PASSAGES_HEADER, MESSAGES_HEADER, "[2026-06-01 00:01]"]
     lines = [f"{t.name}: {t.content}" for t in conversation[:2]]
-    room = sum(estimate_tokens(text) for text in headings + lines)
-    tight = pack([question, statement], [], max_tokens=room, count=estimate_tokens, turns=turns)
+    tight = pack([question, statement], [], max_tokens=room("[2026-06-01 00:01]", *lines),
+                 count=estimate_tokens, turns=turns)  # fmt: skip
     assert [t.seq for t in tight.passages[0].turns] == [1, 2]
     assert tight.left_out.memories == 1  # the statement: no room after the reply
     roomy = pack([question, statement], [], max_tokens=400, count=estimate_tokens, turns=turns)
