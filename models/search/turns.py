@@ -28,12 +28,13 @@ QUESTION_MARKS = ("?", "\uff1f", "\u061f")
 # the fields of a hit that no search statement gives: they are filled in here
 FILLED_IN = ("neighbors",)
 
+# the turns around the messages the search statements named (``message_id``), found by
+# their memories
 _TURNS = """
     WITH hit AS (
-        SELECT DISTINCT ON (memory_id) memory_id, session_id, seq
+        SELECT memory_id, session_id, seq
         FROM messages
-        WHERE user_id = %(user_id)s AND memory_id = ANY(%(ids)s)
-        ORDER BY memory_id, seq, id)
+        WHERE user_id = %(user_id)s AND memory_id = ANY(%(ids)s) AND id = ANY(%(messages)s))
     SELECT h.memory_id, h.seq AS hit_seq, t.id AS message_id, t.seq, t.role, t.name,
            t.content, t.occurred_at
     FROM hit h
@@ -66,10 +67,15 @@ async def windows(
 ) -> dict[UUID, Window]:
     """For each hit that is a message's memory (by the hit's id): its message and the
     ``neighbors`` turns on either side."""
-    ids = [h.id for h in hits if h.message_id is not None]
-    if not ids:
+    said = [h for h in hits if h.message_id is not None]
+    if not said:
         return {}
-    params = {"user_id": user_id, "ids": ids, "n": neighbors}
+    params = {
+        "user_id": user_id,
+        "ids": [h.id for h in said],
+        "messages": [h.message_id for h in said],
+        "n": neighbors,
+    }
     (rows,) = await read([Statement(_TURNS, params, rows=named(_TurnRow))], {})
     own: dict[UUID, Turn] = {}
     around: dict[UUID, list[Turn]] = {}
