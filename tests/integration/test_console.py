@@ -9,6 +9,7 @@ into it (``make console-screenshots`` writes docs/console/)."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = os.environ.get("ENGRAM_CONSOLE_SCREENSHOTS")
+# a count read right after a click may read the page being left: assertions wait for theirs
+expect.set_options(timeout=30_000)
 
 pytestmark = [
     pytest.mark.usefixtures("worker"),
@@ -110,7 +113,7 @@ def test_an_admin_browses_a_user_edits_and_deletes_a_memory(api, open_page):
     row.get_by_role("link", name=user).click()
     page.get_by_role("navigation", name=f"User {user}").get_by_role("link", name="Memories").click()
     items = page.locator("ol.items > li")
-    assert items.count() == 3
+    expect(items).to_have_count(3)
     # metadata as fields (a term and its value), not raw JSON
     assert page.locator("dl.meta dt").filter(has_text="topic").count() == 3
     assert "{" not in items.first.inner_text()
@@ -135,7 +138,7 @@ def test_an_admin_browses_a_user_edits_and_deletes_a_memory(api, open_page):
     page.goto(f"/console/users/{user}/memories/{doomed['id']}")
     page.get_by_role("button", name="Delete this memory").click()
     page.get_by_text(f"Memory {doomed['id']} was deleted.").wait_for()
-    assert page.locator("ol.items > li").count() == 2
+    expect(page.locator("ol.items > li")).to_have_count(2)
     gone = api.get(f"/v1/users/{user}/memories/{doomed['id']}", headers=headers)
     assert gone.status_code == 404
     assert api.get(f"/v1/users/{user}/memories/{kept['id']}", headers=headers).status_code == 200
@@ -151,30 +154,30 @@ def test_filters_say_when_nothing_matches_and_pages_go_to_the_end(api, open_page
     page = open_page()
     sign_in(page, ADMIN_KEY)
     page.goto(f"/console/users/{user}/memories")
-    seen = page.locator("ol.items > li").count()
+    expect(page.locator("ol.items > li")).to_have_count(50)
     page.get_by_role("link", name="Next page").click()
-    seen += page.locator("ol.items > li").count()
-    assert seen == 55
+    expect(page.locator("ol.items > li")).to_have_count(5)  # 55 in all
     assert page.get_by_text("End of the list").is_visible()
 
     metadata = page.get_by_label("Metadata filter (JSON, as search takes it)")
     metadata.fill('{"n": {"$gte": 3}, "$or": [{"n": {"$lt": 6}}, {"n": 54}]}')
     page.get_by_role("button", name="Filter").click()
+    expect(page.locator("ol.items > li a")).to_have_count(4)
     shown = page.locator("ol.items > li a").all_inner_texts()
     assert sorted(shown) == sorted(f"note number {n}" for n in (3, 4, 5, 54))
     metadata.fill('{"topic": "nowhere"}')
     page.get_by_role("button", name="Filter").click()
     empty = page.get_by_role("status")
-    assert "No memories match" in empty.inner_text()
+    expect(empty).to_contain_text("No memories match")
     assert 'metadata = {"topic": "nowhere"}' in empty.inner_text()
     metadata.fill('{"n": {"$near": 1}}')
     page.get_by_role("button", name="Filter").click()
-    assert "$near" in page.get_by_role("alert").inner_text()  # said, as a 422
+    expect(page.get_by_role("alert")).to_contain_text("$near")  # said, as a 422
     page.go_back()
     page.get_by_label("State").select_option("failed")
     page.get_by_label("Metadata filter (JSON, as search takes it)").fill("")
     page.get_by_role("button", name="Filter").click()
-    assert "state = failed" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("state = failed")
 
 
 def test_the_search_playground_and_the_context_preview(api, open_page):
@@ -193,7 +196,7 @@ def test_the_search_playground_and_the_context_preview(api, open_page):
     page.get_by_label("Mode").select_option("hybrid")
     page.get_by_role("button", name="Search").click()
     results = page.locator("li.hit")
-    assert results.count() == 2
+    expect(results).to_have_count(2)
     first = results.first.inner_text()
     assert "peanuts" in first and "Score" in first and "Similarity" in first
     assert "took" in page.locator("#took").inner_text()
@@ -217,7 +220,7 @@ def test_the_search_playground_and_the_context_preview(api, open_page):
     page.get_by_label("Question").fill("what do you know about my food?")
     page.get_by_role("button", name="Preview context").click()
     heading = page.get_by_role("heading", name="of 1000 tokens")
-    assert heading.is_visible()
+    expect(heading).to_be_visible()
     assert "peanuts" in page.locator("pre.context-text").inner_text()
     shot(page, "context")
 
@@ -258,21 +261,23 @@ def test_documents_batches_and_sessions_with_their_states(api, open_page, db):
     assert "Handbook" in rows.inner_text() and "Menu" in rows.inner_text()
     page.get_by_label("State").select_option("failed")
     page.get_by_role("button", name="Filter").click()
-    assert page.get_by_role("row").filter(has_text="Menu").count() == 1
-    assert page.get_by_role("row").filter(has_text="Handbook").count() == 0
+    expect(page.get_by_role("row").filter(has_text="Menu")).to_have_count(1)
+    expect(page.get_by_role("row").filter(has_text="Handbook")).to_have_count(0)
     page.get_by_role("link", name="Menu").click()
-    assert "chunk refused (console test)" in page.locator("ol.items").inner_text()
+    expect(page.locator("ol.items")).to_contain_text("chunk refused (console test)")
     page.get_by_role("link", name="Its batch").click()
+    expect(page).to_have_url(re.compile(r"/batches/"))
     fields = page.locator("dl.fields").inner_text()
     assert "Failed\n1" in fields and "Ready\n1" in fields and "Total\n2" in fields
-    assert page.locator("ul.items > li").count() == 2
+    expect(page.locator("ul.items > li")).to_have_count(2)
 
     page.get_by_role("navigation", name=f"User {user}").get_by_role("link", name="Sessions").click()
     page.get_by_role("link", name="day-1").click()
+    expect(page.locator("ol.turns > li")).to_have_count(2)
     said = page.locator("ol.turns > li").all_inner_texts()
     assert ["What is for lunch?" in said[0], "Soup of the day." in said[1]] == [True, True]
     page.locator("ol.turns > li").first.get_by_role("link", name="its memory").click()
-    assert page.get_by_label("Content").input_value() == "What is for lunch?"
+    expect(page.get_by_label("Content")).to_have_value("What is for lunch?")
 
 
 def test_a_failed_job_is_retried_from_the_console(api, open_page, db):
@@ -283,7 +288,7 @@ def test_a_failed_job_is_retried_from_the_console(api, open_page, db):
     sign_in(page, ADMIN_KEY)
     page.get_by_role("link", name="Failed jobs").click()
     row = page.get_by_role("row").filter(has_text="console test").filter(has_text=user)
-    assert row.count() == 1
+    expect(row).to_have_count(1)
     shot(page, "jobs")
     row.get_by_role("button", name=f"Retry memory {memory['id']}").click()
     page.get_by_text(f"Job {memory['id']} is pending again.").wait_for()
@@ -294,7 +299,7 @@ def test_a_failed_job_is_retried_from_the_console(api, open_page, db):
 
     wait_until(ready, timeout=60, what="the retried memory to be embedded")
     page.reload()
-    assert page.get_by_role("row").filter(has_text=user).count() == 0
+    expect(page.get_by_role("row").filter(has_text=user)).to_have_count(0)
 
 
 @pytest.fixture
@@ -325,7 +330,7 @@ def test_a_space_is_filled_from_the_console_and_the_fill_is_audited(api_of_its_o
     page.get_by_label("Action").select_option("space.fill")
     page.get_by_role("button", name="Filter").click()
     entries = page.get_by_role("table", name="Admin actions, newest first")
-    assert space["name"] in entries.get_by_role("row").nth(1).inner_text()
+    expect(entries.get_by_role("row").nth(1)).to_contain_text(space["name"])
     context.close()
 
 
@@ -334,7 +339,7 @@ def test_the_status_figures_reload_in_place(api, open_page):
     sign_in(page, ADMIN_KEY)
     page.goto("/console/status")
     page.get_by_role("link", name="Reload every 5 seconds").click()
-    assert page.get_by_role("link", name="Stop reloading").is_visible()
+    expect(page.get_by_role("link", name="Stop reloading")).to_be_visible()
     page.evaluate("window.stayed = true")  # gone if the page itself were loaded again
     ready = page.get_by_role("row").nth(1).get_by_role("cell").nth(2)
     before = int(ready.inner_text())
@@ -370,7 +375,7 @@ def test_a_key_is_created_shown_once_and_revoked_and_its_session_ends(api, open_
     admin.get_by_text("is revoked").wait_for()
     holder.get_by_role("link", name="Spaces").click()
     holder.wait_for_url(lambda url: "/console/sign-in?signed_out=invalid" in url)
-    assert holder.get_by_text("the key is no longer valid").is_visible()
+    expect(holder.get_by_text("the key is no longer valid")).to_be_visible()
     assert (
         api.get(
             f"/v1/users/{user}/memories", headers={"Authorization": f"Bearer {secret}"}
@@ -388,6 +393,7 @@ def test_a_user_key_sees_its_user_and_no_other(api, open_page):
     sign_in(page, key)
     assert page.url.endswith(f"/console/users/{user}")
     nav = page.get_by_role("navigation", name="Console")
+    expect(nav).to_be_visible()
     assert nav.get_by_role("link", name="Users").count() == 0
     assert nav.get_by_role("link", name="Keys").count() == 0
     for path in (
