@@ -87,7 +87,7 @@ _NAMES = (b"_engram_%d" % n for n in itertools.count())  # psycopg's own are _pg
 
 
 async def run_batch(
-    conn: psycopg.AsyncConnection, statements: Sequence[Statement], *, prepare: bool = True
+    conn: psycopg.AsyncConnection, statements: Sequence[Statement]
 ) -> list[list[Any]]:
     """Each statement's rows, the batch sent in one write and followed by one Sync.
 
@@ -104,7 +104,7 @@ async def run_batch(
     transformer: abc.Transformer = Transformer.from_context(conn)
     bound = [_bound(transformer, statement) for statement in statements]  # may raise: before
     prepared = _PREPARED.setdefault(conn, {})
-    may_prepare = prepare and conn.prepare_threshold is not None
+    may_prepare = conn.prepare_threshold is not None
     pgconn.enter_pipeline_mode()
     try:
         preparing: list[tuple[Any, bytes] | None] = []

@@ -79,7 +79,7 @@ async def read_snapshot(
 
 
 # Runs read-only statements for one user in one round trip, with settings: ``read_batch``
-# bound to a pool and a user, or ``on_connection`` bound to a connection.
+# bound to a pool and a user.
 Reader = Callable[[Sequence[Statement], Mapping[str, str]], Awaitable[list[list[Any]]]]
 
 
@@ -109,18 +109,6 @@ async def read_batch(
             return (await run_batch(conn, [scoped, *statements]))[1:]
 
     return await _retrying(pool, batch, attempts=attempts)
-
-
-async def on_connection(
-    conn: psycopg.AsyncConnection,
-    statements: Sequence[Statement],
-    settings: Mapping[str, str] | None = None,
-) -> list[list[Any]]:
-    """``read_batch`` in the caller's transaction, for work that reads more around it (the
-    settings last to the end of that transaction). Nothing is prepared: a prepared
-    statement found deallocated would abort the caller's transaction."""
-    first = [Statement(*set_configs(settings), rows=None)] if settings else []
-    return (await run_batch(conn, [*first, *statements], prepare=False))[len(first) :]
 
 
 async def _in_transaction(

@@ -21,20 +21,17 @@ was relevant but did not fit.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from psycopg import AsyncConnection
-
-from models.db.scope import on_connection
+from models.db.scope import Reader
 from models.embedding.spaces import Space
 from models.ingest.tokens import TokenCounter
+from models.search.hints import SizeHints
 from models.search.planner import search
 from models.search.query import SearchQuery
 from models.search.turns import Window, asks_a_question, windows
-from models.store import sessions
 from models.store.sessions import Message
 from models.types import Context as Context
 from models.types import ContextMemory as ContextMemory
@@ -222,30 +219,27 @@ def _line(message: Message) -> str:
 
 
 async def build_context(
-    conn: AsyncConnection,
+    read: Reader,
     space: Space,
     user_id: str,
     query: SearchQuery,
     *,
-    session_id: str | None,
+    latest: Sequence[Message],
     max_tokens: int,
     count: TokenCounter,
     exact_max_rows: int,
     ef_search: int,
+    hints: SizeHints | None,
     neighbors: int,
     floor: float,
 ) -> Context:
-    """Read the session's latest messages, search the user's memories with the turns
-    around the hits that are messages, then pack them."""
-    latest = (
-        await sessions.latest_messages(conn, user_id, session_id, limit=LATEST_MESSAGES)
-        if session_id
-        else []
-    )
-    read = functools.partial(on_connection, conn)
+    """Search the user's memories, read the turns around the hits that are messages, then
+    pack them with the session's ``latest`` messages (newest first). Each read is a batch of
+    its own, in one round trip, as a search's are."""
     hits = await search(
-        read, space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search
-    )
+        read, space, user_id, query, exact_max_rows=exact_max_rows, ef_search=ef_search,
+        hints=hints,
+    )  # fmt: skip
     found = await windows(read, user_id, hits, neighbors=neighbors)
     # counting tokens is CPU work: off the event loop
     return await asyncio.to_thread(

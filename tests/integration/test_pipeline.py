@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from models.db.batch import Statement, named, run_batch
 from models.db.pool import create_pool
-from models.db.scope import on_connection, read_batch, run_scoped
+from models.db.scope import read_batch, run_scoped
 
 T = TypeVar("T")
 
@@ -176,30 +176,6 @@ def test_statements_deallocated_behind_the_batchs_back_are_prepared_again(server
     first, gone, again = with_pool(servers.database_url, work)
     assert gone == [(0,)]
     assert first == again == [[(15,)]]
-
-
-def test_a_batch_in_a_transaction_is_part_of_it_and_uses_no_prepared_statement(servers):
-    """Not even one prepared by an earlier batch, which psycopg may have deallocated since."""
-
-    async def work(conn: psycopg.AsyncConnection) -> tuple[list[Any], str, int]:
-        await conn.execute("DEALLOCATE ALL")  # what psycopg sends after a rollback
-        rows = await on_connection(
-            conn, [Statement("SELECT current_setting('work_mem')")], {"work_mem": "9MB"}
-        )
-        cur = await conn.execute("SELECT current_setting('work_mem')")
-        row = await cur.fetchone()
-        cur = await conn.execute(PREPARED)
-        count = await cur.fetchone()
-        assert row is not None and count is not None
-        return rows, row[0], count[0]
-
-    async def in_transaction(pool: AsyncConnectionPool) -> tuple[list[Any], str, int]:
-        statement = Statement("SELECT current_setting('work_mem')")
-        await read_batch(pool, "alice", [statement])  # prepared on the pool's one connection
-        return await run_scoped(pool, "alice", work)
-
-    # the settings last to the end of the caller's transaction
-    assert with_pool(servers.database_url, in_transaction) == ([[("9MB",)]], "9MB", 0)
 
 
 def test_an_abandoned_batch_closes_its_connection_and_the_pool_replaces_it(servers):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from support.api import add_memories, search
 from support.processes import wait_until
-from support.searching import search_directly
+from support.searching import context_directly, search_directly
 
 from models.ingest.tokens import hf_token_counter
 from models.search.query import SearchQuery
@@ -366,6 +366,24 @@ def test_a_search_names_the_messages_it_finds_in_its_one_round_trip(
     for hit in hits:
         placed = messages.get(str(hit.id), (None, None, None))
         assert (str(hit.message_id) if hit.message_id else None, hit.seq, hit.session_id) == placed
+
+
+def test_a_context_reads_as_a_search_does(client, new_user, servers, embedder):
+    """A context's reads are the search's batches and one more for the turns around its
+    hits, each in one round trip outside any transaction, prepared as a search's are."""
+    user, headers = new_user()
+    tell(client, user, headers, "pets", CHAT)
+    text = "golden retriever puppy"
+    query = SearchQuery(vector=embedder.encode([text])[0], k=5, text=text, hybrid=True)
+    batches: list[list[Any]] = []
+    context, prepared = context_directly(
+        servers, user, query, batches=batches, latest=[], max_tokens=1000,
+        count=hf_token_counter(embedder.tokenizer), exact_max_rows=1000, ef_search=40,
+        hints=None, neighbors=1, floor=0.0,
+    )  # fmt: skip
+    assert len(batches) == 2  # the search, then the turns around its hits
+    assert prepared >= len(batches[0])  # the search's statements, as a search prepares them
+    assert "golden retriever" in context.text and context.passages
 
 
 def test_hybrid_lifts_the_turns_said_near_a_strong_hit_and_most_the_reply(client, new_user):

@@ -4,12 +4,14 @@ indexer does: for tests that choose the exact-search limit or watch the statemen
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from models.db.pool import create_pool
-from models.db.scope import read_batch, run_scoped
+from models.db.scope import Reader, read_batch, run_scoped
 from models.embedding import indexing
 from models.embedding.spaces import MINILM_384
+from models.search.context import Context, build_context
 from models.search.planner import search as search_items
 from models.search.query import SearchQuery
 
@@ -26,7 +28,44 @@ def search_directly(
     """``models.search.search`` as the API runs it (``read_batch``), on a pool of its own;
     the statements it sends are added to ``sent``, and each round trip's to ``batches``."""
 
-    async def run() -> list[Any]:
+    def work(read: Reader, _: Any) -> Any:
+        return search_items(read, MINILM_384, user, query, **options)
+
+    return _reading(servers, user, work, sent, batches)
+
+
+def context_directly(
+    servers: Any, user: str, query: SearchQuery, *, batches: list[list[Any]], **options: Any
+) -> tuple[Context, int]:
+    """``models.search.context.build_context`` as the API runs it, on a pool of one
+    connection: the context, and how many statements that connection has prepared by then;
+    each round trip's statements are added to ``batches``."""
+
+    async def prepared(conn: Any) -> int:
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_engram\\_%%'"
+        )
+        return int((await cur.fetchone())[0])
+
+    async def work(read: Reader, pool: Any) -> tuple[Context, int]:
+        context = await build_context(read, MINILM_384, user, query, **options)
+        return context, await run_scoped(pool, user, prepared)
+
+    return _reading(servers, user, work, None, batches)  # type: ignore[no-any-return]
+
+
+def _reading(
+    servers: Any,
+    user: str,
+    work: Callable[[Reader, Any], Awaitable[Any]],
+    sent: list[Any] | None,
+    batches: list[list[Any]] | None,
+) -> Any:
+    """``work(read, pool)``: ``read`` as the API's (``read_batch``) on ``pool``, one
+    connection of its own; what ``read`` sends is added to ``sent``, and each round trip's
+    statements to ``batches``."""
+
+    async def run() -> Any:
         pool = create_pool(servers.app_url, min_size=1, max_size=1)
         await pool.open(wait=True)
 
@@ -36,7 +75,7 @@ def search_directly(
             return await read_batch(pool, user, statements, settings)
 
         try:
-            return await search_items(read, MINILM_384, user, query, **options)
+            return await work(read, pool)
         finally:
             await pool.close()
 

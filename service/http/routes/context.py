@@ -10,9 +10,10 @@ from litestar import Controller, post
 
 from models.embedding.spaces import Space
 from models.errors import InvalidInput
-from models.search.context import Context, build_context
+from models.search.context import LATEST_MESSAGES, Context, build_context
 from models.search.query import Fusion, SearchQuery
 from models.search.turns import MAX_NEIGHBORS
+from models.store import sessions
 from models.types import Principal
 from models.validation import check_content, check_session_id, check_vector
 from service.http.auth import USER_GUARDS
@@ -56,17 +57,24 @@ async def answer_context(
         threshold=data.threshold,
         types=("memory",),
     )
-    return await runtime.reading(
-        owner,
-        build_context,
+    latest = (
+        await runtime.reading(
+            owner, sessions.latest_messages, owner, session_id, limit=LATEST_MESSAGES
+        )
+        if session_id
+        else []
+    )
+    return await build_context(
+        runtime.reader(owner),
         space,
         owner,
         query,
-        session_id=session_id,
+        latest=latest,
         max_tokens=data.max_tokens,
         count=await runtime.token_counter(space),
         exact_max_rows=runtime.settings.search.exact_max_rows,
         ef_search=runtime.settings.search.hnsw_ef_search,
+        hints=runtime.size_hints,
         neighbors=data.neighbors,
         floor=data.floor,
     )
