@@ -51,7 +51,7 @@ def context_directly(
         context = await build_context(read, MINILM_384, user, query, **options)
         return context, await run_scoped(pool, user, prepared)
 
-    return _reading(servers, user, work, None, batches)  # type: ignore[no-any-return]
+    return _reading(servers, user, work, None, batches)
 
 
 def _reading(
