@@ -40,6 +40,7 @@ def api_processes(settings, embedder, *, limit: int) -> Iterator[list[TestClient
 @pytest.fixture
 def two_api_processes(settings, embedder):
     with api_processes(settings, embedder, limit=LIMIT) as processes:
+        in_one_window()  # a test's charges all fall in one window: none starts afresh midway
         yield processes
 
 
