@@ -10,14 +10,13 @@ import psycopg
 import pytest
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
+from support.searching import PREPARED
 
 from models.db.batch import Statement, named, run_batch
 from models.db.pool import create_pool
 from models.db.scope import read_batch, run_scoped
 
 T = TypeVar("T")
-
-PREPARED = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_engram\\_%%'"
 
 
 def with_pool(url: str, work: Callable[[AsyncConnectionPool], Awaitable[T]], **options: Any) -> T:

@@ -185,7 +185,6 @@ def test_every_answer_to_a_key_says_what_is_left_of_its_limit(two_api_processes,
     first, second = two_api_processes
     user, headers = new_user()
     other, _ = new_user()
-    in_one_window()
     url = f"/v1/users/{user}/memories"
     for n in range(4):
         answer = (first if n % 2 else second).get(url, headers=headers)

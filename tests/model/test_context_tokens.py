@@ -14,7 +14,7 @@ from support.packing import found_turn, memory, message, said
 from models.embedding.local import LocalEmbedder
 from models.embedding.spaces import MINILM_384
 from models.ingest.tokens import TokenCounter, estimate_tokens, hf_token_counter
-from models.search.context import pack
+from models.search.context import _memory_line, pack
 
 WORDS = ("plum", "cake", "Porto", "sister", "garden", "bees", "Friday", "?", "ñandú", "東京")
 
@@ -73,6 +73,5 @@ def test_the_budget_is_filled_to_within_the_line_that_did_not_fit(
     packed = {m.id for m in context.memories}
     left_out = [hit for hit in hits if hit.id not in packed]
     if left_out and context.text:
-        line = f"- [{left_out[0].occurred_at:%Y-%m-%d}] {left_out[0].content}"
-        cost = tokenizer_count(line) - tokenizer_count("")
+        cost = tokenizer_count(_memory_line(left_out[0])) - tokenizer_count("")
         assert max_tokens - context.tokens < cost

@@ -15,6 +15,9 @@ from models.search.context import Context, build_context
 from models.search.planner import search as search_items
 from models.search.query import SearchQuery
 
+# how many statements a connection has prepared through ``models.db.batch``
+PREPARED = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_engram\\_%%'"
+
 
 def search_directly(
     servers: Any,
@@ -42,9 +45,7 @@ def context_directly(
     each round trip's statements are added to ``batches``."""
 
     async def prepared(conn: Any) -> int:
-        cur = await conn.execute(
-            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_engram\\_%%'"
-        )
+        cur = await conn.execute(PREPARED)
         return int((await cur.fetchone())[0])
 
     async def work(read: Reader, pool: Any) -> tuple[Context, int]:
