@@ -84,18 +84,18 @@ _APPROXIMATE = f"""
 # So a selective filter on a large user gets the exact answer, at the cost of a small one.
 # Under row security the metadata index cannot serve a filter directly (``@>`` is not
 # leakproof): when the filter names values an index can find, ``memories_containing`` /
-# ``chunks_containing`` (migration 0022) return the items holding them, a superset of the
-# matches, through an index keyed by user and value; otherwise the candidates are the
-# user's items that meet the conditions, read through their user index.
+# ``chunks_containing`` (migrations 0022, 0027) return the items holding them, a superset of
+# the matches, through an index keyed by user and value, and stop at the count asked for;
+# otherwise the candidates are the user's items that meet the conditions, read through
+# their user index.
 _CANDIDATES = {
     "scan": f"""
         SELECT m.id FROM {{source}} m
         WHERE m.user_id = %(user_id)s AND {ITEM_CONDITIONS} {{gate}}
         LIMIT %(selective_max)s + 1""",
     "index": """
-        SELECT h.id FROM {containing}(%(contains)s::jsonb[]) h
-        WHERE TRUE {gate}
-        LIMIT %(selective_max)s + 1""",
+        SELECT h.id FROM {containing}(%(contains)s::jsonb[], %(selective_max)s + 1) h
+        WHERE TRUE {gate}""",
 }
 _SELECTIVE = f"""
     WITH {{counting}} {_TAIL}

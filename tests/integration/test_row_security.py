@@ -175,14 +175,17 @@ def test_the_text_match_functions_find_only_the_scoped_users_items(app_db, two_u
     assert _matching(app_db, "chunks_matching", words, {"engram.user_id": alice}) == set()
 
 
-def _containing(app_db, function: str, documents: list[dict], scope: dict[str, str]) -> set[str]:
+def _containing(
+    app_db, function: str, documents: list[dict], scope: dict[str, str], max_rows: int | None = None
+) -> set[str]:
     """The contents ``function`` finds for metadata ``documents`` in a transaction of
-    ``scope``."""
+    ``scope``, at most ``max_rows`` of them."""
     with app_db.transaction():
         for name, value in scope.items():
             app_db.execute("SELECT set_config(%s, %s, true)", [name, value])
         found = app_db.execute(
-            f"SELECT id FROM {function}(%s::jsonb[])", [[Jsonb(d) for d in documents]]
+            f"SELECT id FROM {function}(%s::jsonb[], %s)",
+            [[Jsonb(d) for d in documents], max_rows],
         )
         ids = [row[0] for row in found]
         app_db.execute("SELECT set_config('engram.all_users', 'on', true)")
@@ -207,6 +210,9 @@ def test_the_metadata_match_functions_find_only_the_scoped_users_items(client, n
         "bob's red note",
         "bob's blue note",
     }
+    # they stop at the count asked for
+    one = _containing(app_db, function, both, {"engram.user_id": bob}, max_rows=1)
+    assert len(one) == 1 and one < {"bob's red note", "bob's blue note"}
     # a transaction that sees all users, or none, finds nothing through them
     assert _containing(app_db, function, both, {"engram.all_users": "on"}) == set()
     assert _containing(app_db, function, both, {}) == set()
@@ -218,7 +224,9 @@ def test_the_metadata_match_functions_find_only_the_scoped_users_items(client, n
     assert answer.status_code == 202, answer.text
     with app_db.transaction():
         app_db.execute("SELECT set_config('engram.user_id', %s, true)", [alice])
-        chunks = app_db.execute("SELECT id FROM chunks_containing(%s::jsonb[])", [[Jsonb(red[0])]])
+        chunks = app_db.execute(
+            "SELECT id FROM chunks_containing(%s::jsonb[], NULL)", [[Jsonb(red[0])]]
+        )
         found = {row[0] for row in chunks}
         owned = app_db.execute("SELECT id FROM chunks WHERE user_id = %s", [alice]).fetchall()
     assert found == {row[0] for row in owned} and found
@@ -237,10 +245,11 @@ def test_the_match_functions_are_the_service_roles_only(db):
         """
     ).fetchall()
     search_path = ["search_path=pg_catalog, pg_temp"]
+    index_only = [*search_path, "enable_seqscan=off"]  # its keyed metadata index
     assert rows == [
-        ("chunks_containing", True, search_path, True, False),
+        ("chunks_containing", True, index_only, True, False),
         ("chunks_matching", True, search_path, True, False),
-        ("memories_containing", True, search_path, True, False),
+        ("memories_containing", True, index_only, True, False),
         ("memories_matching", True, search_path, True, False),
         ("merge_pending_entries", True, search_path, True, False),
     ]
