@@ -1,5 +1,6 @@
 """What the HTTP API adds to a search: small users' searches through one or more API processes,
-through the search code in-process and as raw SQL, in turns, in one run.
+through the search code in-process, as the service's own statements raw and as the floor's raw
+SQL, in turns, in one run.
 
     python bench/search.py --rows 100000 --home /tmp/h --no-write   # loads the data once
     python bench/http_overhead.py --home /tmp/h
@@ -10,11 +11,14 @@ a checkout of this repository that ``engram api`` is started from (its own proce
 shipped: rate limits leased from Redis, keys remembered), so two versions of the service are
 timed against each other query by query. The users are the small ones (searched exactly),
 where the HTTP layer is the largest share of a search: what it adds does not depend on the
-table's size. Prints each run's median, its difference to the raw floor and to the search
-code in-process, the median of paired differences between the APIs, each API's CPU time per
-search (all its threads, from the scheduler's count), and what one search costs each API in
-PostgreSQL transactions and Redis commands. The harness's own modules (the raw SQL, the
-search code in-process) are the ones on its path: with ``PYTHONPATH`` set to one checkout,
+table's size. The service's own statements (``service_sql``: its scope, then its vector
+statement, as its role, row security on) against the floor's simpler one show what the
+service's SQL adds; the search code in-process against them, what its Python adds. Prints
+each run's median, its difference to the raw floor and to the search code in-process, the
+median of paired differences between the APIs, each API's CPU time per search (all its
+threads, from the scheduler's count), and what one search costs each API in PostgreSQL
+transactions and Redis commands. The harness's own modules (the raw SQL, the search code
+in-process) are the ones on its path: with ``PYTHONPATH`` set to one checkout,
 every API is measured against the same floor.
 """
 
@@ -46,12 +50,17 @@ from search import (
     InProcess,
     clustered,
     raw_sql,
+    scope_of,
     through_service,
     user_sizes,
 )
 
 from models.db import schema
-from models.search.statements import GENERIC_PLANS, NO_PARALLEL_WORKERS
+from models.db.batch import Statement
+from models.db.scope import set_configs
+from models.embedding.spaces import MINILM_384
+from models.search.query import SearchQuery
+from models.search.statements import GENERIC_PLANS, NO_PARALLEL_WORKERS, Statements
 from service.ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +132,25 @@ def costs(
     return {"pg_transactions": (after[0] - before[0]) / n, "redis_commands": redis_commands}
 
 
+def service_statement(user: str, query: np.ndarray) -> Statement:
+    """The vector statement the service sends for a small user's plain search."""
+    return Statements(MINILM_384, user, SearchQuery(vector=query, k=10), cap=20_000).vector(
+        "memory", "exact"
+    )
+
+
+def service_sql(conn: psycopg.Connection[Any], user: str, statement: Statement) -> float:
+    """Seconds for what the service sends for that search, raw through psycopg as the
+    service's role: the scope with the search's settings, then the statement (counted, gated,
+    naming the message of a hit), in one round trip."""
+    started = time.perf_counter()
+    with conn.pipeline():
+        conn.execute(*set_configs(scope_of(user) | NO_PARALLEL_WORKERS | GENERIC_PLANS))
+        cursor = conn.execute(statement.query, statement.params, prepare=True)
+    cursor.fetchall()
+    return time.perf_counter() - started
+
+
 def report(times: dict[str, list[float]], apis: list[str], cpu: dict[str, float]) -> None:
     """Medians, their differences to the floor and to the search code, CPU, pairs."""
     ms = {name: [t * 1000 for t in values] for name, values in times.items()}
@@ -185,14 +213,20 @@ def main() -> int:
         for user in users:
             clients[0].key_for(user)
         direct = InProcess(postgres.url_for(schema.APP_ROLE), exact_max_rows=20_000)
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            register_vector(conn)
-            for name, value in (NO_PARALLEL_WORKERS | GENERIC_PLANS).items():
-                conn.execute(f"SET {name} = {value}")
+        with (
+            psycopg.connect(admin_url, autocommit=True) as conn,
+            psycopg.connect(postgres.url_for(schema.APP_ROLE), autocommit=True) as app,
+        ):
+            for session in (conn, app):
+                register_vector(session)
+                for name, value in (NO_PARALLEL_WORKERS | GENERIC_PLANS).items():
+                    session.execute(f"SET {name} = {value}")
             rng = np.random.default_rng(3)
             asked = [(random.Random(n).choice(users), clustered(rng, centers, 1)[0])
                      for n in range(args.queries + 200)]  # fmt: skip
-            times: dict[str, list[float]] = {name: [] for name in [*names, "in_process", "raw_sql"]}
+            times: dict[str, list[float]] = {
+                name: [] for name in [*names, "in_process", "service_sql", "raw_sql"]
+            }
             cpu = dict.fromkeys(names, 0.0)
             for n, (user, query) in enumerate(asked):
                 runs: dict[str, Callable[[], float]] = {
@@ -200,6 +234,9 @@ def main() -> int:
                     for name, client in zip(names, clients, strict=True)
                 }
                 runs["in_process"] = functools.partial(direct.search, user, query)
+                runs["service_sql"] = functools.partial(
+                    service_sql, app, user, service_statement(user, query)
+                )
                 runs["raw_sql"] = functools.partial(raw_sql, conn, user, query, big=False)
                 # in a new order each time: a run right after an API's finds that process
                 # still finishing its answer, and the later ones find the user's pages cached
