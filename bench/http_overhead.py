@@ -217,10 +217,10 @@ def main() -> int:
             psycopg.connect(admin_url, autocommit=True) as conn,
             psycopg.connect(postgres.url_for(schema.APP_ROLE), autocommit=True) as app,
         ):
-            for session in (conn, app):
-                register_vector(session)
-                for name, value in (NO_PARALLEL_WORKERS | GENERIC_PLANS).items():
-                    session.execute(f"SET {name} = {value}")
+            register_vector(conn)
+            register_vector(app)  # its settings come with each scope, as the service's do
+            for name, value in (NO_PARALLEL_WORKERS | GENERIC_PLANS).items():
+                conn.execute(f"SET {name} = {value}")
             rng = np.random.default_rng(3)
             asked = [(random.Random(n).choice(users), clustered(rng, centers, 1)[0])
                      for n in range(args.queries + 200)]  # fmt: skip
