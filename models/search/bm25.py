@@ -20,13 +20,17 @@ from models.search.sources import FROM, WHERE
 # terms, or, when every term is common, the items holding all of them. So a query with a
 # frequent word does not read tens of thousands of items of a large user, and a user of up
 # to ``COMMON_FLOOR`` items is ranked over every item holding any term, as plain BM25 ranks.
-# How common a term is comes from a sample (the user's first ``TEXT_SAMPLE`` items by id,
-# every item up to that size), read only for users over ``COMMON_FLOOR`` items; a common
-# term's df is its share of the sample times n, every other df is counted exactly.
+# How common a term is comes from a sample of the user's items (their first by id), read
+# only for users over ``COMMON_FLOOR`` items: big enough that a term held by just enough
+# items to be common is expected in ``SAMPLE_HITS`` of it (a twentieth of the user's items
+# by default), and at most ``TEXT_SAMPLE`` items; a common term's df is its share of the
+# sample times n, every other df is counted exactly.
 # The candidates are found once, through the full-text index, by ``memories_matching`` /
 # ``chunks_matching`` (migration 0019: under row security a full-text match could not use
 # the index, as ``@@`` is not leakproof; those functions apply the policies' user condition
-# themselves). tf and each one's length come from their terms (``postings``). Every
+# themselves). tf comes from the positions of the query's terms in the item (its other
+# terms filtered out in C: ``setweight`` marks the query's terms, ``ts_filter`` keeps them),
+# and its length from the positions of all its terms (``postings``). Every
 # candidate is scored before any is joined to its vector and checked against the search's
 # conditions, best first, so only about ``limit`` items are read again. A score sums its
 # terms in one order (the lexemes' bytes), so equal items score equally every time, and the
@@ -36,10 +40,11 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 COMMON_FLOOR = 1000
 COMMON_SHARE = 0.01
+SAMPLE_HITS = 50
 TEXT_SAMPLE = 2000
 TEXT = f"""
     WITH terms AS MATERIALIZED (
-        SELECT w.lexeme
+        SELECT w.lexeme, quote_literal(w.lexeme)::tsquery AS query
         FROM unnest(to_tsvector(%(config)s::regconfig, %(text)s)) AS w
         ORDER BY w.positions[1] LIMIT %(max_terms)s),
     stats AS MATERIALIZED (
@@ -51,7 +56,9 @@ TEXT = f"""
         SELECT b.content_tsv FROM {{base}} b
         WHERE (SELECT n FROM stats) > %(common_floor)s
           AND b.user_id = %(user_id)s AND b.text_config = %(config)s::regconfig
-        ORDER BY b.id LIMIT %(sample)s),
+        ORDER BY b.id
+        LIMIT (SELECT least(%(sample)s, ceil(%(sample_hits)s * n / greatest(
+                   %(common_floor)s, %(common_share)s * n)))::bigint FROM stats)),
     classed AS MATERIALIZED (
         SELECT t.lexeme, c.share * st.n AS estimate,
                st.n > %(common_floor)s
@@ -59,7 +66,7 @@ TEXT = f"""
         FROM terms t CROSS JOIN stats st
         CROSS JOIN LATERAL (
             SELECT coalesce(count(*) FILTER (
-                       WHERE s.content_tsv @@ quote_literal(t.lexeme)::tsquery)::float8
+                       WHERE s.content_tsv @@ t.query)::float8
                    / nullif(count(*), 0), 0) AS share
             FROM sampled s) c),
     holding AS MATERIALIZED (
@@ -75,8 +82,9 @@ TEXT = f"""
         FROM holding h
         CROSS JOIN LATERAL (SELECT coalesce(sum(cardinality(positions)), 0) AS length
                             FROM unnest(h.content_tsv)) l
-        CROSS JOIN LATERAL unnest(h.content_tsv) u
-        WHERE u.lexeme IN (SELECT lexeme FROM terms)),
+        CROSS JOIN LATERAL unnest(ts_filter(
+            setweight(setweight(h.content_tsv, 'D'), 'A', (SELECT array_agg(lexeme) FROM terms)),
+            ARRAY['a'::"char"])) u),
     weighed AS MATERIALIZED (
         SELECT c.lexeme, ln(1 + (st.n - d.df + 0.5) / (d.df + 0.5)) AS idf
         FROM classed c

@@ -321,6 +321,7 @@ class Statements:
             "common_floor": bm25.COMMON_FLOOR,
             "common_share": bm25.COMMON_SHARE,
             "sample": bm25.TEXT_SAMPLE,
+            "sample_hits": bm25.SAMPLE_HITS,
         }
         return self._statement(kind, "text", params, hit_rows)
 

@@ -8,6 +8,7 @@ by vector scores 0), which lets these tests look at BM25 through the API.
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import pytest
@@ -41,6 +42,35 @@ def test_shorter_items_rank_first_for_the_same_words(client, new_user):
     long = "The invoice " + " ".join(f"line{n}" for n in range(60)) + " was paid."
     add_memories(client, user, headers, [long, "The invoice was paid."])
     assert text_ranking(client, user, headers, "invoice paid") == ["The invoice was paid.", long]
+
+
+def test_scores_are_bm25s(client, new_user):
+    """Each item's score is its BM25 over the user's items (in ``simple``, a word is a term),
+    relative to the best one's: how often an item holds a term and its length count."""
+    user, headers = new_user()
+    items = ["apple apple pear", "apple plum plum plum kiwi", "pear kiwi fig", "fig fig date"]
+    body = {"memories": [{"content": c} for c in items], "language": "simple", "wait": True}
+    assert client.post(f"/v1/users/{user}/memories", json=body, headers=headers).status_code == 200
+    body = {"query": "apple fig", "mode": "hybrid", "fusion": TEXT_ONLY, "language": "simple"}
+    found = search(client, user, headers, k=10, **body)
+    words = [item.split() for item in items]
+    average = sum(map(len, words)) / len(words)
+
+    def bm25_of(terms: list[str]) -> float:
+        score = 0.0
+        for term in ("apple", "fig"):
+            df = sum(term in other for other in words)
+            idf = math.log(1 + (len(words) - df + 0.5) / (df + 0.5))
+            tf = terms.count(term)
+            norm = 1 - bm25.BM25_B + bm25.BM25_B * len(terms) / average
+            score += idf * tf * (bm25.BM25_K1 + 1) / (tf + bm25.BM25_K1 * norm)
+        return score
+
+    expected = {item: bm25_of(terms) for item, terms in zip(items, words, strict=True)}
+    best = max(expected.values())
+    assert {hit["content"]: hit["score"] for hit in found} == pytest.approx(
+        {item: score / best for item, score in expected.items()}
+    )
 
 
 def test_english_stems_words_and_drops_stop_words(client, new_user):
@@ -215,3 +245,30 @@ def test_common_words_score_but_do_not_make_candidates(client, new_user, monkeyp
     assert set(text_ranking(client, user, headers, "harbour lights", k=20)) == set(lights)
     # every word common ("quiet" is in 6 of 10): the items holding both
     assert set(text_ranking(client, user, headers, "quiet harbour", k=20)) == set(harbour)
+
+
+def test_how_common_a_word_is_comes_from_a_sample_of_the_first_items(client, new_user, monkeypatch):
+    """The sample is the user's first items by id, as many as make a word on the line
+    between common and not expected in ``SAMPLE_HITS`` of them: a word all of the sample
+    holds is common though most of the user's items do not hold it."""
+    user, headers = new_user()
+    harbour = [f"The harbour was quiet on day {n}." for n in range(4)]
+    fields = [f"A field of barley, number {n}." for n in range(4)]
+    zeppelin = ["A zeppelin flew over the town.", "The zeppelin landed on the hill."]
+    memories = [
+        {"id": str(uuid.UUID(int=n + 1)), "content": content}
+        for n, content in enumerate([*harbour, *fields, *zeppelin])
+    ]
+    answer = client.post(
+        f"/v1/users/{user}/memories", json={"memories": memories, "wait": True}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    monkeypatch.setattr(bm25, "COMMON_FLOOR", 5)
+    monkeypatch.setattr(bm25, "COMMON_SHARE", 0.3)
+    # a sample of every item: "harbour" is in 4 of 10, not common, and finds its items
+    found = text_ranking(client, user, headers, "harbour zeppelin", k=20)
+    assert set(found) == {*harbour, *zeppelin}
+    # a sample of the first 4 (2 hits at the line, 5 items of 10): all of them hold it
+    monkeypatch.setattr(bm25, "SAMPLE_HITS", 2)
+    found = text_ranking(client, user, headers, "harbour zeppelin", k=20)
+    assert set(found) == set(zeppelin)
