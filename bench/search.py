@@ -670,6 +670,7 @@ def tokens_for(port: int, users: list[str]) -> dict[str, str]:
 SELECTIVE: dict[str, dict[str, Any]] = {
     "0.1%": {"per_mille": 7},
     "1%": {"per_mille": {"$in": list(range(10))}},
+    "5%": {"per_mille": {"$in": list(range(50))}},  # just over the items measured exactly
     "10%": {"tenth": 3},
 }
 FILTERED_TRUTH = """
@@ -684,7 +685,7 @@ def selective_filters(
     client: Api, conn: psycopg.Connection[Any], centers: np.ndarray, *, queries: int
 ) -> dict[str, Any]:
     """Recall@10 and latency through the service for the largest user (``u0``) with filters
-    that 0.1%, 1% and 10% of their items meet; the truth is every matching item measured,
+    that 0.1%, 1%, 5% and 10% of their items meet; the truth is every matching item measured,
     by the same filter compiled the same way."""
     rng = np.random.default_rng(12)
     found: dict[str, Any] = {}
