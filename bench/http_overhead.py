@@ -46,9 +46,11 @@ from pgvector.psycopg import register_vector
 from search import (
     ADMIN,
     DIMS,
+    EXACT_MAX_ROWS,
     Api,
     InProcess,
     clustered,
+    raw_batch,
     raw_sql,
     scope_of,
     through_service,
@@ -57,7 +59,6 @@ from search import (
 
 from models.db import schema
 from models.db.batch import Statement
-from models.db.scope import set_configs
 from models.embedding.spaces import MINILM_384
 from models.search.query import SearchQuery
 from models.search.statements import GENERIC_PLANS, NO_PARALLEL_WORKERS, Statements
@@ -134,21 +135,16 @@ def costs(
 
 def service_statement(user: str, query: np.ndarray) -> Statement:
     """The vector statement the service sends for a small user's plain search."""
-    return Statements(MINILM_384, user, SearchQuery(vector=query, k=10), cap=20_000).vector(
-        "memory", "exact"
-    )
+    statements = Statements(MINILM_384, user, SearchQuery(vector=query, k=10), cap=EXACT_MAX_ROWS)
+    return statements.vector("memory", "exact")
 
 
 def service_sql(conn: psycopg.Connection[Any], user: str, statement: Statement) -> float:
     """Seconds for what the service sends for that search, raw through psycopg as the
     service's role: the scope with the search's settings, then the statement (counted, gated,
     naming the message of a hit), in one round trip."""
-    started = time.perf_counter()
-    with conn.pipeline():
-        conn.execute(*set_configs(scope_of(user) | NO_PARALLEL_WORKERS | GENERIC_PLANS))
-        cursor = conn.execute(statement.query, statement.params, prepare=True)
-    cursor.fetchall()
-    return time.perf_counter() - started
+    settings = scope_of(user) | NO_PARALLEL_WORKERS | GENERIC_PLANS
+    return raw_batch(conn, [statement], settings, prepare=True)
 
 
 def report(times: dict[str, list[float]], apis: list[str], cpu: dict[str, float]) -> None:
@@ -212,7 +208,7 @@ def main() -> int:
             client.tokens = clients[0].tokens  # one key per user, for every API
         for user in users:
             clients[0].key_for(user)
-        direct = InProcess(postgres.url_for(schema.APP_ROLE), exact_max_rows=20_000)
+        direct = InProcess(postgres.url_for(schema.APP_ROLE), exact_max_rows=EXACT_MAX_ROWS)
         with (
             psycopg.connect(admin_url, autocommit=True) as conn,
             psycopg.connect(postgres.url_for(schema.APP_ROLE), autocommit=True) as app,

@@ -579,7 +579,7 @@ def raw_hybrid(
     round_ = plan.next_round()
     assert round_ is not None
     settings = scope_of(user) | round_.settings
-    return _raw_batch(conn, round_.statements, settings)
+    return raw_batch(conn, round_.statements, settings)
 
 
 def scope_of(user: str) -> dict[str, str]:
@@ -593,16 +593,22 @@ def raw_text(conn: psycopg.Connection[Any], user: str, query: SearchQuery) -> fl
     scoped to ``user``: as the owner, or on a connection of the service's role (row security
     on)."""
     statement = Statements(MINILM_384, user, query, cap=0).text("memory")
-    return _raw_batch(conn, [statement], scope_of(user) | NO_PARALLEL_WORKERS | CUSTOM_PLANS)
+    return raw_batch(conn, [statement], scope_of(user) | NO_PARALLEL_WORKERS | CUSTOM_PLANS)
 
 
-def _raw_batch(
-    conn: psycopg.Connection[Any], statements: list[Statement], settings: dict[str, str]
+def raw_batch(
+    conn: psycopg.Connection[Any],
+    statements: list[Statement],
+    settings: dict[str, str],
+    *,
+    prepare: bool = False,
 ) -> float:
+    """Seconds for ``settings`` and then ``statements`` (prepared, as the service's are, when
+    ``prepare``) through psycopg, in one round trip."""
     started = time.perf_counter()
     with conn.pipeline():
         conn.execute(*set_configs(settings))
-        cursors = [conn.execute(s.query, s.params) for s in statements]
+        cursors = [conn.execute(s.query, s.params, prepare=prepare) for s in statements]
     for cursor in cursors:
         cursor.fetchall()
     return time.perf_counter() - started

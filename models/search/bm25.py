@@ -15,11 +15,12 @@ from models.search.sources import FROM, WHERE
 # a query of thousands of words costs no more than one of a few dozen.
 # Words many of a large user's items hold (Lucene's "common terms"): a term is common when
 # the user has more than ``COMMON_FLOOR`` items of the type and more than ``COMMON_FLOOR``
-# of them, and more than ``COMMON_SHARE`` of them, hold the term. Common terms score an item,
-# but do not make it a candidate: the candidates are the items holding one of the other
-# terms, or, when every term is common, the items holding all of them. So a query with a
-# frequent word does not read tens of thousands of items of a large user, and a user of up
-# to ``COMMON_FLOOR`` items is ranked over every item holding any term, as plain BM25 ranks.
+# of them, and more than ``COMMON_SHARE`` of them, hold the term (more than ``common_at``
+# items). Common terms score an item, but do not make it a candidate: the candidates are
+# the items holding one of the other terms, or, when every term is common, the items
+# holding all of them. So a query with a frequent word does not read tens of thousands of
+# items of a large user, and a user of up to ``COMMON_FLOOR`` items is ranked over every
+# item holding any term, as plain BM25 ranks.
 # How common a term is comes from a sample of the user's items (their first by id), read
 # only for users over ``COMMON_FLOOR`` items: big enough that a term held by just enough
 # items to be common is expected in ``SAMPLE_HITS`` of it (a twentieth of the user's items
@@ -48,21 +49,23 @@ TEXT = f"""
         FROM unnest(to_tsvector(%(config)s::regconfig, %(text)s)) AS w
         ORDER BY w.positions[1] LIMIT %(max_terms)s),
     stats AS MATERIALIZED (
-        SELECT greatest(coalesce(sum(s.items), 0), 1)::float8 AS n,
-               greatest(coalesce(sum(s.terms)::float8 / nullif(sum(s.items), 0), 1), 1) AS avgdl
-        FROM text_stats s
-        WHERE s.user_id = %(user_id)s AND s.kind = {{kind}} AND s.config = %(config)s::regconfig),
+        SELECT u.n, u.avgdl, greatest(%(common_floor)s, %(common_share)s * u.n) AS common_at
+        FROM (SELECT greatest(coalesce(sum(s.items), 0), 1)::float8 AS n,
+                     greatest(coalesce(sum(s.terms)::float8 / nullif(sum(s.items), 0), 1), 1)
+                     AS avgdl
+              FROM text_stats s
+              WHERE s.user_id = %(user_id)s AND s.kind = {{kind}}
+                AND s.config = %(config)s::regconfig) u),
     sampled AS MATERIALIZED (
         SELECT b.content_tsv FROM {{base}} b
         WHERE (SELECT n FROM stats) > %(common_floor)s
           AND b.user_id = %(user_id)s AND b.text_config = %(config)s::regconfig
         ORDER BY b.id
-        LIMIT (SELECT least(%(sample)s, ceil(%(sample_hits)s * n / greatest(
-                   %(common_floor)s, %(common_share)s * n)))::bigint FROM stats)),
+        LIMIT (SELECT least(%(sample)s, ceil(%(sample_hits)s * n / common_at))::bigint
+               FROM stats)),
     classed AS MATERIALIZED (
         SELECT t.lexeme, c.share * st.n AS estimate,
-               st.n > %(common_floor)s
-               AND c.share * st.n > greatest(%(common_floor)s, %(common_share)s * st.n) AS common
+               st.n > %(common_floor)s AND c.share * st.n > st.common_at AS common
         FROM terms t CROSS JOIN stats st
         CROSS JOIN LATERAL (
             SELECT coalesce(count(*) FILTER (
