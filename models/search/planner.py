@@ -126,7 +126,7 @@ class Planner:
         # The HNSW settings (no sorts, no sequential scans) must not reach the other
         # statements' plans: they go with the scope when only HNSW statements follow, else
         # in a statement of their own after the others.
-        hnsw = hnsw_settings(self.ef_search, self.query.depth)
+        hnsw = hnsw_settings(self.ef_search, self.query.depth, filtered=self.query.filters_items)
         approximate = [kind for kind, scan in self.pending.items() if scan == "approximate"]
         if approximate and not statements:
             settings |= hnsw

@@ -52,6 +52,9 @@ UNINDEXED_MAX = 2000
 # misses true neighbours when the conditions leave a small share of the user, and is exact
 # and faster than measuring them all when they leave a large one (docs/benchmarks.md).
 SELECTIVE_MAX = 5000
+# The HNSW index read with conditions on the items returns the nearest it finds in relaxed
+# order, so this many more than wanted are read and the best kept (docs/benchmarks.md).
+RELAXED_SLACK = 10
 
 _MATCHES = "SELECT " + COLUMNS + ", v.embedding <=> {query} AS distance" + FROM + WHERE
 # The HNSW path: the nearest of the user's indexed vectors in the index's order, beside all
@@ -80,14 +83,17 @@ _APPROXIMATE = f"""
 # at most ``SELECTIVE_MAX`` are, their vectors are all measured, and the nearest
 # ``2k + 20`` are joined to their items and checked against the conditions (an answer left short
 # is searched again in full, the planner's ``all`` scan); only when more are, the index is
-# read (with pgvector's iterative scan, which looks further while the conditions reject).
-# So a selective filter on a large user gets the exact answer, at the cost of a small one.
+# read with the conditions (pgvector's iterative scan, which looks further while they
+# reject; in relaxed order, as ``hnsw_settings`` says, so ``RELAXED_SLACK`` more are read
+# and the best kept). So a selective filter on a large user gets the exact answer, at the
+# cost of a small one.
 # Under row security the metadata index cannot serve a filter directly (``@>`` is not
 # leakproof): when the filter names values an index can find, ``memories_containing`` /
-# ``chunks_containing`` (migrations 0022, 0027) return the items holding them, a superset of
-# the matches, through an index keyed by user and value, and stop at the count asked for;
-# otherwise the candidates are the user's items that meet the conditions, read through
-# their user index.
+# ``chunks_containing`` (migrations 0022, 0027, 0028) return the items holding them, a
+# superset of the matches, through an index keyed by user and value, one value at a time
+# (an item holding two of the values comes twice: it is counted twice, and measured once),
+# and stop at the count asked for; otherwise the candidates are the user's items that meet
+# the conditions, read through their user index.
 _CANDIDATES = {
     "scan": f"""
         SELECT m.id FROM {{source}} m
@@ -99,8 +105,10 @@ _CANDIDATES = {
 }
 _SELECTIVE = f"""
     WITH {{counting}} {_TAIL}
-    candidates AS MATERIALIZED ({{candidates}}),
-    selective AS MATERIALIZED (SELECT count(*) <= %(selective_max)s AS yes FROM candidates),
+    candidates AS MATERIALIZED (
+        SELECT c.id, count(*) AS found FROM ({{candidates}}) c GROUP BY c.id),
+    selective AS MATERIALIZED (
+        SELECT coalesce(sum(found), 0) <= %(selective_max)s AS yes FROM candidates),
     nearest AS MATERIALIZED (
         SELECT c.id AS item_id, (v.embedding <=> {{query}}) + 0 AS distance
         FROM candidates c
@@ -114,7 +122,7 @@ _SELECTIVE = f"""
          WHERE {ITEM_CONDITIONS})
         UNION ALL
         ({{indexed}} AND v.indexed AND NOT (SELECT yes FROM selective) {{gate}}
-         ORDER BY distance LIMIT %(limit)s)
+         ORDER BY distance LIMIT %(limit)s + %(relaxed_slack)s)
         UNION ALL
         ({_TAIL_MATCHES} AND NOT (SELECT yes FROM selective))),
     ranked AS ({{ranked}})
@@ -225,15 +233,18 @@ class ItemVector(NamedTuple):
     embedding: Any
 
 
-def hnsw_settings(ef_search: int, limit: int) -> dict[str, str]:
+def hnsw_settings(ef_search: int, limit: int, *, filtered: bool = False) -> dict[str, str]:
     """The HNSW path's settings, for the rest of its transaction only (a pooled connection
     never carries them on). Without sorts and sequential scans, the HNSW index is the plan
     that gives order. Without hash and merge joins, what the index, the unindexed tail or a
     filter's candidates found is joined to its items by their key: the planner cannot know
     that the tail is empty or small, and a hash join reads every item of a large user to
-    build its table."""
+    build its table. A ``filtered`` read, whose conditions reject most of what the index
+    finds, continues in relaxed order: in strict order, pgvector drops a vector found after
+    a farther one was returned, and a filter that a few percent of a large user meet lost
+    a tenth of its nearest items that way."""
     return {
-        "hnsw.iterative_scan": "strict_order",
+        "hnsw.iterative_scan": "relaxed_order" if filtered else "strict_order",
         "hnsw.ef_search": str(min(1000, max(ef_search, 2 * limit))),
         "hnsw.max_scan_tuples": "1000000",
         "enable_sort": "off",
@@ -299,6 +310,7 @@ class Statements:
             "window": self.window,
             "nearest": depth * WINDOW_PER_RESULT + WINDOW_SLACK,
             "selective_max": SELECTIVE_MAX,
+            "relaxed_slack": RELAXED_SLACK,
             "space": space.name,
             "contains": [Jsonb(d) for d in documents or ()],
             **compiler.params,

@@ -213,6 +213,19 @@ def test_the_metadata_match_functions_find_only_the_scoped_users_items(client, n
     # they stop at the count asked for
     one = _containing(app_db, function, both, {"engram.user_id": bob}, max_rows=1)
     assert len(one) == 1 and one < {"bob's red note", "bob's blue note"}
+    # they read one document at a time: an item holding two of them comes once for each
+    carol, carol_headers = new_user()
+    dark_red = {"content": "carol's dark red note", "metadata": {"c": "red", "shade": "dark"}}
+    answer = client.post(
+        f"/v1/users/{carol}/memories", json={"memories": [dark_red]}, headers=carol_headers
+    )
+    assert answer.status_code in (200, 202), answer.text
+    with app_db.transaction():
+        app_db.execute("SELECT set_config('engram.user_id', %s, true)", [carol])
+        asked = [Jsonb({"c": "red"}), Jsonb({"shade": "dark"}), Jsonb({"c": "blue"})]
+        rows = app_db.execute(f"SELECT id FROM {function}(%s::jsonb[], NULL)", [asked])
+        found = [row[0] for row in rows]
+    assert len(found) == 2 and len(set(found)) == 1
     # a transaction that sees all users, or none, finds nothing through them
     assert _containing(app_db, function, both, {"engram.all_users": "on"}) == set()
     assert _containing(app_db, function, both, {}) == set()

@@ -477,23 +477,34 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
 ):
     """On the HNSW path, a filter that at most ``SELECTIVE_MAX`` items meet is answered by
     measuring those items (the index is not read); a broader one reads the index. Both
-    answer as an exact search does."""
+    answer as an exact search does, each item once, even one that meets two of the
+    filter's values."""
     user, headers = new_user()
     notes = [f"note {i} about {t}" for i, t in enumerate(["tea", "rain", "jazz", "chess"] * 30)]
     body = {
-        "memories": [{"content": c, "metadata": {"tenth": i % 10}} for i, c in enumerate(notes)],
+        "memories": [
+            {"content": c, "metadata": {"tenth": i % 10, "fifth": i % 5}}
+            for i, c in enumerate(notes)
+        ],
         "wait": True,
     }
     answer = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert index_vectors(servers, user) == 120
-    monkeypatch.setattr(statements, "SELECTIVE_MAX", 20)  # as selective for this small user
     register_vector(db)
     vector = embedder.encode(["jazz records"])[0]
 
-    # an equality is found through the metadata index; a range by reading the user's items
-    cases = (({"tenth": 3}, False, True), ({"tenth": {"$lt": 6}}, True, False))
-    for condition, read_index, through_metadata_index in cases:
+    # an equality is found through the metadata index; a range by reading the user's items;
+    # the 12 notes of tenth 2 are among the 24 of fifth 2, so the index finds 36 for 24
+    both = {"$or": [{"tenth": 2}, {"fifth": 2}]}
+    cases = (
+        ({"tenth": 3}, 20, False, True),
+        ({"tenth": {"$lt": 6}}, 20, True, False),
+        (both, 36, False, True),
+        (both, 35, True, True),  # counted by value: 36 is more than 35, though 24 items
+    )
+    for condition, selective_max, read_index, through_metadata_index in cases:
+        monkeypatch.setattr(statements, "SELECTIVE_MAX", selective_max)  # this small user
         query = SearchQuery(vector=vector, k=10, metadata=condition)
         sent: list[Any] = []
         hnsw = search_directly(servers, user, query, sent, exact_max_rows=20)
@@ -503,7 +514,8 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
         (statement,) = [s for s in sent if "candidates" in s.query]
         assert ("memories_containing" in statement.query) == through_metadata_index
         with db.transaction():
-            for name, value in hnsw_settings(800, 10).items():  # as the planner sends it
+            settings = {"engram.user_id": user, **hnsw_settings(800, 10, filtered=True)}
+            for name, value in settings.items():  # as the planner sends them
                 db.execute("SELECT set_config(%s, %s, true)", [name, value])
             plan = "\n".join(
                 row[0]
