@@ -676,7 +676,8 @@ def tokens_for(port: int, users: list[str]) -> dict[str, str]:
 SELECTIVE: dict[str, dict[str, Any]] = {
     "0.1%": {"per_mille": 7},
     "1%": {"per_mille": {"$in": list(range(10))}},
-    "5%": {"per_mille": {"$in": list(range(50))}},  # just over the items measured exactly
+    "3%": {"per_mille": {"$in": list(range(30))}},  # under the items measured exactly
+    "5%": {"per_mille": {"$in": list(range(50))}},  # just over them: the index is read
     "10%": {"tenth": 3},
 }
 FILTERED_TRUTH = """
@@ -691,7 +692,7 @@ def selective_filters(
     client: Api, conn: psycopg.Connection[Any], centers: np.ndarray, *, queries: int
 ) -> dict[str, Any]:
     """Recall@10 and latency through the service for the largest user (``u0``) with filters
-    that 0.1%, 1%, 5% and 10% of their items meet; the truth is every matching item measured,
+    that 0.1%, 1%, 3%, 5% and 10% of their items meet; the truth is every matching item measured,
     by the same filter compiled the same way."""
     rng = np.random.default_rng(12)
     found: dict[str, Any] = {}
@@ -951,7 +952,8 @@ def write_report(results: dict[str, Any]) -> None:
         "items meet: recall@10 against every matching item measured, and the latency "
         f"through the service ({next(iter(results['selective_filters'].values()))['n']} "
         "queries each). A filter that at most 5,000 items meet is answered by measuring "
-        "those items, found through the metadata index; a broader one reads the HNSW index.",
+        "those items, found through the metadata index; a broader one reads the HNSW index "
+        "with the filter.",
         "",
         "| filter meets | items | recall@10 | p50 | p95 |",
         "| --- | --- | --- | --- | --- |",
