@@ -50,8 +50,9 @@ UNINDEXED_MAX = 2000
 # A large user's items that a search's conditions leave are measured exactly when they are
 # at most this many; more, and the HNSW index is read with those conditions: the index
 # misses true neighbours when the conditions leave a small share of the user, and is exact
-# and faster than measuring them all when they leave a large one (docs/benchmarks.md).
-SELECTIVE_MAX = 5000
+# and faster than measuring them all when they leave a large one: at about this many, the
+# two cost the same (docs/benchmarks.md).
+SELECTIVE_MAX = 6000
 # The HNSW index read with conditions on the items returns the nearest it finds in relaxed
 # order, so this many more than wanted are read and the best kept (docs/benchmarks.md).
 RELAXED_SLACK = 10
@@ -80,7 +81,8 @@ _APPROXIMATE = f"""
     {{answer}}"""
 # The HNSW path of a search with conditions on the items (metadata, session, times): a
 # large user's candidate items are found first, up to ``SELECTIVE_MAX`` + 1 of them. When
-# at most ``SELECTIVE_MAX`` are, their vectors are all measured, and the nearest
+# at most ``SELECTIVE_MAX`` are, their vectors are all measured (read through the vectors'
+# key in one index scan, which takes each item once), and the nearest
 # ``2k + 20`` are joined to their items and checked against the conditions (an answer left short
 # is searched again in full, the planner's ``all`` scan); only when more are, the index is
 # read with the conditions (pgvector's iterative scan, which looks further while they
@@ -91,7 +93,7 @@ _APPROXIMATE = f"""
 # leakproof): when the filter names values an index can find, ``memories_containing`` /
 # ``chunks_containing`` (migrations 0022, 0027, 0028) return the items holding them, a
 # superset of the matches, through an index keyed by user and value, one value at a time
-# (an item holding two of the values comes twice: it is counted twice, and measured once),
+# (an item holding two of the values comes twice: counted twice, measured once),
 # and stop at the count asked for; otherwise the candidates are the user's items that meet
 # the conditions, read through their user index.
 _CANDIDATES = {
@@ -105,16 +107,14 @@ _CANDIDATES = {
 }
 _SELECTIVE = f"""
     WITH {{counting}} {_TAIL}
-    candidates AS MATERIALIZED (
-        SELECT c.id, count(*) AS found FROM ({{candidates}}) c GROUP BY c.id),
-    selective AS MATERIALIZED (
-        SELECT coalesce(sum(found), 0) <= %(selective_max)s AS yes FROM candidates),
+    candidates AS MATERIALIZED ({{candidates}}),
+    selective AS MATERIALIZED (SELECT count(*) <= %(selective_max)s AS yes FROM candidates),
     nearest AS MATERIALIZED (
-        SELECT c.id AS item_id, (v.embedding <=> {{query}}) + 0 AS distance
-        FROM candidates c
-        JOIN {{table}} v ON v.user_id = %(user_id)s AND v.item_id = c.id
-        WHERE v.kind = {{kind}} AND (SELECT yes FROM selective)
-        ORDER BY distance, c.id LIMIT %(nearest)s),
+        SELECT v.item_id, (v.embedding <=> {{query}}) + 0 AS distance
+        FROM {{table}} v
+        WHERE v.user_id = %(user_id)s AND v.item_id = ANY(ARRAY(SELECT id FROM candidates))
+          AND v.kind = {{kind}} AND (SELECT yes FROM selective)
+        ORDER BY distance, v.item_id LIMIT %(nearest)s),
     matches AS (
         (SELECT {COLUMNS}, v.distance
          FROM nearest v
