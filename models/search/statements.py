@@ -93,9 +93,9 @@ _APPROXIMATE = f"""
 # leakproof): when the filter names values an index can find, ``memories_containing`` /
 # ``chunks_containing`` (migrations 0022, 0027, 0028) return the items holding them, a
 # superset of the matches, through an index keyed by user and value, one value at a time
-# (an item holding two of the values comes twice: counted twice, measured once),
-# and stop at the count asked for; otherwise the candidates are the user's items that meet
-# the conditions, read through their user index.
+# (an item holding two of the values comes twice: counted twice, measured once), and stop
+# at the count asked for; otherwise the candidates are the user's items that meet the
+# conditions, read through their user index.
 _CANDIDATES = {
     "scan": f"""
         SELECT m.id FROM {{source}} m
@@ -241,8 +241,8 @@ def hnsw_settings(ef_search: int, limit: int, *, filtered: bool = False) -> dict
     that the tail is empty or small, and a hash join reads every item of a large user to
     build its table. A ``filtered`` read, whose conditions reject most of what the index
     finds, continues in relaxed order: in strict order, pgvector drops a vector found after
-    a farther one was returned, and a filter that a few percent of a large user meet lost
-    a tenth of its nearest items that way."""
+    a farther one was returned, and so misses some of the nearest matches of a filter that
+    a few percent of a large user meet (docs/benchmarks.md)."""
     return {
         "hnsw.iterative_scan": "relaxed_order" if filtered else "strict_order",
         "hnsw.ef_search": str(min(1000, max(ef_search, 2 * limit))),
