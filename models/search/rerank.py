@@ -45,6 +45,20 @@ def fuse(rankings: Sequence[tuple[list[SearchHit], float]], *, k: int) -> list[S
     return _by_fused_score([msgspec.structs.replace(found[i], score=fused[i]) for i in fused])
 
 
+def best_ranks(rankings: Sequence[list[SearchHit]], *, k: int) -> list[SearchHit]:
+    """Reciprocal rank fusion of rankings of one set of items by different models: an item
+    in several keeps its best score, 1 / (k + rank), and the hit of that ranking, where
+    ``fuse`` would add them up (counting an item twice for having two vectors). Ties go to
+    the more similar item, then by id."""
+    best: dict[Any, SearchHit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            score = 1 / (k + rank)
+            if hit.id not in best or score > best[hit.id].score:
+                best[hit.id] = msgspec.structs.replace(hit, score=score)
+    return _by_fused_score(list(best.values()))
+
+
 def fuse_hybrid(vector: list[SearchHit], text: list[SearchHit], fusion: Fusion) -> list[SearchHit]:
     """The vector side's hits (by cosine similarity) and the text side's (``score``: BM25)
     fused as ``fusion`` says, best first."""

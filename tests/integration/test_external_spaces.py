@@ -431,6 +431,26 @@ def test_a_search_in_an_external_space_needs_the_query_vector(http, user):
     assert alone.status_code == 422 and f"space {MINILM_384.name} needs 384" in error_of(alone)
 
 
+def test_a_search_without_a_space_names_the_spaces_it_could_not_reach(http, user):
+    """Memories in the memory space and, by name, in big-2500: a search that names no space
+    with a 6-number vector covers the memory space and names big-2500, which such a vector
+    cannot search, as unsearched; the items of the space searched are all found."""
+    user_id, headers = user
+    small = store(http, user_id, headers, vectors(4, 6, seed=21))
+    query = {"vector": [1, 0, 0, 0, 0, 0], "types": ["memory"]}
+    before = search(http, user_id, headers, **query).json()
+    assert before["spaces"] == [SMALL] and before["unsearched"] == []
+    store(http, user_id, headers, vectors(3, 2500, seed=22), space=BIG)
+    answer = search(http, user_id, headers, **query)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["spaces"] == [SMALL] and found["unsearched"] == [BIG]
+    assert {h["id"] for h in found["results"]} == {m["id"] for m in small}
+    # with text too, minilm-384 (the documents) is searched beside it; big-2500 still not
+    both = search(http, user_id, headers, query="apple", vector=[1, 0, 0, 0, 0, 0]).json()
+    assert both["spaces"] == [SMALL, MINILM_384.name] and both["unsearched"] == [BIG]
+
+
 def test_documents_and_fills_in_an_external_space_are_422s(http, user, db):
     user_id, headers = user
     doc = {"documents": [{"content": "A manual."}], "space": SMALL}

@@ -217,6 +217,47 @@ def test_a_request_may_name_its_space(stack):
     assert stack.post("/v1/spaces/nope-7/backfill", headers=ADMIN).status_code == 404
 
 
+def test_a_search_without_a_space_covers_every_space_that_holds_the_users_items(stack, fake):
+    """Memories in minilm-384 (the memory space) and, by name, in openai-1536: a search that
+    names no space covers both and fuses their rankings. A user whose items are all in one
+    space gets that space alone. When the query cannot be embedded in the other space, the
+    search answers from the first one and names the other as unsearched."""
+    user, headers = new_user(stack)
+    here = add_memories(stack, user, headers, FACTS[:3])
+    body = {"memories": [{"content": c} for c in FACTS[3:]], "space": OPENAI_1536, "wait": True}
+    answer = stack.post(f"/v1/users/{user}/memories", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    there = answer.json()["memories"]
+    found = stack.post(
+        f"/v1/users/{user}/search", json={"query": "what is the wifi password?"}, headers=headers
+    ).json()
+    assert found["spaces"] == [MINILM_384.name, OPENAI_1536] and found["unsearched"] == []
+    assert len(found["results"]) == 5 and found["results"][0]["id"] == there[0]["id"]
+    assert {h["id"] for h in found["results"]} == {m["id"] for m in here + there}
+    assert len(search(stack, user, headers, query="what does alice drink?", k=4)) == 4
+    best = search(stack, user, headers, query="what is carol allergic to?", k=1)
+    assert best[0]["id"] == there[1]["id"]
+
+    alone, alone_headers = new_user(stack)
+    add_memories(stack, alone, alone_headers, FACTS[:2])
+    answer = stack.post(
+        f"/v1/users/{alone}/search", json={"query": "coffee"}, headers=alone_headers
+    )
+    assert answer.json()["spaces"] == [MINILM_384.name] and answer.json()["unsearched"] == []
+
+    fake.always("500")
+    try:
+        answer = stack.post(
+            f"/v1/users/{user}/search", json={"query": "who has a dog?"}, headers=headers
+        )
+    finally:
+        fake.clear()
+    assert answer.status_code == 200, answer.text
+    down = answer.json()
+    assert down["spaces"] == [MINILM_384.name] and down["unsearched"] == [OPENAI_1536]
+    assert {h["id"] for h in down["results"]} == {m["id"] for m in here}
+
+
 @pytest.mark.parametrize(
     ("fault", "params"),
     [

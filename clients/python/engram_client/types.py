@@ -128,13 +128,15 @@ class Turn(_Answer, frozen=True, kw_only=True):
 
 
 class SearchResults(_Answer, frozen=True, kw_only=True):
-    """The best items first, the spaces searched (``space``: the first), and the server's
-    time."""
+    """The best items first, the spaces searched (``space``: the first), the spaces that
+    hold the user's items but that the query could not go to (``unsearched``: an external
+    space without a vector of its length), and the server's time."""
 
     results: list[SearchHit]
     space: str
     took_ms: float
     spaces: list[str] = msgspec.field(default_factory=list)
+    unsearched: list[str] = msgspec.field(default_factory=list)
 
 
 class Message(_Answer, frozen=True, kw_only=True):

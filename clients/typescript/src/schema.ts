@@ -1018,6 +1018,7 @@ export interface components {
             space: string;
             spaces: string[];
             took_ms: number;
+            unsearched?: string[];
         };
         /** ServiceStatus */
         ServiceStatus: {

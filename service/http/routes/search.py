@@ -12,11 +12,11 @@ import msgspec
 import numpy as np
 from litestar import Controller, post
 
-from models.embedding.spaces import Space, SpaceRegistry
-from models.errors import InvalidInput
+from models.embedding.spaces import Space
+from models.errors import EmbeddingError, InvalidInput
 from models.search.planner import search
 from models.search.query import Fusion, SearchQuery, Weights
-from models.search.rerank import fuse
+from models.search.spaces import Coverage, across_spaces, covered, first_spaces, held
 from models.search.turns import MAX_NEIGHBORS, with_turns
 from models.types import ItemType, Principal, SearchHit
 from models.validation import (
@@ -71,7 +71,10 @@ class SearchIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class SearchResults(msgspec.Struct, kw_only=True):
     results: list[SearchHit]
     space: str  # the first of ``spaces``
-    spaces: list[str]  # searched: the named one, else where each type of item lives
+    spaces: list[str]  # searched: the named one, else where the user's items are
+    # where the user has items of the types asked that the query could not go (an external
+    # space, without a vector of its length)
+    unsearched: list[str] = msgspec.field(default_factory=list)
     took_ms: float
 
 
@@ -83,28 +86,14 @@ async def answer_search(
     return await charged(runtime, principal, 1, _search(owner, principal, data, runtime))
 
 
-def spaces_searched(
-    spaces: SpaceRegistry, named: str | None, types: tuple[ItemType, ...]
-) -> dict[Space, tuple[ItemType, ...]]:
-    """The spaces a search covers, with the types of item it looks for in each: the one it
-    names, else the space each type is written to (memories and documents may live apart)."""
-    if named:
-        return {spaces.get(named): types}
-    found: dict[Space, tuple[ItemType, ...]] = {}
-    for kind in types:
-        space = spaces.default_for("memory" if kind == "memory" else "document")
-        found[space] = (*found.get(space, ()), kind)
-    return found
-
-
 async def _search(
     owner: str, principal: Principal, data: SearchIn, runtime: Runtime
 ) -> SearchResults:
     started = time.perf_counter()
     limits = runtime.settings.limits
     types = tuple(dict.fromkeys(data.types)) if data.types else ("memory", "chunk")
-    searched = spaces_searched(runtime.spaces, data.space, types)
-    check_query_parts(list(searched), query=data.query, vector=data.vector, mode=data.mode)
+    first = first_spaces(runtime.spaces, data.space, types)
+    check_query_parts(list(first), query=data.query, vector=data.vector, mode=data.mode)
     if data.weights and data.weights.recency + data.weights.importance > 1:
         raise InvalidInput("weights: recency + importance must be at most 1")
     text_config = await runtime.text_config(data.language)
@@ -128,13 +117,24 @@ async def _search(
         if data.weights
         else None,
     )
-    queries = [
-        msgspec.structs.replace(
-            query, vector=await _query_vector(runtime, principal, owner, space, data), types=kinds
-        )
-        for space, kinds in searched.items()
-    ]
     read = runtime.reader(owner)
+    coverage = Coverage(first, [])
+    if data.space is None and len(runtime.spaces.all()) > 1:
+        dims = None if data.vector is None else len(data.vector)
+        coverage = covered(
+            runtime.spaces, first, await held(read, owner), text=text is not None, vector_dims=dims
+        )
+    queries: dict[Space, SearchQuery] = {}
+    unsearched = list(coverage.unreached)
+    for space, kinds in coverage.searched.items():
+        try:
+            vector = await _query_vector(runtime, principal, owner, space, data)
+        except EmbeddingError:
+            if space in first:
+                raise
+            unsearched.append(space.name)  # another space of the user's: named, not fatal
+            continue
+        queries[space] = msgspec.structs.replace(query, vector=vector, types=kinds)
     settings = runtime.settings.search
     searches = [
         search(
@@ -146,17 +146,23 @@ async def _search(
             ef_search=settings.hnsw_ef_search,
             hints=runtime.size_hints,
         )
-        for space, space_query in zip(searched, queries, strict=True)
+        for space, space_query in queries.items()
     ]
     # one space is searched in this task: a task of its own would cost a search a task and
     # a turn of the event loop more, for nothing to run beside it
     rankings = [await searches[0]] if len(searches) == 1 else await asyncio.gather(*searches)
     # Similarities of different models do not compare: the spaces' rankings are fused.
-    hits = rankings[0] if len(rankings) == 1 else across_spaces(rankings, data)
+    hits = (
+        rankings[0]
+        if len(rankings) == 1
+        else across_spaces(rankings, k=data.k, fusion_k=data.fusion.k)
+    )
     hits = await with_turns(read, owner, hits, neighbors=data.neighbors)
     took_ms = round((time.perf_counter() - started) * 1000, 3)
-    names = [space.name for space in searched]
-    return SearchResults(results=hits, space=names[0], spaces=names, took_ms=took_ms)
+    names = [space.name for space in queries]
+    return SearchResults(
+        results=hits, space=names[0], spaces=names, unsearched=sorted(unsearched), took_ms=took_ms
+    )
 
 
 def check_query_parts(
@@ -192,11 +198,6 @@ async def _query_vector(
     # model time is dear: charged before it is spent
     await runtime.limiter.charge(principal.key_id, TEXT_QUERY_COST)
     return await runtime.embed_query(owner, space, data.query or "")
-
-
-def across_spaces(rankings: Sequence[list[SearchHit]], data: SearchIn) -> list[SearchHit]:
-    """The best ``k`` of several spaces' rankings, by reciprocal rank fusion (evenly)."""
-    return fuse([(ranking, 1.0) for ranking in rankings], k=data.fusion.k)[: data.k]
 
 
 class SearchController(Controller):
