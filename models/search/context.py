@@ -14,8 +14,9 @@ Each turn is packed once.
 
 The text has up to three parts: ``Relevant memories:``, each line led by the day it
 happened; ``From past conversations:``, a passage a session, its turns in the order they
-were said under the time of the first; ``Recent conversation:``. ``left_out`` counts what
-was relevant but did not fit.
+were said under the time of the first; ``Recent conversation (last turn <time>):``, the
+session's latest turns, under the time of the last. ``left_out`` counts what was relevant
+but did not fit.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from models.types import SearchHit, Turn
 LATEST_MESSAGES = 200  # the most messages of a session considered
 MEMORIES_HEADER = "Relevant memories:"
 PASSAGES_HEADER = "From past conversations:"
-MESSAGES_HEADER = "Recent conversation:"
+MESSAGES_HEADER = "Recent conversation"
 
 
 class _Budget:
@@ -86,12 +87,11 @@ def pack(
     are messages (``models.search.turns.windows``)."""
     turns = turns or {}
     budget = _Budget(max_tokens, count)
+    recent = _recent_heading(latest)
     remaining = list(latest)
     messages: list[Message] = []
     while (
-        remaining
-        and budget.used < budget.tokens // 2
-        and budget.take(MESSAGES_HEADER, _line(remaining[0]))
+        remaining and budget.used < budget.tokens // 2 and budget.take(recent, _line(remaining[0]))
     ):
         messages.append(remaining.pop(0))
     seen_messages = {m.id for m in messages}
@@ -122,14 +122,14 @@ def pack(
             window = turns[hit.id]
             for turn in sorted(window.around, key=lambda t: (abs(t.seq - window.turn.seq), t.seq)):
                 _pack_turn(hit.session_id or "", turn, passages, seen_messages, budget)
-    while remaining and budget.take(MESSAGES_HEADER, _line(remaining[0])):
+    while remaining and budget.take(recent, _line(remaining[0])):
         messages.append(remaining.pop(0))
     messages.reverse()  # as they were said
     packed_passages = [
         Passage(session_id=session_id, turns=[said[seq] for seq in sorted(said)])
         for session_id, said in sorted(passages.items(), key=lambda p: _first_time(p[1]))
     ]
-    text = _text([h for h in memories if h.id not in turns], packed_passages, messages)
+    text = _text([h for h in memories if h.id not in turns], packed_passages, messages, recent)
     return Context(
         text=text,
         tokens=count(text) if text else 0,
@@ -182,7 +182,9 @@ def _reply(window: Window) -> Turn | None:
     return next((t for t in window.around if t.seq == window.turn.seq + 1), None)
 
 
-def _text(memories: list[SearchHit], passages: list[Passage], messages: list[Message]) -> str:
+def _text(
+    memories: list[SearchHit], passages: list[Passage], messages: list[Message], recent: str
+) -> str:
     sections = []
     if memories:
         sections.append("\n".join([MEMORIES_HEADER, *(_memory_line(h) for h in memories)]))
@@ -193,7 +195,7 @@ def _text(memories: list[SearchHit], passages: list[Passage], messages: list[Mes
         ]
         sections.append("\n".join([PASSAGES_HEADER, *blocks]))
     if messages:
-        sections.append("\n".join([MESSAGES_HEADER, *(_line(m) for m in messages)]))
+        sections.append("\n".join([recent, *(_line(m) for m in messages)]))
     return "\n\n".join(sections)
 
 
@@ -204,6 +206,14 @@ def _first_time(said: dict[int, Turn]) -> tuple[datetime, int]:
 
 def _memory_line(hit: SearchHit) -> str:
     return f"- [{hit.occurred_at:%Y-%m-%d}] {hit.content}"
+
+
+def _recent_heading(latest: Sequence[Message]) -> str:
+    """The recent part's heading, with the time of the session's last turn (``latest`` is
+    newest first): the conversation's present, which its other times are read against."""
+    if not latest:
+        return MESSAGES_HEADER + ":"
+    return f"{MESSAGES_HEADER} (last turn {latest[0].occurred_at:%Y-%m-%d %H:%M}):"
 
 
 def _heading(when: datetime) -> str:

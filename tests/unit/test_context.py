@@ -3,6 +3,9 @@ No server."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import msgspec
 from support.packing import found_turn, memory, message, said
 
 from models.ingest.tokens import estimate_tokens
@@ -119,3 +122,20 @@ def test_a_question_found_comes_with_its_reply_before_the_next_hit():
                     turns={statement.id: Window(conversation[3], conversation[2:3]),
                            question.id: Window(conversation[0], [])})  # fmt: skip
     assert [t.seq for t in ask_last.passages[0].turns] == [1, 3, 4]  # no next turn known
+
+
+def test_the_recent_conversation_is_headed_by_the_time_of_its_last_turn():
+    latest = [message(n, f"turn {n}") for n in range(3, 0, -1)]  # newest first
+    latest[0] = msgspec.structs.replace(
+        latest[0], occurred_at=datetime(2024, 2, 3, 9, 5, tzinfo=UTC)
+    )
+    context = pack([], latest, max_tokens=200, count=estimate_tokens)
+    assert context.text.splitlines() == [
+        "Recent conversation (last turn 2024-02-03 09:05):", "user: turn 1", "user: turn 2",
+        "user: turn 3",
+    ]  # fmt: skip
+    assert context.tokens == estimate_tokens(context.text) <= 200
+    heading = "Recent conversation (last turn 2024-02-03 09:05):"
+    just = room("user: turn 3", heading=heading)  # the heading is paid with the first turn
+    assert [m.seq for m in pack([], latest, max_tokens=just, count=estimate_tokens).messages] == [3]
+    assert pack([], latest, max_tokens=just - 1, count=estimate_tokens).messages == []

@@ -35,7 +35,7 @@ describe("sessions", async () => {
     assert.equal((await engram.getSession(userId, "trip")).message_count, 2);
 
     const context = await engram.context(userId, { query: "What does Bob eat?", session_id: "trip" });
-    assert.match(context.text, /Recent conversation:/);
+    assert.match(context.text, /Recent conversation \(last turn \d{4}-\d\d-\d\d \d\d:\d\d\):/);
     assert.match(context.text, /vegetarian/);
     assert.equal(context.messages.length, 2);
   });
