@@ -530,6 +530,40 @@ def test_a_selective_filter_on_a_large_user_is_measured_exactly(
         assert "Hash Join" not in plan and "Merge Join" not in plan, plan
 
 
+def test_hybrid_search_on_the_hnsw_path_answers_as_the_exact_path_does(
+    client, new_user, servers, embedder
+):
+    """A user whose vectors are in the HNSW index: hybrid search, with and without a filter
+    on the items, ranks what the exact path ranks, score for score, and gives ``k`` results
+    when the user has ``k`` matching items; a code is found first, by its words."""
+    user, headers = new_user()
+    topics = ["tea", "rain", "jazz", "chess"]
+    notes = [f"note {i} about {topics[i % 4]}" for i in range(80)]
+    notes[37] = "the locker code is QX-5521, by the tea shelf"
+    body = {
+        "memories": [{"content": c, "metadata": {"tenth": i % 10}} for i, c in enumerate(notes)],
+        "wait": True,
+    }
+    answer = client.post(f"/v1/users/{user}/memories", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert index_vectors(servers, user) == 80
+    text = "QX-5521"
+    vector = embedder.encode([text])[0]
+    for condition, k, matching in ((None, 10, 80), ({"tenth": 7}, 10, 8), ({"tenth": 7}, 8, 8)):
+        query = SearchQuery(vector=vector, k=k, text=text, hybrid=True, metadata=condition)
+        sent: list[Any] = []
+        hnsw = search_directly(servers, user, query, sent, exact_max_rows=20)
+        exact = search_directly(servers, user, query, exact_max_rows=10**6)
+        assert any("v.indexed" in s.query for s in sent)  # the HNSW path's statements
+        assert [(h.id, h.score) for h in hnsw] == [(h.id, h.score) for h in exact]
+        assert len(hnsw) == min(k, matching)
+        if condition is None:
+            assert hnsw[0].content == notes[37]  # the code, found by its words
+        else:
+            assert hnsw[0].content == notes[37]
+            assert {h.content for h in hnsw} <= {notes[i] for i in range(7, 80, 10)}
+
+
 def test_searches_with_conditions_on_items_are_planned_for_their_values_every_time(
     client, new_user, servers, embedder
 ):
