@@ -474,7 +474,7 @@ def run_engram(
     made of each conversation."""
     engram = Engram(url, admin_key)
     took_ms: dict[str, list[float]] = defaultdict(list)
-    swept: dict[str, list[float]] = defaultdict(list)
+    swept: dict[str, dict[str, list[float]]] = {}  # by conversation, by setting
     stored: dict[str, Stored] = {}
     started = time.perf_counter()
     try:
@@ -486,7 +486,8 @@ def run_engram(
             tally = tallies.setdefault(conversation.sample_id, new_tally())
             ask_engram(engram, user, headers, conversation, made.turns, tally, took_ms)
             if sweep:
-                sweep_engram(engram, user, headers, conversation, made.turns, swept)
+                own = swept.setdefault(conversation.sample_id, defaultdict(list))
+                sweep_engram(engram, user, headers, conversation, made.turns, own)
     finally:
         engram.close()
     figures = {
@@ -498,7 +499,15 @@ def run_engram(
         "median_ms": {name: round(statistics.median(v), 2) for name, v in took_ms.items()},
     }
     if swept:
-        figures["sweep"] = {name: round(statistics.mean(v), 4) for name, v in swept.items()}
+        everywhere: dict[str, list[float]] = defaultdict(list)
+        for by_setting in swept.values():
+            for name, values in by_setting.items():
+                everywhere[name].extend(values)
+        figures["sweep"] = {name: round(statistics.mean(v), 4) for name, v in everywhere.items()}
+        figures["sweep_by_conversation"] = {
+            conversation: {name: [sum(v), len(v)] for name, v in by_setting.items()}
+            for conversation, by_setting in swept.items()
+        }
     return figures, stored
 
 
@@ -689,6 +698,60 @@ def sweep_table(swept: dict[str, float] | None) -> list[str]:
     ]
 
 
+# the default of each kind of setting the sweep varies
+SWEPT_DEFAULTS = {"hybrid": "hybrid, fusion by scores", "context": "context, floor 0.25"}
+
+
+def held_out(
+    by_conversation: dict[str, dict[str, list[float]]], kind: str
+) -> list[tuple[str, str, float, float]]:
+    """For each conversation, the setting of ``kind`` ("hybrid" or "context") that does
+    best over the other conversations' questions: (conversation, that setting, its figure
+    on this conversation, the default's figure on it). A default chosen by the sweep that
+    a held-out conversation would not have chosen is one fitted to these conversations."""
+    rows = []
+    for conversation, own in by_conversation.items():
+        totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for other, settings in by_conversation.items():
+            if other == conversation:
+                continue
+            for name, (total, count) in settings.items():
+                if name.startswith(kind + ","):
+                    totals[name][0] += total
+                    totals[name][1] += count
+        # the default first, so that a tie keeps it
+        names = sorted(totals, key=lambda n: n != SWEPT_DEFAULTS[kind])
+        chosen = max(names, key=lambda n: totals[n][0] / totals[n][1])
+        here = {name: total / count for name, (total, count) in own.items()}
+        rows.append((conversation, chosen, here[chosen], here[SWEPT_DEFAULTS[kind]]))
+    return rows
+
+
+def held_out_table(by_conversation: dict[str, dict[str, list[float]]] | None) -> list[str]:
+    """The settings each conversation's neighbours would choose (``--sweep``), if measured."""
+    if not by_conversation or len(by_conversation) < 2:
+        return []
+    rows = []
+    for kind, what in (("hybrid", "recall@10"), ("context", "coverage")):
+        for conversation, chosen, figure_here, default in held_out(by_conversation, kind):
+            rows.append(
+                f"| {conversation} | {what} | {chosen} | {figure_here:.3f} | {default:.3f} |"
+            )
+    return [
+        "Each conversation held out in turn: the setting of the sweep that does best on the "
+        "other conversations' questions, and its figure on the one held out beside the "
+        "default's (a default that the held-out conversations would not choose would be "
+        "fitted to these conversations).",
+        "\n".join(
+            [
+                "| held out | figure | chosen on the others | its figure | the default's |",
+                "| --- | --- | --- | --- | --- |",
+                *rows,
+            ]
+        ),
+    ]
+
+
 def write_docs(result: dict[str, Any]) -> None:
     """docs/benchmarks-quality.json, and the section of docs/benchmarks.md before stall's."""
     (DOCS / "benchmarks-quality.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -711,6 +774,7 @@ def write_docs(result: dict[str, Any]) -> None:
             "the client's round trip of the request that answered, not the rate limit's "
             "waits).",
             *sweep_table(result["engram"].get("sweep")),
+            *held_out_table(result["engram"].get("sweep_by_conversation")),
         ]
     )
     write_section("quality", body + "\n", before="<!-- bench-stall -->")

@@ -15,6 +15,8 @@ from quality import (
     Turn,
     by_conversation,
     conversation_table,
+    held_out,
+    held_out_table,
     in_context,
     merged,
     message_body,
@@ -181,3 +183,26 @@ def test_conversations_are_scored_alone_and_together() -> None:
     table = conversation_table(by_conversation({"a": first, "b": second})).splitlines()
     assert table[2] == "| a | 1 | - | 1.000 | - | 1.000 |"
     assert table[3] == "| b | 1 | - | 0.000 | - | 0.000 |"
+
+
+def test_each_conversation_held_out_takes_the_setting_best_on_the_others() -> None:
+    # [sum of figures, questions] by conversation, by setting
+    figures = {
+        "a": {"hybrid, fusion by scores": [6, 10], "hybrid, reach 1": [9, 10],
+              "context, floor 0.25": [5, 10], "context, floor 0.0": [5, 10]},
+        "b": {"hybrid, fusion by scores": [8, 10], "hybrid, reach 1": [5, 10],
+              "context, floor 0.25": [7, 10], "context, floor 0.0": [7, 10]},
+        "c": {"hybrid, fusion by scores": [3, 5], "hybrid, reach 1": [2, 5],
+              "context, floor 0.25": [1, 5], "context, floor 0.0": [1, 5]},
+    }  # fmt: skip
+    hybrid = held_out(figures, "hybrid")
+    # without a: b and c give scores 11/15 against reach's 7/15
+    assert hybrid[0] == ("a", "hybrid, fusion by scores", 0.6, 0.6)
+    # without b: a and c give reach 11/15 against scores' 9/15
+    assert hybrid[1] == ("b", "hybrid, reach 1", 0.5, 0.8)
+    # without c: 14/20 each, and a tie keeps the default
+    assert hybrid[2] == ("c", "hybrid, fusion by scores", 0.6, 0.6)
+    context = held_out(figures, "context")
+    assert [row[1] for row in context] == ["context, floor 0.25"] * 3
+    assert held_out_table({"a": figures["a"]}) == []
+    assert "| b | recall@10 | hybrid, reach 1 | 0.500 | 0.800 |" in held_out_table(figures)[1]
