@@ -731,17 +731,26 @@ def held_out_table(by_conversation: dict[str, dict[str, list[float]]] | None) ->
     """The settings each conversation's neighbours would choose (``--sweep``), if measured."""
     if not by_conversation or len(by_conversation) < 2:
         return []
-    rows = []
+    rows, means = [], []
     for kind, what in (("hybrid", "recall@10"), ("context", "coverage")):
+        chosen_total = default_total = questions = 0.0
         for conversation, chosen, figure_here, default in held_out(by_conversation, kind):
             rows.append(
                 f"| {conversation} | {what} | {chosen} | {figure_here:.3f} | {default:.3f} |"
             )
+            count = by_conversation[conversation][SWEPT_DEFAULTS[kind]][1]
+            chosen_total += figure_here * count
+            default_total += default * count
+            questions += count
+        means.append(
+            f"{what} {chosen_total / questions:.3f} with the settings chosen on the others "
+            f"against {default_total / questions:.3f} with the defaults"
+        )
     return [
         "Each conversation held out in turn: the setting of the sweep that does best on the "
         "other conversations' questions, and its figure on the one held out beside the "
         "default's (a default that the held-out conversations would not choose would be "
-        "fitted to these conversations).",
+        f"fitted to these conversations). Over all questions: {'; '.join(means)}.",
         "\n".join(
             [
                 "| held out | figure | chosen on the others | its figure | the default's |",
