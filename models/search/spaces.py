@@ -21,9 +21,7 @@ from models.types import ItemType, SearchHit
 
 # the spaces and types of which the user has vectors, from the counts the triggers keep
 # (migration 0011)
-_HELD = Statement(
-    "SELECT space, kind FROM vector_counts WHERE user_id = %(user_id)s AND vectors > 0"
-)
+_HELD = "SELECT space, kind FROM vector_counts WHERE user_id = %(user_id)s AND vectors > 0"
 
 
 class Coverage(NamedTuple):
@@ -34,9 +32,9 @@ class Coverage(NamedTuple):
     unreached: list[str]
 
 
-async def held(read: Reader, user_id: str) -> set[tuple[str, ItemType]]:
+async def spaces_held(read: Reader, user_id: str) -> set[tuple[str, ItemType]]:
     """The (space, type) pairs of which ``user_id`` has vectors."""
-    (rows,) = await read([Statement(_HELD.query, {"user_id": user_id})], {})
+    (rows,) = await read([Statement(_HELD, {"user_id": user_id})], {})
     return {(space, kind) for space, kind in rows}
 
 

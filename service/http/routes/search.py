@@ -16,7 +16,7 @@ from models.embedding.spaces import Space
 from models.errors import EmbeddingError, InvalidInput
 from models.search.planner import search
 from models.search.query import Fusion, SearchQuery, Weights
-from models.search.spaces import Coverage, across_spaces, covered, first_spaces, held
+from models.search.spaces import Coverage, across_spaces, covered, first_spaces, spaces_held
 from models.search.turns import MAX_NEIGHBORS, with_turns
 from models.types import ItemType, Principal, SearchHit
 from models.validation import (
@@ -73,7 +73,7 @@ class SearchResults(msgspec.Struct, kw_only=True):
     space: str  # the first of ``spaces``
     spaces: list[str]  # searched: the named one, else where the user's items are
     # where the user has items of the types asked that the query could not go (an external
-    # space, without a vector of its length)
+    # space without a vector of its length; a provider that failed to embed the query)
     unsearched: list[str] = msgspec.field(default_factory=list)
     took_ms: float
 
@@ -121,9 +121,8 @@ async def _search(
     coverage = Coverage(first, [])
     if data.space is None and len(runtime.spaces.all()) > 1:
         dims = None if data.vector is None else len(data.vector)
-        coverage = covered(
-            runtime.spaces, first, await held(read, owner), text=text is not None, vector_dims=dims
-        )
+        held = await spaces_held(read, owner)
+        coverage = covered(runtime.spaces, first, held, text=text is not None, vector_dims=dims)
     queries: dict[Space, SearchQuery] = {}
     unsearched = list(coverage.unreached)
     for space, kinds in coverage.searched.items():
