@@ -230,12 +230,20 @@ class _Handler(BaseHTTPRequestHandler):
         generation, kind, params = fake._begin(
             self.path, headers, body if isinstance(body, dict) else {}
         )
+        self._done: Callable[[], None] | None = lambda: fake._end(generation)
         try:
             self._answer(fake, kind, params, headers, body)
         except (ConnectionError, TimeoutError):
             pass  # the client gave up (a timeout test): nobody is listening
         finally:
-            fake._end(generation)
+            self._finish()
+
+    def _finish(self) -> None:
+        """The request leaves the in-flight count, once: before its answer is written, so
+        that a client that has the answer never finds it still counted."""
+        if self._done is not None:
+            self._done, done = None, self._done
+            done()
 
     def _answer(
         self,
@@ -332,6 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         content_type: str = "application/json",
     ) -> None:
+        self._finish()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
