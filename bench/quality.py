@@ -499,15 +499,12 @@ def run_engram(
         "median_ms": {name: round(statistics.median(v), 2) for name, v in took_ms.items()},
     }
     if swept:
-        everywhere: dict[str, list[float]] = defaultdict(list)
-        for by_setting in swept.values():
-            for name, values in by_setting.items():
-                everywhere[name].extend(values)
-        figures["sweep"] = {name: round(statistics.mean(v), 4) for name, v in everywhere.items()}
-        figures["sweep_by_conversation"] = {
+        by_conversation = {
             conversation: {name: [sum(v), len(v)] for name, v in by_setting.items()}
             for conversation, by_setting in swept.items()
         }
+        figures["sweep"] = {name: round(v, 4) for name, v in pooled(by_conversation).items()}
+        figures["sweep_by_conversation"] = by_conversation
     return figures, stored
 
 
@@ -711,20 +708,29 @@ def held_out(
     a held-out conversation would not have chosen is one fitted to these conversations."""
     rows = []
     for conversation, own in by_conversation.items():
-        totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for other, settings in by_conversation.items():
-            if other == conversation:
-                continue
-            for name, (total, count) in settings.items():
-                if name.startswith(kind + ","):
-                    totals[name][0] += total
-                    totals[name][1] += count
+        others = pooled(by_conversation, leave_out=conversation)
         # the default first, so that a tie keeps it
-        names = sorted(totals, key=lambda n: n != SWEPT_DEFAULTS[kind])
-        chosen = max(names, key=lambda n: totals[n][0] / totals[n][1])
-        here = {name: total / count for name, (total, count) in own.items()}
+        names = sorted(
+            (n for n in others if n.startswith(kind + ",")), key=lambda n: n != SWEPT_DEFAULTS[kind]
+        )
+        chosen = max(names, key=others.__getitem__)
+        here = pooled({conversation: own})
         rows.append((conversation, chosen, here[chosen], here[SWEPT_DEFAULTS[kind]]))
     return rows
+
+
+def pooled(
+    by_conversation: dict[str, dict[str, list[float]]], leave_out: str | None = None
+) -> dict[str, float]:
+    """Each setting's mean over the questions of every conversation but ``leave_out``, from
+    each conversation's [sum of figures, questions]."""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for conversation, settings in by_conversation.items():
+        if conversation != leave_out:
+            for name, (total, count) in settings.items():
+                totals[name][0] += total
+                totals[name][1] += count
+    return {name: total / count for name, (total, count) in totals.items()}
 
 
 def held_out_table(by_conversation: dict[str, dict[str, list[float]]] | None) -> list[str]:

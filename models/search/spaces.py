@@ -60,7 +60,7 @@ def covered(
     text: bool,
     vector_dims: int | None,
 ) -> Coverage:
-    """What a search that names no space covers: its ``first`` spaces, and each other
+    """What a search covers: its ``first`` spaces, and (when it names no space) each other
     space where the user ``held`` vectors of the types asked, if a query with ``text`` or
     not and a vector of ``vector_dims`` numbers or none can go there."""
     types = {kind for kinds in first.values() for kind in kinds}

@@ -230,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         generation, kind, params = fake._begin(
             self.path, headers, body if isinstance(body, dict) else {}
         )
-        self._done: Callable[[], None] | None = lambda: fake._end(generation)
+        self._counted: int | None = generation  # the generation it is counted in
         try:
             self._answer(fake, kind, params, headers, body)
         except (ConnectionError, TimeoutError):
@@ -241,9 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _finish(self) -> None:
         """The request leaves the in-flight count, once: before its answer is written, so
         that a client that has the answer never finds it still counted."""
-        if self._done is not None:
-            self._done, done = None, self._done
-            done()
+        if self._counted is not None:
+            self.server_fake._end(self._counted)
+            self._counted = None
 
     def _answer(
         self,

@@ -16,7 +16,7 @@ from models.embedding.spaces import Space
 from models.errors import EmbeddingError, InvalidInput
 from models.search.planner import search
 from models.search.query import Fusion, SearchQuery, Weights
-from models.search.spaces import Coverage, across_spaces, covered, first_spaces, spaces_held
+from models.search.spaces import across_spaces, covered, first_spaces, spaces_held
 from models.search.turns import MAX_NEIGHBORS, with_turns
 from models.types import ItemType, Principal, SearchHit
 from models.validation import (
@@ -118,11 +118,11 @@ async def _search(
         else None,
     )
     read = runtime.reader(owner)
-    coverage = Coverage(first, [])
-    if data.space is None and len(runtime.spaces.all()) > 1:
-        dims = None if data.vector is None else len(data.vector)
-        held = await spaces_held(read, owner)
-        coverage = covered(runtime.spaces, first, held, text=text is not None, vector_dims=dims)
+    # where else the user's items are: a read only when there is somewhere else to look
+    elsewhere = data.space is None and len(runtime.spaces.all()) > 1
+    held = await spaces_held(read, owner) if elsewhere else set()
+    dims = None if data.vector is None else len(data.vector)
+    coverage = covered(runtime.spaces, first, held, text=text is not None, vector_dims=dims)
     queries: dict[Space, SearchQuery] = {}
     unsearched = list(coverage.unreached)
     for space, kinds in coverage.searched.items():
